@@ -1,0 +1,93 @@
+// Who may do what: service callers present a policy token (skn = policy name), devices present a
+// token signed with their own key, or with a DeviceConnect policy's key.
+import type { DeviceRecord, DeviceRegistry } from '../registry/device-registry.js'
+import { HubError } from '../rest/hub-error.js'
+import { hasRight, type AccessPolicy, type Right } from './policies.js'
+import { parseSasToken, splitResource, verifySasToken, TokenError, type SasToken } from './sas-token.js'
+
+export type DeviceAuthFailure = 'unauthorized' | 'not-found' | 'disabled'
+
+export class DeviceAuthError extends Error {
+  constructor(readonly failure: DeviceAuthFailure, message: string) { super(message) }
+}
+
+export interface DeviceIdentity {
+  device: DeviceRecord
+  /** `iothub-connection-auth-method` as Azure stamps it. */
+  authMethod: string
+  /** Seconds since the epoch when the token stops being valid. */
+  expiry: number
+}
+
+export class Authenticator {
+  private readonly hosts: Set<string>
+  private readonly policies = new Map<string, AccessPolicy>()
+
+  constructor(hostNames: string[], policies: AccessPolicy[], private readonly registry: DeviceRegistry) {
+    this.hosts = new Set(hostNames.map((h) => h.replace(/:\d+$/, '').toLowerCase()))
+    for (const p of policies) this.policies.set(p.keyName, p)
+  }
+
+  policy(name: string): AccessPolicy | undefined { return this.policies.get(name) }
+
+  private parse(raw: string): { token: SasToken; segments: string[] } {
+    const token = parseSasToken(raw)
+    const { host, segments } = splitResource(token.resource)
+    if (!this.hosts.has(host)) throw new TokenError(`token audience ${host} is not this hub`, 'scope')
+    return { token, segments }
+  }
+
+  /** Checks an Authorization header for a service route; throws HubError 401003. */
+  authorizeService(header: string | undefined, right: Right): AccessPolicy {
+    if (!header) throw new HubError(401003, 'Authorization header missing')
+    let policy: AccessPolicy | undefined
+    try {
+      const { token, segments } = this.parse(header)
+      if (segments.length > 0) throw new TokenError('a service token must be scoped to the hub', 'scope')
+      policy = token.keyName ? this.policies.get(token.keyName) : undefined
+      if (!policy) throw new TokenError('unknown policy', 'scope')
+      verifySasToken(token, [policy.primaryKey, policy.secondaryKey])
+    } catch (e) {
+      if (e instanceof TokenError) throw new HubError(401003, `Unauthorized: ${e.message}`)
+      throw e
+    }
+    if (!hasRight(policy, right)) throw new HubError(401003, `Authorization rule '${policy.keyName}' does not allow access for '${right}'`)
+    return policy
+  }
+
+  /** Checks a device's SAS token (the MQTT password). */
+  authenticateDevice(password: string | undefined, deviceId: string, nowSeconds = Date.now() / 1000): DeviceIdentity {
+    if (!password) throw new DeviceAuthError('unauthorized', 'no SAS token (X.509 is not supported yet)')
+    const device = this.registry.get(deviceId)
+    if (!device) throw new DeviceAuthError('not-found', `device ${deviceId} is not registered`)
+    try {
+      const { token, segments } = this.parse(password)
+      let keys: string[]
+      let scope: 'device' | 'hub'
+      if (token.keyName) {
+        const policy = this.policies.get(token.keyName)
+        if (!policy || !hasRight(policy, 'DeviceConnect')) throw new TokenError('policy does not grant DeviceConnect', 'scope')
+        // a policy token may cover the hub, all devices, or this device
+        const target = ['devices', deviceId]
+        if (segments.length > 2 || segments.some((s, i) => s !== target[i])) throw new TokenError('token is for another resource', 'scope')
+        keys = [policy.primaryKey, policy.secondaryKey]
+        scope = 'hub'
+      } else {
+        if (segments.length !== 2 || segments[0] !== 'devices' || segments[1] !== deviceId) throw new TokenError('token is for another device', 'scope')
+        if (device.authentication.type !== 'sas') throw new TokenError('device does not use SAS', 'scope')
+        keys = [device.authentication.symmetricKey.primaryKey ?? '', device.authentication.symmetricKey.secondaryKey ?? '']
+        scope = 'device'
+      }
+      verifySasToken(token, keys, nowSeconds)
+      if (device.status === 'disabled') throw new DeviceAuthError('disabled', `device ${deviceId} is disabled`)
+      return {
+        device,
+        expiry: token.expiry,
+        authMethod: JSON.stringify({ scope, type: 'sas', issuer: 'iothub', acceptingIpFilterRule: null }),
+      }
+    } catch (e) {
+      if (e instanceof TokenError) throw new DeviceAuthError('unauthorized', e.message)
+      throw e
+    }
+  }
+}

@@ -1,0 +1,130 @@
+// Hub settings: defaults, then a JSON config file, then HYPERHUB_* environment variables, then
+// command-line flags. Every value is validated at start; a bad one stops the hub with a message that
+// names the setting and the three places it can be set.
+import { readFileSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
+import { resolve } from 'node:path'
+import type { LogLevel } from './log.js'
+
+export interface HubConfig {
+  hostName: string
+  tlsNames: string[]
+  host: string
+  dataDir: string
+  mqttPort: number
+  httpsPort: number
+  mqttTcpPort: number | null
+  shards: number
+  partitions: number
+  retentionDays: number
+  logLevel: LogLevel
+}
+
+type Kind = 'port' | 'optionalPort' | 'string' | 'names' | 'int' | 'level'
+interface Setting { key: keyof HubConfig; flag: string; env: string; kind: Kind; min?: number; max?: number; help: string }
+
+export const SETTINGS: Setting[] = [
+  { key: 'hostName', flag: '--host-name', env: 'HYPERHUB_HOST_NAME', kind: 'string', help: 'IoT hub host name devices and services put in their connection strings' },
+  { key: 'tlsNames', flag: '--tls-names', env: 'HYPERHUB_TLS_NAMES', kind: 'names', help: 'extra DNS names / IPs for the server certificate (comma-separated)' },
+  { key: 'host', flag: '--host', env: 'HYPERHUB_HOST', kind: 'string', help: 'address every listener binds' },
+  { key: 'dataDir', flag: '--data-dir', env: 'HYPERHUB_DATA_DIR', kind: 'string', help: 'where LMDB and the local CA live' },
+  { key: 'mqttPort', flag: '--mqtt-port', env: 'HYPERHUB_MQTT_PORT', kind: 'port', help: 'MQTT over TLS' },
+  { key: 'httpsPort', flag: '--https-port', env: 'HYPERHUB_HTTPS_PORT', kind: 'port', help: 'HTTPS REST and MQTT over WebSocket' },
+  { key: 'mqttTcpPort', flag: '--mqtt-tcp-port', env: 'HYPERHUB_MQTT_TCP_PORT', kind: 'optionalPort', help: 'plain-TCP MQTT for local use and benchmarks ("off" to disable)' },
+  { key: 'shards', flag: '--shards', env: 'HYPERHUB_SHARDS', kind: 'int', min: 1, max: 64, help: 'worker threads that own device sessions' },
+  { key: 'partitions', flag: '--partitions', env: 'HYPERHUB_PARTITIONS', kind: 'int', min: 2, max: 32, help: 'built-in endpoint partitions (fixed once data exists)' },
+  { key: 'retentionDays', flag: '--retention-days', env: 'HYPERHUB_RETENTION_DAYS', kind: 'int', min: 1, max: 7, help: 'built-in endpoint retention' },
+  { key: 'logLevel', flag: '--log-level', env: 'HYPERHUB_LOG_LEVEL', kind: 'level', help: 'debug | info | warn | error | silent' },
+]
+
+export function defaultConfig(): HubConfig {
+  return {
+    hostName: 'localhost', tlsNames: [], host: '0.0.0.0', dataDir: './data',
+    mqttPort: 8883, httpsPort: 443, mqttTcpPort: null,
+    shards: Math.max(1, availableParallelism() - 1), partitions: 4, retentionDays: 1, logLevel: 'info',
+  }
+}
+
+export class ConfigError extends Error {}
+
+function where(s: Setting): string {
+  return `set it with ${s.flag}, ${s.env} or "${s.key}" in the config file`
+}
+
+function parseValue(s: Setting, raw: unknown): unknown {
+  const bad = (what: string) => new ConfigError(`${s.key}: ${what} (got ${JSON.stringify(raw)}); ${where(s)}`)
+  const asInt = (v: unknown) => (typeof v === 'number' ? v : typeof v === 'string' && /^-?\d+$/.test(v.trim()) ? Number(v) : NaN)
+  switch (s.kind) {
+    case 'string':
+      if (typeof raw !== 'string' || raw.trim() === '') throw bad('must be a non-empty string')
+      return raw.trim()
+    case 'names': {
+      const list = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',') : null
+      if (!list || list.some((n) => typeof n !== 'string')) throw bad('must be a list of names')
+      return (list as string[]).map((n) => n.trim()).filter(Boolean)
+    }
+    case 'port':
+    case 'optionalPort': {
+      if (s.kind === 'optionalPort' && (raw === null || raw === 'off' || raw === false)) return null
+      const n = asInt(raw)
+      if (!Number.isInteger(n) || n < 0 || n > 65535) throw bad(`must be a port number 0..65535${s.kind === 'optionalPort' ? ' or "off"' : ''}`)
+      return n
+    }
+    case 'int': {
+      const n = asInt(raw)
+      if (!Number.isInteger(n) || n < s.min! || n > s.max!) throw bad(`must be an integer ${s.min}..${s.max}`)
+      return n
+    }
+    case 'level':
+      if (!['debug', 'info', 'warn', 'error', 'silent'].includes(String(raw))) throw bad('must be debug, info, warn, error or silent')
+      return raw
+  }
+}
+
+/** Builds the config from argv/env/file. Throws ConfigError with a message meant for the user. */
+export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env, overrides: Partial<HubConfig> = {}): HubConfig {
+  const flags = new Map<string, string>()
+  let configFile = env.HYPERHUB_CONFIG
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!
+    const [name, inline] = arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined]
+    const value = inline ?? argv[i + 1]
+    if (name === '--config') { configFile = value; if (inline === undefined) i++; continue }
+    if (!SETTINGS.some((s) => s.flag === name)) throw new ConfigError(`unknown option ${name}; run with --help for the list`)
+    if (value === undefined) throw new ConfigError(`${name} needs a value`)
+    flags.set(name, value)
+    if (inline === undefined) i++
+  }
+  let file: Record<string, unknown> = {}
+  if (configFile) {
+    try {
+      file = JSON.parse(readFileSync(configFile, 'utf8')) as Record<string, unknown>
+    } catch (e) {
+      throw new ConfigError(`config file ${configFile}: ${(e as Error).message}`)
+    }
+    if (typeof file !== 'object' || file === null || Array.isArray(file)) throw new ConfigError(`config file ${configFile}: must hold a JSON object`)
+    for (const k of Object.keys(file)) {
+      if (!SETTINGS.some((s) => s.key === k)) throw new ConfigError(`config file ${configFile}: unknown setting "${k}"`)
+    }
+  }
+  const config = defaultConfig() as unknown as Record<string, unknown>
+  for (const s of SETTINGS) {
+    const raw = flags.get(s.flag) ?? env[s.env] ?? file[s.key]
+    if (raw !== undefined) config[s.key] = parseValue(s, raw)
+  }
+  const out = { ...(config as unknown as HubConfig), ...overrides }
+  out.dataDir = resolve(out.dataDir)
+  return out
+}
+
+export function usage(): string {
+  const lines = SETTINGS.map((s) => `  ${(s.flag + ' <v>').padEnd(24)} ${s.env.padEnd(26)} ${s.help}`)
+  return ['Usage: npm start -- [options]   (or node --import tsx src/main.ts [options])', '',
+    '  --config <file>          HYPERHUB_CONFIG            JSON file with any of the settings below', ...lines].join('\n')
+}
+
+/** The hint printed when a listener cannot bind. */
+export function portHint(key: 'mqttPort' | 'httpsPort' | 'mqttTcpPort'): string {
+  const s = SETTINGS.find((x) => x.key === key)!
+  return `${where(s)}${key !== 'mqttTcpPort' ? ' (ports below 1024 need root or CAP_NET_BIND_SERVICE)' : ''}`
+}

@@ -1,0 +1,135 @@
+// Puts the hub together: store, policies, registry, shards, MQTT listeners and the HTTPS app, and
+// takes it apart again without losing an acknowledged message.
+import { readFileSync } from 'node:fs'
+import type net from 'node:net'
+import { join } from 'node:path'
+import uWS from './uws-native.js'
+import type { us_listen_socket } from 'uWebSockets.js'
+import { Authenticator } from './auth/authenticator.js'
+import { createDefaultPolicies, type AccessPolicy } from './auth/policies.js'
+import { portHint, type HubConfig } from './config.js'
+import { BuiltInEndpoint } from './events/built-in-endpoint.js'
+import { EventStream } from './events/event-stream.js'
+import type { Logger } from './log.js'
+import { createTcpListener, createTlsListener, listen, mountMqttOverWebSocket } from './mqtt/listeners.js'
+import { MqttEdge } from './mqtt/mqtt-edge.js'
+import { DeviceRegistry } from './registry/device-registry.js'
+import { eventsRoutes } from './rest/events-routes.js'
+import { mountRest } from './rest/http-server.js'
+import { registryRoutes } from './rest/registry-routes.js'
+import { ShardPool } from './shard-pool.js'
+import { openHubStore } from './store/hub-store.js'
+import { ensureLocalPki } from './tls/local-pki.js'
+
+export interface RunningHub {
+  config: HubConfig
+  policies: AccessPolicy[]
+  caCertFile: string
+  ports: { mqtt: number; https: number; mqttTcp: number | null }
+  registry: DeviceRegistry
+  edge: MqttEdge
+  stop(): Promise<void>
+}
+
+export class StartupError extends Error {}
+
+async function loadPolicies(store: ReturnType<typeof openHubStore>): Promise<AccessPolicy[]> {
+  const existing = store.meta.get('policies') as AccessPolicy[] | undefined
+  if (existing) return existing
+  const created = createDefaultPolicies()
+  await store.meta.put('policies', created)
+  return created
+}
+
+export async function startHub(config: HubConfig, log: Logger): Promise<RunningHub> {
+  const store = openHubStore(config.dataDir)
+  const storedPartitions = store.meta.get('partitions') as number | undefined
+  if (storedPartitions !== undefined && storedPartitions !== config.partitions) {
+    await store.close()
+    throw new StartupError(`partitions: this data directory was created with ${storedPartitions} partitions; the count cannot change (got ${config.partitions})`)
+  }
+  if (storedPartitions === undefined) await store.meta.put('partitions', config.partitions)
+  const policies = await loadPolicies(store)
+  const tlsNames = [...new Set([config.hostName.replace(/:\d+$/, ''), 'localhost', '127.0.0.1', ...config.tlsNames])]
+  const pki = ensureLocalPki(join(config.dataDir, 'tls'), tlsNames)
+  if (pki.created) log.info('issued TLS certificates', { caCertFile: pki.caCertFile, names: tlsNames })
+
+  const endpoint = new BuiltInEndpoint(store, config.partitions)
+  const stream = new EventStream(endpoint)
+  let edge!: MqttEdge
+  const shards = new ShardPool(
+    { shardCount: config.shards, partitions: config.partitions, retentionDays: config.retentionDays, dataDir: config.dataDir },
+    {
+      acks: (flat, from) => edge.acks(flat, from),
+      sessionOpened: (connId, present) => edge.sessionOpened(connId, present),
+      partitionAdvanced: (p) => stream.advanced(p),
+      rejected: (connId, code, message) => edge.rejected(connId, code, message),
+      fatal: (shard, error) => {
+        log.error('shard failed; stopping the hub', { shard, error })
+        process.exitCode = 70
+        void stop()
+      },
+    },
+  )
+  await shards.start()
+
+  // the registry asks the edge who is connected; the edge asks the registry (through the authenticator) who may connect
+  const registry = new DeviceRegistry(store.devices, {
+    connectionState: (id) => edge.connectionState(id),
+    lastActivityTime: (id) => edge.lastActivityTime(id),
+    cloudToDeviceMessageCount: (id) => edge.cloudToDeviceMessageCount(id),
+  })
+  edge = new MqttEdge(new Authenticator(tlsNames, policies, registry), shards, log)
+  registry.onChange((e) => edge.registryChanged(e))
+
+  const servers: net.Server[] = []
+  const bind = async (server: net.Server, port: number, key: 'mqttPort' | 'mqttTcpPort', what: string) => {
+    try {
+      const bound = await listen(server, port, config.host)
+      servers.push(server)
+      return bound
+    } catch (e) {
+      throw new StartupError(`cannot listen on ${config.host}:${port} for ${what} (${(e as NodeJS.ErrnoException).code}); ${portHint(key)}`)
+    }
+  }
+
+  const app = uWS.SSLApp({ key_file_name: pki.serverKeyFile, cert_file_name: pki.serverCertFile })
+  mountMqttOverWebSocket(app, edge)
+  stream.mount(app, edge.authenticator)
+  mountRest(app, [...registryRoutes(registry, edge), ...eventsRoutes(endpoint)], edge.authenticator, log)
+
+  let httpsSocket: us_listen_socket | undefined
+  let stopping: Promise<void> | undefined
+  async function stop(): Promise<void> {
+    stopping ??= (async () => {
+      for (const s of servers) s.close()
+      if (httpsSocket) uWS.us_listen_socket_close(httpsSocket)
+      edge.pauseAll()
+      await shards.stop() // every ack the shards release is written before this resolves
+      edge.closeAll('hub shutting down')
+      stream.closeAll()
+      await store.close()
+      log.info('hub stopped')
+    })()
+    return stopping
+  }
+
+  try {
+    const key = readFileSync(pki.serverKeyFile, 'utf8')
+    const cert = readFileSync(pki.serverCertFile, 'utf8')
+    const mqtt = await bind(createTlsListener(edge, key, cert), config.mqttPort, 'mqttPort', 'MQTT over TLS')
+    const mqttTcp = config.mqttTcpPort === null ? null : await bind(createTcpListener(edge), config.mqttTcpPort, 'mqttTcpPort', 'MQTT over TCP')
+    const https = await new Promise<number>((resolve, reject) => {
+      app.listen(config.host, config.httpsPort, (ls) => {
+        if (!ls) return reject(new StartupError(`cannot listen on ${config.host}:${config.httpsPort} for HTTPS and MQTT over WebSocket (in use, or not permitted); ${portHint('httpsPort')}`))
+        httpsSocket = ls
+        resolve(uWS.us_socket_local_port(ls))
+      })
+    })
+    log.info('hub started', { hostName: config.hostName, mqtt, https, mqttTcp, shards: config.shards, partitions: config.partitions })
+    return { config, policies, caCertFile: pki.caCertFile, ports: { mqtt, https, mqttTcp }, registry, edge, stop }
+  } catch (e) {
+    await stop()
+    throw e
+  }
+}

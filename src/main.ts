@@ -1,0 +1,52 @@
+// `npm start`: runs the hub on its embedded defaults and prints how to connect to it.
+import { ConfigError, loadConfig, usage } from './config.js'
+import { startHub, StartupError } from './hub.js'
+import { createLogger } from './log.js'
+import { serviceConnectionString } from './auth/policies.js'
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2)
+  if (argv.includes('--help') || argv.includes('-h')) {
+    console.log(usage())
+    return
+  }
+  const config = loadConfig(argv)
+  const log = createLogger(config.logLevel)
+  const hub = await startHub(config, log)
+  const owner = hub.policies.find((p) => p.keyName === 'iothubowner')!
+  // the banner is for the person who started the hub (stdout), not the log stream
+  console.log([
+    '',
+    'Hyperhub is running.',
+    `  host name            ${config.hostName}`,
+    `  MQTT over TLS        port ${hub.ports.mqtt}`,
+    `  HTTPS + MQTT/WSS     port ${hub.ports.https}${hub.ports.mqttTcp !== null ? `\n  MQTT over TCP        port ${hub.ports.mqttTcp} (unencrypted, for local use)` : ''}`,
+    `  data                 ${config.dataDir}`,
+    '',
+    'Service connection string (iothubowner):',
+    `  ${serviceConnectionString(config.hostName, owner)}`,
+    ...(hub.ports.https !== 443 ? ['  (the service SDKs always dial port 443; on another port only REST clients that take a port can reach it)'] : []),
+    `Device connection strings: HostName=${hub.ports.mqtt === 8883 ? config.hostName : `${config.hostName}:${hub.ports.mqtt}`};DeviceId=<id>;SharedAccessKey=<the device's key>`,
+    '',
+    'Trust the hub\'s local CA in every client process:',
+    `  export NODE_EXTRA_CA_CERTS=${hub.caCertFile}`,
+    '',
+  ].join('\n'))
+  let signals = 0
+  const shutdown = (signal: string) => {
+    if (++signals > 1) process.exit(130)
+    log.info('shutting down', { signal })
+    void hub.stop().then(() => process.exit(process.exitCode ?? 0))
+  }
+  process.on('SIGINT', () => shutdown('SIGINT'))
+  process.on('SIGTERM', () => shutdown('SIGTERM'))
+}
+
+main().catch((e: unknown) => {
+  if (e instanceof ConfigError || e instanceof StartupError) {
+    console.error(`hyperhub: ${e.message}`)
+    process.exit(2)
+  }
+  console.error('hyperhub: failed to start:', e)
+  process.exit(1)
+})

@@ -1,0 +1,151 @@
+// The edge's view of every MQTT connection: it authenticates, hands telemetry to the owning shard,
+// writes back the PUBACKs the shards release (all acks of one connection in one write), enforces
+// one connection per client id, and answers the registry's presence questions.
+import type { Authenticator, DeviceIdentity } from '../auth/authenticator.js'
+import type { Logger } from '../log.js'
+import { NEVER, type PresenceView, type RegistryEvent } from '../registry/device-registry.js'
+import type { ShardPool } from '../shard-pool.js'
+import { OP_SESSION_END, OP_SESSION_OPEN, OP_SUBSCRIBE, OP_TELEMETRY, OP_UNSUBSCRIBE } from '../shard-protocol.js'
+import { DeviceConnection } from './device-connection.js'
+import { pubacks } from './packets.js'
+import type { MqttTransport } from './transport.js'
+
+/** A client that has not sent CONNECT by then is dropped. */
+const CONNECT_TIMEOUT_MS = 30_000
+
+export class MqttEdge implements PresenceView {
+  private nextConnId = 1
+  private readonly byId = new Map<number, DeviceConnection>()
+  private readonly byClientId = new Map<string, DeviceConnection>()
+  private readonly connectedAt = new Map<string, string>()
+  private readonly stateChangedAt = new Map<string, string>()
+  private readonly lastActivity = new Map<string, number>()
+  private readonly sweepTimer: NodeJS.Timeout
+
+  constructor(readonly authenticator: Authenticator, private readonly shards: ShardPool, private readonly log: Logger) {
+    this.sweepTimer = setInterval(() => this.sweep(), 1000)
+    this.sweepTimer.unref()
+  }
+
+  get connectionCount(): number { return this.byId.size }
+
+  get connectedDeviceCount(): number { return this.connectedAt.size }
+
+  accept(transport: MqttTransport): DeviceConnection {
+    const conn = new DeviceConnection(this.nextConnId++, transport, this)
+    this.byId.set(conn.id, conn)
+    return conn
+  }
+
+  telemetry(conn: DeviceConnection, packetId: number, identity: DeviceIdentity, bag: string, payload: Buffer, extra: Record<string, string> | null): void {
+    const d = identity.device
+    this.shards.send(this.shards.shardFor(d.deviceId), [OP_TELEMETRY, conn.id, packetId, d.deviceId, d.generationId, identity.authMethod, bag, payload, extra])
+  }
+
+  openSession(conn: DeviceConnection): void {
+    // one connection per identity: the newest wins (Azure: 400027 ConnectionForcefullyClosedOnNewConnection)
+    this.byClientId.get(conn.clientId)?.close('taken over by a new connection for the same client id')
+    this.byClientId.set(conn.clientId, conn)
+    this.shards.send(this.shards.shardFor(conn.deviceId), [OP_SESSION_OPEN, conn.id, conn.clientId, conn.clean])
+  }
+
+  sessionOpened(connId: number, sessionPresent: boolean): void {
+    const conn = this.byId.get(connId)
+    if (!conn) return
+    conn.sessionOpened(sessionPresent)
+    const now = new Date().toISOString()
+    this.connectedAt.set(conn.deviceId, now)
+    this.stateChangedAt.set(conn.deviceId, now)
+    this.log.info('device connected', { deviceId: conn.deviceId, transport: conn.transport.kind, sessionPresent })
+  }
+
+  acks(flat: number[], from: number): void {
+    // group by connection so each gets one write however many acks it earned
+    const byConn = new Map<DeviceConnection, number[]>()
+    for (let i = from; i < flat.length; i += 2) {
+      const conn = this.byId.get(flat[i]!)
+      if (!conn) continue
+      let ids = byConn.get(conn)
+      if (!ids) byConn.set(conn, (ids = []))
+      ids.push(flat[i + 1]!)
+    }
+    for (const [conn, ids] of byConn) {
+      conn.acked(ids.length)
+      if (conn.state !== 'closed') conn.transport.write(pubacks(ids))
+    }
+  }
+
+  rejected(connId: number, code: number, message: string): void {
+    this.byId.get(connId)?.close('message rejected', { errorCode: code, error: message })
+  }
+
+  /** The topic filters IoT Hub documents for a device. */
+  subscriptionAllowed(deviceId: string, filter: string): boolean {
+    return filter === `devices/${deviceId}/messages/devicebound/#` || filter === '$iothub/twin/res/#'
+      || filter === '$iothub/twin/PATCH/properties/desired/#' || filter === '$iothub/methods/POST/#'
+  }
+
+  subscribe(conn: DeviceConnection, filters: [string, number][]): void {
+    this.shards.send(this.shards.shardFor(conn.deviceId), [OP_SUBSCRIBE, conn.clientId, filters])
+  }
+
+  unsubscribe(conn: DeviceConnection, filters: string[]): void {
+    this.shards.send(this.shards.shardFor(conn.deviceId), [OP_UNSUBSCRIBE, conn.clientId, filters])
+  }
+
+  closed(conn: DeviceConnection, reason: string, fields: Record<string, unknown> | undefined, wasConnected: boolean): void {
+    this.byId.delete(conn.id)
+    if (conn.clientId && this.byClientId.get(conn.clientId) === conn) {
+      this.byClientId.delete(conn.clientId)
+      if (conn.clean) this.shards.send(this.shards.shardFor(conn.deviceId), [OP_SESSION_END, conn.clientId])
+      if (wasConnected) {
+        this.connectedAt.delete(conn.deviceId)
+        this.stateChangedAt.set(conn.deviceId, new Date().toISOString())
+      }
+    }
+    if (conn.deviceId) this.lastActivity.set(conn.deviceId, conn.lastPacketAt)
+    const level = wasConnected || reason === 'connection lost' ? 'info' : 'warn'
+    this.log[level]('connection closed', { deviceId: conn.deviceId || undefined, transport: conn.transport.kind, reason, ...fields })
+  }
+
+  /** Disabled or deleted devices lose their connection at once. */
+  registryChanged(e: RegistryEvent): void {
+    if (e.kind === 'deleted' || e.device.status === 'disabled') {
+      this.byClientId.get(e.device.deviceId)?.close(e.kind === 'deleted' ? 'device deleted' : 'device disabled')
+    }
+  }
+
+  connectionState(deviceId: string): { connected: boolean; since: string } {
+    const since = this.connectedAt.get(deviceId)
+    return since ? { connected: true, since } : { connected: false, since: this.stateChangedAt.get(deviceId) ?? NEVER }
+  }
+
+  lastActivityTime(deviceId: string): string {
+    const conn = this.byClientId.get(deviceId)
+    const at = conn?.state === 'connected' ? conn.lastPacketAt : this.lastActivity.get(deviceId)
+    return at ? new Date(at).toISOString() : NEVER
+  }
+
+  cloudToDeviceMessageCount(_deviceId: string): number {
+    return 0
+  }
+
+  private sweep(): void {
+    const now = Date.now()
+    for (const conn of this.byId.values()) {
+      if (conn.state === 'awaiting-connect' && now - conn.lastPacketAt > CONNECT_TIMEOUT_MS) conn.close('no CONNECT in time')
+      else if (conn.state === 'connected' && conn.keepAliveMs > 0 && now - conn.lastPacketAt > conn.keepAliveMs) conn.close('keep-alive expired')
+    }
+  }
+
+  /** For shutdown: read nothing more, so what was read can be committed and acknowledged. */
+  pauseAll(): void {
+    for (const conn of this.byId.values()) conn.stopReading()
+  }
+
+  /** For shutdown, after the shards have released every ack: close every connection. */
+  closeAll(reason: string): void {
+    clearInterval(this.sweepTimer)
+    for (const conn of [...this.byId.values()]) conn.close(reason, undefined, true)
+  }
+}

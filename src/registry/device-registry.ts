@@ -1,0 +1,187 @@
+// The identity registry: device records in LMDB with an in-memory copy for lookups on the connect
+// path. Writes update memory first (so etag checks see the latest version) and resolve once LMDB
+// has committed.
+import { randomBytes } from 'node:crypto'
+import type { Database } from 'lmdb'
+import { HubError } from '../rest/hub-error.js'
+import { generateKey } from '../auth/policies.js'
+
+export type AuthType = 'sas' | 'selfSigned' | 'certificateAuthority' | 'none'
+
+export interface DeviceRecord {
+  deviceId: string
+  generationId: string
+  version: number
+  etag: string
+  status: 'enabled' | 'disabled'
+  statusReason: string | null
+  statusUpdatedTime: string
+  authentication: {
+    type: AuthType
+    symmetricKey: { primaryKey: string | null; secondaryKey: string | null }
+    x509Thumbprint: { primaryThumbprint: string | null; secondaryThumbprint: string | null }
+  }
+  capabilities: { iotEdge: boolean }
+  deviceScope?: string
+}
+
+/** Live facts the registry does not own: connections and activity come from the edge. */
+export interface PresenceView {
+  connectionState(deviceId: string): { connected: boolean; since: string }
+  lastActivityTime(deviceId: string): string
+  cloudToDeviceMessageCount(deviceId: string): number
+}
+
+export const NEVER = '0001-01-01T00:00:00'
+// Azure's current rule: ASCII alphanumerics and - . % _ * ? ! ( ) , : = @ $ ' ; no + or # (they break MQTT topics)
+const DEVICE_ID = /^[A-Za-z0-9\-.%_*?!(),:=@$']{1,128}$/
+
+export function checkDeviceId(id: string): void {
+  if (!DEVICE_ID.test(id)) throw new HubError(400004, `DeviceId ${JSON.stringify(id)} is invalid: 1-128 ASCII letters, digits or - . % _ * ? ! ( ) , : = @ $ '`)
+}
+
+function checkKey(name: string, key: unknown): string | null {
+  if (key === null || key === undefined || key === '') return null
+  if (typeof key !== 'string' || !/^[A-Za-z0-9+/]+={0,2}$/.test(key)) throw new HubError(400004, `${name} is not a base64 key`)
+  const len = Buffer.from(key, 'base64').length
+  if (len < 16 || len > 64) throw new HubError(400004, `${name} must decode to 16..64 bytes`)
+  return key
+}
+
+function thumbprint(v: unknown): string | null {
+  if (v === null || v === undefined || v === '') return null
+  if (typeof v !== 'string' || !/^([0-9A-Fa-f]{40}|[0-9A-Fa-f]{64})$/.test(v)) throw new HubError(400004, 'thumbprint must be a SHA1 or SHA256 hex digest')
+  return v.toUpperCase()
+}
+
+function authenticationFrom(body: Record<string, unknown>, previous?: DeviceRecord['authentication']): DeviceRecord['authentication'] {
+  const auth = (body.authentication ?? {}) as Record<string, any>
+  const type: AuthType = auth.type ?? 'sas'
+  if (!['sas', 'selfSigned', 'certificateAuthority', 'none'].includes(type)) throw new HubError(400004, `authentication.type ${JSON.stringify(type)} is not one of sas, selfSigned, certificateAuthority, none`)
+  const x509 = { primaryThumbprint: thumbprint(auth.x509Thumbprint?.primaryThumbprint), secondaryThumbprint: thumbprint(auth.x509Thumbprint?.secondaryThumbprint) }
+  let primaryKey = checkKey('primaryKey', auth.symmetricKey?.primaryKey)
+  let secondaryKey = checkKey('secondaryKey', auth.symmetricKey?.secondaryKey)
+  if (type === 'sas') {
+    if (x509.primaryThumbprint || x509.secondaryThumbprint) throw new HubError(400004, 'a sas device cannot also have thumbprints')
+    // empty keys mean "generate", as the service SDK sends them on create
+    primaryKey ??= previous?.type === 'sas' && auth.symmetricKey === undefined ? previous.symmetricKey.primaryKey : generateKey()
+    secondaryKey ??= previous?.type === 'sas' && auth.symmetricKey === undefined ? previous.symmetricKey.secondaryKey : generateKey()
+  } else {
+    if (primaryKey || secondaryKey) throw new HubError(400004, `a ${type} device cannot have symmetric keys`)
+    if (type === 'selfSigned' && !x509.primaryThumbprint) throw new HubError(400004, 'a selfSigned device needs authentication.x509Thumbprint.primaryThumbprint')
+  }
+  return { type, symmetricKey: { primaryKey, secondaryKey }, x509Thumbprint: x509 }
+}
+
+export type RegistryEvent = { kind: 'updated' | 'deleted'; device: DeviceRecord }
+
+export class DeviceRegistry {
+  private readonly devices = new Map<string, DeviceRecord>()
+  private etagCounter = Date.now() * 1000
+  private listeners: ((e: RegistryEvent) => void)[] = []
+
+  constructor(private readonly db: Database, private readonly presence: PresenceView) {
+    for (const { value } of db.getRange()) {
+      const d = value as DeviceRecord
+      this.devices.set(d.deviceId, d)
+    }
+  }
+
+  onChange(listener: (e: RegistryEvent) => void): void { this.listeners.push(listener) }
+
+  get(deviceId: string): DeviceRecord | undefined { return this.devices.get(deviceId) }
+
+  get size(): number { return this.devices.size }
+
+  private nextEtag(): string { return Buffer.from(String(++this.etagCounter)).toString('base64') }
+
+  /** PUT /devices/{id}: create without If-Match, update with it. */
+  async put(deviceId: string, body: unknown, ifMatch: string | undefined): Promise<DeviceRecord> {
+    checkDeviceId(deviceId)
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new HubError(400004, 'the body must be a device object')
+    const b = body as Record<string, unknown>
+    if (b.deviceId !== undefined && b.deviceId !== deviceId) throw new HubError(400004, `deviceId in the body (${JSON.stringify(b.deviceId)}) does not match the URL`)
+    const status = b.status ?? 'enabled'
+    if (status !== 'enabled' && status !== 'disabled') throw new HubError(400004, 'status must be "enabled" or "disabled"')
+    if (b.statusReason !== undefined && b.statusReason !== null && (typeof b.statusReason !== 'string' || b.statusReason.length > 128)) throw new HubError(400004, 'statusReason must be a string of at most 128 characters')
+    const existing = this.devices.get(deviceId)
+    if (ifMatch === undefined) {
+      if (existing) throw new HubError(409001, `A device with ID '${deviceId}' is already registered.`)
+    } else {
+      if (!existing) throw new HubError(404001, `Device ${deviceId} not registered`)
+      checkEtag(ifMatch, existing.etag)
+    }
+    const now = new Date().toISOString()
+    const record: DeviceRecord = {
+      deviceId,
+      generationId: existing?.generationId ?? randomGenerationId(),
+      version: (existing?.version ?? 0) + 1,
+      etag: this.nextEtag(),
+      status,
+      statusReason: (b.statusReason as string | null | undefined) ?? null,
+      statusUpdatedTime: existing && existing.status === status ? existing.statusUpdatedTime : existing ? now : NEVER,
+      authentication: authenticationFrom(b, existing?.authentication),
+      capabilities: { iotEdge: Boolean((b.capabilities as { iotEdge?: unknown } | undefined)?.iotEdge) },
+      ...(typeof b.deviceScope === 'string' ? { deviceScope: b.deviceScope } : {}),
+    }
+    this.devices.set(deviceId, record)
+    await this.db.put(deviceId, record)
+    for (const l of this.listeners) l({ kind: 'updated', device: record })
+    return record
+  }
+
+  async delete(deviceId: string, ifMatch: string | undefined): Promise<void> {
+    const existing = this.devices.get(deviceId)
+    if (!existing) throw new HubError(404001, `Device ${deviceId} not registered`)
+    if (ifMatch !== undefined) checkEtag(ifMatch, existing.etag)
+    this.devices.delete(deviceId)
+    await this.db.remove(deviceId)
+    for (const l of this.listeners) l({ kind: 'deleted', device: existing })
+  }
+
+  list(top = 1000): DeviceRecord[] {
+    const out: DeviceRecord[] = []
+    for (const d of this.devices.values()) {
+      if (out.length >= top) break
+      out.push(d)
+    }
+    return out
+  }
+
+  statistics() {
+    let enabled = 0
+    for (const d of this.devices.values()) if (d.status === 'enabled') enabled++
+    return { totalDeviceCount: this.devices.size, enabledDeviceCount: enabled, disabledDeviceCount: this.devices.size - enabled }
+  }
+
+  /** The identity JSON of api-version 2021-04-12. */
+  toJson(d: DeviceRecord): Record<string, unknown> {
+    const conn = this.presence.connectionState(d.deviceId)
+    return {
+      deviceId: d.deviceId,
+      generationId: d.generationId,
+      etag: d.etag,
+      connectionState: conn.connected ? 'Connected' : 'Disconnected',
+      status: d.status,
+      statusReason: d.statusReason,
+      connectionStateUpdatedTime: conn.since,
+      statusUpdatedTime: d.statusUpdatedTime,
+      lastActivityTime: this.presence.lastActivityTime(d.deviceId),
+      cloudToDeviceMessageCount: this.presence.cloudToDeviceMessageCount(d.deviceId),
+      authentication: d.authentication,
+      capabilities: d.capabilities,
+      ...(d.deviceScope ? { deviceScope: d.deviceScope } : {}),
+    }
+  }
+}
+
+function randomGenerationId(): string {
+  // 18 decimal digits, like Azure's
+  return (BigInt('0x' + randomBytes(8).toString('hex')) % 10n ** 18n).toString().padStart(18, '6')
+}
+
+/** If-Match is a quoted etag or "*"; unquoted values are accepted too. */
+export function checkEtag(ifMatch: string, etag: string): void {
+  const wanted = ifMatch.trim().replace(/^W\//, '').replace(/^"(.*)"$/, '$1')
+  if (wanted !== '*' && wanted !== etag) throw new HubError(412001, `Precondition failed: the etag ${JSON.stringify(wanted)} does not match the current one`)
+}

@@ -1,0 +1,108 @@
+// A small router over uWebSockets.js for the hub's REST API. Every route names the right its caller
+// needs; the Authorization header is checked before the handler runs. Errors leave as IoT Hub error
+// bodies.
+import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js'
+import type { Authenticator } from '../auth/authenticator.js'
+import type { Right } from '../auth/policies.js'
+import type { Logger } from '../log.js'
+import { errorBody, HubError } from './hub-error.js'
+
+export const MAX_REST_BODY_BYTES = 1024 * 1024
+
+export interface RestRequest {
+  method: string
+  path: string
+  params: string[]
+  query: URLSearchParams
+  headers: Record<string, string>
+  body: Buffer
+  json<T = unknown>(): T
+}
+
+export interface RestResponse {
+  status: number
+  body?: unknown
+  headers?: Record<string, string>
+}
+
+export interface Route {
+  method: 'get' | 'put' | 'post' | 'delete' | 'patch'
+  pattern: RegExp
+  right: Right
+  handle(req: RestRequest): Promise<RestResponse> | RestResponse
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  200: 'OK', 201: 'Created', 204: 'No Content', 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden',
+  404: 'Not Found', 405: 'Method Not Allowed', 409: 'Conflict', 412: 'Precondition Failed', 413: 'Payload Too Large',
+  415: 'Unsupported Media Type', 429: 'Too Many Requests', 500: 'Internal Server Error', 503: 'Service Unavailable', 504: 'Gateway Timeout',
+}
+
+const API_VERSION = /^\d{4}-\d{2}-\d{2}(-preview)?$/
+
+export function mountRest(app: TemplatedApp, routes: Route[], auth: Authenticator, log: Logger): void {
+  app.any('/*', (res: HttpResponse, req: HttpRequest) => {
+    const method = req.getMethod().toLowerCase()
+    const path = req.getUrl()
+    const query = new URLSearchParams(req.getQuery() ?? '')
+    const headers: Record<string, string> = {}
+    req.forEach((k, v) => { headers[k] = v })
+    let aborted = false
+    res.onAborted(() => { aborted = true })
+    const reply = (r: RestResponse) => {
+      if (aborted) return
+      res.cork(() => {
+        res.writeStatus(`${r.status} ${STATUS_TEXT[r.status] ?? ''}`)
+        for (const [k, v] of Object.entries(r.headers ?? {})) res.writeHeader(k, v)
+        if (r.body === undefined) return void res.end()
+        res.writeHeader('Content-Type', 'application/json; charset=utf-8')
+        res.end(typeof r.body === 'string' ? r.body : JSON.stringify(r.body))
+      })
+    }
+    const fail = (e: unknown) => {
+      const err = e instanceof HubError ? e : new HubError(500001, 'internal error')
+      if (!(e instanceof HubError)) log.error('request failed', { method, path, error: e as Error })
+      reply({ status: err.status, body: errorBody(err), headers: { 'iothub-errorcode': err.codeName } })
+    }
+    const matches = routes.filter((r) => r.pattern.test(path))
+    const route = matches.find((r) => r.method === method)
+    if (!route) return fail(matches.length ? new HubError(405000, `${method.toUpperCase()} is not allowed on ${path}`) : new HubError(404000, `no resource at ${path}`))
+    const params = route.pattern.exec(path)!.slice(1).map((p) => {
+      try { return decodeURIComponent(p) } catch { return p }
+    })
+    const apiVersion = query.get('api-version')
+    if (apiVersion !== null && !API_VERSION.test(apiVersion)) return fail(new HubError(400001, `api-version ${apiVersion} is not supported`))
+    try {
+      auth.authorizeService(headers.authorization, route.right)
+    } catch (e) {
+      return fail(e)
+    }
+    const handle = (body: Buffer) => {
+      const request: RestRequest = {
+        method, path, params, query, headers, body,
+        json<T>() {
+          if (body.length === 0) throw new HubError(400005, 'the request body is empty')
+          try { return JSON.parse(body.toString('utf8')) as T } catch { throw new HubError(400012, 'the request body is not valid JSON') }
+        },
+      }
+      Promise.resolve().then(() => route.handle(request)).then(reply, fail)
+    }
+    if (!headers['content-length'] && !headers['transfer-encoding']) return handle(Buffer.alloc(0))
+    if (Number(headers['content-length']) > MAX_REST_BODY_BYTES) return fail(new HubError(413000, `request body exceeds ${MAX_REST_BODY_BYTES} bytes`))
+    const chunks: Buffer[] = []
+    let size = 0
+    res.onData((chunk, isLast) => {
+      if (aborted) return
+      size += chunk.byteLength
+      if (size > MAX_REST_BODY_BYTES) {
+        // answer once, then stop reading what the client still sends
+        if (size - chunk.byteLength <= MAX_REST_BODY_BYTES) fail(new HubError(413000, `request body exceeds ${MAX_REST_BODY_BYTES} bytes`))
+        aborted = true
+        return
+      }
+      chunks.push(Buffer.from(chunk.slice(0)))
+      if (!isLast) return
+      handle(Buffer.concat(chunks))
+    })
+  })
+}

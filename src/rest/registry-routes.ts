@@ -1,0 +1,50 @@
+// Identity registry REST routes (api-version 2021-04-12).
+import type { DeviceRegistry } from '../registry/device-registry.js'
+import type { MqttEdge } from '../mqtt/mqtt-edge.js'
+import { HubError } from './hub-error.js'
+import type { Route } from './http-server.js'
+
+const DEVICE = /^\/devices\/([^/]+)\/?$/
+
+export function registryRoutes(registry: DeviceRegistry, edge: MqttEdge): Route[] {
+  const deviceReply = (d: Parameters<DeviceRegistry['toJson']>[0]) => ({ status: 200, body: registry.toJson(d), headers: { ETag: `"${d.etag}"` } })
+  return [
+    {
+      method: 'get', pattern: /^\/devices\/?$/, right: 'RegistryRead',
+      handle(req) {
+        const top = req.query.get('top') === null ? 1000 : Number(req.query.get('top'))
+        if (!Number.isInteger(top) || top < 1 || top > 1000) throw new HubError(400004, 'top must be an integer 1..1000')
+        return { status: 200, body: registry.list(top).map((d) => registry.toJson(d)) }
+      },
+    },
+    {
+      method: 'get', pattern: DEVICE, right: 'RegistryRead',
+      handle(req) {
+        const d = registry.get(req.params[0]!)
+        if (!d) throw new HubError(404001, `Device ${req.params[0]} not registered`)
+        return deviceReply(d)
+      },
+    },
+    {
+      method: 'put', pattern: DEVICE, right: 'RegistryWrite',
+      async handle(req) {
+        return deviceReply(await registry.put(req.params[0]!, req.json(), req.headers['if-match']))
+      },
+    },
+    {
+      method: 'delete', pattern: DEVICE, right: 'RegistryWrite',
+      async handle(req) {
+        await registry.delete(req.params[0]!, req.headers['if-match'])
+        return { status: 204 }
+      },
+    },
+    {
+      method: 'get', pattern: /^\/statistics\/devices\/?$/, right: 'RegistryRead',
+      handle: () => ({ status: 200, body: registry.statistics() }),
+    },
+    {
+      method: 'get', pattern: /^\/statistics\/service\/?$/, right: 'ServiceConnect',
+      handle: () => ({ status: 200, body: { connectedDeviceCount: edge.connectedDeviceCount } }),
+    },
+  ]
+}

@@ -1,0 +1,98 @@
+// The edge's side of the shards: one worker thread per shard, one outgoing batch per shard per
+// event-loop turn, and the dispatch of what the shards send back.
+import { Worker } from 'node:worker_threads'
+import { Packr } from 'msgpackr'
+import {
+  OP_ACKS, OP_PARTITION_ADVANCED, OP_REJECTED, OP_SESSION_OPENED, shardOf, type ControlMessage, type ShardInit,
+} from './shard-protocol.js'
+
+export interface ShardEvents {
+  /** flat [connId, packetId, connId, packetId, ...], all committed */
+  acks(flat: number[], from: number): void
+  sessionOpened(connId: number, sessionPresent: boolean): void
+  partitionAdvanced(partition: number, lastSequenceNumber: number): void
+  rejected(connId: number, code: number, message: string): void
+  fatal(shard: number, error: Error): void
+}
+
+// The shard is TypeScript and a worker does not inherit the parent's tsx hooks, so a one-line
+// bootstrap registers them in the worker and then imports the shard.
+const WORKER_BOOTSTRAP = `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))})`
+  + `.then((tsx) => { tsx.register(); return import(${JSON.stringify(new URL('../shards/shard-worker.ts', import.meta.url).href)}) })`
+
+export class ShardPool {
+  private readonly workers: Worker[] = []
+  private readonly outgoing: unknown[][][] = []
+  private flushScheduled = false
+  private readonly packr = new Packr({ useRecords: false })
+  private stopping = false
+
+  constructor(private readonly init: Omit<ShardInit, 'shardIndex'>, private readonly events: ShardEvents) {}
+
+  async start(): Promise<void> {
+    const ready: Promise<void>[] = []
+    for (let i = 0; i < this.init.shardCount; i++) {
+      // the worker is TypeScript: run it through the same loader as the hub
+      const worker = new Worker(WORKER_BOOTSTRAP, { eval: true, workerData: { ...this.init, shardIndex: i } })
+      this.workers.push(worker)
+      this.outgoing.push([])
+      ready.push(new Promise((resolve, reject) => {
+        const onReady = (m: unknown) => { if ((m as ControlMessage).type === 'ready') { worker.off('message', onReady); resolve() } }
+        worker.on('message', onReady)
+        worker.once('error', reject)
+      }))
+      worker.on('message', (m: Uint8Array | ControlMessage) => { if (m instanceof Uint8Array) this.dispatch(m) })
+      worker.on('error', (e) => this.events.fatal(i, e))
+      worker.on('exit', (code) => { if (!this.stopping) this.events.fatal(i, new Error(`shard ${i} exited with code ${code}`)) })
+    }
+    await Promise.all(ready)
+  }
+
+  shardFor(deviceId: string): number {
+    return shardOf(deviceId, this.init.partitions, this.init.shardCount)
+  }
+
+  send(shard: number, op: unknown[]): void {
+    this.outgoing[shard]!.push(op)
+    if (!this.flushScheduled) {
+      this.flushScheduled = true
+      // after this turn's socket reads: everything they produced goes in one message per shard
+      setImmediate(() => this.flush())
+    }
+  }
+
+  flush(): void {
+    this.flushScheduled = false
+    for (let i = 0; i < this.workers.length; i++) {
+      const ops = this.outgoing[i]!
+      if (ops.length === 0) continue
+      this.outgoing[i] = []
+      this.workers[i]!.postMessage(this.packr.pack(ops))
+    }
+  }
+
+  private dispatch(buf: Uint8Array): void {
+    const ops = this.packr.unpack(buf) as unknown[][]
+    for (const op of ops) {
+      switch (op[0]) {
+        case OP_ACKS: this.events.acks(op as number[], 1); break
+        case OP_SESSION_OPENED: this.events.sessionOpened(op[1] as number, op[2] as boolean); break
+        case OP_PARTITION_ADVANCED: this.events.partitionAdvanced(op[1] as number, op[2] as number); break
+        case OP_REJECTED: this.events.rejected(op[1] as number, op[2] as number, op[3] as string); break
+      }
+    }
+  }
+
+  /** Sends what is queued, lets each shard finish its commits (their acks arrive first), then ends them. */
+  async stop(): Promise<void> {
+    this.flush()
+    this.stopping = true
+    await Promise.all(this.workers.map((w) => new Promise<void>((resolve) => {
+      const timer = setTimeout(() => { void w.terminate().then(() => resolve()) }, 10_000)
+      w.on('message', (m: unknown) => {
+        if ((m as ControlMessage).type === 'stopped') { clearTimeout(timer); void w.terminate().then(() => resolve()) }
+      })
+      w.postMessage({ type: 'stop' } satisfies ControlMessage)
+    })))
+  }
+}
