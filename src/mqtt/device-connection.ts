@@ -26,6 +26,7 @@ export class DeviceConnection implements FrameHandler {
   unacked = 0
   private paused = false
   private draining = false
+  private sawFirstByte = false
   private eventsPrefix = ''
   private will: { payload: Buffer; bag: string; retain: boolean } | undefined
   private readonly framer = new MqttFramer(MAX_PACKET_BYTES)
@@ -37,6 +38,12 @@ export class DeviceConnection implements FrameHandler {
   receive(chunk: Buffer): void {
     if (this.state === 'closed' || this.draining) return
     this.lastPacketAt = Date.now()
+    // the first packet must be CONNECT: anything else (an HTTP request, a probe) is dropped at once
+    // rather than waiting for a length that may never come
+    if (this.state === 'awaiting-connect' && !this.sawFirstByte && chunk.length > 0) {
+      this.sawFirstByte = true
+      if (chunk[0] !== 0x10) return this.close('first packet is not CONNECT')
+    }
     try {
       this.framer.push(chunk, this)
     } catch (e) {
