@@ -86,6 +86,7 @@ export class MqttEdge implements PresenceView {
   }
 
   subscribe(conn: DeviceConnection, filters: [string, number][]): void {
+    this.log.debug('subscribed', { deviceId: conn.deviceId, filters: filters.map((f) => f[0]) })
     this.shards.send(this.shards.shardFor(conn.deviceId), [OP_SUBSCRIBE, conn.clientId, filters])
   }
 

@@ -40,10 +40,21 @@ export function testConfig(dataDir: string, overrides: Partial<HubConfig> = {}):
   }
 }
 
-export async function startTestHub(overrides: Partial<HubConfig> = {}, existingDataDir?: string): Promise<TestHub> {
+export interface TestHubOptions {
+  /** reuse this data directory (it is then not removed on stop) */
+  dataDir?: string
+  /** collect the hub's log records here */
+  logRecords?: Record<string, unknown>[]
+}
+
+export async function startTestHub(overrides: Partial<HubConfig> = {}, opts: TestHubOptions = {}): Promise<TestHub> {
+  const existingDataDir = opts.dataDir
   const dataDir = existingDataDir ?? tempDir()
   seedPki(dataDir)
-  const hub = await startHub(testConfig(dataDir, overrides), createLogger((process.env.HYPERHUB_TEST_LOG as 'debug') ?? 'silent'))
+  const log = opts.logRecords
+    ? createLogger('debug', {}, (line) => { opts.logRecords!.push(JSON.parse(line) as Record<string, unknown>) })
+    : createLogger((process.env.HYPERHUB_TEST_LOG as 'debug') ?? 'silent')
+  const hub = await startHub(testConfig(dataDir, overrides), log)
   const ca = readFileSync(hub.caCertFile, 'utf8')
   const policyKey = (name: string) => hub.policies.find((p) => p.keyName === name)!.primaryKey
   const serviceToken = (policy = 'iothubowner') => createSasToken(hub.config.hostName, policyKey(policy), policy)
