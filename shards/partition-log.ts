@@ -1,47 +1,47 @@
-// One partition of the built-in endpoint: an append-only log keyed by sequence number. Only the
-// owning shard appends, so the next sequence number and byte offset live in memory.
+// One partition of the built-in endpoint, written by the one shard that owns it: an append-only
+// log of segments (see src/events/segment-codec.ts). Being the only writer, it keeps the next
+// sequence number and byte offset in memory.
 import type { Database } from 'lmdb'
-
-/** What LMDB stores per event (short keys: this is written for every message). */
-export interface StoredEvent {
-  /** byte offset in the partition, as Event Hubs counts it */
-  o: number
-  /** enqueued time, ms since the epoch */
-  t: number
-  /** system properties */
-  s: Record<string, string>
-  /** application properties */
-  p: Record<string, string>
-  /** body */
-  b: Uint8Array
-}
+import { decodeSegment, encodeSegment, nextOffset, type StoredEvent } from '../src/events/segment-codec.js'
 
 export class PartitionLog {
-  private nextSequence: number
-  private nextOffset: number
+  private nextSequence = 0
+  private nextByteOffset = 0
 
   constructor(readonly id: number, private readonly db: Database) {
-    let last: { key: number; value: StoredEvent } | undefined
-    for (const entry of db.getRange({ reverse: true, limit: 1 })) last = entry as { key: number; value: StoredEvent }
-    this.nextSequence = last ? last.key + 1 : 0
-    this.nextOffset = last ? last.value.o + last.value.b.length + 1 : 0
+    for (const { key, value } of db.getRange({ reverse: true, limit: 1 })) {
+      const last = decodeSegment(key as number, value as Uint8Array)
+      const n = last.events.length
+      this.nextSequence = last.firstSequence + n
+      this.nextByteOffset = n ? nextOffset(last.offsets[n - 1]!, last.events[n - 1]!) : 0
+    }
   }
 
   get lastSequenceNumber(): number { return this.nextSequence - 1 }
 
-  /** Queues the event in the current write batch; the promise settles when LMDB has committed it. */
-  append(event: Omit<StoredEvent, 'o'>): Promise<boolean> {
-    const stored: StoredEvent = { o: this.nextOffset, ...event }
-    this.nextOffset += event.b.length + 1
-    return this.db.put(this.nextSequence++, stored)
+  /** Queues the events as one segment in the current write; settles when LMDB has committed it. */
+  append(events: StoredEvent[]): Promise<boolean> {
+    const first = this.nextSequence
+    const bytes = encodeSegment(this.nextByteOffset, events)
+    for (const e of events) this.nextByteOffset = nextOffset(this.nextByteOffset, e)
+    this.nextSequence += events.length
+    return this.db.put(first, bytes)
   }
 
-  /** Drops events older than the retention window, a bounded number per call. */
-  async trim(olderThanMs: number, maxPerRun = 10_000): Promise<number> {
+  /** Drops whole segments whose newest event is older than the cutoff; the newest segment stays. */
+  async trim(olderThanMs: number, maxSegmentsPerRun = 1000): Promise<number> {
     let removed = 0
-    for (const { key, value } of this.db.getRange({ limit: maxPerRun })) {
-      if ((value as StoredEvent).t >= olderThanMs || (key as number) >= this.nextSequence - 1) break
-      this.db.remove(key)
+    const keys: number[] = []
+    for (const { key, value } of this.db.getRange({ limit: maxSegmentsPerRun + 1 })) {
+      const seg = decodeSegment(key as number, value as Uint8Array)
+      if (seg.events[seg.events.length - 1]!.t >= olderThanMs) break
+      keys.push(key as number)
+    }
+    // never the newest segment: it carries the next sequence number across restarts
+    const newest = [...this.db.getKeys({ reverse: true, limit: 1 })][0]
+    for (const k of keys) {
+      if (k === newest) break
+      this.db.remove(k)
       removed++
     }
     if (removed > 0) await this.db.committed

@@ -6,10 +6,11 @@ import { Packr } from 'msgpackr'
 import { openHubStore } from '../src/store/hub-store.js'
 import {
   OP_ACKS, OP_PARTITION_ADVANCED, OP_REJECTED, OP_SESSION_END, OP_SESSION_OPEN, OP_SESSION_OPENED, OP_SUBSCRIBE,
-  OP_TELEMETRY, OP_UNSUBSCRIBE, partitionOf, shardOfPartition, type ControlMessage, type ShardInit,
+  OP_TELEMETRY, OP_UNSUBSCRIBE, partitionOf, postBatch, shardOfPartition, type ControlMessage, type ShardInit,
 } from '../src/shard-protocol.js'
 import { parsePropertyBag, BagError } from '../src/mqtt/property-bag.js'
 import { PartitionLog } from './partition-log.js'
+import type { StoredEvent } from '../src/events/segment-codec.js'
 import { SessionStore } from './session-store.js'
 
 export const MAX_MESSAGE_BYTES = 256 * 1024
@@ -17,20 +18,29 @@ export const MAX_MESSAGE_BYTES = 256 * 1024
 const init = workerData as ShardInit
 const port = parentPort!
 const packr = new Packr({ useRecords: false })
-const store = openHubStore(init.dataDir)
+const store = openHubStore(init.dataDir, init.durability)
 const sessions = new SessionStore(store.sessions)
 const logs = new Map<number, PartitionLog>()
 for (let p = 0; p < init.partitions; p++) {
   if (shardOfPartition(p, init.shardCount) === init.shardIndex) logs.set(p, new PartitionLog(p, store.partition(p)))
 }
+
+/**
+ * Group commit: while a transaction is committing, new messages wait and then go to LMDB together
+ * in one transaction. Committing each incoming batch on its own made commits, not CPU, the limit
+ * (~400 small transactions/s, each paying a flush).
+ */
+const MAX_COMMITS_IN_FLIGHT = 2 // measured: 1 is ~5% slower, more gains nothing
+let queuedWrites = new Map<PartitionLog, StoredEvent[]>()
+let queuedCount = 0
+let queuedAcks: number[] = []
+let commitsInFlight = 0
 const pendingCommits = new Set<Promise<unknown>>()
 
 function handleBatch(ops: unknown[][]): void {
-  const acks: number[] = []
   const replies: unknown[][] = []
-  const touched = new Set<PartitionLog>()
-  let lastWrite: Promise<unknown> | undefined
   const now = Date.now()
+  const enqueuedTime = new Date(now).toISOString()
   for (const op of ops) {
     switch (op[0]) {
       case OP_TELEMETRY: {
@@ -48,17 +58,19 @@ function handleBatch(ops: unknown[][]): void {
           replies.push([OP_REJECTED, connId, 413001, `message of ${payload.length + parsed.size} bytes exceeds ${MAX_MESSAGE_BYTES}`])
           continue
         }
-        const log = logs.get(partitionOf(deviceId, init.partitions))!
         const system = parsed.system
         system['iothub-connection-device-id'] = deviceId
         system['iothub-connection-auth-method'] = authMethod
         system['iothub-connection-auth-generation-id'] = generationId
-        system['iothub-enqueuedtime'] = new Date(now).toISOString()
+        system['iothub-enqueuedtime'] = enqueuedTime
         system['iothub-message-source'] = 'Telemetry'
         const properties = extra ? Object.assign(parsed.properties, extra) : parsed.properties
-        lastWrite = log.append({ t: now, s: system, p: properties, b: payload })
-        touched.add(log)
-        if (packetId !== 0) acks.push(connId, packetId)
+        const log = logs.get(partitionOf(deviceId, init.partitions))!
+        let list = queuedWrites.get(log)
+        if (!list) queuedWrites.set(log, (list = []))
+        list.push({ t: now, s: system, p: properties, b: payload })
+        queuedCount++
+        if (packetId !== 0) queuedAcks.push(connId, packetId)
         break
       }
       case OP_SESSION_OPEN: {
@@ -77,24 +89,40 @@ function handleBatch(ops: unknown[][]): void {
         break
     }
   }
-  if (replies.length > 0) port.postMessage(packr.pack(replies))
-  if (!lastWrite) return
-  // every put of this turn is in one LMDB transaction: its commit releases all the acks at once
-  const commit = lastWrite.then(
+  if (replies.length > 0) postBatch(port, packr, replies)
+  writeQueued()
+}
+
+function writeQueued(): void {
+  if (queuedCount === 0 || commitsInFlight >= MAX_COMMITS_IN_FLIGHT) return
+  const writes = queuedWrites
+  const acks = queuedAcks
+  queuedWrites = new Map()
+  queuedAcks = []
+  queuedCount = 0
+  let lastWrite: Promise<unknown> | undefined
+  // one segment per partition, all in this turn's LMDB transaction: its commit releases every ack
+  for (const [log, events] of writes) lastWrite = log.append(events)
+  const touched = [...writes.keys()]
+  commitsInFlight++
+  const commit = lastWrite!.then(
     () => {
       const out: unknown[][] = []
       if (acks.length > 0) out.push([OP_ACKS, ...acks])
       for (const log of touched) out.push([OP_PARTITION_ADVANCED, log.id, log.lastSequenceNumber])
-      port.postMessage(packr.pack(out))
+      postBatch(port, packr, out)
     },
     (err: Error) => {
       const out: unknown[][] = []
       for (let i = 0; i < acks.length; i += 2) out.push([OP_REJECTED, acks[i], 500001, `store failed: ${err.message}`])
-      port.postMessage(packr.pack(out))
+      postBatch(port, packr, out)
     },
-  )
+  ).finally(() => {
+    commitsInFlight--
+    pendingCommits.delete(commit)
+    writeQueued()
+  })
   pendingCommits.add(commit)
-  void commit.finally(() => pendingCommits.delete(commit))
 }
 
 const retentionTimer = setInterval(() => {
@@ -103,6 +131,13 @@ const retentionTimer = setInterval(() => {
 }, 60_000)
 retentionTimer.unref()
 
+async function drained(): Promise<void> {
+  while (pendingCommits.size > 0 || queuedCount > 0) {
+    writeQueued()
+    await Promise.all(pendingCommits)
+  }
+}
+
 port.on('message', (msg: Uint8Array | ControlMessage) => {
   if (msg instanceof Uint8Array) {
     handleBatch(packr.unpack(msg) as unknown[][])
@@ -110,7 +145,7 @@ port.on('message', (msg: Uint8Array | ControlMessage) => {
   }
   if (msg.type === 'stop') {
     clearInterval(retentionTimer)
-    void Promise.all(pendingCommits)
+    void drained()
       .then(() => store.close())
       .finally(() => port.postMessage({ type: 'stopped' } satisfies ControlMessage))
   }

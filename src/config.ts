@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { resolve } from 'node:path'
 import type { LogLevel } from './log.js'
+import type { Durability } from './store/hub-store.js'
 
 export interface HubConfig {
   hostName: string
@@ -18,9 +19,10 @@ export interface HubConfig {
   partitions: number
   retentionDays: number
   logLevel: LogLevel
+  durability: Durability
 }
 
-type Kind = 'port' | 'optionalPort' | 'string' | 'names' | 'int' | 'level'
+type Kind = 'port' | 'optionalPort' | 'string' | 'names' | 'int' | 'level' | 'durability'
 interface Setting { key: keyof HubConfig; flag: string; env: string; kind: Kind; min?: number; max?: number; help: string }
 
 export const SETTINGS: Setting[] = [
@@ -34,6 +36,7 @@ export const SETTINGS: Setting[] = [
   { key: 'shards', flag: '--shards', env: 'HYPERHUB_SHARDS', kind: 'int', min: 1, max: 64, help: 'worker threads that own device sessions' },
   { key: 'partitions', flag: '--partitions', env: 'HYPERHUB_PARTITIONS', kind: 'int', min: 2, max: 32, help: 'built-in endpoint partitions (fixed once data exists)' },
   { key: 'retentionDays', flag: '--retention-days', env: 'HYPERHUB_RETENTION_DAYS', kind: 'int', min: 1, max: 7, help: 'built-in endpoint retention' },
+  { key: 'durability', flag: '--durability', env: 'HYPERHUB_DURABILITY', kind: 'durability', help: 'process: acked messages survive a hub crash | power: also a power loss (slower)' },
   { key: 'logLevel', flag: '--log-level', env: 'HYPERHUB_LOG_LEVEL', kind: 'level', help: 'debug | info | warn | error | silent' },
 ]
 
@@ -41,7 +44,7 @@ export function defaultConfig(): HubConfig {
   return {
     hostName: 'localhost', tlsNames: [], host: '0.0.0.0', dataDir: './data',
     mqttPort: 8883, httpsPort: 443, mqttTcpPort: null,
-    shards: Math.max(1, availableParallelism() - 1), partitions: 4, retentionDays: 1, logLevel: 'info',
+    shards: Math.max(1, availableParallelism() - 1), partitions: 4, retentionDays: 1, logLevel: 'info', durability: 'process',
   }
 }
 
@@ -75,6 +78,9 @@ function parseValue(s: Setting, raw: unknown): unknown {
       if (!Number.isInteger(n) || n < s.min! || n > s.max!) throw bad(`must be an integer ${s.min}..${s.max}`)
       return n
     }
+    case 'durability':
+      if (raw !== 'process' && raw !== 'power') throw bad('must be process or power')
+      return raw
     case 'level':
       if (!['debug', 'info', 'warn', 'error', 'silent'].includes(String(raw))) throw bad('must be debug, info, warn, error or silent')
       return raw

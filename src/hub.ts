@@ -42,7 +42,7 @@ async function loadPolicies(store: ReturnType<typeof openHubStore>): Promise<Acc
 }
 
 export async function startHub(config: HubConfig, log: Logger): Promise<RunningHub> {
-  const store = openHubStore(config.dataDir)
+  const store = openHubStore(config.dataDir, config.durability)
   const storedPartitions = store.meta.get('partitions') as number | undefined
   if (storedPartitions !== undefined && storedPartitions !== config.partitions) {
     await store.close()
@@ -58,7 +58,7 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
   const stream = new EventStream(endpoint)
   let edge!: MqttEdge
   const shards = new ShardPool(
-    { shardCount: config.shards, partitions: config.partitions, retentionDays: config.retentionDays, dataDir: config.dataDir },
+    { shardCount: config.shards, partitions: config.partitions, retentionDays: config.retentionDays, dataDir: config.dataDir, durability: config.durability },
     {
       acks: (flat, from) => edge.acks(flat, from),
       sessionOpened: (connId, present) => edge.sessionOpened(connId, present),

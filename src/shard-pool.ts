@@ -3,7 +3,7 @@
 import { Worker } from 'node:worker_threads'
 import { Packr } from 'msgpackr'
 import {
-  OP_ACKS, OP_PARTITION_ADVANCED, OP_REJECTED, OP_SESSION_OPENED, shardOf, type ControlMessage, type ShardInit,
+  OP_ACKS, OP_PARTITION_ADVANCED, OP_REJECTED, OP_SESSION_OPENED, postBatch, shardOf, type ControlMessage, type ShardInit,
 } from './shard-protocol.js'
 
 export interface ShardEvents {
@@ -67,7 +67,7 @@ export class ShardPool {
       const ops = this.outgoing[i]!
       if (ops.length === 0) continue
       this.outgoing[i] = []
-      this.workers[i]!.postMessage(this.packr.pack(ops))
+      postBatch(this.workers[i]!, this.packr, ops)
     }
   }
 

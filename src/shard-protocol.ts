@@ -37,12 +37,25 @@ export const OP_SESSION_OPENED = 2 // [op, connId, sessionPresent]
 export const OP_PARTITION_ADVANCED = 3 // [op, partition, lastSequenceNumber]
 export const OP_REJECTED = 4 // [op, connId, errorCode, message] the message was not stored
 
+import type { Durability } from './store/hub-store.js'
+
 export interface ShardInit {
   shardIndex: number
   shardCount: number
   partitions: number
   retentionDays: number
   dataDir: string
+  durability: Durability
 }
 
 export type ControlMessage = { type: 'stop' } | { type: 'ready' } | { type: 'stopped' } | { type: 'fatal'; message: string }
+
+/**
+ * Packs ops and posts them. msgpackr returns a view into its large reusable buffer, and
+ * postMessage would clone that whole backing buffer; an exact-size copy, transferred, costs one
+ * memcpy of the batch and nothing more.
+ */
+export function postBatch(target: { postMessage(value: unknown, transfer: ArrayBuffer[]): void }, packr: { pack(v: unknown): Uint8Array }, ops: unknown[][]): void {
+  const exact = new Uint8Array(packr.pack(ops))
+  target.postMessage(exact, [exact.buffer as ArrayBuffer])
+}

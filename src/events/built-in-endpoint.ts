@@ -1,7 +1,7 @@
 // The read side of the built-in endpoint: partitions, reads by sequence number or enqueued time,
 // consumer groups and their checkpoints. Shards write the partitions; the edge only reads them.
 import type { HubStore } from '../store/hub-store.js'
-import type { StoredEvent } from '../../shards/partition-log.js'
+import { decodeSegment, type DecodedSegment, type StoredEvent } from './segment-codec.js'
 import { HubError } from '../rest/hub-error.js'
 
 export const DEFAULT_CONSUMER_GROUP = '$Default'
@@ -21,14 +21,17 @@ export interface EventJson {
 
 export interface Checkpoint { sequenceNumber: number; offset: string; updatedTimeUtc: string }
 
-export function toEventJson(partition: number, seq: number, e: StoredEvent): EventJson {
+export function toEventJson(partition: number, seq: number, offset: number, e: StoredEvent): EventJson {
   return {
-    partitionId: String(partition), sequenceNumber: seq, offset: String(e.o), enqueuedTimeUtc: new Date(e.t).toISOString(),
+    partitionId: String(partition), sequenceNumber: seq, offset: String(offset), enqueuedTimeUtc: new Date(e.t).toISOString(),
     systemProperties: e.s, properties: e.p, body: Buffer.from(e.b).toString('base64'),
   }
 }
 
 export class BuiltInEndpoint {
+  /** The last segment decoded per partition: readers mostly read on from where they were. */
+  private readonly cache = new Map<number, DecodedSegment>()
+
   constructor(private readonly store: HubStore, readonly partitions: number) {}
 
   /** Other threads append: see their latest commits. */
@@ -40,54 +43,86 @@ export class BuiltInEndpoint {
     return p
   }
 
-  private first(p: number): { key: number; value: StoredEvent } | undefined {
-    for (const e of this.store.partition(p).getRange({ limit: 1 })) return e as { key: number; value: StoredEvent }
+  private decode(p: number, key: number, value: Uint8Array): DecodedSegment {
+    const cached = this.cache.get(p)
+    if (cached?.firstSequence === key) return cached
+    const seg = decodeSegment(key, value)
+    this.cache.set(p, seg)
+    return seg
+  }
+
+  /** Segments from the one holding `fromSequence` (or the first after it) onwards. */
+  private *segments(p: number, fromSequence = 0, reverse = false): Generator<DecodedSegment> {
+    const db = this.store.partition(p)
+    let start: number | undefined = fromSequence
+    if (!reverse) {
+      for (const key of db.getKeys({ start: fromSequence, reverse: true, limit: 1 })) start = key as number
+    } else {
+      start = undefined
+    }
+    for (const { key, value } of db.getRange(reverse ? { reverse: true } : { start })) yield this.decode(p, key as number, value as Uint8Array)
+  }
+
+  private firstSequence(p: number): number | undefined {
+    for (const key of this.store.partition(p).getKeys({ limit: 1 })) return key as number
     return undefined
   }
 
-  private last(p: number): { key: number; value: StoredEvent } | undefined {
-    for (const e of this.store.partition(p).getRange({ reverse: true, limit: 1 })) return e as { key: number; value: StoredEvent }
+  private lastSegment(p: number): DecodedSegment | undefined {
+    for (const seg of this.segments(p, 0, true)) return seg
     return undefined
   }
 
   partitionInfo(p: number) {
-    const first = this.first(p)
-    const last = this.last(p)
+    const last = this.lastSegment(p)
+    const n = last?.events.length ?? 0
     return {
       partitionId: String(p),
-      beginSequenceNumber: first?.key ?? 0,
-      lastEnqueuedSequenceNumber: last?.key ?? -1,
-      lastEnqueuedOffset: last ? String(last.value.o) : '-1',
-      lastEnqueuedTimeUtc: last ? new Date(last.value.t).toISOString() : null,
+      beginSequenceNumber: this.firstSequence(p) ?? 0,
+      lastEnqueuedSequenceNumber: last ? last.firstSequence + n - 1 : -1,
+      lastEnqueuedOffset: last ? String(last.offsets[n - 1]) : '-1',
+      lastEnqueuedTimeUtc: last ? new Date(last.events[n - 1]!.t).toISOString() : null,
       isEmpty: !last,
     }
   }
 
   /** Sequence number the next event will get. */
   endOf(p: number): number {
-    const last = this.last(p)
-    return last ? last.key + 1 : 0
+    const last = this.lastSegment(p)
+    return last ? last.firstSequence + last.events.length : 0
   }
 
   beginningOf(p: number): number {
-    return this.first(p)?.key ?? this.endOf(p)
+    return this.firstSequence(p) ?? this.endOf(p)
   }
 
   /** First sequence number enqueued at or after `timeMs` (times rise with sequence numbers). */
   sequenceAt(p: number, timeMs: number): number {
-    for (const { key, value } of this.store.partition(p).getRange({ start: this.beginningOf(p) })) {
-      if ((value as StoredEvent).t >= timeMs) return key as number
+    for (const seg of this.segments(p)) {
+      const i = seg.events.findIndex((e) => e.t >= timeMs)
+      if (i >= 0) return seg.firstSequence + i
     }
     return this.endOf(p)
   }
 
-  read(p: number, fromSequence: number, maxCount: number, upTo = Infinity): EventJson[] {
+  read(p: number, fromSequence: number, maxCount: number): EventJson[] {
     const out: EventJson[] = []
-    for (const { key, value } of this.store.partition(p).getRange({ start: fromSequence, limit: maxCount })) {
-      if ((key as number) > upTo) break
-      out.push(toEventJson(p, key as number, value as StoredEvent))
+    for (const seg of this.segments(p, fromSequence)) {
+      for (let i = Math.max(0, fromSequence - seg.firstSequence); i < seg.events.length; i++) {
+        if (out.length >= maxCount) return out
+        out.push(toEventJson(p, seg.firstSequence + i, seg.offsets[i]!, seg.events[i]!))
+      }
     }
     return out
+  }
+
+  /** The offset of one event, for checkpoints. */
+  private offsetOf(p: number, sequence: number): number | undefined {
+    for (const seg of this.segments(p, sequence)) {
+      const i = sequence - seg.firstSequence
+      return i >= 0 && i < seg.events.length ? seg.offsets[i] : undefined
+    }
+    return undefined
   }
 
   consumerGroups(): string[] {
@@ -122,8 +157,8 @@ export class BuiltInEndpoint {
     if (!Number.isInteger(sequenceNumber) || sequenceNumber < 0 || sequenceNumber >= this.endOf(p)) {
       throw new HubError(400004, `sequenceNumber must be an event of partition ${p} (0..${this.endOf(p) - 1})`)
     }
-    const event = this.store.partition(p).get(sequenceNumber) as StoredEvent | undefined
-    const cp: Checkpoint = { sequenceNumber, offset: event ? String(event.o) : '-1', updatedTimeUtc: new Date().toISOString() }
+    const offset = this.offsetOf(p, sequenceNumber)
+    const cp: Checkpoint = { sequenceNumber, offset: offset === undefined ? '-1' : String(offset), updatedTimeUtc: new Date().toISOString() }
     await this.store.checkpoints.put(`${group}/${p}`, cp)
     return cp
   }

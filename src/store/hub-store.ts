@@ -14,10 +14,17 @@ export interface HubStore {
   close(): Promise<void>
 }
 
-export function openHubStore(dataDir: string): HubStore {
+export type Durability = 'process' | 'power'
+
+/**
+ * `process`: a commit is in the OS page cache before its PUBACK, so it survives the hub process dying
+ * (LMDB keeps its integrity); the OS writes it to disk shortly after. `power`: every commit is also
+ * flushed to disk first, surviving power loss, at about 20% less throughput (bench/RESULTS.md).
+ */
+export function openHubStore(dataDir: string, durability: Durability = 'process'): HubStore {
   mkdirSync(dataDir, { recursive: true })
   // maxDbs: devices, meta, sessions, checkpoints and up to 32 partitions, with room to grow
-  const root = open({ path: join(dataDir, 'hub.mdb'), maxDbs: 64 })
+  const root = open({ path: join(dataDir, 'hub.mdb'), maxDbs: 64, noSync: durability === 'process' })
   const partitions = new Map<number, Database>()
   return {
     root,
@@ -27,7 +34,7 @@ export function openHubStore(dataDir: string): HubStore {
     checkpoints: root.openDB({ name: 'checkpoints' }),
     partition(p: number) {
       let db = partitions.get(p)
-      if (!db) partitions.set(p, (db = root.openDB({ name: `events.${p}` })))
+      if (!db) partitions.set(p, (db = root.openDB({ name: `events.${p}`, encoding: 'binary' })))
       return db
     },
     close: () => root.close(),
