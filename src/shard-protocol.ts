@@ -25,8 +25,9 @@ export function shardOf(deviceId: string, partitions: number, shards: number): n
 }
 
 // edge → shard ops
-export const OP_TELEMETRY = 1 // [op, connId, packetId, deviceId, generationId, authMethod, bag, payload, extraProps|null]
-export const OP_SESSION_OPEN = 2 // [op, connId, clientId, clean]
+export const OP_TELEMETRY = 1 // [op, connId, packetId (0 for QoS 0), bag, payload, extraProps|null]
+export const OP_SESSION_OPEN = 2 // [op, connId, clientId, clean, deviceId, generationId, authMethod]: also binds connId to its device
+export const OP_CONNECTION_CLOSED = 6 // [op, connId]: unbinds connId (after its will, if any)
 export const OP_SUBSCRIBE = 3 // [op, clientId, [[filter, qos], ...]]
 export const OP_UNSUBSCRIBE = 4 // [op, clientId, [filter, ...]]
 export const OP_SESSION_END = 5 // [op, clientId] (clean-session connection closed)

@@ -1,16 +1,39 @@
 // A partition is stored as segments: one LMDB entry per commit, keyed by the sequence number of its
 // first event. One put per commit instead of one per message is what lets a commit carry hundreds of
 // messages for the price of a memcpy (see bench/RESULTS.md).
+//
+// The writer stores each message as it arrived (raw property bag, body) plus a per-segment table of
+// the sending devices; system properties are assembled when the event is read. Readers are fewer
+// than writers, and this keeps the ingest path free of object building.
 import { Packr } from 'msgpackr'
+import { parsePropertyBag } from '../mqtt/property-bag.js'
 
-export interface StoredEvent {
+/** The device a message came from, as stamped on it. */
+export interface Sender {
+  deviceId: string
+  generationId: string
+  authMethod: string
+}
+
+/** A message as the shard stores it. */
+export interface RawEvent {
   /** enqueued time, ms since the epoch */
+  t: number
+  sender: Sender
+  /** the URL-encoded property bag from the topic */
+  bag: string
+  /** properties the hub adds (mqtt-retain, iothub-MessageType) */
+  extra: Record<string, string> | null
+  body: Uint8Array
+}
+
+/** A message as readers see it. */
+export interface StoredEvent {
   t: number
   /** system properties */
   s: Record<string, string>
   /** application properties */
   p: Record<string, string>
-  /** body */
   b: Uint8Array
 }
 
@@ -21,34 +44,58 @@ export interface DecodedSegment {
   events: StoredEvent[]
 }
 
+type Row = [t: number, sender: number, bag: string, extra: Record<string, string> | null, body: Uint8Array]
+
 const packr = new Packr({ useRecords: false })
 
 /** Event Hubs offsets grow by the stored size; ours by body length + 1, monotonic as required. */
-export function nextOffset(offset: number, e: StoredEvent): number {
-  return offset + e.b.length + 1
+export function nextOffset(offset: number, bodyLength: number): number {
+  return offset + bodyLength + 1
 }
 
-export function encodeSegment(firstOffset: number, events: StoredEvent[]): Uint8Array {
-  const rows = new Array(events.length)
+export function encodeSegment(firstOffset: number, events: RawEvent[]): Uint8Array {
+  const senders: [string, string, string][] = []
+  const index = new Map<Sender, number>()
+  const rows: Row[] = new Array(events.length)
   for (let i = 0; i < events.length; i++) {
     const e = events[i]!
-    rows[i] = [e.t, e.s, e.p, e.b]
+    let s = index.get(e.sender)
+    if (s === undefined) {
+      index.set(e.sender, (s = senders.length))
+      senders.push([e.sender.deviceId, e.sender.generationId, e.sender.authMethod])
+    }
+    rows[i] = [e.t, s, e.bag, e.extra, e.body]
   }
   // copy out of msgpackr's reusable buffer: LMDB keeps the bytes until the commit
-  return new Uint8Array(packr.pack([firstOffset, rows]))
+  return new Uint8Array(packr.pack([firstOffset, senders, rows]))
 }
 
 export function decodeSegment(firstSequence: number, bytes: Uint8Array): DecodedSegment {
-  const [firstOffset, rows] = packr.unpack(bytes) as [number, [number, Record<string, string>, Record<string, string>, Uint8Array][]]
+  const [firstOffset, senders, rows] = packr.unpack(bytes) as [number, [string, string, string][], Row[]]
   const events: StoredEvent[] = new Array(rows.length)
   const offsets: number[] = new Array(rows.length)
   let offset = firstOffset
   for (let i = 0; i < rows.length; i++) {
-    const [t, s, p, b] = rows[i]!
-    const e = { t, s, p, b }
-    events[i] = e
+    const [t, senderIndex, bag, extra, b] = rows[i]!
+    const [deviceId, generationId, authMethod] = senders[senderIndex]!
+    // the bag was validated on the way in
+    const { system, properties } = parsePropertyBag(bag)
+    system['iothub-connection-device-id'] = deviceId
+    system['iothub-connection-auth-method'] = authMethod
+    system['iothub-connection-auth-generation-id'] = generationId
+    system['iothub-enqueuedtime'] = new Date(t).toISOString()
+    system['iothub-message-source'] = 'Telemetry'
+    events[i] = { t, s: system, p: extra ? Object.assign(properties, extra) : properties, b }
     offsets[i] = offset
-    offset = nextOffset(offset, e)
+    offset = nextOffset(offset, b.length)
   }
   return { firstSequence, offsets, events }
+}
+
+/** Last event's time and the offset after it, without building the events. */
+export function segmentTail(bytes: Uint8Array): { count: number; lastTime: number; endOffset: number } {
+  const [firstOffset, , rows] = packr.unpack(bytes) as [number, unknown, Row[]]
+  let offset = firstOffset
+  for (const r of rows) offset = nextOffset(offset, r[4].length)
+  return { count: rows.length, lastTime: rows.length ? rows[rows.length - 1]![0] : 0, endOffset: offset }
 }

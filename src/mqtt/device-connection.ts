@@ -24,6 +24,8 @@ export class DeviceConnection implements FrameHandler {
   keepAliveMs = 0
   lastPacketAt = Date.now()
   unacked = 0
+  /** the shard that owns this device, once the session is opened */
+  shard = -1
   private paused = false
   private draining = false
   private sawFirstByte = false
@@ -63,12 +65,11 @@ export class DeviceConnection implements FrameHandler {
   }
 
   private sendTelemetry(bag: string, payload: Buffer, packetId: number, extra: Record<string, string> | null): void {
-    const identity = this.identity!
     if (packetId !== 0 && ++this.unacked > MAX_UNACKED && !this.paused) {
       this.paused = true
       this.transport.pause()
     }
-    this.edge.telemetry(this, packetId, identity, bag, payload, extra)
+    this.edge.telemetry(this, packetId, bag, payload, extra)
   }
 
   /** Called by the edge when the shard committed messages of this connection. */
@@ -191,7 +192,7 @@ export class DeviceConnection implements FrameHandler {
     this.state = 'closed'
     clearTimeout(this.expiryTimer)
     if (wasConnected && this.will && !graceful) {
-      this.edge.telemetry(this, 0, this.identity!, this.will.bag, this.will.payload, { 'iothub-MessageType': 'Will', ...(this.will.retain ? { 'mqtt-retain': 'true' } : {}) })
+      this.edge.telemetry(this, 0, this.will.bag, this.will.payload, { 'iothub-MessageType': 'Will', ...(this.will.retain ? { 'mqtt-retain': 'true' } : {}) })
     }
     this.transport.end()
     this.edge.closed(this, reason, fields, wasConnected)

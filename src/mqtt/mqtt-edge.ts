@@ -1,11 +1,11 @@
 // The edge's view of every MQTT connection: it authenticates, hands telemetry to the owning shard,
 // writes back the PUBACKs the shards release (all acks of one connection in one write), enforces
 // one connection per client id, and answers the registry's presence questions.
-import type { Authenticator, DeviceIdentity } from '../auth/authenticator.js'
+import type { Authenticator } from '../auth/authenticator.js'
 import type { Logger } from '../log.js'
 import { NEVER, type PresenceView, type RegistryEvent } from '../registry/device-registry.js'
 import type { ShardPool } from '../shard-pool.js'
-import { OP_SESSION_END, OP_SESSION_OPEN, OP_SUBSCRIBE, OP_TELEMETRY, OP_UNSUBSCRIBE } from '../shard-protocol.js'
+import { OP_CONNECTION_CLOSED, OP_SESSION_END, OP_SESSION_OPEN, OP_SUBSCRIBE, OP_TELEMETRY, OP_UNSUBSCRIBE } from '../shard-protocol.js'
 import { DeviceConnection } from './device-connection.js'
 import { pubacks } from './packets.js'
 import type { MqttTransport } from './transport.js'
@@ -37,16 +37,18 @@ export class MqttEdge implements PresenceView {
     return conn
   }
 
-  telemetry(conn: DeviceConnection, packetId: number, identity: DeviceIdentity, bag: string, payload: Buffer, extra: Record<string, string> | null): void {
-    const d = identity.device
-    this.shards.send(this.shards.shardFor(d.deviceId), [OP_TELEMETRY, conn.id, packetId, d.deviceId, d.generationId, identity.authMethod, bag, payload, extra])
+  /** The shard knows the connection's device from the session open, so only the message crosses. */
+  telemetry(conn: DeviceConnection, packetId: number, bag: string, payload: Buffer, extra: Record<string, string> | null): void {
+    this.shards.send(conn.shard, [OP_TELEMETRY, conn.id, packetId, bag, payload, extra])
   }
 
   openSession(conn: DeviceConnection): void {
     // one connection per identity: the newest wins (Azure: 400027 ConnectionForcefullyClosedOnNewConnection)
     this.byClientId.get(conn.clientId)?.close('taken over by a new connection for the same client id')
     this.byClientId.set(conn.clientId, conn)
-    this.shards.send(this.shards.shardFor(conn.deviceId), [OP_SESSION_OPEN, conn.id, conn.clientId, conn.clean])
+    const d = conn.identity!.device
+    conn.shard = this.shards.shardFor(conn.deviceId)
+    this.shards.send(conn.shard, [OP_SESSION_OPEN, conn.id, conn.clientId, conn.clean, d.deviceId, d.generationId, conn.identity!.authMethod])
   }
 
   sessionOpened(connId: number, sessionPresent: boolean): void {
@@ -87,18 +89,19 @@ export class MqttEdge implements PresenceView {
 
   subscribe(conn: DeviceConnection, filters: [string, number][]): void {
     this.log.debug('subscribed', { deviceId: conn.deviceId, filters: filters.map((f) => f[0]) })
-    this.shards.send(this.shards.shardFor(conn.deviceId), [OP_SUBSCRIBE, conn.clientId, filters])
+    this.shards.send(conn.shard, [OP_SUBSCRIBE, conn.clientId, filters])
   }
 
   unsubscribe(conn: DeviceConnection, filters: string[]): void {
-    this.shards.send(this.shards.shardFor(conn.deviceId), [OP_UNSUBSCRIBE, conn.clientId, filters])
+    this.shards.send(conn.shard, [OP_UNSUBSCRIBE, conn.clientId, filters])
   }
 
   closed(conn: DeviceConnection, reason: string, fields: Record<string, unknown> | undefined, wasConnected: boolean): void {
     this.byId.delete(conn.id)
+    if (conn.shard >= 0) this.shards.send(conn.shard, [OP_CONNECTION_CLOSED, conn.id])
     if (conn.clientId && this.byClientId.get(conn.clientId) === conn) {
       this.byClientId.delete(conn.clientId)
-      if (conn.clean) this.shards.send(this.shards.shardFor(conn.deviceId), [OP_SESSION_END, conn.clientId])
+      if (conn.clean) this.shards.send(conn.shard, [OP_SESSION_END, conn.clientId])
       if (wasConnected) {
         this.connectedAt.delete(conn.deviceId)
         this.stateChangedAt.set(conn.deviceId, new Date().toISOString())
