@@ -1,0 +1,38 @@
+// `npm run -s token`: prints a SAS token for curl and friends, read from the hub's data directory
+// (LMDB allows this while the hub runs).
+//   npm run -s token                         service token, policy iothubowner
+//   npm run -s token -- --policy service     another policy
+//   npm run -s token -- --device dev1        device token signed with the device's primary key
+import { parseArgs } from 'node:util'
+import { resolve } from 'node:path'
+import { createSasToken } from '../auth/sas-token.js'
+import type { AccessPolicy } from '../auth/policies.js'
+import type { DeviceRecord } from '../registry/device-registry.js'
+import { openHubStore } from '../store/hub-store.js'
+
+const { values } = parseArgs({
+  options: {
+    policy: { type: 'string', default: 'iothubowner' }, device: { type: 'string' }, ttl: { type: 'string', default: '3600' },
+    'data-dir': { type: 'string', default: process.env.HYPERHUB_DATA_DIR ?? './data' }, 'host-name': { type: 'string', default: process.env.HYPERHUB_HOST_NAME ?? 'localhost' },
+  },
+})
+const store = openHubStore(resolve(values['data-dir']))
+try {
+  const ttl = Number(values.ttl)
+  const host = values['host-name']
+  if (values.device) {
+    const device = store.devices.get(values.device) as DeviceRecord | undefined
+    const key = device?.authentication.symmetricKey.primaryKey
+    if (!key) throw new Error(`no SAS device ${values.device} in ${values['data-dir']}`)
+    console.log(createSasToken(encodeURIComponent(`${host}/devices/${values.device}`), key, undefined, ttl))
+  } else {
+    const policy = (store.meta.get('policies') as AccessPolicy[] | undefined)?.find((p) => p.keyName === values.policy)
+    if (!policy) throw new Error(`no policy ${values.policy} in ${values['data-dir']} (has the hub been started there?)`)
+    console.log(createSasToken(host, policy.primaryKey, policy.keyName, ttl))
+  }
+} catch (e) {
+  console.error(`token: ${(e as Error).message}`)
+  process.exitCode = 2
+} finally {
+  await store.close()
+}

@@ -1,0 +1,37 @@
+// `npm run token` reads keys from the data directory and prints tokens the hub accepts.
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { MqttTestClient } from './helpers/mqtt-test-client.js'
+import { startTestHub, type TestHub } from './helpers/test-hub.js'
+
+const run = promisify(execFile)
+let t: TestHub
+beforeAll(async () => { t = await startTestHub() })
+afterAll(async () => { await t.stop() })
+
+const token = (...args: string[]) => run(process.execPath, ['--import', 'tsx', 'src/cli/token.ts', '--data-dir', t.dataDir, ...args])
+
+describe('npm run token', () => {
+  it('prints service tokens with the rights of their policy', async () => {
+    const owner = (await token()).stdout.trim()
+    expect(owner).toMatch(/^SharedAccessSignature sr=localhost&sig=.+&skn=iothubowner&se=\d+$/)
+    expect((await t.rest('GET', '/devices/', { token: owner })).status).toBe(200)
+    const service = (await token('--policy', 'service')).stdout.trim()
+    expect((await t.rest('GET', '/devices/', { token: service })).status).toBe(401)
+    expect((await t.rest('GET', '/messages/events/partitions', { token: service })).status).toBe(200)
+  })
+
+  it('prints a device token the MQTT listener accepts', async () => {
+    await t.createDevice('cli-dev')
+    const password = (await token('--device', 'cli-dev')).stdout.trim()
+    const { client, connack } = await MqttTestClient.connect({ port: t.hub.ports.mqttTcp!, clientId: 'cli-dev', password })
+    expect(connack.returnCode).toBe(0)
+    await client.disconnect()
+  })
+
+  it('fails clearly for unknown policies and devices', async () => {
+    await expect(token('--policy', 'nope')).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('no policy nope') })
+    await expect(token('--device', 'nobody')).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('no SAS device nobody') })
+  })
+})
