@@ -1,6 +1,6 @@
 // The official Azure IoT SDKs against the hub, unchanged, on the standard ports (8883, 443) with the
-// hub's CA trusted through NODE_EXTRA_CA_CERTS — exactly how a user points them at Hyperhub. This is
-// the only test file that binds the standard ports.
+// hub's CA trusted through NODE_EXTRA_CA_CERTS — exactly how a user points them at Hyperhub. It binds
+// the standard ports (see vitest.config.ts: *.sdk.test.ts files run one after another).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Client as DeviceClient, Message } from 'azure-iot-device'
 import { Mqtt, MqttWs } from 'azure-iot-device-mqtt'
