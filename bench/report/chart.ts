@@ -29,6 +29,8 @@ export async function renderChart(records: RunRecord[]): Promise<Buffer | null> 
       color: { field: 'server', type: 'nominal', legend: null },
       row: { field: 'scenario', type: 'nominal', title: null, header: { labelAngle: 0, labelAlign: 'left' } },
     },
+    // scenarios differ by orders of magnitude, and each lists only the servers it ran
+    resolve: { scale: { x: 'independent', y: 'independent' } },
   })
   const spec = {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
