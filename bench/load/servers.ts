@@ -48,7 +48,9 @@ function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Pro
 
 export async function startHyperhub(args: string[] = []): Promise<RunningServer> {
   const dataDir = mkdtempSync(join(tmpdir(), 'hyperhub-bench-'))
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', '--data-dir', dataDir, '--host', '127.0.0.1',
+  // HYPERHUB_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the hub under load
+  const nodeArgs = process.env.HYPERHUB_BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', 'src/main.ts', '--data-dir', dataDir, '--host', '127.0.0.1',
     '--mqtt-port', String(PORTS.mqttTls), '--https-port', String(PORTS.https), '--mqtt-tcp-port', String(PORTS.mqttTcp), '--log-level', 'warn', ...args],
   { stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
