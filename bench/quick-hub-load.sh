@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 LOADGEN=$1; shift
 DATA=$(mktemp -d /tmp/hyperhub-bench-XXXX)
 LOG=$DATA.log
-node ${NODE_PROF:-} --import tsx src/main.ts --data-dir "$DATA" --host 127.0.0.1 --mqtt-port 18883 --https-port 0 --mqtt-tcp-port 18831 --log-level warn ${HUB_ARGS:-} >"$LOG" 2>&1 &
+node ${NODE_PROF:-} --import tsx src/main.ts --data-dir "$DATA" --host 127.0.0.1 --mqtt-port 18883 --https-port 0 --mqtt-tcp-port 18831 --amqp-port off --log-level warn ${HUB_ARGS:-} >"$LOG" 2>&1 &
 HUBPID=$!
 trap 'kill -INT $HUBPID 2>/dev/null; wait $HUBPID 2>/dev/null; [ -n "${KEEP_LOG:-}" ] && cp "$LOG" "$KEEP_LOG"; rm -rf "$DATA" "$LOG"' EXIT
 for _ in $(seq 100); do grep -q "Trust the hub" "$LOG" && break; sleep 0.1; done

@@ -5,13 +5,17 @@ import { parentPort, workerData } from 'node:worker_threads'
 import { Packr } from 'msgpackr'
 import { openHubStore } from '../src/store/hub-store.js'
 import {
-  OP_ACKS, OP_CONNECTION_CLOSED, OP_PARTITION_ADVANCED, OP_REJECTED, OP_SESSION_END, OP_SESSION_OPEN, OP_SESSION_OPENED, OP_SUBSCRIBE,
-  OP_TELEMETRY, OP_UNSUBSCRIBE, partitionOf, postBatch, shardOfPartition, type ControlMessage, type ShardInit,
+  OP_ACKS, OP_C2D_COUNT, OP_CONNECTION_CLOSED, OP_DEVICE_CHANGED, OP_FEEDBACK, OP_PARTITION_ADVANCED, OP_PUBACK, OP_PUBLISH, OP_REJECTED,
+  OP_REQUEST, OP_SESSION_END, OP_SESSION_OPEN, OP_SESSION_OPENED, OP_SUBSCRIBE, OP_TELEMETRY, OP_TWIN_DEVICE, OP_UNSUBSCRIBE,
+  partitionOf, postBatch, shardOf, shardOfPartition, type ControlMessage, type ShardInit,
 } from '../src/shard-protocol.js'
 import { parsePropertyBag } from '../src/mqtt/property-bag.js'
 import { PartitionLog } from './partition-log.js'
 import type { RawEvent, Sender } from '../src/events/segment-codec.js'
 import { SessionStore } from './session-store.js'
+import { C2dQueues } from './c2d-queue.js'
+import { TwinStore } from './twin-store.js'
+import { DeviceServices } from './device-services.js'
 
 export const MAX_MESSAGE_BYTES = 256 * 1024
 
@@ -20,6 +24,30 @@ const port = parentPort!
 const packr = new Packr({ useRecords: false })
 const store = openHubStore(init.dataDir, init.durability)
 const sessions = new SessionStore(store.sessions)
+/** Ops for the edge, sent as one batch per event-loop turn. */
+let outbox: unknown[][] = []
+let outboxScheduled = false
+function flushOutbox(): void {
+  outboxScheduled = false
+  if (outbox.length === 0) return
+  const ops = outbox
+  outbox = []
+  postBatch(port, packr, ops)
+}
+function emit(op: unknown[]): void {
+  outbox.push(op)
+  if (!outboxScheduled) {
+    outboxScheduled = true
+    setImmediate(flushOutbox)
+  }
+}
+const c2d = new C2dQueues(store.c2d, {
+  publish: (connId, topic, payload, qos, packetId, dup) => emit([OP_PUBLISH, connId, topic, payload, qos, packetId, dup]),
+  feedback: (record) => emit([OP_FEEDBACK, record]),
+  count: (deviceId, count) => emit([OP_C2D_COUNT, deviceId, count]),
+})
+c2d.load((deviceId) => shardOf(deviceId, init.partitions, init.shardCount) === init.shardIndex)
+const services = new DeviceServices(sessions, new TwinStore(store.twins), c2d, emit)
 const logs = new Map<number, PartitionLog>()
 for (let p = 0; p < init.partitions; p++) {
   if (shardOfPartition(p, init.shardCount) === init.shardIndex) logs.set(p, new PartitionLog(p, store.partition(p)))
@@ -58,7 +86,7 @@ function invalid(bag: string, payload: Uint8Array): [number, string] | undefined
 }
 
 function handleBatch(ops: unknown[][]): void {
-  const replies: unknown[][] = []
+  const replies = outbox
   const now = Date.now()
   for (const op of ops) {
     switch (op[0]) {
@@ -81,24 +109,41 @@ function handleBatch(ops: unknown[][]): void {
       case OP_SESSION_OPEN: {
         const [, connId, clientId, clean, deviceId, generationId, authMethod] = op as [number, number, string, boolean, string, string, string]
         connections.set(connId, { sender: { deviceId, generationId, authMethod }, log: logs.get(partitionOf(deviceId, init.partitions))! })
-        replies.push([OP_SESSION_OPENED, connId, sessions.open(clientId, clean)])
+        const present = sessions.open(clientId, clean)
+        replies.push([OP_SESSION_OPENED, connId, present, Object.keys(sessions.get(clientId)?.subscriptions ?? {})])
+        services.opened(connId, clientId, deviceId)
         break
       }
       case OP_CONNECTION_CLOSED:
         connections.delete(op[1] as number)
+        services.closed(op[1] as number)
         break
       case OP_SUBSCRIBE:
         sessions.subscribe(op[1] as string, op[2] as [string, number][])
+        services.subscriptionsChanged(op[1] as string)
         break
       case OP_UNSUBSCRIBE:
         sessions.unsubscribe(op[1] as string, op[2] as string[])
+        services.subscriptionsChanged(op[1] as string)
+        break
+      case OP_PUBACK:
+        c2d.puback(op[1] as number, op[2] as number)
+        break
+      case OP_TWIN_DEVICE:
+        services.twinFromDevice(op[1] as number, op[2] as 'get' | 'patch', op[3] as string, op[4] as Uint8Array)
+        break
+      case OP_REQUEST:
+        services.request(op[1] as number, op[2] as string, op[3] as string, op.slice(4))
+        break
+      case OP_DEVICE_CHANGED:
+        services.deviceChanged(op[1] as string, op[2] as string | null)
         break
       case OP_SESSION_END:
         sessions.end(op[1] as string)
         break
     }
   }
-  if (replies.length > 0) postBatch(port, packr, replies)
+  flushOutbox()
   writeQueued()
 }
 
@@ -139,6 +184,8 @@ const retentionTimer = setInterval(() => {
   for (const log of logs.values()) void log.trim(cutoff)
 }, 60_000)
 retentionTimer.unref()
+const c2dTimer = setInterval(() => c2d.sweep(), 1000)
+c2dTimer.unref()
 
 async function drained(): Promise<void> {
   while (pendingCommits.size > 0 || queuedCount > 0) {
@@ -154,7 +201,9 @@ port.on('message', (msg: Uint8Array | ControlMessage) => {
   }
   if (msg.type === 'stop') {
     clearInterval(retentionTimer)
-    void drained()
+    clearInterval(c2dTimer)
+    void Promise.all([drained(), services.drained()])
+      .then(() => flushOutbox())
       .then(() => store.close())
       .finally(() => port.postMessage({ type: 'stopped' } satisfies ControlMessage))
   }

@@ -15,14 +15,17 @@ export interface HubConfig {
   mqttPort: number
   httpsPort: number
   mqttTcpPort: number | null
+  amqpPort: number | null
   shards: number
   partitions: number
   retentionDays: number
   logLevel: LogLevel
   durability: Durability
+  sasVerifier: 'wasm' | 'js'
+  mqttFramer: 'wasm' | 'js'
 }
 
-type Kind = 'port' | 'optionalPort' | 'string' | 'names' | 'int' | 'level' | 'durability'
+type Kind = 'port' | 'optionalPort' | 'string' | 'names' | 'int' | 'level' | 'durability' | 'wasmOrJs'
 interface Setting { key: keyof HubConfig; flag: string; env: string; kind: Kind; min?: number; max?: number; help: string }
 
 export const SETTINGS: Setting[] = [
@@ -33,18 +36,21 @@ export const SETTINGS: Setting[] = [
   { key: 'mqttPort', flag: '--mqtt-port', env: 'HYPERHUB_MQTT_PORT', kind: 'port', help: 'MQTT over TLS' },
   { key: 'httpsPort', flag: '--https-port', env: 'HYPERHUB_HTTPS_PORT', kind: 'port', help: 'HTTPS REST and MQTT over WebSocket' },
   { key: 'mqttTcpPort', flag: '--mqtt-tcp-port', env: 'HYPERHUB_MQTT_TCP_PORT', kind: 'optionalPort', help: 'plain-TCP MQTT for local use and benchmarks ("off" to disable)' },
+  { key: 'amqpPort', flag: '--amqp-port', env: 'HYPERHUB_AMQP_PORT', kind: 'optionalPort', help: 'AMQP over TLS: service client and the Event Hubs-compatible endpoint ("off" to disable)' },
   { key: 'shards', flag: '--shards', env: 'HYPERHUB_SHARDS', kind: 'int', min: 1, max: 64, help: 'worker threads that own device sessions' },
   { key: 'partitions', flag: '--partitions', env: 'HYPERHUB_PARTITIONS', kind: 'int', min: 2, max: 32, help: 'built-in endpoint partitions (fixed once data exists)' },
   { key: 'retentionDays', flag: '--retention-days', env: 'HYPERHUB_RETENTION_DAYS', kind: 'int', min: 1, max: 7, help: 'built-in endpoint retention' },
   { key: 'durability', flag: '--durability', env: 'HYPERHUB_DURABILITY', kind: 'durability', help: 'process: acked messages survive a hub crash | power: also a power loss (slower)' },
+  { key: 'sasVerifier', flag: '--sas-verifier', env: 'HYPERHUB_SAS_VERIFIER', kind: 'wasmOrJs', help: 'wasm (HMAC in WebAssembly, verified tokens cached) | js (node:crypto)' },
+  { key: 'mqttFramer', flag: '--mqtt-framer', env: 'HYPERHUB_MQTT_FRAMER', kind: 'wasmOrJs', help: 'wasm (AssemblyScript framer) | js' },
   { key: 'logLevel', flag: '--log-level', env: 'HYPERHUB_LOG_LEVEL', kind: 'level', help: 'debug | info | warn | error | silent' },
 ]
 
 export function defaultConfig(): HubConfig {
   return {
     hostName: 'localhost', tlsNames: [], host: '0.0.0.0', dataDir: './data',
-    mqttPort: 8883, httpsPort: 443, mqttTcpPort: null,
-    shards: Math.max(1, availableParallelism() - 1), partitions: 4, retentionDays: 1, logLevel: 'info', durability: 'process',
+    mqttPort: 8883, httpsPort: 443, mqttTcpPort: null, amqpPort: 5671,
+    shards: Math.max(1, availableParallelism() - 1), partitions: 4, retentionDays: 1, logLevel: 'info', durability: 'process', sasVerifier: 'wasm', mqttFramer: 'wasm',
   }
 }
 
@@ -78,6 +84,9 @@ function parseValue(s: Setting, raw: unknown): unknown {
       if (!Number.isInteger(n) || n < s.min! || n > s.max!) throw bad(`must be an integer ${s.min}..${s.max}`)
       return n
     }
+    case 'wasmOrJs':
+      if (raw !== 'wasm' && raw !== 'js') throw bad('must be wasm or js')
+      return raw
     case 'durability':
       if (raw !== 'process' && raw !== 'power') throw bad('must be process or power')
       return raw
@@ -130,7 +139,7 @@ export function usage(): string {
 }
 
 /** The hint printed when a listener cannot bind. */
-export function portHint(key: 'mqttPort' | 'httpsPort' | 'mqttTcpPort'): string {
+export function portHint(key: 'mqttPort' | 'httpsPort' | 'mqttTcpPort' | 'amqpPort'): string {
   const s = SETTINGS.find((x) => x.key === key)!
-  return `${where(s)}${key !== 'mqttTcpPort' ? ' (ports below 1024 need root or CAP_NET_BIND_SERVICE)' : ''}`
+  return `${where(s)}${key === 'mqttPort' || key === 'httpsPort' ? ' (ports below 1024 need root or CAP_NET_BIND_SERVICE)' : ''}`
 }

@@ -10,14 +10,21 @@ import { createDefaultPolicies, type AccessPolicy } from './auth/policies.js'
 import { portHint, type HubConfig } from './config.js'
 import { BuiltInEndpoint } from './events/built-in-endpoint.js'
 import { EventStream } from './events/event-stream.js'
+import { AmqpServer } from './amqp/amqp-server.js'
+import { EventHubsEndpoint } from './amqp/event-hubs-endpoint.js'
 import type { Logger } from './log.js'
 import { createTcpListener, createTlsListener, listen, mountMqttOverWebSocket } from './mqtt/listeners.js'
 import { MqttEdge } from './mqtt/mqtt-edge.js'
 import { DeviceRegistry } from './registry/device-registry.js'
+import { FeedbackQueue } from './c2d/feedback-queue.js'
+import { c2dRoutes } from './rest/c2d-routes.js'
 import { eventsRoutes } from './rest/events-routes.js'
+import { methodRoutes } from './rest/method-routes.js'
+import { twinRoutes } from './rest/twin-routes.js'
 import { mountRest } from './rest/http-server.js'
 import { registryRoutes } from './rest/registry-routes.js'
 import { ShardPool } from './shard-pool.js'
+import { OP_DEVICE_CHANGED } from './shard-protocol.js'
 import { openHubStore } from './store/hub-store.js'
 import { ensureLocalPki } from './tls/local-pki.js'
 
@@ -25,7 +32,9 @@ export interface RunningHub {
   config: HubConfig
   policies: AccessPolicy[]
   caCertFile: string
-  ports: { mqtt: number; https: number; mqttTcp: number | null }
+  ports: { mqtt: number; https: number; mqttTcp: number | null; amqp: number | null }
+  /** the Event Hubs entity (EntityPath) of the built-in endpoint */
+  eventHubName: string
   registry: DeviceRegistry
   edge: MqttEdge
   stop(): Promise<void>
@@ -56,13 +65,25 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
 
   const endpoint = new BuiltInEndpoint(store, config.partitions)
   const stream = new EventStream(endpoint)
+  // the Event Hubs entity name of the built-in endpoint: the hub's name
+  const eventHubName = config.hostName.split('.')[0]!.replace(/:\d+$/, '')
+  const eventHubs = new EventHubsEndpoint(eventHubName, endpoint, log)
   let edge!: MqttEdge
+  const feedback = new FeedbackQueue(store.feedback)
+  // a shard reports its queues' depths as soon as it has loaded them, possibly before the edge exists
+  const earlyCounts: [string, number][] = []
   const shards = new ShardPool(
     { shardCount: config.shards, partitions: config.partitions, retentionDays: config.retentionDays, dataDir: config.dataDir, durability: config.durability },
     {
       acks: (flat, from) => edge.acks(flat, from),
-      sessionOpened: (connId, present) => edge.sessionOpened(connId, present),
-      partitionAdvanced: (p) => stream.advanced(p),
+      sessionOpened: (connId, present, filters) => edge.sessionOpened(connId, present, filters),
+      publish: (connId, topic, payload, qos, packetId, dup) => edge.publishFromShard(connId, topic, payload, qos, packetId, dup),
+      c2dCount: (deviceId, count) => (edge ? edge.c2dCount(deviceId, count) : earlyCounts.push([deviceId, count])),
+      feedback: (record) => feedback.add(record as unknown as Parameters<FeedbackQueue['add']>[0]),
+      partitionAdvanced: (p) => {
+        stream.advanced(p)
+        eventHubs.advanced(p)
+      },
       rejected: (connId, code, message) => edge.rejected(connId, code, message),
       fatal: (shard, error) => {
         log.error('shard failed; stopping the hub', { shard, error })
@@ -79,8 +100,14 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
     lastActivityTime: (id) => edge.lastActivityTime(id),
     cloudToDeviceMessageCount: (id) => edge.cloudToDeviceMessageCount(id),
   })
-  edge = new MqttEdge(new Authenticator(tlsNames, policies, registry), shards, log)
+  edge = new MqttEdge(new Authenticator(tlsNames, policies, registry, config.sasVerifier), shards, log)
+  for (const [deviceId, count] of earlyCounts.splice(0)) edge.c2dCount(deviceId, count)
   registry.onChange((e) => edge.registryChanged(e))
+  // a device's twin and C2D queue live in its shard: created with the device, gone with it
+  registry.onChange((e) => {
+    shards.send(shards.shardFor(e.device.deviceId), [OP_DEVICE_CHANGED, e.device.deviceId, e.kind === 'deleted' ? null : e.device.generationId])
+    if (e.kind === 'deleted') feedback.dropDevice(e.device.deviceId)
+  })
 
   const servers: net.Server[] = []
   const bind = async (server: net.Server, port: number, key: 'mqttPort' | 'mqttTcpPort', what: string) => {
@@ -96,14 +123,19 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
   const app = uWS.SSLApp({ key_file_name: pki.serverKeyFile, cert_file_name: pki.serverCertFile })
   mountMqttOverWebSocket(app, edge)
   stream.mount(app, edge.authenticator)
-  mountRest(app, [...registryRoutes(registry, edge), ...eventsRoutes(endpoint)], edge.authenticator, log)
+  mountRest(app, [
+    ...registryRoutes(registry, edge), ...eventsRoutes(endpoint), ...twinRoutes(registry, shards), ...methodRoutes(registry, edge),
+    ...c2dRoutes(registry, shards, feedback),
+  ], edge.authenticator, log)
 
   let httpsSocket: us_listen_socket | undefined
+  let amqpServer: AmqpServer | undefined
   let stopping: Promise<void> | undefined
   async function stop(): Promise<void> {
     stopping ??= (async () => {
       for (const s of servers) s.close()
       if (httpsSocket) uWS.us_listen_socket_close(httpsSocket)
+      await amqpServer?.close()
       edge.pauseAll()
       await shards.stop() // every ack the shards release is written before this resolves
       edge.closeAll('hub shutting down')
@@ -126,8 +158,17 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
         resolve(uWS.us_socket_local_port(ls))
       })
     })
-    log.info('hub started', { hostName: config.hostName, mqtt, https, mqttTcp, shards: config.shards, partitions: config.partitions })
-    return { config, policies, caCertFile: pki.caCertFile, ports: { mqtt, https, mqttTcp }, registry, edge, stop }
+    let amqp: number | null = null
+    if (config.amqpPort !== null) {
+      amqpServer = new AmqpServer({ host: config.host, port: config.amqpPort, key, cert, hostNames: tlsNames, auth: edge.authenticator, eventHubs, log })
+      try {
+        amqp = await amqpServer.listen()
+      } catch (e) {
+        throw new StartupError(`cannot listen on ${config.host}:${config.amqpPort} for AMQP (${(e as NodeJS.ErrnoException).code}); ${portHint('amqpPort')}`)
+      }
+    }
+    log.info('hub started', { hostName: config.hostName, mqtt, https, mqttTcp, amqp, shards: config.shards, partitions: config.partitions })
+    return { config, policies, caCertFile: pki.caCertFile, ports: { mqtt, https, mqttTcp, amqp }, eventHubName, registry, edge, stop }
   } catch (e) {
     await stop()
     throw e

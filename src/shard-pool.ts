@@ -2,14 +2,20 @@
 // event-loop turn, and the dispatch of what the shards send back.
 import { Worker } from 'node:worker_threads'
 import { Packr } from 'msgpackr'
+import { HubError } from './rest/hub-error.js'
 import {
-  OP_ACKS, OP_PARTITION_ADVANCED, OP_REJECTED, OP_SESSION_OPENED, postBatch, shardOf, type ControlMessage, type ShardInit,
+  OP_ACKS, OP_C2D_COUNT, OP_FEEDBACK, OP_PARTITION_ADVANCED, OP_PUBLISH, OP_REJECTED, OP_REPLY, OP_REQUEST, OP_SESSION_OPENED, postBatch, shardOf,
+  type ControlMessage, type ShardInit, type ShardRequestKind,
 } from './shard-protocol.js'
 
 export interface ShardEvents {
   /** flat [connId, packetId, connId, packetId, ...], all committed */
   acks(flat: number[], from: number): void
-  sessionOpened(connId: number, sessionPresent: boolean): void
+  sessionOpened(connId: number, sessionPresent: boolean, filters: string[]): void
+  /** the shard asks for a PUBLISH to one of its devices' connections */
+  publish(connId: number, topic: string, payload: Uint8Array, qos: number, packetId: number, dup: boolean): void
+  c2dCount(deviceId: string, count: number): void
+  feedback(record: Record<string, string>): void
   partitionAdvanced(partition: number, lastSequenceNumber: number): void
   rejected(connId: number, code: number, message: string): void
   fatal(shard: number, error: Error): void
@@ -26,6 +32,8 @@ export class ShardPool {
   private flushScheduled = false
   private readonly packr = new Packr({ useRecords: false })
   private stopping = false
+  private nextRequestId = 1
+  private readonly pending = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>()
 
   constructor(private readonly init: Omit<ShardInit, 'shardIndex'>, private readonly events: ShardEvents) {}
 
@@ -61,6 +69,19 @@ export class ShardPool {
     }
   }
 
+  /**
+   * A request the shard owning the device answers (REST handlers need the device's state, which
+   * only its shard holds). Rides the same batches as everything else; rejects with the shard's HubError.
+   */
+  request<T = unknown>(kind: ShardRequestKind, deviceId: string, ...args: unknown[]): Promise<T> {
+    if (this.stopping) return Promise.reject(new HubError(503001, 'hub is shutting down'))
+    const id = this.nextRequestId++
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject })
+      this.send(this.shardFor(deviceId), [OP_REQUEST, id, kind, deviceId, ...args])
+    })
+  }
+
   flush(): void {
     this.flushScheduled = false
     for (let i = 0; i < this.workers.length; i++) {
@@ -76,7 +97,18 @@ export class ShardPool {
     for (const op of ops) {
       switch (op[0]) {
         case OP_ACKS: this.events.acks(op as number[], 1); break
-        case OP_SESSION_OPENED: this.events.sessionOpened(op[1] as number, op[2] as boolean); break
+        case OP_SESSION_OPENED: this.events.sessionOpened(op[1] as number, op[2] as boolean, (op[3] as string[] | undefined) ?? []); break
+        case OP_PUBLISH: this.events.publish(op[1] as number, op[2] as string, op[3] as Uint8Array, op[4] as number, op[5] as number, op[6] as boolean); break
+        case OP_C2D_COUNT: this.events.c2dCount(op[1] as string, op[2] as number); break
+        case OP_FEEDBACK: this.events.feedback(op[1] as Record<string, string>); break
+        case OP_REPLY: {
+          const p = this.pending.get(op[1] as number)
+          if (!p) break
+          this.pending.delete(op[1] as number)
+          if (op[2] === 0) p.resolve(op[3])
+          else p.reject(new HubError(op[2] as number, op[3] as string))
+          break
+        }
         case OP_PARTITION_ADVANCED: this.events.partitionAdvanced(op[1] as number, op[2] as number); break
         case OP_REJECTED: this.events.rejected(op[1] as number, op[2] as number, op[3] as string); break
       }
@@ -87,6 +119,8 @@ export class ShardPool {
   async stop(): Promise<void> {
     this.flush()
     this.stopping = true
+    for (const p of this.pending.values()) p.reject(new HubError(503001, 'hub is shutting down'))
+    this.pending.clear()
     await Promise.all(this.workers.map((w) => new Promise<void>((resolve) => {
       const timer = setTimeout(() => { void w.terminate().then(() => resolve()) }, 10_000)
       w.on('message', (m: unknown) => {

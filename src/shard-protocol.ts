@@ -31,12 +31,23 @@ export const OP_CONNECTION_CLOSED = 6 // [op, connId]: unbinds connId (after its
 export const OP_SUBSCRIBE = 3 // [op, clientId, [[filter, qos], ...]]
 export const OP_UNSUBSCRIBE = 4 // [op, clientId, [filter, ...]]
 export const OP_SESSION_END = 5 // [op, clientId] (clean-session connection closed)
+export const OP_REQUEST = 7 // [op, requestId, kind, deviceId, ...args]: a REST call the shard answers with OP_REPLY
+export const OP_PUBACK = 8 // [op, connId, packetId]: the device acknowledged a QoS 1 PUBLISH the shard sent (C2D)
+export const OP_TWIN_DEVICE = 9 // [op, connId, 'get' | 'patch', rid, payload]: a twin request from a device over MQTT
+export const OP_DEVICE_CHANGED = 10 // [op, deviceId, generationId | null]: created/updated, or deleted (null)
 
 // shard → edge ops
 export const OP_ACKS = 1 // [op, connId, packetId, connId, packetId, ...] after the commit that holds them
-export const OP_SESSION_OPENED = 2 // [op, connId, sessionPresent]
+export const OP_SESSION_OPENED = 2 // [op, connId, sessionPresent, [filter, ...] of the resumed session]
 export const OP_PARTITION_ADVANCED = 3 // [op, partition, lastSequenceNumber]
 export const OP_REJECTED = 4 // [op, connId, errorCode, message] the message was not stored
+export const OP_REPLY = 5 // [op, requestId, errorCode (0: ok), result | message]
+export const OP_PUBLISH = 6 // [op, connId, topic, payload, qos, packetId, dup]: write a PUBLISH to that connection
+export const OP_C2D_COUNT = 7 // [op, deviceId, pending C2D messages]
+export const OP_FEEDBACK = 8 // [op, record]: a C2D feedback record for the service's feedback queue
+
+/** Request kinds (OP_REQUEST) a shard answers. */
+export type ShardRequestKind = 'twin.get' | 'twin.update' | 'c2d.send' | 'c2d.purge'
 
 import type { Durability } from './store/hub-store.js'
 

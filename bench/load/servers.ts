@@ -51,7 +51,7 @@ export async function startHyperhub(args: string[] = []): Promise<RunningServer>
   // HYPERHUB_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the hub under load
   const nodeArgs = process.env.HYPERHUB_BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []
   const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', 'src/main.ts', '--data-dir', dataDir, '--host', '127.0.0.1',
-    '--mqtt-port', String(PORTS.mqttTls), '--https-port', String(PORTS.https), '--mqtt-tcp-port', String(PORTS.mqttTcp), '--log-level', 'warn', ...args],
+    '--mqtt-port', String(PORTS.mqttTls), '--https-port', String(PORTS.https), '--mqtt-tcp-port', String(PORTS.mqttTcp), '--amqp-port', 'off', '--log-level', 'warn', ...args],
   { stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   child.stdout!.on('data', (d: Buffer) => { out += d })

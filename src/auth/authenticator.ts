@@ -4,6 +4,10 @@ import type { DeviceRecord, DeviceRegistry } from '../registry/device-registry.j
 import { HubError } from '../rest/hub-error.js'
 import { hasRight, type AccessPolicy, type Right } from './policies.js'
 import { parseSasToken, splitResource, verifySasToken, TokenError, type SasToken } from './sas-token.js'
+import { SasVerifierCache } from '../wasm/sas-verifier-cache.js'
+
+/** `wasm`: HMAC in WebAssembly with a cache of verified tokens; `js`: node:crypto every time. */
+export type SasVerifierKind = 'wasm' | 'js'
 
 export type DeviceAuthFailure = 'unauthorized' | 'not-found' | 'disabled'
 
@@ -23,12 +27,20 @@ export class Authenticator {
   private readonly hosts: Set<string>
   private readonly policies = new Map<string, AccessPolicy>()
 
-  constructor(hostNames: string[], policies: AccessPolicy[], private readonly registry: DeviceRegistry) {
+  private readonly cache: SasVerifierCache | undefined
+
+  constructor(hostNames: string[], policies: AccessPolicy[], private readonly registry: DeviceRegistry, verifier: SasVerifierKind = 'wasm') {
+    this.cache = verifier === 'wasm' ? new SasVerifierCache() : undefined
     this.hosts = new Set(hostNames.map((h) => h.replace(/:\d+$/, '').toLowerCase()))
     for (const p of policies) this.policies.set(p.keyName, p)
   }
 
   policy(name: string): AccessPolicy | undefined { return this.policies.get(name) }
+
+  private verify(raw: string, token: SasToken, keys: readonly string[], nowSeconds = Date.now() / 1000): void {
+    if (this.cache) this.cache.verify(raw, keys, nowSeconds)
+    else verifySasToken(token, keys, nowSeconds)
+  }
 
   private parse(raw: string): { token: SasToken; segments: string[] } {
     const token = parseSasToken(raw)
@@ -46,7 +58,7 @@ export class Authenticator {
       if (segments.length > 0) throw new TokenError('a service token must be scoped to the hub', 'scope')
       policy = token.keyName ? this.policies.get(token.keyName) : undefined
       if (!policy) throw new TokenError('unknown policy', 'scope')
-      verifySasToken(token, [policy.primaryKey, policy.secondaryKey])
+      this.verify(header, token, [policy.primaryKey, policy.secondaryKey])
     } catch (e) {
       if (e instanceof TokenError) throw new HubError(401003, `Unauthorized: ${e.message}`)
       throw e
@@ -78,7 +90,7 @@ export class Authenticator {
         keys = [device.authentication.symmetricKey.primaryKey ?? '', device.authentication.symmetricKey.secondaryKey ?? '']
         scope = 'device'
       }
-      verifySasToken(token, keys, nowSeconds)
+      this.verify(password, token, keys, nowSeconds)
       if (device.status === 'disabled') throw new DeviceAuthError('disabled', `device ${deviceId} is disabled`)
       return {
         device,

@@ -96,24 +96,41 @@ export class BuiltInEndpoint {
     return this.firstSequence(p) ?? this.endOf(p)
   }
 
-  /** First sequence number enqueued at or after `timeMs` (times rise with sequence numbers). */
-  sequenceAt(p: number, timeMs: number): number {
+  /** First sequence number whose event satisfies `test` (times and offsets rise with sequence numbers). */
+  private firstWhere(p: number, test: (e: StoredEvent, offset: number) => boolean): number {
     for (const seg of this.segments(p)) {
-      const i = seg.events.findIndex((e) => e.t >= timeMs)
-      if (i >= 0) return seg.firstSequence + i
+      const last = seg.events.length - 1
+      if (last < 0 || !test(seg.events[last]!, seg.offsets[last]!)) continue
+      const i = seg.events.findIndex((e, j) => test(e, seg.offsets[j]!))
+      return seg.firstSequence + i
     }
     return this.endOf(p)
   }
 
-  read(p: number, fromSequence: number, maxCount: number): EventJson[] {
-    const out: EventJson[] = []
+  /** First sequence number enqueued at or after `timeMs` (strictly after, when not inclusive). */
+  sequenceAt(p: number, timeMs: number, inclusive = true): number {
+    return this.firstWhere(p, (e) => (inclusive ? e.t >= timeMs : e.t > timeMs))
+  }
+
+  /** First sequence number at or after an Event Hubs offset (strictly after, when not inclusive). */
+  sequenceAtOffset(p: number, offset: number, inclusive: boolean): number {
+    return this.firstWhere(p, (_e, o) => (inclusive ? o >= offset : o > offset))
+  }
+
+  /** Events from `fromSequence` on, as stored. */
+  readStored(p: number, fromSequence: number, maxCount: number): { sequence: number; offset: number; event: StoredEvent }[] {
+    const out: { sequence: number; offset: number; event: StoredEvent }[] = []
     for (const seg of this.segments(p, fromSequence)) {
       for (let i = Math.max(0, fromSequence - seg.firstSequence); i < seg.events.length; i++) {
         if (out.length >= maxCount) return out
-        out.push(toEventJson(p, seg.firstSequence + i, seg.offsets[i]!, seg.events[i]!))
+        out.push({ sequence: seg.firstSequence + i, offset: seg.offsets[i]!, event: seg.events[i]! })
       }
     }
     return out
+  }
+
+  read(p: number, fromSequence: number, maxCount: number): EventJson[] {
+    return this.readStored(p, fromSequence, maxCount).map((r) => toEventJson(p, r.sequence, r.offset, r.event))
   }
 
   /** The offset of one event, for checkpoints. */

@@ -1,6 +1,7 @@
 // One device's MQTT 3.1.1 connection, after IoT Hub's rules: CONNECT with a SAS password, telemetry
 // on the device's own events topic only, QoS 2 closes the connection, retain is not stored but
-// flagged, a will is sent as telemetry on an ungraceful close.
+// flagged, a will is sent as telemetry on an ungraceful close. `$iothub/...` topics (twins, method
+// answers) go to the edge; PUBACKs complete C2D deliveries.
 import mqttPacket from 'mqtt-packet'
 import { DeviceAuthError, type DeviceIdentity } from '../auth/authenticator.js'
 import { FrameError, MqttFramer, type FrameHandler } from './framer.js'
@@ -26,6 +27,8 @@ export class DeviceConnection implements FrameHandler {
   unacked = 0
   /** the shard that owns this device, once the session is opened */
   shard = -1
+  /** topic filters of this connection's session (resumed ones included) */
+  readonly subscriptions = new Set<string>()
   private paused = false
   private draining = false
   private sawFirstByte = false
@@ -57,6 +60,10 @@ export class DeviceConnection implements FrameHandler {
   publish(topic: string, payload: Buffer, qos: number, packetId: number, retain: boolean): void {
     if (this.state !== 'connected') return this.close('PUBLISH before CONNACK')
     if (qos === 2) return this.close('QoS 2 is not supported by IoT Hub')
+    if (topic.startsWith('$iothub/')) {
+      if (qos === 1) this.transport.write(packets.pubacks([packetId]))
+      return this.edge.iothubPublish(this, topic, payload)
+    }
     if (!topic.startsWith(this.eventsPrefix) && topic !== this.eventsPrefix.slice(0, -1)) {
       return this.close(topic.startsWith('devices/') && !topic.startsWith(`devices/${this.deviceId}/`)
         ? 'publish to another device\'s topic' : `publish to an unsupported topic`, { topic })
@@ -99,7 +106,9 @@ export class DeviceConnection implements FrameHandler {
         this.will = undefined
         return this.close('client disconnected', undefined, true)
       case 'puback':
-        return // C2D deliveries are acknowledged here once they exist
+        // completes a C2D message (the only QoS 1 PUBLISH the hub sends)
+        if (this.state === 'connected') this.edge.deviceAcked(this, decoded.messageId!)
+        return
       default:
         return this.close(`unexpected ${decoded.cmd} packet`)
     }
@@ -144,9 +153,10 @@ export class DeviceConnection implements FrameHandler {
   }
 
   /** The shard answered the session open: the connection is live. */
-  sessionOpened(sessionPresent: boolean): void {
+  sessionOpened(sessionPresent: boolean, filters: string[]): void {
     if (this.state !== 'authenticating') return
     this.state = 'connected'
+    for (const f of filters) this.subscriptions.add(f)
     this.transport.write(packets.connack(packets.CONNACK_ACCEPTED, sessionPresent))
   }
 
@@ -168,12 +178,14 @@ export class DeviceConnection implements FrameHandler {
         granted.push(0x80)
       }
     }
+    for (const [f] of accepted) this.subscriptions.add(f)
     if (accepted.length > 0) this.edge.subscribe(this, accepted)
     this.transport.write(packets.suback(p.messageId!, granted))
   }
 
   private onUnsubscribe(p: mqttPacket.IUnsubscribePacket): void {
     if (this.state !== 'connected') return this.close('UNSUBSCRIBE before CONNACK')
+    for (const f of p.unsubscriptions) this.subscriptions.delete(f)
     this.edge.unsubscribe(this, p.unsubscriptions)
     this.transport.write(packets.unsuback(p.messageId!))
   }

@@ -1,13 +1,18 @@
 // The edge's view of every MQTT connection: it authenticates, hands telemetry to the owning shard,
 // writes back the PUBACKs the shards release (all acks of one connection in one write), enforces
-// one connection per client id, and answers the registry's presence questions.
+// one connection per client id, and answers the registry's presence questions. It also carries
+// twins, direct methods and C2D between devices and their shards (iothubPublish, publishFromShard).
 import type { Authenticator } from '../auth/authenticator.js'
 import type { Logger } from '../log.js'
 import { NEVER, type PresenceView, type RegistryEvent } from '../registry/device-registry.js'
 import type { ShardPool } from '../shard-pool.js'
-import { OP_CONNECTION_CLOSED, OP_SESSION_END, OP_SESSION_OPEN, OP_SUBSCRIBE, OP_TELEMETRY, OP_UNSUBSCRIBE } from '../shard-protocol.js'
+import {
+  OP_CONNECTION_CLOSED, OP_PUBACK, OP_SESSION_END, OP_SESSION_OPEN, OP_SUBSCRIBE, OP_TELEMETRY, OP_TWIN_DEVICE, OP_UNSUBSCRIBE,
+} from '../shard-protocol.js'
 import { DeviceConnection } from './device-connection.js'
-import { pubacks } from './packets.js'
+import { METHODS_FILTER, parseIotHubTopic } from './iothub-topics.js'
+import { MethodCalls } from './method-calls.js'
+import { publish as publishPacket, pubacks } from './packets.js'
 import type { MqttTransport } from './transport.js'
 
 /** A client that has not sent CONNECT by then is dropped. */
@@ -20,11 +25,18 @@ export class MqttEdge implements PresenceView {
   private readonly connectedAt = new Map<string, string>()
   private readonly stateChangedAt = new Map<string, string>()
   private readonly lastActivity = new Map<string, number>()
+  private readonly c2dCounts = new Map<string, number>()
   private readonly sweepTimer: NodeJS.Timeout
+  readonly methods: MethodCalls
 
   constructor(readonly authenticator: Authenticator, private readonly shards: ShardPool, private readonly log: Logger) {
     this.sweepTimer = setInterval(() => this.sweep(), 1000)
     this.sweepTimer.unref()
+    this.methods = new MethodCalls((deviceId) => {
+      const conn = this.byClientId.get(deviceId)
+      if (conn?.state !== 'connected' || !conn.subscriptions.has(METHODS_FILTER)) return undefined
+      return { id: conn.id, deviceId, write: (b) => conn.transport.write(b) }
+    }, (topic, payload) => publishPacket(topic, payload, 0, 0, false))
   }
 
   get connectionCount(): number { return this.byId.size }
@@ -51,10 +63,10 @@ export class MqttEdge implements PresenceView {
     this.shards.send(conn.shard, [OP_SESSION_OPEN, conn.id, conn.clientId, conn.clean, d.deviceId, d.generationId, conn.identity!.authMethod])
   }
 
-  sessionOpened(connId: number, sessionPresent: boolean): void {
+  sessionOpened(connId: number, sessionPresent: boolean, filters: string[] = []): void {
     const conn = this.byId.get(connId)
     if (!conn) return
-    conn.sessionOpened(sessionPresent)
+    conn.sessionOpened(sessionPresent, filters)
     const now = new Date().toISOString()
     this.connectedAt.set(conn.deviceId, now)
     this.stateChangedAt.set(conn.deviceId, now)
@@ -79,6 +91,37 @@ export class MqttEdge implements PresenceView {
 
   rejected(connId: number, code: number, message: string): void {
     this.byId.get(connId)?.close('message rejected', { errorCode: code, error: message })
+  }
+
+  /** A shard's PUBLISH to one of its devices (C2D, twin responses, desired-property patches). */
+  publishFromShard(connId: number, topic: string, payload: Uint8Array, qos: number, packetId: number, dup: boolean): void {
+    const conn = this.byId.get(connId)
+    if (conn?.state !== 'connected') return // the shard learns of the close through OP_CONNECTION_CLOSED and unlocks
+    conn.transport.write(publishPacket(topic, payload, qos, packetId, dup))
+  }
+
+  /** A device's PUBLISH on `$iothub/...`: twin requests go to its shard, method answers to the caller. */
+  iothubPublish(conn: DeviceConnection, topic: string, payload: Buffer): void {
+    const req = parseIotHubTopic(topic)
+    if (!req) return conn.close('publish to an unsupported topic', { topic })
+    if (req.kind === 'method-response') {
+      if (!this.methods.response(conn.deviceId, req.rid, req.status, payload)) {
+        this.log.warn('direct method response refused', { deviceId: conn.deviceId, bytes: payload.length })
+      }
+      return
+    }
+    this.shards.send(conn.shard, [OP_TWIN_DEVICE, conn.id, req.kind === 'twin-get' ? 'get' : 'patch', req.rid, payload])
+  }
+
+  /** PUBACK from a device: completes a C2D message in its shard. */
+  deviceAcked(conn: DeviceConnection, packetId: number): void {
+    this.shards.send(conn.shard, [OP_PUBACK, conn.id, packetId])
+  }
+
+  /** Shards report each change of a device's queue depth (cloudToDeviceMessageCount). */
+  c2dCount(deviceId: string, count: number): void {
+    if (count === 0) this.c2dCounts.delete(deviceId)
+    else this.c2dCounts.set(deviceId, count)
   }
 
   /** The topic filters IoT Hub documents for a device. */
@@ -130,8 +173,8 @@ export class MqttEdge implements PresenceView {
     return at ? new Date(at).toISOString() : NEVER
   }
 
-  cloudToDeviceMessageCount(_deviceId: string): number {
-    return 0
+  cloudToDeviceMessageCount(deviceId: string): number {
+    return this.c2dCounts.get(deviceId) ?? 0
   }
 
   private sweep(): void {

@@ -28,3 +28,27 @@ export function unsuback(packetId: number): Buffer {
 }
 
 export const PINGRESP = Buffer.from([0xd0, 0])
+
+/** A PUBLISH from the hub (C2D, twin responses and patches, method requests). */
+export function publish(topic: string, payload: Uint8Array, qos: number, packetId: number, dup: boolean): Buffer {
+  const topicLen = Buffer.byteLength(topic)
+  const remaining = 2 + topicLen + (qos > 0 ? 2 : 0) + payload.length
+  let lenBytes = 1
+  for (let r = remaining; r >= 128; r = Math.floor(r / 128)) lenBytes++
+  const out = Buffer.allocUnsafe(1 + lenBytes + remaining)
+  out[0] = 0x30 | (dup ? 8 : 0) | (qos << 1)
+  let o = 1
+  let r = remaining
+  do {
+    let b = r % 128
+    r = Math.floor(r / 128)
+    if (r > 0) b |= 0x80
+    out[o++] = b
+  } while (r > 0)
+  out.writeUInt16BE(topicLen, o)
+  o += 2
+  o += out.write(topic, o, 'utf8')
+  if (qos > 0) { out.writeUInt16BE(packetId, o); o += 2 }
+  out.set(payload, o)
+  return out
+}

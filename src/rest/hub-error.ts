@@ -3,12 +3,12 @@
 import { randomBytes } from 'node:crypto'
 
 const NAMES: Record<number, string> = {
-  400001: 'InvalidProtocolVersion', 400004: 'ArgumentInvalid', 400005: 'ArgumentNull', 400012: 'DeserializationError',
-  401003: 'IotHubUnauthorized', 403010: 'OperationNotAvailableInCurrentTier', 403012: 'DeviceDisabled',
-  404000: 'GenericNotFound', 404001: 'DeviceNotFound', 405000: 'GenericMethodNotAllowed',
-  409000: 'GenericConflict', 409001: 'DeviceAlreadyExists', 412001: 'PreconditionFailed',
+  400001: 'InvalidProtocolVersion', 400003: 'InvalidOperation', 400004: 'ArgumentInvalid', 400005: 'ArgumentNull', 400012: 'DeserializationError',
+  401003: 'IotHubUnauthorized', 403010: 'OperationNotAvailableInCurrentTier', 403004: 'DeviceMaximumQueueDepthExceeded', 403012: 'DeviceDisabled', 403800: 'DeviceMaximumInflightMethodExceeded',
+  404000: 'GenericNotFound', 404001: 'DeviceNotFound', 404103: 'DeviceNotOnline', 405000: 'GenericMethodNotAllowed',
+  409000: 'GenericConflict', 409001: 'DeviceAlreadyExists', 412001: 'PreconditionFailed', 412002: 'DeviceMessageLockLost',
   413000: 'GenericRequestEntityTooLarge', 413001: 'MessageTooLarge', 415000: 'GenericUnsupportedMediaType',
-  429001: 'ThrottlingException', 500001: 'ServerError', 503001: 'ServiceUnavailable',
+  429001: 'ThrottlingException', 500001: 'ServerError', 503001: 'ServiceUnavailable', 504101: 'GatewayTimeout',
 }
 
 export class HubError extends Error {

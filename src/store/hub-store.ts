@@ -10,6 +10,12 @@ export interface HubStore {
   meta: Database
   sessions: Database
   checkpoints: Database
+  /** device twins by device id (written by the device's shard) */
+  twins: Database
+  /** C2D queues: key [deviceId, sequenceNumber] (written by the device's shard) */
+  c2d: Database
+  /** the service's C2D feedback queue (written by the main thread) */
+  feedback: Database
   partition(p: number): Database
   close(): Promise<void>
 }
@@ -23,7 +29,7 @@ export type Durability = 'process' | 'power'
  */
 export function openHubStore(dataDir: string, durability: Durability = 'process'): HubStore {
   mkdirSync(dataDir, { recursive: true })
-  // maxDbs: devices, meta, sessions, checkpoints and up to 32 partitions, with room to grow
+  // maxDbs: devices, meta, sessions, checkpoints, twins, c2d, feedback and up to 32 partitions, with room to grow
   const root = open({ path: join(dataDir, 'hub.mdb'), maxDbs: 64, noSync: durability === 'process' })
   const partitions = new Map<number, Database>()
   return {
@@ -32,6 +38,9 @@ export function openHubStore(dataDir: string, durability: Durability = 'process'
     meta: root.openDB({ name: 'meta' }),
     sessions: root.openDB({ name: 'sessions' }),
     checkpoints: root.openDB({ name: 'checkpoints' }),
+    twins: root.openDB({ name: 'twins' }),
+    c2d: root.openDB({ name: 'c2d' }),
+    feedback: root.openDB({ name: 'feedback' }),
     partition(p: number) {
       let db = partitions.get(p)
       if (!db) partitions.set(p, (db = root.openDB({ name: `events.${p}`, encoding: 'binary' })))

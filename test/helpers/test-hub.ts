@@ -36,7 +36,7 @@ export function seedPki(dataDir: string): void {
 export function testConfig(dataDir: string, overrides: Partial<HubConfig> = {}): HubConfig {
   return {
     ...defaultConfig(), hostName: 'localhost', host: '127.0.0.1', dataDir,
-    mqttPort: 0, httpsPort: 0, mqttTcpPort: 0, shards: 1, partitions: 4, logLevel: 'silent', ...overrides,
+    mqttPort: 0, httpsPort: 0, mqttTcpPort: 0, amqpPort: 0, shards: 1, partitions: 4, logLevel: 'silent', ...overrides,
   }
 }
 

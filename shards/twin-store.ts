@@ -1,0 +1,214 @@
+// Device twins of the devices a shard owns: tags, desired and reported properties with `$version`
+// and `$metadata`, the twin version and etag. One LMDB record per device (`twins`), with an
+// in-memory copy; a write resolves once LMDB committed it.
+import type { Database } from 'lmdb'
+import { checkEtag } from '../src/registry/device-registry.js'
+import { HubError } from '../src/rest/hub-error.js'
+import { checkContent, checkSize, isPlainObject, type Section } from './twin-rules.js'
+
+type Json = Record<string, unknown>
+interface Meta { $lastUpdated: string; $lastUpdatedVersion?: number; [k: string]: unknown }
+
+export interface TwinDoc {
+  deviceId: string
+  generationId: string | null
+  version: number
+  tags: Json
+  /** values plus `$metadata` and `$version`, as the service reads them */
+  desired: Json & { $metadata: Meta; $version: number }
+  reported: Json & { $metadata: Meta; $version: number }
+}
+
+/** What the service side gets (the edge adds the identity fields). */
+export interface TwinCore {
+  etag: string
+  version: number
+  tags: Json
+  properties: { desired: Json; reported: Json }
+}
+
+/** Azure's twin timestamps carry 7 fractional digits. */
+function timestamp(ms = Date.now()): string {
+  return new Date(ms).toISOString().replace('Z', '0000Z')
+}
+
+/** base64 of the 8-byte big-endian twin version, as Azure's twin etags look. */
+export function twinEtag(version: number): string {
+  const b = Buffer.alloc(8)
+  b.writeBigUInt64BE(BigInt(version))
+  return b.toString('base64')
+}
+
+function emptySection(now: string, withVersion: boolean): TwinDoc['desired'] {
+  return { $metadata: withVersion ? { $lastUpdated: now, $lastUpdatedVersion: 1 } : { $lastUpdated: now }, $version: 1 }
+}
+
+/** JSON merge-patch of `patch` into `target`, keeping `meta` (the `$metadata` tree) in step. */
+function mergeWithMetadata(target: Json, meta: Meta, patch: Json, now: string, version: number | undefined): void {
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === null) {
+      delete target[k]
+      delete meta[k]
+    } else if (isPlainObject(v)) {
+      if (!isPlainObject(target[k])) target[k] = {}
+      if (!isPlainObject(meta[k]) || !isPlainObject(target[k])) meta[k] = { $lastUpdated: now }
+      mergeWithMetadata(target[k] as Json, meta[k] as Meta, v, now, version)
+    } else {
+      target[k] = v
+      meta[k] = version === undefined ? { $lastUpdated: now } : { $lastUpdated: now, $lastUpdatedVersion: version }
+    }
+  }
+  meta.$lastUpdated = now
+  if (version !== undefined) meta.$lastUpdatedVersion = version
+}
+
+/** The `$metadata` tree for a whole new document. */
+function metadataFor(doc: Json, now: string, version: number | undefined): Meta {
+  const meta: Meta = version === undefined ? { $lastUpdated: now } : { $lastUpdated: now, $lastUpdatedVersion: version }
+  for (const [k, v] of Object.entries(doc)) {
+    meta[k] = isPlainObject(v) ? metadataFor(v, now, version) : version === undefined ? { $lastUpdated: now } : { $lastUpdated: now, $lastUpdatedVersion: version }
+  }
+  return meta
+}
+
+function withoutNulls(doc: Json): Json {
+  const out: Json = {}
+  for (const [k, v] of Object.entries(doc)) {
+    if (v === null) continue
+    out[k] = isPlainObject(v) ? withoutNulls(v) : v
+  }
+  return out
+}
+
+function values(section: Json): Json {
+  const out: Json = {}
+  for (const [k, v] of Object.entries(section)) if (k !== '$metadata' && k !== '$version') out[k] = v
+  return out
+}
+
+/** Applies a patch to a copy of a section, checks the result's size, and returns it. */
+function patched(name: Section, section: TwinDoc['desired'], patch: Json, now: string, versioned: boolean): TwinDoc['desired'] {
+  const next = structuredClone(section)
+  const version = next.$version + 1
+  const meta = next.$metadata
+  delete (next as Json).$metadata
+  delete (next as Json).$version
+  mergeWithMetadata(next, meta, patch, now, versioned ? version : undefined)
+  checkSize(name, next)
+  return Object.assign(next, { $metadata: meta, $version: version })
+}
+
+export class TwinStore {
+  private readonly cache = new Map<string, TwinDoc>()
+
+  constructor(private readonly db: Database) {}
+
+  private fresh(deviceId: string, generationId: string | null): TwinDoc {
+    const now = timestamp()
+    return { deviceId, generationId, version: 1, tags: {}, desired: emptySection(now, true), reported: emptySection(now, false) }
+  }
+
+  /** The device's twin; a device that existed before twins did gets an empty one. */
+  get(deviceId: string): TwinDoc {
+    let doc = this.cache.get(deviceId)
+    if (!doc) {
+      doc = (this.db.get(deviceId) as TwinDoc | undefined) ?? this.fresh(deviceId, null)
+      this.cache.set(deviceId, doc)
+    }
+    return doc
+  }
+
+  /** Created with the device; a new device under an old id (new generation) gets a new twin. */
+  ensure(deviceId: string, generationId: string): Promise<unknown> | undefined {
+    const stored = this.cache.get(deviceId) ?? (this.db.get(deviceId) as TwinDoc | undefined)
+    if (stored && (stored.generationId === generationId || stored.generationId === null)) {
+      if (stored.generationId === null) stored.generationId = generationId
+      this.cache.set(deviceId, stored)
+      return undefined
+    }
+    const doc = this.fresh(deviceId, generationId)
+    this.cache.set(deviceId, doc)
+    return this.db.put(deviceId, doc)
+  }
+
+  remove(deviceId: string): Promise<unknown> {
+    this.cache.delete(deviceId)
+    return this.db.remove(deviceId)
+  }
+
+  core(doc: TwinDoc): TwinCore {
+    return { etag: twinEtag(doc.version), version: doc.version, tags: doc.tags, properties: { desired: doc.desired, reported: doc.reported } }
+  }
+
+  /** The device's view (MQTT GET): bare desired and reported with their `$version`s, no tags, no metadata. */
+  deviceView(doc: TwinDoc): { desired: Json; reported: Json } {
+    return {
+      desired: { ...values(doc.desired), $version: doc.desired.$version },
+      reported: { ...values(doc.reported), $version: doc.reported.$version },
+    }
+  }
+
+  /**
+   * PATCH (merge, null deletes) or PUT (replace) of tags and desired properties from the service.
+   * Returns the write and, when desired properties changed, what to push to the device.
+   */
+  updateFromService(deviceId: string, mode: 'patch' | 'replace', body: unknown, ifMatch: string | undefined): { doc: TwinDoc; written: Promise<unknown>; desiredPush: Json | undefined } {
+    if (!isPlainObject(body)) throw new HubError(400004, 'the body must be a twin object')
+    const doc = this.get(deviceId)
+    if (ifMatch !== undefined) checkEtag(ifMatch, twinEtag(doc.version))
+    const tags = body.tags
+    const properties = body.properties
+    if (properties !== undefined && properties !== null && !isPlainObject(properties)) throw new HubError(400004, 'properties must be an object')
+    const desired = isPlainObject(properties) ? properties.desired : undefined
+    const isPatch = mode === 'patch'
+    if (tags !== undefined && tags !== null) checkContent('tags', tags, isPatch)
+    if (desired !== undefined && desired !== null) checkContent('desired', desired, isPatch)
+    const now = timestamp()
+    let nextTags = doc.tags
+    if (isPlainObject(tags)) {
+      nextTags = isPatch ? mergePlain(structuredClone(doc.tags), tags) : withoutNulls(tags)
+      checkSize('tags', nextTags)
+    } else if (tags === null && !isPatch) {
+      nextTags = {}
+    }
+    let nextDesired = doc.desired
+    let desiredPush: Json | undefined
+    if (isPlainObject(desired)) {
+      if (isPatch) {
+        nextDesired = patched('desired', doc.desired, desired, now, true)
+        desiredPush = { ...desired, $version: nextDesired.$version }
+      } else {
+        const content = withoutNulls(desired)
+        checkSize('desired', content)
+        const version = doc.desired.$version + 1
+        nextDesired = Object.assign(content, { $metadata: metadataFor(content, now, version), $version: version })
+        desiredPush = { ...values(nextDesired), $version: version }
+      }
+    }
+    const changed = nextTags !== doc.tags || nextDesired !== doc.desired
+    if (!changed) return { doc, written: Promise.resolve(), desiredPush: undefined }
+    const next: TwinDoc = { ...doc, version: doc.version + 1, tags: nextTags, desired: nextDesired }
+    this.cache.set(deviceId, next)
+    return { doc: next, written: this.db.put(deviceId, next), desiredPush }
+  }
+
+  /** A reported-properties patch from the device (merge, null deletes). */
+  patchReported(deviceId: string, patch: unknown): { doc: TwinDoc; written: Promise<unknown> } {
+    checkContent('reported', patch, true)
+    const doc = this.get(deviceId)
+    const reported = patched('reported', doc.reported, patch as Json, timestamp(), false)
+    const next: TwinDoc = { ...doc, version: doc.version + 1, reported }
+    this.cache.set(deviceId, next)
+    return { doc: next, written: this.db.put(deviceId, next) }
+  }
+}
+
+/** Merge-patch without metadata (tags). */
+function mergePlain(target: Json, patch: Json): Json {
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === null) delete target[k]
+    else if (isPlainObject(v)) target[k] = mergePlain(isPlainObject(target[k]) ? target[k] as Json : {}, v)
+    else target[k] = v
+  }
+  return target
+}

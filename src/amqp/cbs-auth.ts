@@ -1,0 +1,60 @@
+// Claims-based security for AMQP: clients put SAS tokens on the `$cbs` node for audiences, and every
+// later link attach is authorised against the audiences the connection holds. Two signing
+// conventions reach this endpoint: IoT Hub clients HMAC with the base64-decoded key, Event Hubs
+// clients with the key string's UTF-8 bytes; both are accepted.
+import { createHmac, timingSafeEqual } from 'node:crypto'
+import type { Authenticator } from '../auth/authenticator.js'
+import { hasRight, type Right } from '../auth/policies.js'
+import { parseSasToken, splitResource, CLOCK_SKEW_SECONDS, TokenError } from '../auth/sas-token.js'
+
+export interface Grant { path: string[]; expiry: number; rights: Right[] }
+
+/** An audience or address as host (port dropped) and path segments; scheme ignored. */
+export function parseAudience(audience: string): { host: string; path: string[] } {
+  const { host, segments } = splitResource(audience)
+  return { host, path: segments.filter(Boolean) }
+}
+
+function signatureMatches(key: Buffer, rawResource: string, rawExpiry: string, given: Buffer): boolean {
+  const expected = createHmac('sha256', key).update(`${rawResource}\n${rawExpiry}`).digest()
+  return expected.length === given.length && timingSafeEqual(expected, given)
+}
+
+export class CbsAuthority {
+  constructor(private readonly auth: Authenticator, private readonly hosts: Set<string>) {}
+
+  /** Validates a put-token; returns the grant, or throws TokenError. */
+  verify(token: string, audience: string, nowSeconds = Date.now() / 1000): Grant {
+    const t = parseSasToken(token)
+    const aud = parseAudience(audience)
+    const sr = parseAudience(t.resource)
+    if (!this.hosts.has(aud.host) || !this.hosts.has(sr.host)) throw new TokenError('audience is not this hub', 'scope')
+    // the token's resource must cover the audience it is put for
+    if (sr.path.length > aud.path.length || sr.path.some((s, i) => s.toLowerCase() !== aud.path[i]!.toLowerCase())) throw new TokenError('token resource does not cover the audience', 'scope')
+    if (t.expiry + CLOCK_SKEW_SECONDS < nowSeconds) throw new TokenError('token expired', 'expired')
+    const policy = t.keyName ? this.auth.policy(t.keyName) : undefined
+    if (!policy) throw new TokenError('unknown policy', 'scope')
+    const given = Buffer.from(t.signature, 'base64')
+    const ok = [policy.primaryKey, policy.secondaryKey].some((k) =>
+      signatureMatches(Buffer.from(k, 'base64'), t.rawResource, t.rawExpiry, given) || signatureMatches(Buffer.from(k, 'utf8'), t.rawResource, t.rawExpiry, given))
+    if (!ok) throw new TokenError('signature does not match', 'signature')
+    const rights = (['RegistryRead', 'RegistryWrite', 'ServiceConnect', 'DeviceConnect'] as Right[]).filter((r) => hasRight(policy, r))
+    return { path: aud.path, expiry: t.expiry + CLOCK_SKEW_SECONDS, rights }
+  }
+}
+
+/** The grants one connection holds. */
+export class ConnectionGrants {
+  private readonly grants: Grant[] = []
+
+  add(g: Grant): void {
+    this.grants.push(g)
+  }
+
+  /** Whether a live grant whose path is a segment-wise prefix of a link address (a path, no host) carries `right`. */
+  allows(address: string, right: Right, nowSeconds = Date.now() / 1000): boolean {
+    const path = address.split('/').filter(Boolean).map((s) => s.toLowerCase())
+    return this.grants.some((g) => g.expiry >= nowSeconds && g.rights.includes(right)
+      && g.path.length <= path.length && g.path.every((s, i) => s.toLowerCase() === path[i]))
+  }
+}

@@ -1,0 +1,101 @@
+// Direct methods (direct-methods.md): in flight only, so they live on the edge. A call is published
+// to the device's connection on `$iothub/methods/POST/{name}/?$rid={rid}` (QoS 0) and completes when
+// the device answers on `$iothub/methods/res/{status}/?$rid={rid}`, or fails with 404103 when the
+// device is not online (after connectTimeout) and 504101 when it does not answer in time.
+import { HubError } from '../rest/hub-error.js'
+import { methodRequestTopic } from './iothub-topics.js'
+
+export const MAX_METHOD_PAYLOAD_BYTES = 128 * 1024
+/** Calls waiting for one device's answers; Azure's limit (403800) is undocumented. */
+export const MAX_INFLIGHT_PER_DEVICE = 1000
+
+export interface MethodTarget {
+  readonly id: number
+  readonly deviceId: string
+  write(bytes: Buffer): void
+}
+
+export interface MethodResult { status: number; payload: unknown }
+
+interface Pending {
+  deviceId: string
+  connId: number
+  resolve(r: MethodResult): void
+  reject(e: Error): void
+  timer: NodeJS.Timeout
+}
+
+export class MethodCalls {
+  private nextRid = 1
+  private readonly pending = new Map<string, Pending>()
+  private readonly perDevice = new Map<string, number>()
+
+  constructor(
+    /** the device's live connection when it is subscribed to `$iothub/methods/POST/#` */
+    private readonly target: (deviceId: string) => MethodTarget | undefined,
+    private readonly publishPacket: (topic: string, payload: Buffer) => Buffer,
+  ) {}
+
+  get inFlight(): number { return this.pending.size }
+
+  async invoke(deviceId: string, methodName: string, payload: Buffer, responseTimeoutMs: number, connectTimeoutMs: number): Promise<MethodResult> {
+    let conn = this.target(deviceId)
+    if (!conn && connectTimeoutMs > 0) {
+      const deadline = Date.now() + connectTimeoutMs
+      while (!conn && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, Math.min(100, Math.max(1, deadline - Date.now()))))
+        conn = this.target(deviceId)
+      }
+    }
+    if (!conn) throw new HubError(404103, `Device ${deviceId} is not online, or not subscribed to direct methods`)
+    const count = this.perDevice.get(deviceId) ?? 0
+    if (count >= MAX_INFLIGHT_PER_DEVICE) throw new HubError(403800, `device ${deviceId} already has ${count} method calls in flight`)
+    const rid = (this.nextRid++).toString(16)
+    this.perDevice.set(deviceId, count + 1)
+    const target = conn
+    return new Promise<MethodResult>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        if (this.settle(rid)) reject(new HubError(504101, `Timed out waiting for the response from device ${deviceId} to method ${methodName}`))
+      }, responseTimeoutMs)
+      timer.unref()
+      this.pending.set(rid, { deviceId, connId: target.id, resolve, reject, timer })
+      target.write(this.publishPacket(methodRequestTopic(methodName, rid), payload))
+    })
+  }
+
+  private settle(rid: string): Pending | undefined {
+    const p = this.pending.get(rid)
+    if (!p) return undefined
+    this.pending.delete(rid)
+    clearTimeout(p.timer)
+    const n = (this.perDevice.get(p.deviceId) ?? 1) - 1
+    if (n <= 0) this.perDevice.delete(p.deviceId)
+    else this.perDevice.set(p.deviceId, n)
+    return p
+  }
+
+  /**
+   * The device answered. Only the device the call went to can answer it; a late or unknown $rid is
+   * dropped, as Azure does. Returns false when the answer was not acceptable (bad JSON, too large).
+   */
+  response(deviceId: string, rid: string, status: number, body: Buffer): boolean {
+    const p = this.pending.get(rid)
+    if (!p || p.deviceId !== deviceId) return true
+    this.settle(rid)
+    if (body.length > MAX_METHOD_PAYLOAD_BYTES) {
+      p.reject(new HubError(413001, `the device's response of ${body.length} bytes exceeds ${MAX_METHOD_PAYLOAD_BYTES}`))
+      return false
+    }
+    let payload: unknown = null
+    if (body.length > 0) {
+      try {
+        payload = JSON.parse(body.toString('utf8'))
+      } catch {
+        p.reject(new HubError(400012, 'the device\'s response is not valid JSON'))
+        return false
+      }
+    }
+    p.resolve({ status, payload })
+    return true
+  }
+}

@@ -1,0 +1,60 @@
+// Device twin REST routes (twins.md "Service REST operations"): the twin itself lives in the device's
+// shard; the identity fields Azure copies into a twin come from the registry and the edge.
+import type { DeviceRecord, DeviceRegistry } from '../registry/device-registry.js'
+import type { ShardPool } from '../shard-pool.js'
+import { HubError } from './hub-error.js'
+import type { Route, RestRequest } from './http-server.js'
+
+interface TwinCore { etag: string; version: number; tags: Record<string, unknown>; properties: { desired: unknown; reported: unknown } }
+
+const TWIN = /^\/twins\/([^/]+)\/?$/
+
+export function twinJson(registry: DeviceRegistry, d: DeviceRecord, core: TwinCore): Record<string, unknown> {
+  const identity = registry.toJson(d)
+  return {
+    deviceId: d.deviceId,
+    etag: core.etag,
+    deviceEtag: d.etag,
+    status: d.status,
+    statusReason: d.statusReason,
+    statusUpdateTime: d.statusUpdatedTime,
+    connectionState: identity.connectionState,
+    lastActivityTime: identity.lastActivityTime,
+    cloudToDeviceMessageCount: identity.cloudToDeviceMessageCount,
+    authenticationType: d.authentication.type,
+    x509Thumbprint: d.authentication.x509Thumbprint,
+    modelId: '',
+    version: core.version,
+    capabilities: d.capabilities,
+    ...(d.deviceScope ? { deviceScope: d.deviceScope } : {}),
+    // Azure leaves tags out of a twin that has none
+    ...(Object.keys(core.tags).length > 0 ? { tags: core.tags } : {}),
+    properties: core.properties,
+  }
+}
+
+export function twinRoutes(registry: DeviceRegistry, shards: ShardPool): Route[] {
+  const device = (req: RestRequest) => {
+    const d = registry.get(req.params[0]!)
+    if (!d) throw new HubError(404001, `Device ${req.params[0]} not registered`)
+    return d
+  }
+  const reply = (d: DeviceRecord, core: TwinCore) => ({ status: 200, body: twinJson(registry, d, core), headers: { ETag: `"${core.etag}"` } })
+  const update = (mode: 'patch' | 'replace') => async (req: RestRequest) => {
+    const d = device(req)
+    const body = req.json()
+    const core = await shards.request<TwinCore>('twin.update', d.deviceId, mode, body, req.headers['if-match'] ?? null)
+    return reply(d, core)
+  }
+  return [
+    {
+      method: 'get', pattern: TWIN, right: 'ServiceConnect',
+      async handle(req) {
+        const d = device(req)
+        return reply(d, await shards.request<TwinCore>('twin.get', d.deviceId))
+      },
+    },
+    { method: 'patch', pattern: TWIN, right: 'ServiceConnect', handle: update('patch') },
+    { method: 'put', pattern: TWIN, right: 'ServiceConnect', handle: update('replace') },
+  ]
+}

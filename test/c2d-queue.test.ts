@@ -1,0 +1,34 @@
+// The shard's C2D queue on its own (LMDB in a temp dir): lock timeout and redelivery, which the
+// end-to-end tests cannot wait a minute for.
+import { rmSync } from 'node:fs'
+import { afterAll, describe, expect, it } from 'vitest'
+import { C2dQueues, LOCK_TIMEOUT_MS } from '../shards/c2d-queue.js'
+import { openHubStore } from '../src/store/hub-store.js'
+import { tempDir } from './helpers/test-hub.js'
+
+const dir = tempDir()
+const store = openHubStore(dir)
+afterAll(async () => { await store.close(); rmSync(dir, { recursive: true, force: true }) })
+
+describe('C2dQueues', () => {
+  it('redelivers a message whose lock expired, flagged DUP, and completes it on the new PUBACK only', async () => {
+    const published: { topic: string; packetId: number; dup: boolean }[] = []
+    const feedback: Record<string, string>[] = []
+    const q = new C2dQueues(store.c2d, {
+      publish: (_c, topic, _p, _q, packetId, dup) => published.push({ topic, packetId, dup }),
+      feedback: (r) => feedback.push(r),
+      count: () => {},
+    })
+    await q.send('lock-dev', 'gen-1', { messageId: 'lk-1', ack: 'positive', properties: {}, body: Buffer.from('x') })
+    q.attach('lock-dev', 7)
+    expect(published).toHaveLength(1)
+    expect(published[0]!.dup).toBe(false)
+    q.sweep(Date.now() + LOCK_TIMEOUT_MS + 1)
+    expect(published).toHaveLength(2)
+    expect(published[1]!.dup).toBe(true)
+    q.puback(7, published[0]!.packetId) // the stale delivery's PUBACK completes nothing
+    expect(feedback).toHaveLength(0)
+    q.puback(7, published[1]!.packetId)
+    expect(feedback).toEqual([expect.objectContaining({ originalMessageId: 'lk-1', statusCode: 'Success', deviceGenerationId: 'gen-1' })])
+  })
+})
