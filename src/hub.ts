@@ -100,7 +100,7 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
     lastActivityTime: (id) => edge.lastActivityTime(id),
     cloudToDeviceMessageCount: (id) => edge.cloudToDeviceMessageCount(id),
   })
-  edge = new MqttEdge(new Authenticator(tlsNames, policies, registry, config.sasVerifier), shards, log)
+  edge = new MqttEdge(new Authenticator(tlsNames, policies, registry, config.sasVerifier), shards, log, config.mqttFramer)
   for (const [deviceId, count] of earlyCounts.splice(0)) edge.c2dCount(deviceId, count)
   registry.onChange((e) => edge.registryChanged(e))
   // a device's twin and C2D queue live in its shard: created with the device, gone with it

@@ -1,12 +1,15 @@
-// Device telemetry over MQTT (TCP and TLS) into the built-in endpoint, with 1 and with 2 shards.
+// Device telemetry over MQTT (TCP and TLS) into the built-in endpoint, with 1 and with 2 shards, and
+// with the WASM and the JS framer.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { MqttTestClient } from './helpers/mqtt-test-client.js'
 import { startTestHub, type TestHub } from './helpers/test-hub.js'
 import { eventsOf, readAllEvents, waitForEvents } from './helpers/events.js'
 
-describe.each([1, 2])('telemetry with %i shard(s)', (shards) => {
+describe.each([
+  { shards: 1, mqttFramer: 'wasm' as const }, { shards: 2, mqttFramer: 'wasm' as const }, { shards: 1, mqttFramer: 'js' as const },
+])('telemetry with $shards shard(s), $mqttFramer framer', ({ shards, mqttFramer }) => {
   let t: TestHub
-  beforeAll(async () => { t = await startTestHub({ shards }) })
+  beforeAll(async () => { t = await startTestHub({ shards, mqttFramer }) })
   afterAll(async () => { await t.stop() })
 
   const connect = async (deviceId: string, opts: { tls?: boolean; clean?: boolean } = {}) => {

@@ -4,7 +4,7 @@
 // answers) go to the edge; PUBACKs complete C2D deliveries.
 import mqttPacket from 'mqtt-packet'
 import { DeviceAuthError, type DeviceIdentity } from '../auth/authenticator.js'
-import { FrameError, MqttFramer, type FrameHandler } from './framer.js'
+import { FrameError, type FrameHandler } from './framer.js'
 import * as packets from './packets.js'
 import type { MqttTransport } from './transport.js'
 import type { MqttEdge } from './mqtt-edge.js'
@@ -34,10 +34,12 @@ export class DeviceConnection implements FrameHandler {
   private sawFirstByte = false
   private eventsPrefix = ''
   private will: { payload: Buffer; bag: string; retain: boolean } | undefined
-  private readonly framer = new MqttFramer(MAX_PACKET_BYTES)
+  private readonly framer: ReturnType<MqttEdge['createFramer']>
   private expiryTimer: NodeJS.Timeout | undefined
 
-  constructor(readonly id: number, readonly transport: MqttTransport, private readonly edge: MqttEdge) {}
+  constructor(readonly id: number, readonly transport: MqttTransport, private readonly edge: MqttEdge) {
+    this.framer = edge.createFramer(MAX_PACKET_BYTES)
+  }
 
   /** Bytes from the transport. Malformed input closes this connection only. */
   receive(chunk: Buffer): void {

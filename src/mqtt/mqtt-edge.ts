@@ -10,6 +10,8 @@ import {
   OP_CONNECTION_CLOSED, OP_PUBACK, OP_SESSION_END, OP_SESSION_OPEN, OP_SUBSCRIBE, OP_TELEMETRY, OP_TWIN_DEVICE, OP_UNSUBSCRIBE,
 } from '../shard-protocol.js'
 import { DeviceConnection } from './device-connection.js'
+import { MqttFramer } from './framer.js'
+import { WasmMqttFramer } from '../wasm/wasm-framer.js'
 import { METHODS_FILTER, parseIotHubTopic } from './iothub-topics.js'
 import { MethodCalls } from './method-calls.js'
 import { publish as publishPacket, pubacks } from './packets.js'
@@ -29,7 +31,8 @@ export class MqttEdge implements PresenceView {
   private readonly sweepTimer: NodeJS.Timeout
   readonly methods: MethodCalls
 
-  constructor(readonly authenticator: Authenticator, private readonly shards: ShardPool, private readonly log: Logger) {
+  constructor(readonly authenticator: Authenticator, private readonly shards: ShardPool, private readonly log: Logger,
+    private readonly framer: 'wasm' | 'js' = 'wasm') {
     this.sweepTimer = setInterval(() => this.sweep(), 1000)
     this.sweepTimer.unref()
     this.methods = new MethodCalls((deviceId) => {
@@ -42,6 +45,11 @@ export class MqttEdge implements PresenceView {
   get connectionCount(): number { return this.byId.size }
 
   get connectedDeviceCount(): number { return this.connectedAt.size }
+
+  /** The WASM framer by default; the JS one on `--mqtt-framer js` (same interface, same errors). */
+  createFramer(maxPacketBytes: number): MqttFramer | WasmMqttFramer {
+    return this.framer === 'wasm' ? new WasmMqttFramer(maxPacketBytes) : new MqttFramer(maxPacketBytes)
+  }
 
   accept(transport: MqttTransport): DeviceConnection {
     const conn = new DeviceConnection(this.nextConnId++, transport, this)
