@@ -12,6 +12,7 @@ import { BuiltInEndpoint } from './events/built-in-endpoint.js'
 import { EventStream } from './events/event-stream.js'
 import { AmqpServer } from './amqp/amqp-server.js'
 import { EventHubsEndpoint } from './amqp/event-hubs-endpoint.js'
+import { ServiceLinks } from './amqp/service-links.js'
 import type { Logger } from './log.js'
 import { createTcpListener, createTlsListener, listen, mountMqttOverWebSocket } from './mqtt/listeners.js'
 import { MqttEdge } from './mqtt/mqtt-edge.js'
@@ -160,7 +161,10 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
     })
     let amqp: number | null = null
     if (config.amqpPort !== null) {
-      amqpServer = new AmqpServer({ host: config.host, port: config.amqpPort, key, cert, hostNames: tlsNames, auth: edge.authenticator, eventHubs, log })
+      amqpServer = new AmqpServer({
+        host: config.host, port: config.amqpPort, key, cert, hostNames: tlsNames, auth: edge.authenticator, eventHubs,
+        service: new ServiceLinks(registry, shards, feedback, log), log,
+      })
       try {
         amqp = await amqpServer.listen()
       } catch (e) {

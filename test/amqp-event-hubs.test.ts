@@ -7,6 +7,8 @@ import { createSasToken } from '../src/auth/sas-token.js'
 import { MqttTestClient } from './helpers/mqtt-test-client.js'
 import { startTestHub, type TestHub } from './helpers/test-hub.js'
 import { partitionOf } from '../src/shard-protocol.js'
+import { Client as DeviceClient, Message } from 'azure-iot-device'
+import { Mqtt } from 'azure-iot-device-mqtt'
 
 let t: TestHub
 let device: MqttTestClient
@@ -106,6 +108,40 @@ describe('EventHubConsumerClient against the built-in endpoint', () => {
     const events = await live
     expect(events.map((e) => e.messageId)).toEqual(['live-0', 'live-1', 'live-2', 'live-3', 'live-4'])
   })
+
+  it('reads what official-SDK devices send, from every partition', async () => {
+    const ids = Array.from({ length: 8 }, (_, i) => `eh-sdk-${i}`)
+    expect(new Set(ids.map((id) => partitionOf(id, 4))).size).toBeGreaterThan(1)
+    for (const id of ids) {
+      const { primaryKey } = await t.createDevice(id)
+      // the device SDK honours a port in HostName (sdk-compat.md §1.1)
+      const d = DeviceClient.fromConnectionString(`HostName=localhost:${t.hub.ports.mqtt};DeviceId=${id};SharedAccessKey=${primaryKey}`, Mqtt)
+      await d.open()
+      const m = new Message(JSON.stringify({ from: id }))
+      m.messageId = `all-${id}`
+      m.properties.add('sdk', 'yes')
+      await d.sendEvent(m)
+      await d.close()
+    }
+    const seen = new Map<string, ReceivedEventData>()
+    const c = consumer()
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`only ${seen.size}/8`)), 30_000)
+      const sub = c.subscribe({
+        processEvents: async (events) => {
+          for (const e of events) if (String(e.messageId).startsWith('all-')) seen.set(String(e.messageId), e)
+          if (seen.size === ids.length) { clearTimeout(timer); await sub.close(); resolve() }
+        },
+        processError: async () => {},
+      }, { startPosition: { offset: '-1' } as never, maxBatchSize: 100, maxWaitTimeInSeconds: 1 })
+    })
+    for (const id of ids) {
+      const e = seen.get(`all-${id}`)!
+      expect(e.body).toEqual({ from: id })
+      expect(e.properties).toEqual({ sdk: 'yes' })
+      expect(e.systemProperties!['iothub-connection-device-id']).toBe(id)
+    }
+  }, 60_000)
 
   it('a receiver with a higher owner level takes the partition', async () => {
     const first = consumer()

@@ -10,6 +10,7 @@ import { TokenError } from '../auth/sas-token.js'
 import type { Logger } from '../log.js'
 import { CbsAuthority, ConnectionGrants } from './cbs-auth.js'
 import { AmqpError, type EventHubsEndpoint } from './event-hubs-endpoint.js'
+import { C2D_ADDRESS, FEEDBACK_ADDRESS, FILE_NOTIFICATIONS_ADDRESS, type ServiceLinks } from './service-links.js'
 
 interface ConnectionState {
   grants: ConnectionGrants
@@ -25,6 +26,7 @@ export interface AmqpServerOptions {
   hostNames: string[]
   auth: Authenticator
   eventHubs: EventHubsEndpoint
+  service: ServiceLinks
   log: Logger
 }
 
@@ -41,8 +43,18 @@ export class AmqpServer {
     c.on('receiver_open', (ctx) => this.guard(ctx.receiver!, () => this.receiverOpened(ctx)))
     c.on('sender_open', (ctx) => this.guard(ctx.sender!, () => this.senderOpened(ctx)))
     c.on('message', (ctx) => this.message(ctx))
-    c.on('sendable', (ctx) => o.eventHubs.sendable(ctx.sender!))
-    c.on('sender_close', (ctx) => o.eventHubs.detached(ctx.sender!))
+    c.on('sendable', (ctx) => {
+      o.eventHubs.sendable(ctx.sender!)
+      o.service.pumpFeedback(ctx.sender!)
+    })
+    c.on('sender_close', (ctx) => {
+      o.eventHubs.detached(ctx.sender!)
+      o.service.detached(ctx.sender!)
+    })
+    c.on('accepted', (ctx) => o.service.settled(ctx.delivery!, 'accepted'))
+    c.on('rejected', (ctx) => o.service.settled(ctx.delivery!, 'rejected'))
+    c.on('released', (ctx) => o.service.settled(ctx.delivery!, 'released'))
+    c.on('modified', (ctx) => o.service.settled(ctx.delivery!, 'released'))
     c.on('connection_close', (ctx) => this.dropped(ctx.connection))
     c.on('disconnected', (ctx) => this.dropped(ctx.connection))
     c.on('error', (e: Error) => o.log.warn('amqp error', { error: e }))
@@ -63,6 +75,7 @@ export class AmqpServer {
   }
 
   close(): Promise<void> {
+    this.o.service.close()
     return new Promise((resolve) => {
       if (!this.server) return resolve()
       this.server.close(() => resolve())
@@ -96,6 +109,7 @@ export class AmqpServer {
     const address = receiver.target?.address ?? ''
     receiver.set_target({ address })
     if (address === '$cbs' || address === '$management') return
+    if (address === C2D_ADDRESS) return this.authorize(ctx.connection, address, 'ServiceConnect')
     throw new AmqpError('amqp:not-found', `The messaging entity '${address}' could not be found.`)
   }
 
@@ -106,6 +120,12 @@ export class AmqpServer {
     sender.set_source(sender.source)
     if (address === '$cbs' || address === '$management') {
       this.connState(ctx.connection).replySenders.set(sender.target?.address || address, sender)
+      return
+    }
+    if (address === FEEDBACK_ADDRESS || address === FILE_NOTIFICATIONS_ADDRESS) {
+      this.authorize(ctx.connection, address, 'ServiceConnect')
+      // file upload does not exist yet: its notification link stays open and quiet
+      if (address === FEEDBACK_ADDRESS) this.o.service.feedbackAttached(sender)
       return
     }
     const partition = this.o.eventHubs.parseAddress(address)
@@ -160,6 +180,12 @@ export class AmqpServer {
       if (!allowed) return this.reply(ctx.connection, msg, '$management', 401, 'Unauthorized: no token with ServiceConnect')
       const r = this.o.eventHubs.management(props)
       this.reply(ctx.connection, msg, '$management', r.status, r.description, r.body)
+    } else if (node === C2D_ADDRESS) {
+      if (!this.connState(ctx.connection).grants.allows(C2D_ADDRESS, 'ServiceConnect')) {
+        ctx.delivery!.reject({ condition: 'amqp:unauthorized-access', description: 'no token with ServiceConnect' })
+        return
+      }
+      void this.o.service.c2d(msg, ctx.delivery!)
     } else {
       ctx.delivery?.reject({ condition: 'amqp:not-found', description: 'no such node' })
     }
@@ -168,7 +194,11 @@ export class AmqpServer {
   private dropped(conn: rhea.Connection): void {
     const c = conn as unknown as { local_channel_map?: Record<string, { links?: Record<string, rhea.link> }> }
     for (const session of Object.values(c.local_channel_map ?? {})) {
-      for (const link of Object.values(session.links ?? {})) if (link.is_sender()) this.o.eventHubs.detached(link as rhea.Sender)
+      for (const link of Object.values(session.links ?? {})) {
+        if (!link.is_sender()) continue
+        this.o.eventHubs.detached(link as rhea.Sender)
+        this.o.service.detached(link as rhea.Sender)
+      }
     }
   }
 }

@@ -1,0 +1,121 @@
+// The IoT Hub service client's AMQP links: C2D messages sent to `/messages/devicebound` go into the
+// device's queue (accepted once stored, rejected with the condition the client maps to its error
+// type), and `/messages/serviceBound/feedback` delivers the feedback queue, an accept completing
+// the records and a release putting them back.
+import rhea from 'rhea'
+import type { FeedbackQueue } from '../c2d/feedback-queue.js'
+import type { Logger } from '../log.js'
+import type { DeviceRegistry } from '../registry/device-registry.js'
+import { HubError } from '../rest/hub-error.js'
+import type { ShardPool } from '../shard-pool.js'
+
+export const C2D_ADDRESS = '/messages/devicebound'
+export const FEEDBACK_ADDRESS = '/messages/serviceBound/feedback'
+export const FILE_NOTIFICATIONS_ADDRESS = '/messages/serviceBound/filenotifications'
+const ACKS = new Set(['none', 'positive', 'negative', 'full'])
+
+/** AMQP ids arrive as strings, numbers, or 16-byte uuids. */
+function idText(id: unknown): string | undefined {
+  if (id === undefined || id === null) return undefined
+  if (Buffer.isBuffer(id) && id.length === 16) {
+    const h = id.toString('hex')
+    return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`
+  }
+  return String(id)
+}
+
+function bodyBytes(body: unknown): Buffer {
+  const b = body as { typecode?: number; content?: unknown } | undefined
+  const content = b && typeof b === 'object' && 'typecode' in b ? b.content : body
+  if (content === undefined || content === null) return Buffer.alloc(0)
+  if (Buffer.isBuffer(content)) return content
+  return Buffer.from(typeof content === 'string' ? content : JSON.stringify(content))
+}
+
+function condition(e: unknown): { condition: string; description: string } {
+  if (!(e instanceof HubError)) return { condition: 'amqp:internal-error', description: 'internal error' }
+  const byCode: Record<number, string> = {
+    404001: 'amqp:not-found', 403004: 'amqp:resource-limit-exceeded', 413001: 'amqp:link:message-size-exceeded', 503001: 'com.microsoft:timeout',
+  }
+  return { condition: byCode[e.code] ?? (e.status === 400 ? 'com.microsoft:argument-error' : 'amqp:internal-error'), description: e.message }
+}
+
+export class ServiceLinks {
+  private readonly feedbackSenders = new Set<rhea.Sender>()
+  private readonly locks = new WeakMap<rhea.Delivery, string>()
+  private readonly timer: NodeJS.Timeout
+
+  constructor(private readonly registry: DeviceRegistry, private readonly shards: ShardPool, private readonly feedback: FeedbackQueue, private readonly log: Logger) {
+    // feedback records appear as devices settle their messages: offer them once a second
+    this.timer = setInterval(() => { for (const s of this.feedbackSenders) this.pumpFeedback(s) }, 1000)
+    this.timer.unref()
+  }
+
+  /** A C2D message from the service client. */
+  async c2d(msg: rhea.Message, delivery: rhea.Delivery): Promise<void> {
+    try {
+      const m = /^\/devices\/([^/]+)\/messages\/devicebound$/.exec(String(msg.to ?? ''))
+      if (!m) throw new HubError(400004, `'to' must be /devices/{deviceId}/messages/devicebound (got ${JSON.stringify(msg.to)})`)
+      const deviceId = decodeURIComponent(m[1]!)
+      const device = this.registry.get(deviceId)
+      if (!device) throw new HubError(404001, `Device ${deviceId} not registered`)
+      const app = { ...((msg.application_properties ?? {}) as Record<string, unknown>) }
+      const ack = String(app['iothub-ack'] ?? 'none').toLowerCase()
+      delete app['iothub-ack']
+      if (!ACKS.has(ack)) throw new HubError(400004, 'iothub-ack must be none, positive, negative or full')
+      const properties: Record<string, string> = {}
+      for (const [k, v] of Object.entries(app)) properties[k] = String(v)
+      const send: Record<string, unknown> = { ack, properties, body: bodyBytes(msg.body) }
+      const expiry = msg.absolute_expiry_time instanceof Date ? msg.absolute_expiry_time.getTime() : undefined
+      if (expiry !== undefined && expiry > 0) send.expiry = expiry
+      for (const [field, value] of [['messageId', idText(msg.message_id)], ['correlationId', idText(msg.correlation_id)],
+        ['userId', msg.user_id === undefined ? undefined : String(msg.user_id)], ['contentType', msg.content_type], ['contentEncoding', msg.content_encoding]] as const) {
+        if (value !== undefined && value !== null) send[field] = String(value)
+      }
+      await this.shards.request('c2d.send', deviceId, device.generationId, send)
+      delivery.accept()
+    } catch (e) {
+      if (!(e instanceof HubError)) this.log.error('amqp c2d failed', { error: e as Error })
+      delivery.reject(condition(e))
+    }
+  }
+
+  feedbackAttached(sender: rhea.Sender): void {
+    this.feedbackSenders.add(sender)
+    this.pumpFeedback(sender)
+  }
+
+  detached(sender: rhea.Sender): void {
+    this.feedbackSenders.delete(sender)
+  }
+
+  pumpFeedback(sender: rhea.Sender): void {
+    if (!this.feedbackSenders.has(sender)) return
+    while (sender.sendable()) {
+      const m = this.feedback.receive()
+      if (!m) return
+      const d = sender.send({
+        message_id: m.messageId, user_id: Buffer.from('hyperhub'), content_type: 'application/vnd.microsoft.iothub.feedback.json',
+        body: rhea.message.data_section(Buffer.from(JSON.stringify(m.records))),
+      } as unknown as rhea.Message)
+      this.locks.set(d, m.lockToken)
+    }
+  }
+
+  /** The service client settled a feedback message. */
+  settled(delivery: rhea.Delivery, outcome: 'accepted' | 'rejected' | 'released'): void {
+    const lock = this.locks.get(delivery)
+    if (!lock) return
+    this.locks.delete(delivery)
+    try {
+      if (outcome === 'released') this.feedback.abandon(lock)
+      else this.feedback.complete(lock) // rejected: Azure dead-letters it, which for feedback means gone
+    } catch {
+      // the lock ran out first: the records are offered again anyway
+    }
+  }
+
+  close(): void {
+    clearInterval(this.timer)
+  }
+}
