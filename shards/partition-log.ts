@@ -18,6 +18,9 @@ export class PartitionLog {
 
   get lastSequenceNumber(): number { return this.nextSequence - 1 }
 
+  /** Where the next append starts: its first sequence number and byte offset. */
+  get next(): { sequence: number; offset: number } { return { sequence: this.nextSequence, offset: this.nextByteOffset } }
+
   /** Queues the events as one segment in the current write; settles when LMDB has committed it. */
   append(events: RawEvent[]): Promise<boolean> {
     const first = this.nextSequence

@@ -5,13 +5,14 @@ import { parentPort, workerData } from 'node:worker_threads'
 import { Packr } from 'msgpackr'
 import { openHubStore } from '../src/store/hub-store.js'
 import {
-  OP_ACKS, OP_C2D_COUNT, OP_CONNECTION_CLOSED, OP_DEVICE_CHANGED, OP_FEEDBACK, OP_PARTITION_ADVANCED, OP_PUBACK, OP_PUBLISH, OP_REJECTED,
+  OP_ACKS, OP_STREAM_TAIL, OP_C2D_COUNT, OP_CONNECTION_CLOSED, OP_DEVICE_CHANGED, OP_FEEDBACK, OP_PARTITION_ADVANCED, OP_PUBACK, OP_PUBLISH, OP_REJECTED,
   OP_REQUEST, OP_SESSION_END, OP_SESSION_OPEN, OP_SESSION_OPENED, OP_SUBSCRIBE, OP_TELEMETRY, OP_TWIN_DEVICE, OP_UNSUBSCRIBE,
   partitionOf, postBatch, shardOf, shardOfPartition, type ControlMessage, type ShardInit,
 } from '../src/shard-protocol.js'
 import { parsePropertyBag } from '../src/mqtt/property-bag.js'
 import { PartitionLog } from './partition-log.js'
-import type { RawEvent, Sender } from '../src/events/segment-codec.js'
+import { nextOffset, toStoredEvent, type RawEvent, type Sender } from '../src/events/segment-codec.js'
+import { toEventJson } from '../src/events/built-in-endpoint.js'
 import { SessionStore } from './session-store.js'
 import { C2dQueues } from './c2d-queue.js'
 import { TwinStore } from './twin-store.js'
@@ -114,6 +115,10 @@ function handleBatch(ops: unknown[][]): void {
         services.opened(connId, clientId, deviceId)
         break
       }
+      case OP_STREAM_TAIL:
+        if (op[2]) tailed.add(op[1] as number)
+        else tailed.delete(op[1] as number)
+        break
       case OP_CONNECTION_CLOSED:
         connections.delete(op[1] as number)
         services.closed(op[1] as number)
@@ -147,6 +152,19 @@ function handleBatch(ops: unknown[][]): void {
   writeQueued()
 }
 
+/** Partitions whose commits the edge wants as ready stream frames. */
+const tailed = new Set<number>()
+
+function streamFrame(partition: number, first: number, offset: number, events: RawEvent[]): string {
+  const out = new Array(events.length)
+  for (let i = 0; i < events.length; i++) {
+    const e = events[i]!
+    out[i] = toEventJson(partition, first + i, offset, toStoredEvent(e.t, e.sender, e.bag, e.extra, e.body))
+    offset = nextOffset(offset, e.body.length)
+  }
+  return JSON.stringify(out)
+}
+
 function writeQueued(): void {
   if (queuedCount === 0 || commitsInFlight >= MAX_COMMITS_IN_FLIGHT) return
   const writes = queuedWrites
@@ -156,14 +174,22 @@ function writeQueued(): void {
   queuedCount = 0
   let lastWrite: Promise<unknown> | undefined
   // one segment per partition, all in this turn's LMDB transaction: its commit releases every ack
-  for (const [log, events] of writes) lastWrite = log.append(events)
-  const touched = [...writes.keys()]
+  const appended: { log: PartitionLog; first: number; offset: number; events: RawEvent[] }[] = []
+  for (const [log, events] of writes) {
+    const { sequence, offset } = log.next
+    lastWrite = log.append(events)
+    appended.push({ log, first: sequence, offset, events })
+  }
   commitsInFlight++
   const commit = lastWrite!.then(
     () => {
       const out: unknown[][] = []
       if (acks.length > 0) out.push([OP_ACKS, ...acks])
-      for (const log of touched) out.push([OP_PARTITION_ADVANCED, log.id, log.lastSequenceNumber])
+      for (const a of appended) {
+        // live stream readers get this commit as one ready JSON frame, built here rather than on the edge
+        const frame = tailed.has(a.log.id) ? streamFrame(a.log.id, a.first, a.offset, a.events) : null
+        out.push([OP_PARTITION_ADVANCED, a.log.id, a.first + a.events.length - 1, a.first, frame])
+      }
       postBatch(port, packr, out)
     },
     (err: Error) => {

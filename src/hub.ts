@@ -25,6 +25,7 @@ import { twinRoutes } from './rest/twin-routes.js'
 import { mountRest } from './rest/http-server.js'
 import { registryRoutes } from './rest/registry-routes.js'
 import { ShardPool } from './shard-pool.js'
+import { OP_STREAM_TAIL, shardOfPartition } from './shard-protocol.js'
 import { OP_DEVICE_CHANGED } from './shard-protocol.js'
 import { openHubStore } from './store/hub-store.js'
 import { ensureLocalPki } from './tls/local-pki.js'
@@ -65,7 +66,7 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
   if (pki.created) log.info('issued TLS certificates', { caCertFile: pki.caCertFile, names: tlsNames })
 
   const endpoint = new BuiltInEndpoint(store, config.partitions)
-  const stream = new EventStream(endpoint)
+  const stream = new EventStream(endpoint, (p, on) => shards.send(shardOfPartition(p, config.shards), [OP_STREAM_TAIL, p, on]))
   // the Event Hubs entity name of the built-in endpoint: the hub's name
   const eventHubName = config.hostName.split('.')[0]!.replace(/:\d+$/, '')
   const eventHubs = new EventHubsEndpoint(eventHubName, endpoint, log)
@@ -81,8 +82,8 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
       publish: (connId, topic, payload, qos, packetId, dup) => edge.publishFromShard(connId, topic, payload, qos, packetId, dup),
       c2dCount: (deviceId, count) => (edge ? edge.c2dCount(deviceId, count) : earlyCounts.push([deviceId, count])),
       feedback: (record) => feedback.add(record as unknown as Parameters<FeedbackQueue['add']>[0]),
-      partitionAdvanced: (p) => {
-        stream.advanced(p)
+      partitionAdvanced: (p, last, first, frame) => {
+        stream.advanced(p, first, last, frame)
         eventHubs.advanced(p)
       },
       rejected: (connId, code, message) => edge.rejected(connId, code, message),

@@ -16,7 +16,8 @@ export interface ShardEvents {
   publish(connId: number, topic: string, payload: Uint8Array, qos: number, packetId: number, dup: boolean): void
   c2dCount(deviceId: string, count: number): void
   feedback(record: Record<string, string>): void
-  partitionAdvanced(partition: number, lastSequenceNumber: number): void
+  /** one commit's events on a partition, with the stream frame when tailing was asked for */
+  partitionAdvanced(partition: number, lastSequenceNumber: number, firstSequenceNumber: number, frame: string | null): void
   rejected(connId: number, code: number, message: string): void
   fatal(shard: number, error: Error): void
 }
@@ -109,7 +110,7 @@ export class ShardPool {
           else p.reject(new HubError(op[2] as number, op[3] as string))
           break
         }
-        case OP_PARTITION_ADVANCED: this.events.partitionAdvanced(op[1] as number, op[2] as number); break
+        case OP_PARTITION_ADVANCED: this.events.partitionAdvanced(op[1] as number, op[2] as number, op[3] as number, op[4] as string | null); break
         case OP_REJECTED: this.events.rejected(op[1] as number, op[2] as number, op[3] as string); break
       }
     }

@@ -35,11 +35,12 @@ export const OP_REQUEST = 7 // [op, requestId, kind, deviceId, ...args]: a REST 
 export const OP_PUBACK = 8 // [op, connId, packetId]: the device acknowledged a QoS 1 PUBLISH the shard sent (C2D)
 export const OP_TWIN_DEVICE = 9 // [op, connId, 'get' | 'patch', rid, payload]: a twin request from a device over MQTT
 export const OP_DEVICE_CHANGED = 10 // [op, deviceId, generationId | null]: created/updated, or deleted (null)
+export const OP_STREAM_TAIL = 11 // [op, partition, boolean]: whether live stream readers want each commit's events as a ready frame
 
 // shard → edge ops
 export const OP_ACKS = 1 // [op, connId, packetId, connId, packetId, ...] after the commit that holds them
 export const OP_SESSION_OPENED = 2 // [op, connId, sessionPresent, [filter, ...] of the resumed session]
-export const OP_PARTITION_ADVANCED = 3 // [op, partition, lastSequenceNumber]
+export const OP_PARTITION_ADVANCED = 3 // [op, partition, lastSequenceNumber, firstSequenceNumber, streamFrame|null]: one commit's events
 export const OP_REJECTED = 4 // [op, connId, errorCode, message] the message was not stored
 export const OP_REPLY = 5 // [op, requestId, errorCode (0: ok), result | message]
 export const OP_PUBLISH = 6 // [op, connId, topic, payload, qos, packetId, dup]: write a PUBLISH to that connection

@@ -18,7 +18,19 @@ interface Reader {
 export class EventStream {
   private readonly readers = new Set<WebSocket<Reader>>()
 
-  constructor(private readonly endpoint: BuiltInEndpoint) {}
+  private readonly readersPerPartition = new Map<number, number>()
+
+  /** `tail(p, on)` asks the owning shard to send each commit of p as a ready frame while anyone reads live. */
+  constructor(private readonly endpoint: BuiltInEndpoint, private readonly tail: (partition: number, on: boolean) => void) {}
+
+  private count(ws: WebSocket<Reader>, delta: 1 | -1): void {
+    for (const p of ws.getUserData().positions.keys()) {
+      const n = (this.readersPerPartition.get(p) ?? 0) + delta
+      this.readersPerPartition.set(p, n)
+      if (n === 1 && delta === 1) this.tail(p, true)
+      if (n === 0) this.tail(p, false)
+    }
+  }
 
   mount(app: TemplatedApp, auth: Authenticator): void {
     app.ws<Reader>('/messages/events/stream', {
@@ -49,21 +61,36 @@ export class EventStream {
       },
       open: (ws) => {
         this.readers.add(ws)
+        this.count(ws, 1)
         this.push(ws)
       },
       drain: (ws) => this.push(ws),
       close: (ws) => {
         ws.getUserData().closed = true
-        this.readers.delete(ws)
+        if (this.readers.delete(ws)) this.count(ws, -1)
       },
     })
   }
 
-  /** A shard committed up to `last` on partition `p`. */
-  advanced(p: number): void {
+  /**
+   * A shard committed events first..last on partition `p`. Readers that were caught up get the
+   * shard's ready frame as is; the others read on from the store.
+   */
+  advanced(p: number, first: number, last: number, frame: string | null): void {
     if (this.readers.size === 0) return
-    this.endpoint.refresh()
-    for (const ws of this.readers) if (ws.getUserData().positions.has(p)) this.push(ws)
+    let refreshed = false
+    for (const ws of this.readers) {
+      const reader = ws.getUserData()
+      const next = reader.positions.get(p)
+      if (next === undefined || reader.closed) continue
+      if (frame !== null && next === first && ws.getBufferedAmount() < HIGH_WATER) {
+        ws.send(frame, false)
+        reader.positions.set(p, last + 1)
+        continue
+      }
+      if (!refreshed) { this.endpoint.refresh(); refreshed = true }
+      this.push(ws)
+    }
   }
 
   private push(ws: WebSocket<Reader>): void {

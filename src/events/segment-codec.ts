@@ -70,22 +70,27 @@ export function encodeSegment(firstOffset: number, events: RawEvent[]): Uint8Arr
   return new Uint8Array(packr.pack([firstOffset, senders, rows]))
 }
 
+/** A stored message as readers see it: system properties assembled from the bag and the sender. */
+export function toStoredEvent(t: number, sender: Sender, bag: string, extra: Record<string, string> | null, b: Uint8Array): StoredEvent {
+  // the bag was validated on the way in
+  const { system, properties } = parsePropertyBag(bag)
+  system['iothub-connection-device-id'] = sender.deviceId
+  system['iothub-connection-auth-method'] = sender.authMethod
+  system['iothub-connection-auth-generation-id'] = sender.generationId
+  system['iothub-enqueuedtime'] = new Date(t).toISOString()
+  system['iothub-message-source'] = 'Telemetry'
+  return { t, s: system, p: extra ? Object.assign(properties, extra) : properties, b }
+}
+
 export function decodeSegment(firstSequence: number, bytes: Uint8Array): DecodedSegment {
   const [firstOffset, senders, rows] = packr.unpack(bytes) as [number, [string, string, string][], Row[]]
   const events: StoredEvent[] = new Array(rows.length)
   const offsets: number[] = new Array(rows.length)
+  const senderObjects = senders.map(([deviceId, generationId, authMethod]) => ({ deviceId, generationId, authMethod }))
   let offset = firstOffset
   for (let i = 0; i < rows.length; i++) {
     const [t, senderIndex, bag, extra, b] = rows[i]!
-    const [deviceId, generationId, authMethod] = senders[senderIndex]!
-    // the bag was validated on the way in
-    const { system, properties } = parsePropertyBag(bag)
-    system['iothub-connection-device-id'] = deviceId
-    system['iothub-connection-auth-method'] = authMethod
-    system['iothub-connection-auth-generation-id'] = generationId
-    system['iothub-enqueuedtime'] = new Date(t).toISOString()
-    system['iothub-message-source'] = 'Telemetry'
-    events[i] = { t, s: system, p: extra ? Object.assign(properties, extra) : properties, b }
+    events[i] = toStoredEvent(t, senderObjects[senderIndex]!, bag, extra, b)
     offsets[i] = offset
     offset = nextOffset(offset, b.length)
   }

@@ -84,6 +84,7 @@ export function evaluateExpression(e: Expr, doc: Value): Value {
       return e.negated ? not(r) : r
     }
     case 'call': return lookupFunction(e.fn)!.impl(e.args.map((a) => evaluateExpression(a, doc)))
+    case 'array': return e.items.map((v) => v === undefined ? null : v)
   }
 }
 
