@@ -6,7 +6,8 @@ import { HubError, deviceErrorBody } from '../src/rest/hub-error.js'
 import { c2dFilter, desiredPatchTopic, TWIN_DESIRED_FILTER, twinResponseTopic } from '../src/mqtt/iothub-topics.js'
 import type { C2dQueues, C2dSend } from './c2d-queue.js'
 import type { SessionStore } from './session-store.js'
-import type { TwinStore } from './twin-store.js'
+import type { TwinDoc, TwinStore } from './twin-store.js'
+import { twinChangeBody, twinSnapshot, type HubEventSink } from './twin-events.js'
 
 const EMPTY = new Uint8Array(0)
 
@@ -20,6 +21,8 @@ export class DeviceServices {
     private readonly twins: TwinStore,
     private readonly c2d: C2dQueues,
     private readonly emit: (op: unknown[]) => void,
+    /** routed twin change and lifecycle events (built only when a route wants them) */
+    private readonly events: HubEventSink = { wants: () => false, emit: () => {} },
   ) {}
 
   private subscribed(clientId: string, filter: string): boolean {
@@ -32,12 +35,15 @@ export class DeviceServices {
     if (this.subscribed(clientId, c2dFilter(deviceId))) this.c2d.attach(deviceId, connId)
   }
 
-  closed(connId: number): void {
+  /** The device, and whether this was its current connection (not one a newer connection took over). */
+  closed(connId: number): { deviceId: string; current: boolean } | undefined {
     const b = this.byConn.get(connId)
-    if (!b) return
+    if (!b) return undefined
     this.byConn.delete(connId)
-    if (this.connOfDevice.get(b.deviceId) === connId) this.connOfDevice.delete(b.deviceId)
+    const current = this.connOfDevice.get(b.deviceId) === connId
+    if (current) this.connOfDevice.delete(b.deviceId)
     this.c2d.detach(connId)
+    return { deviceId: b.deviceId, current }
   }
 
   subscriptionsChanged(clientId: string): void {
@@ -49,14 +55,28 @@ export class DeviceServices {
   }
 
   /** Registry change: a twin for a new device (or a new generation), everything dropped on delete. */
-  deviceChanged(deviceId: string, generationId: string | null): void {
+  deviceChanged(deviceId: string, generationId: string | null, created = false): void {
     if (generationId === null) {
+      const doc = this.events.wants('DeviceLifecycleEvents') ? this.twins.get(deviceId) : undefined
       this.track(this.twins.remove(deviceId))
       this.c2d.purge(deviceId, false)
+      if (doc) this.lifecycle(doc, 'deleteDeviceIdentity')
     } else {
       const w = this.twins.ensure(deviceId, generationId)
       if (w) this.track(w)
+      if (created && this.events.wants('DeviceLifecycleEvents')) this.lifecycle(this.twins.get(deviceId), 'createDeviceIdentity')
     }
+  }
+
+  private lifecycle(doc: TwinDoc, opType: string): void {
+    this.events.emit({
+      source: 'DeviceLifecycleEvents', deviceId: doc.deviceId, generationId: doc.generationId ?? '', opType,
+      schema: 'deviceLifecycleNotification', body: twinSnapshot(this.twins, doc),
+    })
+  }
+
+  private twinChanged(doc: TwinDoc, opType: 'updateTwin' | 'replaceTwin', body: unknown): void {
+    this.events.emit({ source: 'TwinChangeEvents', deviceId: doc.deviceId, generationId: doc.generationId ?? '', opType, schema: 'twinChangeNotification', body })
   }
 
   private track(p: Promise<unknown>): void {
@@ -94,7 +114,10 @@ export class DeviceServices {
       }
       const { doc, written } = this.twins.patchReported(b.deviceId, patch)
       this.track(written.then(
-        () => this.publish(connId, twinResponseTopic(204, rid, doc.reported.$version), EMPTY),
+        () => {
+          this.publish(connId, twinResponseTopic(204, rid, doc.reported.$version), EMPTY)
+          if (this.events.wants('TwinChangeEvents')) this.twinChanged(doc, 'updateTwin', twinChangeBody(doc, { reported: patch as Record<string, unknown> }))
+        },
         (e: Error) => fail(new HubError(500001, `store failed: ${e.message}`)),
       ))
     } catch (e) {
@@ -115,10 +138,17 @@ export class DeviceServices {
           return reply(this.twins.core(this.twins.get(deviceId)))
         case 'twin.update': {
           const [mode, body, ifMatch] = args as ['patch' | 'replace', unknown, string | null]
+          const before = this.twins.get(deviceId)
           const { doc, written, desiredPush } = this.twins.updateFromService(deviceId, mode, body, ifMatch ?? undefined)
           this.track(written.then(() => {
             reply(this.twins.core(doc))
             if (desiredPush) this.pushDesired(deviceId, desiredPush)
+            if (doc !== before && this.events.wants('TwinChangeEvents')) {
+              const b = body as { tags?: Record<string, unknown>; properties?: { desired?: Record<string, unknown> } }
+              this.twinChanged(doc, mode === 'patch' ? 'updateTwin' : 'replaceTwin', mode === 'patch'
+                ? twinChangeBody(doc, { tags: b.tags ?? undefined, desired: b.properties?.desired ?? undefined })
+                : twinSnapshot(this.twins, doc))
+            }
           }, fail))
           return
         }

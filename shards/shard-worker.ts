@@ -5,7 +5,7 @@ import { parentPort, workerData } from 'node:worker_threads'
 import { Packr } from 'msgpackr'
 import { openHubStore } from '../src/store/hub-store.js'
 import {
-  OP_ACKS, OP_STREAM_TAIL, OP_C2D_COUNT, OP_CONNECTION_CLOSED, OP_DEVICE_CHANGED, OP_FEEDBACK, OP_PARTITION_ADVANCED, OP_PUBACK, OP_PUBLISH, OP_REJECTED,
+  OP_ACKS, OP_STREAM_TAIL, OP_C2D_COUNT, OP_CONNECTION_CLOSED, OP_DEVICE_CHANGED, OP_FEEDBACK, OP_LOG, OP_PARTITION_ADVANCED, OP_PUBACK, OP_PUBLISH, OP_REJECTED, OP_REPLY,
   OP_REQUEST, OP_SESSION_END, OP_SESSION_OPEN, OP_SESSION_OPENED, OP_SUBSCRIBE, OP_TELEMETRY, OP_TWIN_DEVICE, OP_UNSUBSCRIBE,
   partitionOf, postBatch, shardOf, shardOfPartition, type ControlMessage, type ShardInit,
 } from '../src/shard-protocol.js'
@@ -17,6 +17,9 @@ import { SessionStore } from './session-store.js'
 import { C2dQueues } from './c2d-queue.js'
 import { TwinStore } from './twin-store.js'
 import { DeviceServices } from './device-services.js'
+import { ShardRouting } from './shard-routing.js'
+import { connectionSequenceNumber, hubEvent, type HubEventInput } from './hub-events.js'
+import type { RouteSource, RoutingConfig } from '../src/routing/routing-config.js'
 
 export const MAX_MESSAGE_BYTES = 256 * 1024
 
@@ -48,10 +51,37 @@ const c2d = new C2dQueues(store.c2d, {
   count: (deviceId, count) => emit([OP_C2D_COUNT, deviceId, count]),
 })
 c2d.load((deviceId) => shardOf(deviceId, init.partitions, init.shardCount) === init.shardIndex)
-const services = new DeviceServices(sessions, new TwinStore(store.twins), c2d, emit)
+const twins = new TwinStore(store.twins)
 const logs = new Map<number, PartitionLog>()
 for (let p = 0; p < init.partitions; p++) {
   if (shardOfPartition(p, init.shardCount) === init.shardIndex) logs.set(p, new PartitionLog(p, store.partition(p)))
+}
+const routing = new ShardRouting({
+  store, dataDir: init.dataDir, hubName: init.hubName, builtIn: logs,
+  queue: (log, e) => queueWrite(log, e),
+  twin: (deviceId) => { const d = twins.get(deviceId); return { tags: d.tags, properties: { desired: d.desired, reported: d.reported } } },
+  problem: (message, fields) => emit([OP_LOG, 'warn', message, fields]),
+})
+void routing.apply(init.routing)
+
+/** A twin change, lifecycle or connection event through routing (the caller checked a route wants it). */
+function routeEvent(e: HubEventInput): void {
+  routing.route(e.source, partitionOf(e.deviceId, init.partitions), hubEvent(init.hubName, e))
+  queuedCount++
+  if (!writeScheduled) {
+    writeScheduled = true
+    setImmediate(() => { writeScheduled = false; writeQueued() })
+  }
+}
+let writeScheduled = false
+const services = new DeviceServices(sessions, twins, c2d, emit, { wants: (source: RouteSource) => routing.wants(source), emit: routeEvent })
+
+function connectionEvent(deviceId: string, generationId: string, opType: 'deviceConnected' | 'deviceDisconnected'): void {
+  if (!routing.wants('DeviceConnectionStateEvents')) return
+  routeEvent({
+    source: 'DeviceConnectionStateEvents', deviceId, generationId, opType, schema: 'deviceConnectionStateNotification',
+    body: { sequenceNumber: connectionSequenceNumber() },
+  })
 }
 
 /**
@@ -68,6 +98,12 @@ const pendingCommits = new Set<Promise<unknown>>()
 
 /** Connections of this shard's devices: who stamps what, and which partition they write. */
 const connections = new Map<number, { sender: Sender; log: PartitionLog }>()
+
+function queueWrite(log: PartitionLog, e: RawEvent): void {
+  let list = queuedWrites.get(log)
+  if (!list) queuedWrites.set(log, (list = []))
+  list.push(e)
+}
 
 /** Why a message cannot be stored, or undefined. The bag is only decoded when it must be. */
 function invalid(bag: string, payload: Uint8Array): [number, string] | undefined {
@@ -100,9 +136,14 @@ function handleBatch(ops: unknown[][]): void {
           replies.push([OP_REJECTED, connId, ...error])
           continue
         }
-        let list = queuedWrites.get(conn.log)
-        if (!list) queuedWrites.set(conn.log, (list = []))
-        list.push({ t: now, sender: conn.sender, bag, extra, body: payload })
+        // no custom routes: the plain path, straight to the built-in endpoint
+        if (!routing.telemetryRouted) {
+          let list = queuedWrites.get(conn.log)
+          if (!list) queuedWrites.set(conn.log, (list = []))
+          list.push({ t: now, sender: conn.sender, bag, extra, body: payload })
+        } else {
+          routing.route('DeviceMessages', conn.log.id, { t: now, sender: conn.sender, bag, extra, body: payload })
+        }
         queuedCount++
         if (packetId !== 0) queuedAcks.push(connId, packetId)
         break
@@ -113,16 +154,21 @@ function handleBatch(ops: unknown[][]): void {
         const present = sessions.open(clientId, clean)
         replies.push([OP_SESSION_OPENED, connId, present, Object.keys(sessions.get(clientId)?.subscriptions ?? {})])
         services.opened(connId, clientId, deviceId)
+        connectionEvent(deviceId, generationId, 'deviceConnected')
         break
       }
       case OP_STREAM_TAIL:
         if (op[2]) tailed.add(op[1] as number)
         else tailed.delete(op[1] as number)
         break
-      case OP_CONNECTION_CLOSED:
+      case OP_CONNECTION_CLOSED: {
+        const conn = connections.get(op[1] as number)
         connections.delete(op[1] as number)
-        services.closed(op[1] as number)
+        const closed = services.closed(op[1] as number)
+        // a connection a newer one took over is not a disconnect
+        if (conn && closed?.current) connectionEvent(conn.sender.deviceId, conn.sender.generationId, 'deviceDisconnected')
         break
+      }
       case OP_SUBSCRIBE:
         sessions.subscribe(op[1] as string, op[2] as [string, number][])
         services.subscriptionsChanged(op[1] as string)
@@ -138,10 +184,15 @@ function handleBatch(ops: unknown[][]): void {
         services.twinFromDevice(op[1] as number, op[2] as 'get' | 'patch', op[3] as string, op[4] as Uint8Array)
         break
       case OP_REQUEST:
+        if (op[2] === 'routing.apply') {
+          const id = op[1] as number
+          routing.apply(op[4] as RoutingConfig).then(() => emit([OP_REPLY, id, 0, null]), (e: Error) => emit([OP_REPLY, id, 500001, e.message]))
+          break
+        }
         services.request(op[1] as number, op[2] as string, op[3] as string, op.slice(4))
         break
       case OP_DEVICE_CHANGED:
-        services.deviceChanged(op[1] as string, op[2] as string | null)
+        services.deviceChanged(op[1] as string, op[2] as string | null, op[3] === true)
         break
       case OP_SESSION_END:
         sessions.end(op[1] as string)
@@ -159,7 +210,7 @@ function streamFrame(partition: number, first: number, offset: number, events: R
   const out = new Array(events.length)
   for (let i = 0; i < events.length; i++) {
     const e = events[i]!
-    out[i] = toEventJson(partition, first + i, offset, toStoredEvent(e.t, e.sender, e.bag, e.extra, e.body))
+    out[i] = toEventJson(partition, first + i, offset, toStoredEvent(e.t, e.sender, e.bag, e.extra, e.body, e.src))
     offset = nextOffset(offset, e.body.length)
   }
   return JSON.stringify(out)
@@ -172,6 +223,8 @@ function writeQueued(): void {
   queuedWrites = new Map()
   queuedAcks = []
   queuedCount = 0
+  // routed to storage or webhooks: handed over once this commit is done
+  const external = routing.takeExternal()
   let lastWrite: Promise<unknown> | undefined
   // one segment per partition, all in this turn's LMDB transaction: its commit releases every ack
   const appended: { log: PartitionLog; first: number; offset: number; events: RawEvent[] }[] = []
@@ -181,16 +234,19 @@ function writeQueued(): void {
     appended.push({ log, first: sequence, offset, events })
   }
   commitsInFlight++
-  const commit = lastWrite!.then(
+  // routing may have sent every message of this turn elsewhere, or dropped it: nothing to wait for
+  const commit = (lastWrite ?? Promise.resolve()).then(
     () => {
+      if (external) routing.deliver(external)
       const out: unknown[][] = []
       if (acks.length > 0) out.push([OP_ACKS, ...acks])
       for (const a of appended) {
+        if (logs.get(a.log.id) !== a.log) continue // a routing log endpoint: no live stream, no Event Hubs reader
         // live stream readers get this commit as one ready JSON frame, built here rather than on the edge
         const frame = tailed.has(a.log.id) ? streamFrame(a.log.id, a.first, a.offset, a.events) : null
         out.push([OP_PARTITION_ADVANCED, a.log.id, a.first + a.events.length - 1, a.first, frame])
       }
-      postBatch(port, packr, out)
+      if (out.length > 0) postBatch(port, packr, out)
     },
     (err: Error) => {
       const out: unknown[][] = []
@@ -207,7 +263,7 @@ function writeQueued(): void {
 
 const retentionTimer = setInterval(() => {
   const cutoff = Date.now() - init.retentionDays * 86_400_000
-  for (const log of logs.values()) void log.trim(cutoff)
+  for (const log of [...logs.values(), ...routing.logPartitions()]) void log.trim(cutoff)
 }, 60_000)
 retentionTimer.unref()
 const c2dTimer = setInterval(() => c2d.sweep(), 1000)
@@ -229,6 +285,8 @@ port.on('message', (msg: Uint8Array | ControlMessage) => {
     clearInterval(retentionTimer)
     clearInterval(c2dTimer)
     void Promise.all([drained(), services.drained()])
+      .then(() => drained())
+      .then(() => routing.close())
       .then(() => flushOutbox())
       .then(() => store.close())
       .finally(() => port.postMessage({ type: 'stopped' } satisfies ControlMessage))

@@ -19,7 +19,11 @@ import { MqttEdge } from './mqtt/mqtt-edge.js'
 import { DeviceRegistry } from './registry/device-registry.js'
 import { FeedbackQueue } from './c2d/feedback-queue.js'
 import { c2dRoutes } from './rest/c2d-routes.js'
-import { eventsRoutes } from './rest/events-routes.js'
+import { endpointLogRoutes, eventsRoutes } from './rest/events-routes.js'
+import { queryRoutes } from './rest/query-routes.js'
+import { routingRoutes } from './rest/routing-routes.js'
+import { RoutingService } from './routing/routing-service.js'
+import { QueryPool } from './query/query-pool.js'
 import { methodRoutes } from './rest/method-routes.js'
 import { twinRoutes } from './rest/twin-routes.js'
 import { mountRest } from './rest/http-server.js'
@@ -72,10 +76,15 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
   const eventHubs = new EventHubsEndpoint(eventHubName, endpoint, log)
   let edge!: MqttEdge
   const feedback = new FeedbackQueue(store.feedback)
+  // every shard applies a routing change before the REST call that made it is answered
+  const routing: RoutingService = new RoutingService(store, config.partitions, (c): Promise<unknown> => shards.broadcast('routing.apply', c))
   // a shard reports its queues' depths as soon as it has loaded them, possibly before the edge exists
   const earlyCounts: [string, number][] = []
   const shards = new ShardPool(
-    { shardCount: config.shards, partitions: config.partitions, retentionDays: config.retentionDays, dataDir: config.dataDir, durability: config.durability },
+    {
+      shardCount: config.shards, partitions: config.partitions, retentionDays: config.retentionDays, dataDir: config.dataDir, durability: config.durability,
+      hubName: eventHubName, routing: routing.current,
+    },
     {
       acks: (flat, from) => edge.acks(flat, from),
       sessionOpened: (connId, present, filters) => edge.sessionOpened(connId, present, filters),
@@ -87,6 +96,7 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
         eventHubs.advanced(p)
       },
       rejected: (connId, code, message) => edge.rejected(connId, code, message),
+      log: (level, message, fields) => log[level](message, fields),
       fatal: (shard, error) => {
         log.error('shard failed; stopping the hub', { shard, error })
         process.exitCode = 70
@@ -107,7 +117,9 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
   registry.onChange((e) => edge.registryChanged(e))
   // a device's twin and C2D queue live in its shard: created with the device, gone with it
   registry.onChange((e) => {
-    shards.send(shards.shardFor(e.device.deviceId), [OP_DEVICE_CHANGED, e.device.deviceId, e.kind === 'deleted' ? null : e.device.generationId])
+    // version 1 is a new identity (lifecycle event createDeviceIdentity)
+    shards.send(shards.shardFor(e.device.deviceId), [OP_DEVICE_CHANGED, e.device.deviceId, e.kind === 'deleted' ? null : e.device.generationId,
+      e.kind !== 'deleted' && e.device.version === 1])
     if (e.kind === 'deleted') feedback.dropDevice(e.device.deviceId)
   })
 
@@ -122,12 +134,14 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
     }
   }
 
+  const queries = new QueryPool(config.dataDir, config.durability, edge)
   const app = uWS.SSLApp({ key_file_name: pki.serverKeyFile, cert_file_name: pki.serverCertFile })
   mountMqttOverWebSocket(app, edge)
   stream.mount(app, edge.authenticator)
   mountRest(app, [
     ...registryRoutes(registry, edge), ...eventsRoutes(endpoint), ...twinRoutes(registry, shards), ...methodRoutes(registry, edge),
-    ...c2dRoutes(registry, shards, feedback),
+    ...c2dRoutes(registry, shards, feedback), ...routingRoutes(routing), ...endpointLogRoutes((name) => routing.logEndpoint(name)),
+    ...queryRoutes(queries),
   ], edge.authenticator, log)
 
   let httpsSocket: us_listen_socket | undefined
@@ -140,6 +154,7 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
       await amqpServer?.close()
       edge.pauseAll()
       await shards.stop() // every ack the shards release is written before this resolves
+      await queries.close()
       edge.closeAll('hub shutting down')
       stream.closeAll()
       await store.close()

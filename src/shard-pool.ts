@@ -4,7 +4,7 @@ import { Worker } from 'node:worker_threads'
 import { Packr } from 'msgpackr'
 import { HubError } from './rest/hub-error.js'
 import {
-  OP_ACKS, OP_C2D_COUNT, OP_FEEDBACK, OP_PARTITION_ADVANCED, OP_PUBLISH, OP_REJECTED, OP_REPLY, OP_REQUEST, OP_SESSION_OPENED, postBatch, shardOf,
+  OP_ACKS, OP_C2D_COUNT, OP_FEEDBACK, OP_LOG, OP_PARTITION_ADVANCED, OP_PUBLISH, OP_REJECTED, OP_REPLY, OP_REQUEST, OP_SESSION_OPENED, postBatch, shardOf,
   type ControlMessage, type ShardInit, type ShardRequestKind,
 } from './shard-protocol.js'
 
@@ -19,6 +19,7 @@ export interface ShardEvents {
   /** one commit's events on a partition, with the stream frame when tailing was asked for */
   partitionAdvanced(partition: number, lastSequenceNumber: number, firstSequenceNumber: number, frame: string | null): void
   rejected(connId: number, code: number, message: string): void
+  log(level: 'info' | 'warn' | 'error', message: string, fields: Record<string, unknown>): void
   fatal(shard: number, error: Error): void
 }
 
@@ -75,11 +76,20 @@ export class ShardPool {
    * only its shard holds). Rides the same batches as everything else; rejects with the shard's HubError.
    */
   request<T = unknown>(kind: ShardRequestKind, deviceId: string, ...args: unknown[]): Promise<T> {
+    return this.requestShard<T>(this.shardFor(deviceId), kind, deviceId, ...args)
+  }
+
+  /** The same request to every shard (hub-wide settings such as routing); resolves when all applied it. */
+  broadcast(kind: ShardRequestKind, ...args: unknown[]): Promise<unknown[]> {
+    return Promise.all(this.workers.map((_, i) => this.requestShard(i, kind, '', ...args)))
+  }
+
+  private requestShard<T>(shard: number, kind: ShardRequestKind, deviceId: string, ...args: unknown[]): Promise<T> {
     if (this.stopping) return Promise.reject(new HubError(503001, 'hub is shutting down'))
     const id = this.nextRequestId++
     return new Promise<T>((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject })
-      this.send(this.shardFor(deviceId), [OP_REQUEST, id, kind, deviceId, ...args])
+      this.send(shard, [OP_REQUEST, id, kind, deviceId, ...args])
     })
   }
 
@@ -112,6 +122,7 @@ export class ShardPool {
         }
         case OP_PARTITION_ADVANCED: this.events.partitionAdvanced(op[1] as number, op[2] as number, op[3] as number, op[4] as string | null); break
         case OP_REJECTED: this.events.rejected(op[1] as number, op[2] as number, op[3] as string); break
+        case OP_LOG: this.events.log(op[1] as 'info', op[2] as string, (op[3] as Record<string, unknown> | undefined) ?? {}); break
       }
     }
   }

@@ -34,7 +34,7 @@ export const OP_SESSION_END = 5 // [op, clientId] (clean-session connection clos
 export const OP_REQUEST = 7 // [op, requestId, kind, deviceId, ...args]: a REST call the shard answers with OP_REPLY
 export const OP_PUBACK = 8 // [op, connId, packetId]: the device acknowledged a QoS 1 PUBLISH the shard sent (C2D)
 export const OP_TWIN_DEVICE = 9 // [op, connId, 'get' | 'patch', rid, payload]: a twin request from a device over MQTT
-export const OP_DEVICE_CHANGED = 10 // [op, deviceId, generationId | null]: created/updated, or deleted (null)
+export const OP_DEVICE_CHANGED = 10 // [op, deviceId, generationId | null, created]: created/updated, or deleted (null)
 export const OP_STREAM_TAIL = 11 // [op, partition, boolean]: whether live stream readers want each commit's events as a ready frame
 
 // shard → edge ops
@@ -46,11 +46,13 @@ export const OP_REPLY = 5 // [op, requestId, errorCode (0: ok), result | message
 export const OP_PUBLISH = 6 // [op, connId, topic, payload, qos, packetId, dup]: write a PUBLISH to that connection
 export const OP_C2D_COUNT = 7 // [op, deviceId, pending C2D messages]
 export const OP_FEEDBACK = 8 // [op, record]: a C2D feedback record for the service's feedback queue
+export const OP_LOG = 9 // [op, level, message, fields]: something the shard wants logged (never keys or tokens)
 
 /** Request kinds (OP_REQUEST) a shard answers. */
-export type ShardRequestKind = 'twin.get' | 'twin.update' | 'c2d.send' | 'c2d.purge'
+export type ShardRequestKind = 'twin.get' | 'twin.update' | 'c2d.send' | 'c2d.purge' | 'routing.apply'
 
 import type { Durability } from './store/hub-store.js'
+import type { RoutingConfig } from './routing/routing-config.js'
 
 export interface ShardInit {
   shardIndex: number
@@ -59,6 +61,10 @@ export interface ShardInit {
   retentionDays: number
   dataDir: string
   durability: Durability
+  /** the hub's name (events' hubName, enrichments' $iothubname, storage file names) */
+  hubName: string
+  /** the routing configuration at start; changes arrive as 'routing.apply' requests */
+  routing: RoutingConfig
 }
 
 export type ControlMessage = { type: 'stop' } | { type: 'ready' } | { type: 'stopped' } | { type: 'fatal'; message: string }

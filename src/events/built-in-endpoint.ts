@@ -1,5 +1,7 @@
 // The read side of the built-in endpoint: partitions, reads by sequence number or enqueued time,
 // consumer groups and their checkpoints. Shards write the partitions; the edge only reads them.
+// Routing log endpoints are the same kind of log under another name (`name` other than `events`),
+// with their own consumer groups and checkpoints.
 import type { HubStore } from '../store/hub-store.js'
 import { decodeSegment, type DecodedSegment, type StoredEvent } from './segment-codec.js'
 import { HubError } from '../rest/hub-error.js'
@@ -32,7 +34,19 @@ export class BuiltInEndpoint {
   /** The last segment decoded per partition: readers mostly read on from where they were. */
   private readonly cache = new Map<number, DecodedSegment>()
 
-  constructor(private readonly store: HubStore, readonly partitions: number) {}
+  constructor(private readonly store: HubStore, readonly partitions: number, readonly name = 'events') {}
+
+  private get builtIn(): boolean { return this.name === 'events' }
+
+  private db(p: number) {
+    return this.builtIn ? this.store.partition(p) : this.store.endpointPartition(this.name, p)
+  }
+
+  private get groupsKey(): string { return this.builtIn ? 'consumerGroups' : `consumerGroups:${this.name.toLowerCase()}` }
+
+  private checkpointKey(group: string, p: number): string {
+    return this.builtIn ? `${group}/${p}` : `endpoint:${this.name.toLowerCase()}/${group}/${p}`
+  }
 
   /** Other threads append: see their latest commits. */
   refresh(): void { this.store.root.resetReadTxn() }
@@ -53,7 +67,7 @@ export class BuiltInEndpoint {
 
   /** Segments from the one holding `fromSequence` (or the first after it) onwards. */
   private *segments(p: number, fromSequence = 0, reverse = false): Generator<DecodedSegment> {
-    const db = this.store.partition(p)
+    const db = this.db(p)
     let start: number | undefined = fromSequence
     if (!reverse) {
       for (const key of db.getKeys({ start: fromSequence, reverse: true, limit: 1 })) start = key as number
@@ -64,7 +78,7 @@ export class BuiltInEndpoint {
   }
 
   private firstSequence(p: number): number | undefined {
-    for (const key of this.store.partition(p).getKeys({ limit: 1 })) return key as number
+    for (const key of this.db(p).getKeys({ limit: 1 })) return key as number
     return undefined
   }
 
@@ -143,7 +157,7 @@ export class BuiltInEndpoint {
   }
 
   consumerGroups(): string[] {
-    return [DEFAULT_CONSUMER_GROUP, ...((this.store.meta.get('consumerGroups') as string[] | undefined) ?? [])]
+    return [DEFAULT_CONSUMER_GROUP, ...((this.store.meta.get(this.groupsKey) as string[] | undefined) ?? [])]
   }
 
   checkConsumerGroup(name: string): void {
@@ -155,19 +169,19 @@ export class BuiltInEndpoint {
     const groups = this.consumerGroups()
     if (groups.includes(name)) return
     if (groups.length >= MAX_CONSUMER_GROUPS) throw new HubError(400004, `a hub has at most ${MAX_CONSUMER_GROUPS} consumer groups`)
-    await this.store.meta.put('consumerGroups', [...groups.slice(1), name])
+    await this.store.meta.put(this.groupsKey, [...groups.slice(1), name])
   }
 
   async deleteConsumerGroup(name: string): Promise<void> {
     if (name === DEFAULT_CONSUMER_GROUP) throw new HubError(400004, '$Default cannot be deleted')
     this.checkConsumerGroup(name)
-    await this.store.meta.put('consumerGroups', this.consumerGroups().slice(1).filter((g) => g !== name))
-    for (let p = 0; p < this.partitions; p++) this.store.checkpoints.remove(`${name}/${p}`)
+    await this.store.meta.put(this.groupsKey, this.consumerGroups().slice(1).filter((g) => g !== name))
+    for (let p = 0; p < this.partitions; p++) this.store.checkpoints.remove(this.checkpointKey(name, p))
     await this.store.checkpoints.committed
   }
 
   checkpoint(group: string, p: number): Checkpoint | undefined {
-    return this.store.checkpoints.get(`${group}/${p}`) as Checkpoint | undefined
+    return this.store.checkpoints.get(this.checkpointKey(group, p)) as Checkpoint | undefined
   }
 
   async setCheckpoint(group: string, p: number, sequenceNumber: number): Promise<Checkpoint> {
@@ -176,7 +190,7 @@ export class BuiltInEndpoint {
     }
     const offset = this.offsetOf(p, sequenceNumber)
     const cp: Checkpoint = { sequenceNumber, offset: offset === undefined ? '-1' : String(offset), updatedTimeUtc: new Date().toISOString() }
-    await this.store.checkpoints.put(`${group}/${p}`, cp)
+    await this.store.checkpoints.put(this.checkpointKey(group, p), cp)
     return cp
   }
 

@@ -25,6 +25,8 @@ export interface RawEvent {
   /** properties the hub adds (mqtt-retain, iothub-MessageType) */
   extra: Record<string, string> | null
   body: Uint8Array
+  /** `iothub-message-source` when not telemetry (routed twin change, lifecycle, connection events) */
+  src?: string
 }
 
 /** A message as readers see it. */
@@ -44,7 +46,7 @@ export interface DecodedSegment {
   events: StoredEvent[]
 }
 
-type Row = [t: number, sender: number, bag: string, extra: Record<string, string> | null, body: Uint8Array]
+type Row = [t: number, sender: number, bag: string, extra: Record<string, string> | null, body: Uint8Array, src?: string]
 
 const packr = new Packr({ useRecords: false })
 
@@ -64,21 +66,22 @@ export function encodeSegment(firstOffset: number, events: RawEvent[]): Uint8Arr
       index.set(e.sender, (s = senders.length))
       senders.push([e.sender.deviceId, e.sender.generationId, e.sender.authMethod])
     }
-    rows[i] = [e.t, s, e.bag, e.extra, e.body]
+    // telemetry rows keep their old five fields; only events carry a sixth
+    rows[i] = e.src === undefined ? [e.t, s, e.bag, e.extra, e.body] : [e.t, s, e.bag, e.extra, e.body, e.src]
   }
   // copy out of msgpackr's reusable buffer: LMDB keeps the bytes until the commit
   return new Uint8Array(packr.pack([firstOffset, senders, rows]))
 }
 
 /** A stored message as readers see it: system properties assembled from the bag and the sender. */
-export function toStoredEvent(t: number, sender: Sender, bag: string, extra: Record<string, string> | null, b: Uint8Array): StoredEvent {
+export function toStoredEvent(t: number, sender: Sender, bag: string, extra: Record<string, string> | null, b: Uint8Array, source = 'Telemetry'): StoredEvent {
   // the bag was validated on the way in
   const { system, properties } = parsePropertyBag(bag)
   system['iothub-connection-device-id'] = sender.deviceId
   system['iothub-connection-auth-method'] = sender.authMethod
   system['iothub-connection-auth-generation-id'] = sender.generationId
   system['iothub-enqueuedtime'] = new Date(t).toISOString()
-  system['iothub-message-source'] = 'Telemetry'
+  system['iothub-message-source'] = source
   return { t, s: system, p: extra ? Object.assign(properties, extra) : properties, b }
 }
 
@@ -89,8 +92,8 @@ export function decodeSegment(firstSequence: number, bytes: Uint8Array): Decoded
   const senderObjects = senders.map(([deviceId, generationId, authMethod]) => ({ deviceId, generationId, authMethod }))
   let offset = firstOffset
   for (let i = 0; i < rows.length; i++) {
-    const [t, senderIndex, bag, extra, b] = rows[i]!
-    events[i] = toStoredEvent(t, senderObjects[senderIndex]!, bag, extra, b)
+    const [t, senderIndex, bag, extra, b, src] = rows[i]!
+    events[i] = toStoredEvent(t, senderObjects[senderIndex]!, bag, extra, b, src)
     offsets[i] = offset
     offset = nextOffset(offset, b.length)
   }

@@ -185,6 +185,11 @@ export class MqttEdge implements PresenceView {
     return this.c2dCounts.get(deviceId) ?? 0
   }
 
+  /** Devices with any live fact to report (the rest read as never connected, no C2D pending). */
+  presentDeviceIds(): Set<string> {
+    return new Set([...this.stateChangedAt.keys(), ...this.connectedAt.keys(), ...this.lastActivity.keys(), ...this.c2dCounts.keys()])
+  }
+
   private sweep(): void {
     const now = Date.now()
     for (const conn of this.byId.values()) {

@@ -156,22 +156,27 @@ export class DeviceRegistry {
 
   /** The identity JSON of api-version 2021-04-12. */
   toJson(d: DeviceRecord): Record<string, unknown> {
-    const conn = this.presence.connectionState(d.deviceId)
-    return {
-      deviceId: d.deviceId,
-      generationId: d.generationId,
-      etag: d.etag,
-      connectionState: conn.connected ? 'Connected' : 'Disconnected',
-      status: d.status,
-      statusReason: d.statusReason,
-      connectionStateUpdatedTime: conn.since,
-      statusUpdatedTime: d.statusUpdatedTime,
-      lastActivityTime: this.presence.lastActivityTime(d.deviceId),
-      cloudToDeviceMessageCount: this.presence.cloudToDeviceMessageCount(d.deviceId),
-      authentication: d.authentication,
-      capabilities: d.capabilities,
-      ...(d.deviceScope ? { deviceScope: d.deviceScope } : {}),
-    }
+    return identityJson(d, this.presence)
+  }
+}
+
+/** A device's identity JSON with its live facts (also built by the query workers from a snapshot). */
+export function identityJson(d: DeviceRecord, presence: PresenceView): Record<string, unknown> {
+  const conn = presence.connectionState(d.deviceId)
+  return {
+    deviceId: d.deviceId,
+    generationId: d.generationId,
+    etag: d.etag,
+    connectionState: conn.connected ? 'Connected' : 'Disconnected',
+    status: d.status,
+    statusReason: d.statusReason,
+    connectionStateUpdatedTime: conn.since,
+    statusUpdatedTime: d.statusUpdatedTime,
+    lastActivityTime: presence.lastActivityTime(d.deviceId),
+    cloudToDeviceMessageCount: presence.cloudToDeviceMessageCount(d.deviceId),
+    authentication: d.authentication,
+    capabilities: d.capabilities,
+    ...(d.deviceScope ? { deviceScope: d.deviceScope } : {}),
   }
 }
 

@@ -9,7 +9,7 @@ interface TwinCore { etag: string; version: number; tags: Record<string, unknown
 
 const TWIN = /^\/twins\/([^/]+)\/?$/
 
-export function twinJson(registry: DeviceRegistry, d: DeviceRecord, core: TwinCore): Record<string, unknown> {
+export function twinJson(registry: Pick<DeviceRegistry, 'toJson'>, d: DeviceRecord, core: TwinCore): Record<string, unknown> {
   const identity = registry.toJson(d)
   return {
     deviceId: d.deviceId,

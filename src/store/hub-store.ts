@@ -17,6 +17,10 @@ export interface HubStore {
   /** the service's C2D feedback queue (written by the main thread) */
   feedback: Database
   partition(p: number): Database
+  /** partition `p` of a routing log endpoint (written by that partition's shard) */
+  endpointPartition(name: string, p: number): Database
+  /** routing configuration (routes, endpoints, enrichments) */
+  routing: Database
   close(): Promise<void>
 }
 
@@ -29,9 +33,11 @@ export type Durability = 'process' | 'power'
  */
 export function openHubStore(dataDir: string, durability: Durability = 'process'): HubStore {
   mkdirSync(dataDir, { recursive: true })
-  // maxDbs: devices, meta, sessions, checkpoints, twins, c2d, feedback and up to 32 partitions, with room to grow
-  const root = open({ path: join(dataDir, 'hub.mdb'), maxDbs: 64, noSync: durability === 'process' })
+  // maxDbs: devices, meta, sessions, checkpoints, twins, c2d, feedback, routing, up to 32 partitions
+  // and 10 routing log endpoints of up to 32 partitions each, with room to grow
+  const root = open({ path: join(dataDir, 'hub.mdb'), maxDbs: 400, noSync: durability === 'process' })
   const partitions = new Map<number, Database>()
+  const endpointPartitions = new Map<string, Database>()
   return {
     root,
     devices: root.openDB({ name: 'devices' }),
@@ -46,6 +52,13 @@ export function openHubStore(dataDir: string, durability: Durability = 'process'
       if (!db) partitions.set(p, (db = root.openDB({ name: `events.${p}`, encoding: 'binary' })))
       return db
     },
+    endpointPartition(name: string, p: number) {
+      const key = `route.${name.toLowerCase()}.${p}`
+      let db = endpointPartitions.get(key)
+      if (!db) endpointPartitions.set(key, (db = root.openDB({ name: key, encoding: 'binary' })))
+      return db
+    },
+    routing: root.openDB({ name: 'routing' }),
     close: () => root.close(),
   }
 }

@@ -7,7 +7,9 @@ import { createSasToken } from '../../src/auth/sas-token.js'
 
 export interface HubProcess {
   child: ChildProcess
-  ports: { https: number; mqttTcp: number; mqtt: number }
+  ports: { https: number; mqttTcp: number; mqtt: number; amqp: number | null }
+  /** the Event Hubs-compatible connection string printed at start, when AMQP is on */
+  eventHubsConnectionString: string | undefined
   ownerKey: string
   ca: string
   output: () => string
@@ -30,7 +32,9 @@ export async function spawnHub(dataDir: string, extraArgs: string[] = []): Promi
   const port = (label: string) => Number(new RegExp(`${label}\\s+port (\\d+)`).exec(out)![1])
   const ownerKey = /SharedAccessKeyName=iothubowner;SharedAccessKey=(\S+)/.exec(out)![1]!
   const ca = readFileSync(join(dataDir, 'tls', 'ca.pem'), 'utf8')
-  const ports = { https: port('HTTPS \\+ MQTT/WSS'), mqttTcp: port('MQTT over TCP'), mqtt: port('MQTT over TLS') }
+  const amqpMatch = /AMQP over TLS\s+port (\d+)/.exec(out)
+  const ports = { https: port('HTTPS \\+ MQTT/WSS'), mqttTcp: port('MQTT over TCP'), mqtt: port('MQTT over TLS'), amqp: amqpMatch ? Number(amqpMatch[1]) : null }
+  const eventHubsConnectionString = /(Endpoint=sb:\/\/\S+)/.exec(out)?.[1]
   const rest: HubProcess['rest'] = (method, path, body) => new Promise((resolve, reject) => {
     const req = https.request({ host: '127.0.0.1', port: ports.https, servername: 'localhost', method, path, ca,
       headers: { Authorization: createSasToken('localhost', ownerKey, 'iothubowner'), 'Content-Type': 'application/json' } }, (res) => {
@@ -41,7 +45,7 @@ export async function spawnHub(dataDir: string, extraArgs: string[] = []): Promi
     req.on('error', reject)
     req.end(body === undefined ? undefined : JSON.stringify(body))
   })
-  return { child, ports, ownerKey, ca, output: () => out, exited, rest }
+  return { child, ports, eventHubsConnectionString, ownerKey, ca, output: () => out, exited, rest }
 }
 
 /** Every event of every partition, read through the hub's REST API. */

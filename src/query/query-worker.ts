@@ -1,0 +1,73 @@
+// A query run in a piscina worker thread: reads the device and twin records straight from LMDB
+// (its own handle on the hub's environment), builds each device's twin as the service sees it, and
+// returns one page. Keeps scans off the edge's event loop and away from the shards.
+import { openHubStore, type Durability, type HubStore } from '../store/hub-store.js'
+import { identityJson, type DeviceRecord } from '../registry/device-registry.js'
+import { twinJson } from '../rest/twin-routes.js'
+import { twinEtag, type TwinDoc } from '../../shards/twin-store.js'
+import { QuerySyntaxError } from '../query-common/errors.js'
+import { InvalidContinuationError, runQuery, type QueryPage } from './query-evaluator.js'
+import { parseQuery } from './query-parser.js'
+import { snapshotView, type PresenceSnapshot } from './presence-snapshot.js'
+
+export interface QueryTask {
+  dataDir: string
+  durability: Durability
+  query: string
+  pageSize: number
+  continuation?: string
+  presence: PresenceSnapshot
+}
+
+/** Errors cross the thread as data: classes do not survive the structured clone. */
+export type QueryOutcome = { ok: true; page: QueryPage } | { ok: false; kind: 'syntax' | 'continuation'; message: string }
+
+const EMPTY_TIME = '0001-01-01T00:00:00Z'
+
+function coreOf(doc: TwinDoc | undefined) {
+  if (!doc) {
+    const empty = () => ({ $metadata: { $lastUpdated: EMPTY_TIME }, $version: 1 })
+    return { etag: twinEtag(1), version: 1, tags: {}, properties: { desired: empty(), reported: empty() } }
+  }
+  return { etag: twinEtag(doc.version), version: doc.version, tags: doc.tags, properties: { desired: doc.desired, reported: doc.reported } }
+}
+
+/** Every device twin, in device id order, built as the scan reaches it. */
+function* twins(s: HubStore, task: QueryTask): Generator<object> {
+  const presence = snapshotView(task.presence)
+  const view = { toJson: (d: DeviceRecord) => identityJson(d, presence) }
+  for (const { value } of s.devices.getRange()) {
+    const d = value as DeviceRecord
+    yield twinJson(view, d, coreOf(s.twins.get(d.deviceId) as TwinDoc | undefined))
+  }
+}
+
+export default async function runQueryTask(task: QueryTask): Promise<QueryOutcome> {
+  // opened per task (the environment is shared with the hub's threads, so this is cheap) and closed
+  // after, so a worker the pool ends holds nothing open; a fresh handle also sees the latest commits
+  const store = openHubStore(task.dataDir, task.durability)
+  try {
+    return scan(store, task)
+  } finally {
+    await store.close()
+  }
+}
+
+function scan(store: HubStore, task: QueryTask): QueryOutcome {
+  store.root.resetReadTxn()
+  let query
+  try {
+    query = parseQuery(task.query)
+  } catch (e) {
+    if (e instanceof QuerySyntaxError) return { ok: false, kind: 'syntax', message: e.message }
+    throw e
+  }
+  try {
+    // no modules or jobs exist yet: those collections are empty
+    const docs = query.from === 'devices' ? twins(store, task) : []
+    return { ok: true, page: runQuery(query, docs, { pageSize: task.pageSize, continuation: task.continuation }) }
+  } catch (e) {
+    if (e instanceof InvalidContinuationError) return { ok: false, kind: 'continuation', message: e.message }
+    throw e
+  }
+}

@@ -1,0 +1,51 @@
+// The hub's routing configuration on the main thread: loaded from LMDB (`routing` DB) at start,
+// changed through the REST API one change at a time (validated as a whole, stored, then applied by
+// every shard before the change is answered), and the readers of routing log endpoints.
+import type { HubStore } from '../store/hub-store.js'
+import { BuiltInEndpoint } from '../events/built-in-endpoint.js'
+import { HubError } from '../rest/hub-error.js'
+import { defaultRoutingConfig, findEndpoint, validateRoutingConfig, type RoutingConfig } from './routing-config.js'
+
+const KEY = 'config'
+
+export class RoutingService {
+  private config: RoutingConfig
+  private changing: Promise<unknown> = Promise.resolve()
+  private readonly readers = new Map<string, BuiltInEndpoint>()
+
+  constructor(private readonly store: HubStore, private readonly partitions: number,
+    private readonly applyToShards: (config: RoutingConfig) => Promise<unknown>) {
+    const stored = store.routing.get(KEY) as RoutingConfig | undefined
+    this.config = stored ? validateRoutingConfig(stored) : defaultRoutingConfig()
+  }
+
+  get current(): RoutingConfig { return this.config }
+
+  /**
+   * Applies `change` to a copy of the configuration, validates the result, stores and applies it.
+   * Changes are serialised so two concurrent edits cannot lose one another.
+   */
+  update(change: (draft: RoutingConfig) => unknown): Promise<RoutingConfig> {
+    const run = this.changing.then(async () => {
+      const draft = structuredClone(this.config)
+      change(draft)
+      const next = validateRoutingConfig(draft)
+      await this.store.routing.put(KEY, next)
+      this.config = next
+      await this.applyToShards(next)
+      return next
+    })
+    this.changing = run.catch(() => {})
+    return run
+  }
+
+  /** The reader of a routing log endpoint; 404 when there is none of that name. */
+  logEndpoint(name: string): BuiltInEndpoint {
+    const found = findEndpoint(this.config, name)
+    if (found?.kind !== 'log') throw new HubError(404000, `no log endpoint named ${name}`)
+    const key = found.def.name.toLowerCase()
+    let r = this.readers.get(key)
+    if (!r) this.readers.set(key, (r = new BuiltInEndpoint(this.store, this.partitions, key)))
+    return r
+  }
+}

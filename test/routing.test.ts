@@ -1,0 +1,233 @@
+// Message routing end to end over real sockets: routes, endpoints and enrichments managed over REST;
+// telemetry routed to a log endpoint, a storage endpoint and a webhook; the fallback route;
+// enrichments; twin change, lifecycle and connection state events; persistence across a restart;
+// Azure-style errors for bad input. Runs with 2 shards.
+import http from 'node:http'
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { startTestHub, tempDir, type TestHub } from './helpers/test-hub.js'
+import { connectDevice, sleep, until } from './helpers/device-mqtt.js'
+import { eventsOf, readAllEvents, type ReadEvent } from './helpers/events.js'
+
+let t: TestHub
+const hooked: { body: any[]; status: number }[] = []
+let failNext = 0
+let hookServer: http.Server
+let hookUrl = ''
+
+beforeAll(async () => {
+  hookServer = http.createServer((req, res) => {
+    const chunks: Buffer[] = []
+    req.on('data', (c: Buffer) => chunks.push(c))
+    req.on('end', () => {
+      const status = failNext > 0 ? (failNext--, 500) : 200
+      hooked.push({ body: JSON.parse(Buffer.concat(chunks).toString('utf8')), status })
+      res.writeHead(status).end()
+    })
+  })
+  await new Promise<void>((r) => hookServer.listen(0, '127.0.0.1', r))
+  hookUrl = `http://127.0.0.1:${(hookServer.address() as { port: number }).port}/hook`
+  t = await startTestHub({ shards: 2 })
+})
+afterAll(async () => {
+  await t?.stop()
+  hookServer?.close()
+})
+
+const base64 = (s: string) => Buffer.from(s).toString('base64')
+
+async function readLog(hub: TestHub, name: string): Promise<ReadEvent[]> {
+  const out: ReadEvent[] = []
+  for (let p = 0; p < 4; p++) {
+    const r = await hub.rest('GET', `/messages/endpoints/${name}/partitions/${p}/events?from=earliest&maxCount=1000`)
+    if (r.status !== 200) throw new Error(`read ${name}/${p}: ${r.status} ${r.text}`)
+    out.push(...r.body.events)
+  }
+  return out
+}
+
+function filesUnder(dir: string): string[] {
+  if (!existsSync(dir)) return []
+  return readdirSync(dir).flatMap((f) => {
+    const path = join(dir, f)
+    return statSync(path).isDirectory() ? filesUnder(path) : [path]
+  })
+}
+
+describe('routing configuration over REST', () => {
+  it('refuses bad input with Azure-style errors and changes nothing', async () => {
+    const bad = async (method: string, path: string, body: unknown, pattern: RegExp) => {
+      const r = await t.rest(method, path, { body })
+      expect(r.status, r.text).toBe(400)
+      expect(r.headers['iothub-errorcode']).toBe('ArgumentInvalid')
+      expect(r.body.Message).toMatch(/^ErrorCode:ArgumentInvalid;/)
+      expect(r.body.Message).toMatch(pattern)
+    }
+    await bad('PUT', '/routing/routes/r1', { condition: "level = 'hot' AND", endpointNames: ['events'] }, /line 1, column \d+/)
+    await bad('PUT', '/routing/routes/r1', { condition: 'true', endpointNames: ['nowhere'] }, /endpoint nowhere does not exist/)
+    await bad('PUT', '/routing/routes/r1', { source: 'Telemetry', endpointNames: ['events'] }, /source must be one of/)
+    await bad('PUT', '/routing/routes/bad%20name', { endpointNames: ['events'] }, /route name/)
+    const routes = Array.from({ length: 101 }, (_, i) => ({ name: `r${i}`, condition: 'true', endpointNames: ['events'] }))
+    await bad('PUT', '/routing', { routes }, /at most 100 routes/)
+    const logs = Array.from({ length: 11 }, (_, i) => ({ name: `l${i}` }))
+    await bad('PUT', '/routing', { endpoints: { logs } }, /at most 10 endpoints of a type/)
+    const enrichments = Array.from({ length: 11 }, (_, i) => ({ key: `k${i}`, value: 'v', endpointNames: ['events'] }))
+    await bad('PUT', '/routing', { enrichments }, /at most 10 enrichments/)
+    await bad('PUT', '/routing/endpoints/logs/events', {}, /reserved/)
+    await bad('PUT', '/routing/endpoints/storageContainers/s', { fileNameFormat: '{iothub}/{partition}' }, /fileNameFormat/)
+    // the service policy can read routing but not change it
+    expect((await t.rest('PUT', '/routing/routes/r1', { body: { endpointNames: ['events'] }, token: t.serviceToken('service') })).status).toBe(401)
+    expect((await t.rest('GET', '/routing', { token: t.serviceToken('service') })).body).toMatchObject({ routes: [], fallbackRoute: { isEnabled: true } })
+    expect((await t.rest('GET', '/routing/routes/r1')).status).toBe(404)
+    expect((await t.rest('GET', '/messages/endpoints/nope/partitions')).status).toBe(404)
+  })
+})
+
+describe('routed telemetry', () => {
+  it('sends matching messages to a log endpoint, a storage endpoint and a webhook; the rest follows the fallback; enrichments appear', async () => {
+    const ok = async (method: string, path: string, body?: unknown) => {
+      const r = await t.rest(method, path, { body })
+      expect(r.status, r.text).toBeLessThan(300)
+      return r.body
+    }
+    await ok('PUT', '/routing/endpoints/logs/hot', {})
+    await ok('PUT', '/routing/endpoints/storageContainers/archive', { batchFrequencyInSeconds: 1 })
+    await ok('PUT', '/routing/endpoints/webhooks/hook', { url: hookUrl, maxDeliveryAttempts: 3 })
+    await ok('PUT', '/routing/routes/to-hot', { condition: "level = 'hot'", endpointNames: ['hot'] })
+    // a second matching route to the same endpoint: still delivered once
+    await ok('PUT', '/routing/routes/to-hot-too', { condition: "$connectionDeviceId = 'rt-dev' AND level = 'hot'", endpointNames: ['hot'] })
+    await ok('PUT', '/routing/routes/to-archive', { condition: '$body.temp > 30', endpointNames: ['archive'] })
+    await ok('PUT', '/routing/routes/to-hook', { condition: "level = 'hook'", endpointNames: ['hook'] })
+    await ok('PUT', '/routing/routes/twin-site', { condition: "$twin.tags.site = 'lab' AND level = 'site'", endpointNames: ['hot'] })
+    await ok('PUT', '/routing/enrichments/site', { value: '$twin.tags.site', endpointNames: ['events', 'hot'] })
+    await ok('PUT', '/routing/enrichments/hub', { value: '$iothubname', endpointNames: ['hot'] })
+    await ok('PUT', '/routing/enrichments/missing', { value: '$twin.tags.nothere', endpointNames: ['hot'] })
+    await ok('PUT', '/routing/enrichments/fixed', { value: 'v1', endpointNames: ['hook'] })
+    const r = await t.rest('DELETE', '/routing/endpoints/logs/hot')
+    expect(r.status).toBe(400) // still in use
+    expect(r.body.Message).toMatch(/endpoint hot does not exist/)
+
+    await t.createDevice('rt-dev')
+    await ok('PATCH', '/twins/rt-dev', { tags: { site: 'lab' } })
+    const dev = await connectDevice(t, 'rt-dev')
+    const topic = 'devices/rt-dev/messages/events/'
+    await dev.publish(`${topic}level=hot`, 'h1')
+    await dev.publish(`${topic}$.ct=application%2Fjson&$.ce=utf-8&kind=reading`, JSON.stringify({ temp: 35 }))
+    await dev.publish(`${topic}$.ct=application%2Fjson&$.ce=utf-8&kind=reading`, JSON.stringify({ temp: 20 }))
+    await dev.publish(`${topic}level=hook&$.mid=m-hook`, 'w1')
+    await dev.publish(`${topic}level=site`, 's1')
+    await dev.disconnect()
+
+    const hot = eventsOf(await readLog(t, 'hot'), 'rt-dev')
+    expect(hot.map((e) => Buffer.from(e.body, 'base64').toString())).toEqual(['h1', 's1'])
+    expect(hot[0]!.properties).toEqual({ level: 'hot', site: 'lab', hub: 'localhost', missing: '$twin.tags.nothere' })
+    expect(hot[0]!.systemProperties['iothub-message-source']).toBe('Telemetry')
+
+    // nothing matched the temp-20 message: it follows the fallback route to `events`, enriched
+    const events = eventsOf(await readAllEvents(t), 'rt-dev')
+    expect(events.map((e) => e.body)).toEqual([base64(JSON.stringify({ temp: 20 }))])
+    expect(events[0]!.properties).toEqual({ kind: 'reading', site: 'lab' })
+
+    const files = await until(() => filesUnder(join(t.dataDir, 'endpoints', 'archive')), (f) => f.length > 0, 5000)
+    expect(files).toHaveLength(1)
+    expect(files[0]!).toMatch(/endpoints\/archive\/localhost\/\d\/\d{4}\/\d\d\/\d\d\/\d\d\/\d\d$/)
+    const lines = readFileSync(files[0]!, 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+    expect(lines).toHaveLength(1)
+    expect(lines[0]).toMatchObject({
+      Body: { temp: 35 }, Properties: { kind: 'reading' },
+      SystemProperties: { connectionDeviceId: 'rt-dev', contentType: 'application/json', contentEncoding: 'utf-8' },
+    })
+    expect(lines[0].EnqueuedTimeUtc).toMatch(/^\d{4}-\d\d-\d\dT[\d:.]+Z$/)
+
+    const got = await until(() => hooked, (h) => h.some((x) => x.status === 200), 5000)
+    const records = got.filter((x) => x.status === 200).flatMap((x) => x.body)
+    expect(records).toHaveLength(1)
+    expect(records[0]).toMatchObject({ Body: base64('w1'), Properties: { level: 'hook', fixed: 'v1' }, SystemProperties: { messageId: 'm-hook' } })
+  })
+
+  it('retries a webhook that answers 500', async () => {
+    hooked.length = 0
+    failNext = 2
+    const dev = await connectDevice(t, 'rt-retry')
+    await dev.publish('devices/rt-retry/messages/events/level=hook', 'again')
+    await dev.disconnect()
+    const got = await until(() => hooked, (h) => h.some((x) => x.status === 200), 8000)
+    expect(got.map((x) => x.status)).toEqual([500, 500, 200])
+    expect(got[2]!.body[0].Body).toBe(base64('again'))
+  })
+})
+
+describe('events through routing', () => {
+  it('routes twin change, lifecycle and connection state events only where routes send them', async () => {
+    const put = async (path: string, body: unknown) => expect((await t.rest('PUT', path, { body })).status).toBe(200)
+    await put('/routing/endpoints/logs/ev', {})
+    await put('/routing/routes/twins', { source: 'TwinChangeEvents', condition: "opType = 'updateTwin' OR opType = 'replaceTwin'", endpointNames: ['ev'] })
+    await put('/routing/routes/life', { source: 'DeviceLifecycleEvents', endpointNames: ['ev'] })
+    await put('/routing/routes/conn', { source: 'DeviceConnectionStateEvents', endpointNames: ['ev'] })
+    await put('/routing/enrichments/where', { value: 'here', endpointNames: ['ev'] })
+
+    await t.createDevice('ev-dev')
+    expect((await t.rest('PATCH', '/twins/ev-dev', { body: { tags: { a: 1 }, properties: { desired: { rate: 5 } } } })).status).toBe(200)
+    const dev = await connectDevice(t, 'ev-dev')
+    await sleep(100)
+    await dev.disconnect()
+    expect((await t.rest('DELETE', '/devices/ev-dev', { headers: { 'If-Match': '"*"' } })).status).toBe(204)
+
+    const events = await until(() => readLog(t, 'ev').then((e) => eventsOf(e, 'ev-dev')), (e) => e.length >= 5, 5000)
+    const ops = events.map((e) => e.properties.opType)
+    expect(ops).toEqual(['createDeviceIdentity', 'updateTwin', 'deviceConnected', 'deviceDisconnected', 'deleteDeviceIdentity'])
+    for (const e of events) {
+      expect(e.properties).toMatchObject({ hubName: 'localhost', deviceId: 'ev-dev', where: 'here' })
+      expect(e.properties.operationTimestamp).toMatch(/\.\d{7}Z$/)
+      expect(e.systemProperties).toMatchObject({ 'content-type': 'application/json', 'content-encoding': 'utf-8', 'user-id': 'localhost' })
+    }
+    const body = (e: ReadEvent) => JSON.parse(Buffer.from(e.body, 'base64').toString())
+    expect(events[0]!.systemProperties['iothub-message-source']).toBe('deviceLifecycleEvents')
+    expect(events[0]!.properties['iothub-message-schema']).toBe('deviceLifecycleNotification')
+    expect(body(events[0]!)).toMatchObject({ deviceId: 'ev-dev', version: 1, properties: { desired: { $version: 1 } } })
+    expect(events[1]!.systemProperties['iothub-message-source']).toBe('twinChangeEvents')
+    expect(body(events[1]!)).toMatchObject({ version: 2, tags: { a: 1 }, properties: { desired: { rate: 5, $version: 2 } } })
+    expect(body(events[1]!).properties.desired.$metadata.rate.$lastUpdatedVersion).toBe(2)
+    expect(events[2]!.systemProperties['iothub-message-source']).toBe('deviceConnectionStateEvents')
+    const [s1, s2] = [body(events[2]!).sequenceNumber, body(events[3]!).sequenceNumber]
+    expect(s1).toMatch(/^[0-9a-f]{64}$/)
+    expect(s2 > s1).toBe(true)
+    // none of them reached the built-in endpoint: no route sends them there
+    expect(eventsOf(await readAllEvents(t), 'ev-dev')).toEqual([])
+  })
+})
+
+describe('persistence', () => {
+  it('keeps routes, endpoints and enrichments across a restart; storage batches are written on shutdown', async () => {
+    const dataDir = tempDir()
+    let hub = await startTestHub({}, { dataDir })
+    await hub.rest('PUT', '/routing/endpoints/storageContainers/slow', { body: { batchFrequencyInSeconds: 720 } })
+    expect((await hub.rest('PUT', '/routing/routes/all', { body: { condition: "level = 'x'", endpointNames: ['slow', 'events'] } })).status).toBe(200)
+    await hub.rest('PUT', '/routing/enrichments/e1', { body: { value: 'v', endpointNames: ['events'] } })
+    const dev = await connectDevice(hub, 'p-dev')
+    await dev.publish('devices/p-dev/messages/events/level=x', 'kept')
+    await dev.disconnect()
+    expect(filesUnder(join(dataDir, 'endpoints'))).toEqual([])
+    await hub.stop()
+    const files = filesUnder(join(dataDir, 'endpoints', 'slow'))
+    expect(files).toHaveLength(1)
+    expect(JSON.parse(readFileSync(files[0]!, 'utf8'))).toMatchObject({ Body: base64('kept'), Properties: { level: 'x' } })
+
+    hub = await startTestHub({}, { dataDir })
+    try {
+      const config = (await hub.rest('GET', '/routing')).body
+      expect(config.routes).toEqual([{ name: 'all', source: 'DeviceMessages', condition: "level = 'x'", endpointNames: ['slow', 'events'], isEnabled: true }])
+      expect(config.endpoints.storageContainers[0]).toMatchObject({ name: 'slow', batchFrequencyInSeconds: 720, encoding: 'JSON' })
+      expect(config.enrichments).toEqual([{ key: 'e1', value: 'v', endpointNames: ['events'] }])
+      // and they are in force: the route still sends to `events`, with the enrichment
+      const dev2 = await connectDevice(hub, 'p-dev')
+      await dev2.publish('devices/p-dev/messages/events/level=x', 'again')
+      await dev2.disconnect()
+      const events = eventsOf(await readAllEvents(hub), 'p-dev')
+      expect(events.map((e) => [Buffer.from(e.body, 'base64').toString(), e.properties.e1])).toEqual([['kept', 'v'], ['again', 'v']])
+    } finally {
+      await hub.stop()
+    }
+  })
+})
