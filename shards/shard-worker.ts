@@ -5,7 +5,7 @@ import { parentPort, workerData } from 'node:worker_threads'
 import { Packr } from 'msgpackr'
 import { openHubStore } from '../src/store/hub-store.js'
 import {
-  OP_ACKS, OP_STREAM_TAIL, OP_C2D_COUNT, OP_CONNECTION_CLOSED, OP_DEVICE_CHANGED, OP_FEEDBACK, OP_LOG, OP_PARTITION_ADVANCED, OP_PUBACK, OP_PUBLISH, OP_REJECTED, OP_REPLY,
+  OP_ACKS, OP_TELEMETRY_DONE, OP_STREAM_TAIL, OP_C2D_COUNT, OP_CONNECTION_CLOSED, OP_DEVICE_CHANGED, OP_FEEDBACK, OP_LOG, OP_PARTITION_ADVANCED, OP_PUBACK, OP_PUBLISH, OP_REJECTED, OP_REPLY,
   OP_REQUEST, OP_SESSION_END, OP_SESSION_OPEN, OP_SESSION_OPENED, OP_SUBSCRIBE, OP_TELEMETRY, OP_TWIN_DEVICE, OP_UNSUBSCRIBE,
   partitionOf, postBatch, shardOf, shardOfPartition, type ControlMessage, type ShardInit,
 } from '../src/shard-protocol.js'
@@ -92,6 +92,9 @@ function connectionEvent(deviceId: string, generationId: string, opType: 'device
 const MAX_COMMITS_IN_FLIGHT = 2 // measured: 1 is ~5% slower, more gains nothing
 let queuedWrites = new Map<PartitionLog, RawEvent[]>()
 let queuedCount = 0
+/** telemetry in the queued write, and telemetry refused this turn: reported so the edge can bound what is in flight */
+let queuedTelemetry = 0
+let telemetryRefused = 0
 let queuedAcks: number[] = []
 let commitsInFlight = 0
 const pendingCommits = new Set<Promise<unknown>>()
@@ -130,10 +133,11 @@ function handleBatch(ops: unknown[][]): void {
       case OP_TELEMETRY: {
         const [, connId, packetId, bag, payload, extra] = op as [number, number, number, string, Uint8Array, Record<string, string> | null]
         const conn = connections.get(connId)
-        if (!conn) continue // cannot happen: the edge binds before it sends telemetry
+        if (!conn) { telemetryRefused++; continue } // cannot happen: the edge binds before it sends telemetry
         const error = invalid(bag, payload)
         if (error) {
           replies.push([OP_REJECTED, connId, ...error])
+          telemetryRefused++
           continue
         }
         // no custom routes: the plain path, straight to the built-in endpoint
@@ -145,6 +149,7 @@ function handleBatch(ops: unknown[][]): void {
           routing.route('DeviceMessages', conn.log.id, { t: now, sender: conn.sender, bag, extra, body: payload })
         }
         queuedCount++
+        queuedTelemetry++
         if (packetId !== 0) queuedAcks.push(connId, packetId)
         break
       }
@@ -199,6 +204,10 @@ function handleBatch(ops: unknown[][]): void {
         break
     }
   }
+  if (telemetryRefused > 0) {
+    outbox.push([OP_TELEMETRY_DONE, telemetryRefused])
+    telemetryRefused = 0
+  }
   flushOutbox()
   writeQueued()
 }
@@ -223,6 +232,8 @@ function writeQueued(): void {
   queuedWrites = new Map()
   queuedAcks = []
   queuedCount = 0
+  const telemetry = queuedTelemetry
+  queuedTelemetry = 0
   // routed to storage or webhooks: handed over once this commit is done
   const external = routing.takeExternal()
   let lastWrite: Promise<unknown> | undefined
@@ -239,6 +250,7 @@ function writeQueued(): void {
     () => {
       if (external) routing.deliver(external)
       const out: unknown[][] = []
+      if (telemetry > 0) out.push([OP_TELEMETRY_DONE, telemetry])
       if (acks.length > 0) out.push([OP_ACKS, ...acks])
       for (const a of appended) {
         if (logs.get(a.log.id) !== a.log) continue // a routing log endpoint: no live stream, no Event Hubs reader
@@ -249,7 +261,7 @@ function writeQueued(): void {
       if (out.length > 0) postBatch(port, packr, out)
     },
     (err: Error) => {
-      const out: unknown[][] = []
+      const out: unknown[][] = [[OP_TELEMETRY_DONE, telemetry]]
       for (let i = 0; i < acks.length; i += 2) out.push([OP_REJECTED, acks[i], 500001, `store failed: ${err.message}`])
       postBatch(port, packr, out)
     },

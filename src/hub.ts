@@ -87,6 +87,7 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
     },
     {
       acks: (flat, from) => edge.acks(flat, from),
+      telemetryDone: (count) => edge.telemetryDone(count),
       sessionOpened: (connId, present, filters) => edge.sessionOpened(connId, present, filters),
       publish: (connId, topic, payload, qos, packetId, dup) => edge.publishFromShard(connId, topic, payload, qos, packetId, dup),
       c2dCount: (deviceId, count) => (edge ? edge.c2dCount(deviceId, count) : earlyCounts.push([deviceId, count])),

@@ -4,13 +4,15 @@ import { Worker } from 'node:worker_threads'
 import { Packr } from 'msgpackr'
 import { HubError } from './rest/hub-error.js'
 import {
-  OP_ACKS, OP_C2D_COUNT, OP_FEEDBACK, OP_LOG, OP_PARTITION_ADVANCED, OP_PUBLISH, OP_REJECTED, OP_REPLY, OP_REQUEST, OP_SESSION_OPENED, postBatch, shardOf,
+  OP_ACKS, OP_TELEMETRY_DONE, OP_C2D_COUNT, OP_FEEDBACK, OP_LOG, OP_PARTITION_ADVANCED, OP_PUBLISH, OP_REJECTED, OP_REPLY, OP_REQUEST, OP_SESSION_OPENED, postBatch, shardOf,
   type ControlMessage, type ShardInit, type ShardRequestKind,
 } from './shard-protocol.js'
 
 export interface ShardEvents {
   /** flat [connId, packetId, connId, packetId, ...], all committed */
   acks(flat: number[], from: number): void
+  /** telemetry messages the shard finished with (stored, refused or dropped) */
+  telemetryDone(count: number): void
   sessionOpened(connId: number, sessionPresent: boolean, filters: string[]): void
   /** the shard asks for a PUBLISH to one of its devices' connections */
   publish(connId: number, topic: string, payload: Uint8Array, qos: number, packetId: number, dup: boolean): void
@@ -108,6 +110,7 @@ export class ShardPool {
     for (const op of ops) {
       switch (op[0]) {
         case OP_ACKS: this.events.acks(op as number[], 1); break
+        case OP_TELEMETRY_DONE: this.events.telemetryDone(op[1] as number); break
         case OP_SESSION_OPENED: this.events.sessionOpened(op[1] as number, op[2] as boolean, (op[3] as string[] | undefined) ?? []); break
         case OP_PUBLISH: this.events.publish(op[1] as number, op[2] as string, op[3] as Uint8Array, op[4] as number, op[5] as number, op[6] as boolean); break
         case OP_C2D_COUNT: this.events.c2dCount(op[1] as string, op[2] as number); break

@@ -45,6 +45,7 @@ export const OP_REJECTED = 4 // [op, connId, errorCode, message] the message was
 export const OP_REPLY = 5 // [op, requestId, errorCode (0: ok), result | message]
 export const OP_PUBLISH = 6 // [op, connId, topic, payload, qos, packetId, dup]: write a PUBLISH to that connection
 export const OP_C2D_COUNT = 7 // [op, deviceId, pending C2D messages]
+export const OP_TELEMETRY_DONE = 12 // [op, count]: telemetry messages finished (stored, refused or dropped), for the edge's backpressure
 export const OP_FEEDBACK = 8 // [op, record]: a C2D feedback record for the service's feedback queue
 export const OP_LOG = 9 // [op, level, message, fields]: something the shard wants logged (never keys or tokens)
 

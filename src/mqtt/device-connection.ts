@@ -30,6 +30,7 @@ export class DeviceConnection implements FrameHandler {
   /** topic filters of this connection's session (resumed ones included) */
   readonly subscriptions = new Set<string>()
   private paused = false
+  private held = false
   private draining = false
   private sawFirstByte = false
   private eventsPrefix = ''
@@ -86,8 +87,16 @@ export class DeviceConnection implements FrameHandler {
     this.unacked -= count
     if (this.paused && this.unacked <= MAX_UNACKED / 2) {
       this.paused = false
-      this.transport.resume()
+      if (!this.held) this.transport.resume()
     }
+  }
+
+  /** The edge's hub-wide backpressure: hold reading while the shards catch up. */
+  hold(on: boolean): void {
+    if (this.held === on || this.draining) return
+    this.held = on
+    if (on) this.transport.pause()
+    else if (!this.paused) this.transport.resume()
   }
 
   other(type: number, packet: Buffer): void {

@@ -17,12 +17,18 @@ import { MethodCalls } from './method-calls.js'
 import { publish as publishPacket, pubacks } from './packets.js'
 import type { MqttTransport } from './transport.js'
 
+/** Telemetry sent to shards and not yet committed: reading stops above HIGH and resumes at LOW. */
+export const TELEMETRY_HIGH_WATER = 20_000
+const TELEMETRY_LOW_WATER = 10_000
+
 /** A client that has not sent CONNECT by then is dropped. */
 const CONNECT_TIMEOUT_MS = 30_000
 
 export class MqttEdge implements PresenceView {
   private nextConnId = 1
   private readonly byId = new Map<number, DeviceConnection>()
+  private telemetryInFlight = 0
+  private holding = false
   private readonly byClientId = new Map<string, DeviceConnection>()
   private readonly connectedAt = new Map<string, string>()
   private readonly stateChangedAt = new Map<string, string>()
@@ -54,12 +60,26 @@ export class MqttEdge implements PresenceView {
   accept(transport: MqttTransport): DeviceConnection {
     const conn = new DeviceConnection(this.nextConnId++, transport, this)
     this.byId.set(conn.id, conn)
+    if (this.holding) conn.hold(true)
     return conn
   }
 
   /** The shard knows the connection's device from the session open, so only the message crosses. */
   telemetry(conn: DeviceConnection, packetId: number, bag: string, payload: Buffer, extra: Record<string, string> | null): void {
     this.shards.send(conn.shard, [OP_TELEMETRY, conn.id, packetId, bag, payload, extra])
+    // QoS 0 has no acknowledgement to wait for: without a bound, a fast publisher fills memory
+    // faster than the shards commit. Past the mark every connection stops reading until they catch up.
+    if (++this.telemetryInFlight > TELEMETRY_HIGH_WATER && !this.holding) this.hold(true)
+  }
+
+  telemetryDone(count: number): void {
+    this.telemetryInFlight -= count
+    if (this.holding && this.telemetryInFlight <= TELEMETRY_LOW_WATER) this.hold(false)
+  }
+
+  private hold(on: boolean): void {
+    this.holding = on
+    for (const conn of this.byId.values()) conn.hold(on)
   }
 
   openSession(conn: DeviceConnection): void {
