@@ -26,6 +26,8 @@ const runs = Number(values.runs ?? suite.runs)
 const start: Record<ServerKey, () => Promise<RunningServer>> = {
   hyperhub: () => startHyperhub(),
   'hyperhub-power': () => startHyperhub(['--durability', 'power']),
+  // the JavaScript hot paths instead of WASM, for the side-by-side comparison
+  'hyperhub-js': () => startHyperhub(['--mqtt-framer', 'js', '--sas-verifier', 'js']),
   aedes: () => startAedes(),
   mosquitto: () => startMosquitto(),
   'mosquitto-unlimited': () => startMosquitto(true),

@@ -2,7 +2,7 @@
 import type { Scenario } from './load/orchestrate.js'
 import type { TransportKind } from './load/transport.js'
 
-export type ServerKey = 'hyperhub' | 'hyperhub-power' | 'aedes' | 'mosquitto' | 'mosquitto-unlimited'
+export type ServerKey = 'hyperhub' | 'hyperhub-power' | 'hyperhub-js' | 'aedes' | 'mosquitto' | 'mosquitto-unlimited'
 
 export interface NamedScenario {
   name: string
@@ -18,7 +18,7 @@ const pub = (o: Partial<Extract<Scenario, { kind: 'publish' }>>): Scenario => ({
 const brokers = (): Partial<Record<ServerKey, TransportKind[]>> => ({ aedes: ['tcp'], mosquitto: ['tcp'] })
 
 export const SCENARIOS: NamedScenario[] = [
-  { name: 'qos1-100', what: 'QoS 1 telemetry, 100 devices, 256 B, 10 in flight each, full speed', scenario: pub({}), servers: { hyperhub: ['tcp', 'tls', 'wss'], 'hyperhub-power': ['tcp'], ...brokers() } },
+  { name: 'qos1-100', what: 'QoS 1 telemetry, 100 devices, 256 B, 10 in flight each, full speed', scenario: pub({}), servers: { hyperhub: ['tcp', 'tls', 'wss'], 'hyperhub-js': ['tcp', 'tls'], 'hyperhub-power': ['tcp'], ...brokers() } },
   { name: 'qos0-100', what: 'QoS 0 telemetry, 100 devices, 256 B, full speed (server-confirmed by PINGREQ markers)', scenario: pub({ qos: 0 }), servers: { hyperhub: ['tcp', 'tls'], ...brokers() } },
   { name: 'qos1-1000', what: 'QoS 1 telemetry, 1,000 devices, 256 B, 10 in flight each', scenario: pub({ devices: 1000 }), servers: { hyperhub: ['tcp', 'tls'], ...brokers() } },
   { name: 'qos0-1000', what: 'QoS 0 telemetry, 1,000 devices, 256 B', scenario: pub({ devices: 1000, qos: 0 }), servers: { hyperhub: ['tcp'], ...brokers() } },

@@ -16,8 +16,6 @@ export interface SuiteData {
   records: RunRecord[]
 }
 
-const BEGIN = '<!-- suite:begin -->'
-const END = '<!-- suite:end -->'
 
 const fmt = (v: unknown, digits = 0) => (v === null || v === undefined || v === '' ? '–' : typeof v === 'number' ? v.toLocaleString('en-US', { maximumFractionDigits: digits }) : String(v))
 
@@ -91,9 +89,14 @@ export async function renderReport(data: SuiteData): Promise<string> {
     parts.push(`![throughput and p99 latency per scenario](${chartFile})`, '')
   }
   const md = parts.join('\n')
+  // each suite keeps its own section of bench/RESULTS.md, replaced by its next run
+  const begin = `<!-- suite:${data.suite}:begin -->`
+  const end = `<!-- suite:${data.suite}:end -->`
   const path = 'bench/RESULTS.md'
   const current = readFileSync(path, 'utf8')
-  const section = `${BEGIN}\n## Latest suite run\n\n${md}\n${END}`
-  writeFileSync(path, current.includes(BEGIN) ? current.replace(new RegExp(`${BEGIN}[\\s\\S]*${END}`), section) : `${current.trimEnd()}\n\n${section}\n`)
+  const section = `${begin}\n${md}\n${end}`
+  const at = current.indexOf(begin)
+  const until = current.indexOf(end)
+  writeFileSync(path, at >= 0 && until > at ? current.slice(0, at) + section + current.slice(until + end.length) : `${current.trimEnd()}\n\n${section}\n`)
   return md
 }
