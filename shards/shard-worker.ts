@@ -215,14 +215,15 @@ function handleBatch(ops: unknown[][]): void {
 /** Partitions whose commits the edge wants as ready stream frames. */
 const tailed = new Set<number>()
 
-function streamFrame(partition: number, first: number, offset: number, events: RawEvent[]): string {
+/** UTF-8 bytes, not a string: the edge sends them as they are instead of decoding and re-encoding. */
+function streamFrame(partition: number, first: number, offset: number, events: RawEvent[]): Uint8Array {
   const out = new Array(events.length)
   for (let i = 0; i < events.length; i++) {
     const e = events[i]!
     out[i] = toEventJson(partition, first + i, offset, toStoredEvent(e.t, e.sender, e.bag, e.extra, e.body, e.src))
     offset = nextOffset(offset, e.body.length)
   }
-  return JSON.stringify(out)
+  return Buffer.from(JSON.stringify(out), 'utf8')
 }
 
 function writeQueued(): void {

@@ -19,7 +19,7 @@ export interface ShardEvents {
   c2dCount(deviceId: string, count: number): void
   feedback(record: Record<string, string>): void
   /** one commit's events on a partition, with the stream frame when tailing was asked for */
-  partitionAdvanced(partition: number, lastSequenceNumber: number, firstSequenceNumber: number, frame: string | null): void
+  partitionAdvanced(partition: number, lastSequenceNumber: number, firstSequenceNumber: number, frame: Uint8Array | null): void
   rejected(connId: number, code: number, message: string): void
   log(level: 'info' | 'warn' | 'error', message: string, fields: Record<string, unknown>): void
   fatal(shard: number, error: Error): void
@@ -123,7 +123,7 @@ export class ShardPool {
           else p.reject(new HubError(op[2] as number, op[3] as string))
           break
         }
-        case OP_PARTITION_ADVANCED: this.events.partitionAdvanced(op[1] as number, op[2] as number, op[3] as number, op[4] as string | null); break
+        case OP_PARTITION_ADVANCED: this.events.partitionAdvanced(op[1] as number, op[2] as number, op[3] as number, op[4] as Uint8Array | null); break
         case OP_REJECTED: this.events.rejected(op[1] as number, op[2] as number, op[3] as string); break
         case OP_LOG: this.events.log(op[1] as 'info', op[2] as string, (op[3] as Record<string, unknown> | undefined) ?? {}); break
       }

@@ -76,7 +76,7 @@ export class EventStream {
    * A shard committed events first..last on partition `p`. Readers that were caught up get the
    * shard's ready frame as is; the others read on from the store.
    */
-  advanced(p: number, first: number, last: number, frame: string | null): void {
+  advanced(p: number, first: number, last: number, frame: Uint8Array | null): void {
     if (this.readers.size === 0) return
     let refreshed = false
     for (const ws of this.readers) {

@@ -1,15 +1,9 @@
 // Reading the built-in endpoint back through its REST API.
 import type { TestHub } from './test-hub.js'
+import type { EventJson } from '../../src/events/built-in-endpoint.js'
 
-export interface ReadEvent {
-  partitionId: string
-  sequenceNumber: number
-  offset: string
-  enqueuedTimeUtc: string
-  systemProperties: Record<string, string>
-  properties: Record<string, string>
-  body: string
-}
+/** An event as the REST API returns it. */
+export type ReadEvent = EventJson
 
 /** Every event in every partition, oldest first per partition. */
 export async function readAllEvents(t: TestHub): Promise<ReadEvent[]> {
