@@ -58,6 +58,8 @@ describe('CONNECT is refused with Azure\'s CONNACK codes', () => {
   it('token for another hub → 5', () => expectRefused({ password: createSasToken(encodeURIComponent('elsewhere.azure-devices.net/devices/err-dev'), key) }, 5))
   it('no password → 5', () => expectRefused({ password: undefined }, 5))
   it('garbage password → 5', () => expectRefused({ password: 'hunter2' }, 5))
+  it('a token whose fields are not URL-encoded → 5 (and the hub keeps serving)', () =>
+    expectRefused({ password: 'SharedAccessSignature sr=localhost%2Fdevices%2Ferr-dev&sig=a&se=9999999999&skn=%E0%A4%A' }, 5))
   it('unknown device → 5', () => expectRefused({ clientId: 'nobody', username: 'localhost/nobody/?api-version=2021-04-12', password: t.deviceToken('nobody', key) }, 5))
   it('username for another device → 5', () => expectRefused({ username: 'localhost/bystander/?api-version=2021-04-12' }, 5))
   it('module identity → 2 (not supported yet)', () => expectRefused({ clientId: 'err-dev/mod1', username: 'localhost/err-dev/mod1/?api-version=2021-04-12' }, 2))

@@ -139,6 +139,7 @@ describe('authorization', () => {
     expectHubError(await t.rest('GET', `/devices/${Q}`, { token: createSasToken('otherhub.azure-devices.net', key, 'iothubowner') }), 401, 'IotHubUnauthorized')
     expectHubError(await t.rest('GET', `/devices/${Q}`, { token: createSasToken('localhost', key, 'nosuchpolicy') }), 401, 'IotHubUnauthorized')
     expectHubError(await t.rest('GET', `/devices/${Q}`, { token: 'Bearer abc' }), 401, 'IotHubUnauthorized')
+    expectHubError(await t.rest('GET', `/devices/${Q}`, { token: 'SharedAccessSignature sr=localhost&sig=a&se=9999999999&skn=%E0%A4%A' }), 401, 'IotHubUnauthorized')
   })
 
   it('answers unknown routes and methods in Azure\'s format', async () => {

@@ -37,15 +37,16 @@ export function parseSasToken(token: string): SasToken {
   const rawExpiry = fields.get('se')
   if (!rawResource || !sig || !rawExpiry) throw new TokenError('token needs sr, sig and se', 'malformed')
   if (!/^\d{1,12}$/.test(rawExpiry)) throw new TokenError('se must be seconds since the epoch', 'malformed')
-  let resource: string, signature: string
+  const skn = fields.get('skn')
+  let resource: string, signature: string, keyName: string | undefined
   try {
     resource = decodeURIComponent(rawResource)
     signature = decodeURIComponent(sig)
+    keyName = skn ? decodeURIComponent(skn) : undefined
   } catch {
     throw new TokenError('token is not URL-encoded correctly', 'malformed')
   }
-  const skn = fields.get('skn')
-  return { rawResource, resource, signature, expiry: Number(rawExpiry), rawExpiry, keyName: skn ? decodeURIComponent(skn) : undefined }
+  return { rawResource, resource, signature, expiry: Number(rawExpiry), rawExpiry, keyName }
 }
 
 export function signature(base64Key: string, rawResource: string, rawExpiry: string): string {

@@ -55,8 +55,9 @@ export class DeviceConnection implements FrameHandler {
     try {
       this.framer.push(chunk, this)
     } catch (e) {
-      if (!(e instanceof FrameError)) throw e
-      this.close(`malformed packet: ${e.message}`)
+      // whatever a client sends, it costs at most its own connection, never the hub
+      if (e instanceof FrameError) this.close(`malformed packet: ${e.message}`)
+      else this.close('internal error on this connection', { error: e as Error })
     }
   }
 
