@@ -134,8 +134,8 @@ export class ShardPool {
   async stop(): Promise<void> {
     this.flush()
     this.stopping = true
-    for (const p of this.pending.values()) p.reject(new HubError(503001, 'hub is shutting down'))
-    this.pending.clear()
+    // requests already flushed are still answered by the shards before they stop: only what is
+    // left unanswered after that fails
     await Promise.all(this.workers.map((w) => new Promise<void>((resolve) => {
       const timer = setTimeout(() => { void w.terminate().then(() => resolve()) }, 10_000)
       w.on('message', (m: unknown) => {
@@ -143,5 +143,7 @@ export class ShardPool {
       })
       w.postMessage({ type: 'stop' } satisfies ControlMessage)
     })))
+    for (const p of this.pending.values()) p.reject(new HubError(503001, 'hub is shutting down'))
+    this.pending.clear()
   }
 }

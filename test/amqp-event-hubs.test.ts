@@ -174,4 +174,16 @@ describe('EventHubConsumerClient against the built-in endpoint', () => {
     // a policy without ServiceConnect cannot read
     await expect(consumer('$Default', connectionString('registryRead')).getEventHubProperties()).rejects.toThrow()
   })
+
+  it('a hub stops while Event Hubs clients are still attached', async () => {
+    const other = await startTestHub()
+    const c = new EventHubConsumerClient('$Default', `Endpoint=sb://localhost:${other.hub.ports.amqp}/;SharedAccessKeyName=service;SharedAccessKey=${other.policyKey('service')};EntityPath=${other.hub.eventHubName}`,
+      { retryOptions: { maxRetries: 0, timeoutInMs: 5000 } })
+    const sub = c.subscribe('0', { processEvents: async () => {}, processError: async () => {} }, { startPosition: { offset: '@latest' } as never })
+    await c.getEventHubProperties()
+    // before this was fixed the listener waited for the client forever and stop() never returned
+    await other.stop()
+    await sub.close().catch(() => {})
+    await c.close().catch(() => {})
+  })
 })

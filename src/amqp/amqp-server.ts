@@ -35,11 +35,16 @@ export class AmqpServer {
   private readonly state = new WeakMap<rhea.Connection, ConnectionState>()
   private readonly cbs: CbsAuthority
   private server: Server | undefined
+  /** open connections, closed on shutdown (the listener only stops once they are gone) */
+  private readonly connections = new Set<rhea.Connection>()
 
   constructor(private readonly o: AmqpServerOptions) {
     this.cbs = new CbsAuthority(o.auth, new Set(o.hostNames.map((h) => h.replace(/:\d+$/, '').toLowerCase())))
     const c = this.container
-    c.on('connection_open', (ctx) => this.state.set(ctx.connection, { grants: new ConnectionGrants(), replySenders: new Map() }))
+    c.on('connection_open', (ctx) => {
+      this.connections.add(ctx.connection)
+      this.state.set(ctx.connection, { grants: new ConnectionGrants(), replySenders: new Map() })
+    })
     c.on('receiver_open', (ctx) => this.guard(ctx.receiver!, () => this.receiverOpened(ctx)))
     c.on('sender_open', (ctx) => this.guard(ctx.sender!, () => this.senderOpened(ctx)))
     c.on('message', (ctx) => this.message(ctx))
@@ -78,8 +83,13 @@ export class AmqpServer {
     this.o.service.close()
     return new Promise((resolve) => {
       if (!this.server) return resolve()
-      this.server.close(() => resolve())
-      for (const conn of (this.container as unknown as { connections?: rhea.Connection[] }).connections ?? []) conn.close()
+      const done = setTimeout(resolve, 5000) // a peer that never answers the close must not hold the hub
+      this.server.close(() => { clearTimeout(done); resolve() })
+      for (const conn of this.connections) conn.close()
+      // give clients a moment to answer the close, then drop what is left
+      setTimeout(() => {
+        for (const conn of this.connections) (conn as unknown as { socket?: { destroy(): void } }).socket?.destroy()
+      }, 1000).unref()
     })
   }
 
@@ -192,6 +202,7 @@ export class AmqpServer {
   }
 
   private dropped(conn: rhea.Connection): void {
+    this.connections.delete(conn)
     const c = conn as unknown as { local_channel_map?: Record<string, { links?: Record<string, rhea.link> }> }
     for (const session of Object.values(c.local_channel_map ?? {})) {
       for (const link of Object.values(session.links ?? {})) {
