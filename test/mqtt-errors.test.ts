@@ -150,6 +150,11 @@ describe('topics and QoS', () => {
     expect(await c.subscribe('#', 1)).toEqual([0x80])
     c.send({ cmd: 'pingreq' })
     await c.next('pingresp')
+    // a SUBACK longer than 127 bytes needs a multi-byte remaining length
+    const many = Array.from({ length: 200 }, (_, i) => ({ topic: i % 2 ? '$iothub/methods/POST/#' : `nope/${i}`, qos: 1 as const }))
+    c.send({ cmd: 'subscribe', messageId: 78, subscriptions: many })
+    const big = (await c.next('suback', (p) => p.messageId === 78)) as { granted: number[] }
+    expect(big.granted).toEqual(many.map((_, i) => (i % 2 ? 1 : 0x80)))
     await c.disconnect()
   })
 })

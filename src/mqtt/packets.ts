@@ -19,8 +19,20 @@ export function pubacks(ids: readonly number[], from = 0, to = ids.length): Buff
   return out
 }
 
+/** MQTT's variable-length "remaining length": 7 bits a byte, high bit set while more follow. */
+function remainingLength(n: number): number[] {
+  const out: number[] = []
+  do {
+    let b = n % 128
+    n = Math.floor(n / 128)
+    if (n > 0) b |= 0x80
+    out.push(b)
+  } while (n > 0)
+  return out
+}
+
 export function suback(packetId: number, granted: readonly number[]): Buffer {
-  return Buffer.from([0x90, 2 + granted.length, packetId >> 8, packetId & 0xff, ...granted])
+  return Buffer.from([0x90, ...remainingLength(2 + granted.length), packetId >> 8, packetId & 0xff, ...granted])
 }
 
 export function unsuback(packetId: number): Buffer {
@@ -33,18 +45,11 @@ export const PINGRESP = Buffer.from([0xd0, 0])
 export function publish(topic: string, payload: Uint8Array, qos: number, packetId: number, dup: boolean): Buffer {
   const topicLen = Buffer.byteLength(topic)
   const remaining = 2 + topicLen + (qos > 0 ? 2 : 0) + payload.length
-  let lenBytes = 1
-  for (let r = remaining; r >= 128; r = Math.floor(r / 128)) lenBytes++
-  const out = Buffer.allocUnsafe(1 + lenBytes + remaining)
+  const length = remainingLength(remaining)
+  const out = Buffer.allocUnsafe(1 + length.length + remaining)
   out[0] = 0x30 | (dup ? 8 : 0) | (qos << 1)
-  let o = 1
-  let r = remaining
-  do {
-    let b = r % 128
-    r = Math.floor(r / 128)
-    if (r > 0) b |= 0x80
-    out[o++] = b
-  } while (r > 0)
+  out.set(length, 1)
+  let o = 1 + length.length
   out.writeUInt16BE(topicLen, o)
   o += 2
   o += out.write(topic, o, 'utf8')
