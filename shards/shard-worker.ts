@@ -237,17 +237,18 @@ function writeQueued(): void {
   queuedTelemetry = 0
   // routed to storage or webhooks: handed over once this commit is done
   const external = routing.takeExternal()
-  let lastWrite: Promise<unknown> | undefined
+  // every append's promise is awaited: a failed commit rejects them all, and none may go unhandled
+  const writesDone: Promise<unknown>[] = []
   // one segment per partition, all in this turn's LMDB transaction: its commit releases every ack
   const appended: { log: PartitionLog; first: number; offset: number; events: RawEvent[] }[] = []
   for (const [log, events] of writes) {
     const { sequence, offset } = log.next
-    lastWrite = log.append(events)
+    writesDone.push(log.append(events))
     appended.push({ log, first: sequence, offset, events })
   }
   commitsInFlight++
   // routing may have sent every message of this turn elsewhere, or dropped it: nothing to wait for
-  const commit = (lastWrite ?? Promise.resolve()).then(
+  const commit = Promise.all(writesDone).then(
     () => {
       if (external) routing.deliver(external)
       const out: unknown[][] = []

@@ -2,6 +2,7 @@
 // offending connection, stores nothing, and a bystander device keeps working throughout.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createSasToken } from '../src/auth/sas-token.js'
+import mqttPacket from 'mqtt-packet'
 import { MqttTestClient } from './helpers/mqtt-test-client.js'
 import { startTestHub, type TestHub } from './helpers/test-hub.js'
 import { eventsOf, readAllEvents, waitForEvents } from './helpers/events.js'
@@ -160,6 +161,22 @@ describe('topics and QoS', () => {
 })
 
 describe('sessions', () => {
+  it('packets sent right after CONNECT, before the CONNACK, are handled in order', async () => {
+    const c = await MqttTestClient.open(port())
+    const connect = mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: 'err-dev', clean: true, keepalive: 60,
+      username: 'localhost/err-dev/?api-version=2021-04-12', password: Buffer.from(t.deviceToken('err-dev', key)) } as mqttPacket.IConnectPacket)
+    const subscribe = mqttPacket.generate({ cmd: 'subscribe', messageId: 5, subscriptions: [{ topic: '$iothub/methods/POST/#', qos: 0 }] } as mqttPacket.ISubscribePacket)
+    const publish = mqttPacket.generate({ cmd: 'publish', topic: 'devices/err-dev/messages/events/%24.mid=pipelined', payload: Buffer.from('early'), qos: 1, messageId: 6, retain: false, dup: false } as mqttPacket.IPublishPacket)
+    const suback = c.next('suback')
+    const puback = c.next('puback')
+    c.writeRaw(Buffer.concat([connect, subscribe, publish]))
+    expect(await suback).toMatchObject({ messageId: 5, granted: [0] })
+    expect(await puback).toMatchObject({ messageId: 6 })
+    expect(c.packets.map((p) => p.cmd).slice(0, 3)).toEqual(['connack', 'suback', 'puback'])
+    expect(eventsOf(await readAllEvents(t), 'err-dev').some((e) => e.systemProperties['message-id'] === 'pipelined')).toBe(true)
+    await c.disconnect()
+  })
+
   it('a second CONNECT for the client id takes over the first', async () => {
     const first = await connected()
     const second = await connected()

@@ -13,6 +13,8 @@ import type { MqttEdge } from './mqtt-edge.js'
 export const MAX_PACKET_BYTES = 256 * 1024 + 65_535 + 16
 /** Pause reading past this many messages waiting for their commit. */
 const MAX_UNACKED = 2048
+/** Packets a client may send after CONNECT before it has its CONNACK. */
+const MAX_EARLY_PACKETS = 1000
 
 type State = 'awaiting-connect' | 'authenticating' | 'connected' | 'closed'
 
@@ -31,6 +33,9 @@ export class DeviceConnection implements FrameHandler {
   readonly subscriptions = new Set<string>()
   private paused = false
   private held = false
+  /** packets that arrived between CONNECT and CONNACK, replayed once the session is open */
+  private early: (() => void)[] = []
+  readonly acceptedAt = Date.now()
   private draining = false
   private sawFirstByte = false
   private eventsPrefix = ''
@@ -62,6 +67,12 @@ export class DeviceConnection implements FrameHandler {
   }
 
   publish(topic: string, payload: Buffer, qos: number, packetId: number, retain: boolean): void {
+    if (this.state === 'authenticating') {
+      // MQTT lets a client send right after CONNECT; keep it until the session is open (the copy
+      // because a framer may reuse the bytes of a packet that spanned reads)
+      const copy = Buffer.from(payload)
+      return this.defer(() => this.publish(topic, copy, qos, packetId, retain))
+    }
     if (this.state !== 'connected') return this.close('PUBLISH before CONNACK')
     if (qos === 2) return this.close('QoS 2 is not supported by IoT Hub')
     if (topic.startsWith('$iothub/')) {
@@ -109,6 +120,10 @@ export class DeviceConnection implements FrameHandler {
     parser.on('error', (e: Error) => { error ??= e })
     parser.parse(packet)
     if (error || !decoded) throw new FrameError(error?.message ?? `undecodable packet of type ${type}`)
+    if (this.state === 'authenticating' && decoded.cmd !== 'connect') {
+      const copy = Buffer.from(packet)
+      return this.defer(() => this.other(type, copy))
+    }
     switch (decoded.cmd) {
       case 'connect': return this.onConnect(decoded)
       case 'subscribe': return this.onSubscribe(decoded)
@@ -170,7 +185,18 @@ export class DeviceConnection implements FrameHandler {
     this.state = 'connected'
     for (const f of filters) this.subscriptions.add(f)
     this.transport.write(packets.connack(packets.CONNACK_ACCEPTED, sessionPresent))
+    const early = this.early
+    this.early = []
+    for (const replay of early) if (this.state === 'connected') replay()
   }
+
+  private defer(replay: () => void): void {
+    if (this.early.length >= MAX_EARLY_PACKETS) return this.close(`more than ${MAX_EARLY_PACKETS} packets before CONNACK`)
+    this.early.push(replay)
+  }
+
+  /** Whether the hub stopped reading this connection (its silence is then not the client's). */
+  get readingPaused(): boolean { return this.paused || this.held || this.draining }
 
   private refuse(code: number, reason: string, fields?: Record<string, unknown>): void {
     this.transport.write(packets.connack(code, false))

@@ -213,8 +213,13 @@ export class MqttEdge implements PresenceView {
   private sweep(): void {
     const now = Date.now()
     for (const conn of this.byId.values()) {
-      if (conn.state === 'awaiting-connect' && now - conn.lastPacketAt > CONNECT_TIMEOUT_MS) conn.close('no CONNECT in time')
-      else if (conn.state === 'connected' && conn.keepAliveMs > 0 && now - conn.lastPacketAt > conn.keepAliveMs) conn.close('keep-alive expired')
+      // the CONNECT deadline runs from the accept, so trickling bytes does not extend it
+      if (conn.state === 'awaiting-connect' && now - conn.acceptedAt > CONNECT_TIMEOUT_MS) conn.close('no CONNECT in time')
+      else if (conn.state === 'connected' && conn.keepAliveMs > 0 && now - conn.lastPacketAt > conn.keepAliveMs) {
+        // while the hub itself is not reading, the client's PINGREQs wait in the socket
+        if (conn.readingPaused) conn.lastPacketAt = now
+        else conn.close('keep-alive expired')
+      }
     }
   }
 

@@ -1,0 +1,34 @@
+// Deadlines the edge enforces on its own clock: a client that trickles a CONNECT byte by byte is
+// still dropped 30 s after it connected.
+import { afterEach, describe, expect, it, vi } from 'vitest'
+import { MqttEdge } from '../src/mqtt/mqtt-edge.js'
+import type { MqttTransport } from '../src/mqtt/transport.js'
+import type { ShardPool } from '../src/shard-pool.js'
+import type { Authenticator } from '../src/auth/authenticator.js'
+import { createLogger } from '../src/log.js'
+
+afterEach(() => { vi.useRealTimers() })
+
+describe('edge deadlines', () => {
+  it('a CONNECT trickled in byte by byte does not extend the 30 s deadline', () => {
+    vi.useFakeTimers()
+    let ended = false
+    const transport: MqttTransport = {
+      kind: 'tcp', remoteAddress: '127.0.0.1', write: () => {}, cork: () => {}, uncork: () => {}, pause: () => {}, resume: () => {},
+      end: () => { ended = true },
+    }
+    const edge = new MqttEdge({} as Authenticator, { send: () => {} } as unknown as ShardPool, createLogger('silent'))
+    const conn = edge.accept(transport)
+    // a CONNECT announcing 200 bytes, then one byte every 5 s
+    conn.receive(Buffer.from([0x10, 0xc8, 0x01]))
+    for (let i = 0; i < 5 && !ended; i++) {
+      vi.advanceTimersByTime(5000)
+      conn.receive(Buffer.from([0]))
+    }
+    expect(ended).toBe(false)
+    vi.advanceTimersByTime(8000)
+    expect(ended).toBe(true)
+    expect(conn.state).toBe('closed')
+    edge.closeAll('test over')
+  })
+})
