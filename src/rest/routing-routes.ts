@@ -50,7 +50,8 @@ export function routingRoutes(routing: RoutingService): Route[] {
   const ok = (body: unknown) => ({ status: 200, body })
   const change = async (f: (d: RoutingConfig) => unknown, answer: (c: RoutingConfig) => unknown) => ok(answer(await routing.update(f)))
   return [
-    { method: 'get', pattern: /^\/routing\/?$/, right: 'ServiceConnect', handle: () => ok(routing.current) },
+    // endpoints can hold credentials (a webhook URL with a key): reading them needs the right to change them
+    { method: 'get', pattern: /^\/routing\/?$/, right: 'RegistryWrite', handle: () => ok(routing.current) },
     {
       method: 'put', pattern: /^\/routing\/?$/, right: 'RegistryWrite',
       handle: (req) => {
@@ -86,9 +87,9 @@ export function routingRoutes(routing: RoutingService): Route[] {
         return change((d) => { d.fallbackRoute = { ...d.fallbackRoute, ...body } as RoutingConfig['fallbackRoute'] }, (c) => c.fallbackRoute)
       },
     },
-    { method: 'get', pattern: /^\/routing\/endpoints\/?$/, right: 'ServiceConnect', handle: () => ok(routing.current.endpoints) },
+    { method: 'get', pattern: /^\/routing\/endpoints\/?$/, right: 'RegistryWrite', handle: () => ok(routing.current.endpoints) },
     {
-      method: 'get', pattern: /^\/routing\/endpoints\/([^/]+)\/([^/]+)\/?$/, right: 'ServiceConnect',
+      method: 'get', pattern: /^\/routing\/endpoints\/([^/]+)\/([^/]+)\/?$/, right: 'RegistryWrite',
       handle: (req) => ok(find(routing.current.endpoints[endpointType(req.params[0]!)] as { name: string }[], 'name', req.params[1]!, 'endpoint')),
     },
     {
