@@ -124,6 +124,11 @@ export class C2dQueues {
   }
 
   /** DELETE /devices/{id}/commands: every pending message goes, with Purged feedback where asked. */
+  /** Resolves once every queue change made so far is committed. */
+  committed(): Promise<unknown> {
+    return this.db.committed
+  }
+
   purge(deviceId: string, withFeedback = true): number {
     const q = this.queues.get(deviceId)
     if (!q) return 0

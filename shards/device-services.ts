@@ -157,8 +157,12 @@ export class DeviceServices {
           this.track(this.c2d.send(deviceId, generationId, msg).then(reply, fail))
           return
         }
-        case 'c2d.purge':
-          return reply(this.c2d.purge(deviceId))
+        case 'c2d.purge': {
+          // answered once the removals are committed, so a purge that was reported cannot come back
+          const purged = this.c2d.purge(deviceId)
+          this.track(this.c2d.committed().then(() => reply(purged), fail))
+          return
+        }
         default:
           throw new HubError(400004, `unknown request ${kind}`)
       }
