@@ -113,7 +113,12 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
     lastActivityTime: (id) => edge.lastActivityTime(id),
     cloudToDeviceMessageCount: (id) => edge.cloudToDeviceMessageCount(id),
   })
-  edge = new MqttEdge(new Authenticator(tlsNames, policies, registry, config.sasVerifier), shards, log, config.mqttFramer)
+  edge = new MqttEdge(new Authenticator(tlsNames, policies, registry, config.sasVerifier), shards, log, config.mqttFramer, {
+    load: () => [...store.activity.getRange()].map(({ key, value }) => [key as string, value as number] as [string, number]),
+    // written as a device disconnects: rare enough to need no batching
+    record: (deviceId, at) => { store.activity.put(deviceId, at).catch((e: Error) => log.warn('activity not stored', { deviceId, error: e })) },
+    forget: (deviceId) => { store.activity.remove(deviceId).catch(() => {}) },
+  })
   for (const [deviceId, count] of earlyCounts.splice(0)) edge.c2dCount(deviceId, count)
   registry.onChange((e) => edge.registryChanged(e))
   // a device's twin and C2D queue live in its shard: created with the device, gone with it

@@ -17,6 +17,13 @@ import { MethodCalls } from './method-calls.js'
 import { publish as publishPacket, pubacks } from './packets.js'
 import type { MqttTransport } from './transport.js'
 
+/** Where the last activity of disconnected devices is kept across restarts. */
+export interface ActivityLog {
+  load(): Iterable<[string, number]>
+  record(deviceId: string, at: number): void
+  forget(deviceId: string): void
+}
+
 /** Telemetry sent to shards and not yet committed: reading stops above HIGH and resumes at LOW. */
 export const TELEMETRY_HIGH_WATER = 20_000
 const TELEMETRY_LOW_WATER = 10_000
@@ -38,7 +45,8 @@ export class MqttEdge implements PresenceView {
   readonly methods: MethodCalls
 
   constructor(readonly authenticator: Authenticator, private readonly shards: ShardPool, private readonly log: Logger,
-    private readonly framer: 'wasm' | 'js' = 'wasm') {
+    private readonly framer: 'wasm' | 'js' = 'wasm', private readonly activity?: ActivityLog) {
+    for (const [deviceId, at] of activity?.load() ?? []) this.lastActivity.set(deviceId, at)
     this.sweepTimer = setInterval(() => this.sweep(), 1000)
     this.sweepTimer.unref()
     this.methods = new MethodCalls((deviceId) => {
@@ -178,13 +186,20 @@ export class MqttEdge implements PresenceView {
         this.stateChangedAt.set(conn.deviceId, new Date().toISOString())
       }
     }
-    if (conn.deviceId) this.lastActivity.set(conn.deviceId, conn.lastPacketAt)
+    if (conn.deviceId) {
+      this.lastActivity.set(conn.deviceId, conn.lastPacketAt)
+      this.activity?.record(conn.deviceId, conn.lastPacketAt)
+    }
     const level = wasConnected || reason === 'connection lost' ? 'info' : 'warn'
     this.log[level]('connection closed', { deviceId: conn.deviceId || undefined, transport: conn.transport.kind, reason, ...fields })
   }
 
   /** Disabled or deleted devices lose their connection at once. */
   registryChanged(e: RegistryEvent): void {
+    if (e.kind === 'deleted') {
+      this.lastActivity.delete(e.device.deviceId)
+      this.activity?.forget(e.device.deviceId)
+    }
     if (e.kind === 'deleted' || e.device.status === 'disabled') {
       this.byClientId.get(e.device.deviceId)?.close(e.kind === 'deleted' ? 'device deleted' : 'device disabled')
     }

@@ -7,6 +7,8 @@ import { join } from 'node:path'
 export interface HubStore {
   root: RootDatabase
   devices: Database
+  /** last activity of devices while disconnected (ms since the epoch), so it survives restarts */
+  activity: Database
   meta: Database
   sessions: Database
   checkpoints: Database
@@ -41,6 +43,7 @@ export function openHubStore(dataDir: string, durability: Durability = 'process'
   return {
     root,
     devices: root.openDB({ name: 'devices' }),
+    activity: root.openDB({ name: 'activity' }),
     meta: root.openDB({ name: 'meta' }),
     sessions: root.openDB({ name: 'sessions' }),
     checkpoints: root.openDB({ name: 'checkpoints' }),
