@@ -1,15 +1,6 @@
 // The few MQTT 3.1.1 packets a load generator writes, encoded once and patched in place, and a
 // minimal reader for what comes back. Cheap on purpose: the generator must not be the bottleneck.
-export function remainingLength(n: number): number[] {
-  const out: number[] = []
-  do {
-    let b = n % 128
-    n = Math.floor(n / 128)
-    if (n > 0) b |= 0x80
-    out.push(b)
-  } while (n > 0)
-  return out
-}
+import { remainingLength } from '../../src/mqtt/packets.js'
 
 function str(s: string): Buffer {
   const b = Buffer.from(s, 'utf8')

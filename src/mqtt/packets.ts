@@ -20,7 +20,7 @@ export function pubacks(ids: readonly number[], from = 0, to = ids.length): Buff
 }
 
 /** MQTT's variable-length "remaining length": 7 bits a byte, high bit set while more follow. */
-function remainingLength(n: number): number[] {
+export function remainingLength(n: number): number[] {
   const out: number[] = []
   do {
     let b = n % 128
