@@ -31,4 +31,24 @@ describe('edge deadlines', () => {
     expect(conn.state).toBe('closed')
     edge.closeAll('test over')
   })
+
+  it('keep-alive does not run out while the hub itself has stopped reading the connection', () => {
+    vi.useFakeTimers()
+    let ended = false
+    const transport: MqttTransport = {
+      kind: 'tcp', remoteAddress: '127.0.0.1', write: () => {}, cork: () => {}, uncork: () => {}, pause: () => {}, resume: () => {},
+      end: () => { ended = true },
+    }
+    const edge = new MqttEdge({} as Authenticator, { send: () => {} } as unknown as ShardPool, createLogger('silent'))
+    const conn = edge.accept(transport)
+    conn.state = 'connected' // as after CONNACK; the keep-alive check only looks at these fields
+    conn.keepAliveMs = 1500
+    conn.hold(true)
+    vi.advanceTimersByTime(10_000)
+    expect(ended).toBe(false)
+    conn.hold(false)
+    vi.advanceTimersByTime(3000)
+    expect(ended).toBe(true)
+    edge.closeAll('test over')
+  })
 })
