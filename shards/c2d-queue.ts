@@ -3,7 +3,11 @@
 // and lock. A message is Enqueued, then Invisible while a PUBLISH awaits its PUBACK (the lock), then
 // Completed by the PUBACK, or dead-lettered when it expires or is delivered more than
 // maxDeliveryCount times. Locks end when the connection closes or after the lock timeout.
-import type { Database } from 'lmdb'
+//
+// What a crash must not undo is written first: a delivery's count is committed before its PUBLISH
+// leaves (so a message cannot exceed maxDeliveryCount across restarts), and a message's removal
+// commits in one transaction with its feedback record (so feedback is neither lost nor doubled).
+import type { Database, RootDatabase } from 'lmdb'
 import { formatPropertyBag } from '../src/mqtt/property-bag.js'
 import { c2dTopic } from '../src/mqtt/iothub-topics.js'
 import { HubError } from '../src/rest/hub-error.js'
@@ -58,10 +62,26 @@ interface Entry {
 
 interface Queue { entries: Entry[]; nextSeq: number }
 
+/** A feedback record as stored in LMDB `feedback` (key [enqueued ms, shard, counter]), read by the service's feedback queue. */
+export interface StoredFeedback { record: Record<string, string>; enqueued: number; deliveries: number }
+export type FeedbackKey = [number, number, number]
+
+export interface C2dStores {
+  root: RootDatabase
+  c2d: Database
+  feedback: Database
+  /** tells feedback keys of this shard from other shards' */
+  shardIndex: number
+}
+
 export interface C2dHooks {
   publish(connId: number, topic: string, payload: Uint8Array, qos: number, packetId: number, dup: boolean): void
-  feedback(record: Record<string, string>): void
+  /** a feedback record committed with its message's completion */
+  feedback(key: FeedbackKey, stored: StoredFeedback): void
   count(deviceId: string, count: number): void
+  /** whether writes are being accepted (delivery needs one: the delivery count) */
+  writable(): boolean
+  writeFailed(e: unknown): void
 }
 
 type Outcome = 'Success' | 'Expired' | 'DeliveryCountExceeded' | 'Rejected' | 'Purged'
@@ -75,8 +95,13 @@ export class C2dQueues {
   /** device → the connection messages go to (connected and subscribed) */
   private readonly targets = new Map<string, number>()
   private readonly conns = new Map<number, { deviceId: string; nextPacketId: number; inflight: Map<number, Entry> }>()
+  private readonly db: Database
+  private feedbackCounter = 0
+  private readonly pendingWrites = new Set<Promise<unknown>>()
 
-  constructor(private readonly db: Database, private readonly hooks: C2dHooks) {}
+  constructor(private readonly stores: C2dStores, private readonly hooks: C2dHooks) {
+    this.db = stores.c2d
+  }
 
   /** Loads the queues of this shard's devices; every lock from before a restart is gone. */
   load(isMine: (deviceId: string) => boolean): void {
@@ -123,18 +148,26 @@ export class C2dQueues {
     return { sequenceNumber: seq, expiryTimeUtc: new Date(expiry).toISOString(), queueDepth: q.entries.length }
   }
 
-  /** DELETE /devices/{id}/commands: every pending message goes, with Purged feedback where asked. */
-  /** Resolves once every queue change made so far is committed. */
-  committed(): Promise<unknown> {
-    return this.db.committed
+  /** Resolves once every queue change made so far is committed (or failed). */
+  async committed(): Promise<void> {
+    while (this.pendingWrites.size > 0) await Promise.all(this.pendingWrites)
   }
 
-  purge(deviceId: string, withFeedback = true): number {
+  /** `p` handles its own failure; this only waits for it. */
+  private track(p: Promise<unknown>): void {
+    const t = p.catch(() => {}).finally(() => this.pendingWrites.delete(t))
+    this.pendingWrites.add(t)
+  }
+
+  /** DELETE /devices/{id}/commands: every pending message goes, with Purged feedback where asked. */
+  /** Resolves with the count once every removal is committed; rejects if one failed. */
+  async purge(deviceId: string, withFeedback = true): Promise<number> {
     const q = this.queues.get(deviceId)
     if (!q) return 0
     const entries = [...q.entries]
-    for (const e of entries) this.finish(deviceId, e, withFeedback ? 'Purged' : undefined)
+    const removals = entries.map((e) => this.finish(deviceId, e, withFeedback ? 'Purged' : undefined))
     if (!withFeedback) this.queues.delete(deviceId)
+    await Promise.all(removals)
     return entries.length
   }
 
@@ -170,6 +203,7 @@ export class C2dQueues {
       let changed = false
       for (const e of [...q.entries]) {
         if (e.expiry <= now) {
+          if (!this.hooks.writable()) continue // dead-lettered once writes work again
           this.finish(deviceId, e, 'Expired')
           changed = true
         } else if (e.lock && e.lock.until <= now) {
@@ -185,7 +219,7 @@ export class C2dQueues {
   private pump(deviceId: string): void {
     const connId = this.targets.get(deviceId)
     const q = this.queues.get(deviceId)
-    if (connId === undefined || !q) return
+    if (connId === undefined || !q || !this.hooks.writable()) return
     const c = this.conns.get(connId)!
     const now = Date.now()
     for (const e of [...q.entries]) {
@@ -198,13 +232,19 @@ export class C2dQueues {
       if (!record) { this.drop(deviceId, e); continue }
       e.deliveryCount++
       record.deliveryCount = e.deliveryCount
-      void this.db.put([deviceId, e.seq], record)
       let packetId = c.nextPacketId
       while (c.inflight.has(packetId)) packetId = packetId === 65535 ? 1 : packetId + 1
       c.nextPacketId = packetId === 65535 ? 1 : packetId + 1
-      e.lock = { connId, packetId, until: now + LOCK_TIMEOUT_MS }
+      const lock = (e.lock = { connId, packetId, until: now + LOCK_TIMEOUT_MS })
       c.inflight.set(packetId, e)
-      this.hooks.publish(connId, c2dTopic(deviceId, this.bag(deviceId, record)), record.body, 1, packetId, e.deliveryCount > 1)
+      const topic = c2dTopic(deviceId, this.bag(deviceId, record))
+      // the count is durable before the device can see the message
+      this.track(this.db.put([deviceId, e.seq], record).then(() => {
+        if (e.lock === lock && this.conns.get(connId) === c) this.hooks.publish(connId, topic, record.body, 1, packetId, e.deliveryCount > 1)
+      }, (err: unknown) => {
+        if (e.lock === lock) { e.lock = undefined; c.inflight.delete(packetId) }
+        this.hooks.writeFailed(err)
+      }))
     }
   }
 
@@ -222,19 +262,37 @@ export class C2dQueues {
     return formatPropertyBag({ ...props, ...m.properties })
   }
 
-  /** Completed or dead-lettered: gone from the queue, with feedback when the sender asked for it. */
-  private finish(deviceId: string, e: Entry, outcome: Outcome | undefined): void {
+  /**
+   * Completed or dead-lettered: gone from the queue, with feedback when the sender asked for it, both
+   * in one transaction. If that commit fails the record stays stored and is delivered again after a
+   * restart (C2D is at least once); it is not retried before.
+   */
+  private finish(deviceId: string, e: Entry, outcome: Outcome | undefined): Promise<void> {
     this.drop(deviceId, e)
     if (e.lock) this.conns.get(e.lock.connId)?.inflight.delete(e.lock.packetId)
-    void this.db.remove([deviceId, e.seq])
-    if (!outcome) return
-    const wanted = outcome === 'Success' ? e.ack === 'positive' || e.ack === 'full' : e.ack !== 'none' && e.ack !== 'positive'
-    if (wanted || (outcome === 'Purged' && e.ack !== 'none')) {
-      this.hooks.feedback({
-        originalMessageId: e.messageId, enqueuedTimeUtc: new Date().toISOString(), statusCode: outcome,
-        description: DESCRIPTION[outcome], deviceId, deviceGenerationId: e.generationId,
-      })
+    const wanted = outcome !== undefined && (outcome === 'Success' ? e.ack === 'positive' || e.ack === 'full' : e.ack !== 'none' && e.ack !== 'positive')
+    let feedback: { key: FeedbackKey; stored: StoredFeedback } | undefined
+    if (outcome && (wanted || (outcome === 'Purged' && e.ack !== 'none'))) {
+      const now = Date.now()
+      feedback = {
+        key: [now, this.stores.shardIndex, this.feedbackCounter++],
+        stored: {
+          record: {
+            originalMessageId: e.messageId, enqueuedTimeUtc: new Date(now).toISOString(), statusCode: outcome,
+            description: DESCRIPTION[outcome], deviceId, deviceGenerationId: e.generationId,
+          },
+          enqueued: now, deliveries: 0,
+        },
+      }
     }
+    const key: [string, number] = [deviceId, e.seq]
+    const done = this.stores.root.transaction(() => {
+      this.db.removeSync(key)
+      if (feedback) this.stores.feedback.putSync(feedback.key, feedback.stored)
+    }).then(() => { if (feedback) this.hooks.feedback(feedback.key, feedback.stored) })
+    done.catch((err: unknown) => this.hooks.writeFailed(err))
+    this.track(done)
+    return done
   }
 
   private drop(deviceId: string, e: Entry): void {

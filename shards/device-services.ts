@@ -8,6 +8,7 @@ import type { C2dQueues, C2dSend } from './c2d-queue.js'
 import type { SessionStore } from './session-store.js'
 import type { TwinDoc, TwinStore } from './twin-store.js'
 import { twinChangeBody, twinSnapshot, type HubEventSink } from './twin-events.js'
+import type { WriteHealth } from '../src/store/write-health.js'
 
 const EMPTY = new Uint8Array(0)
 
@@ -23,7 +24,16 @@ export class DeviceServices {
     private readonly emit: (op: unknown[]) => void,
     /** routed twin change and lifecycle events (built only when a route wants them) */
     private readonly events: HubEventSink = { wants: () => false, emit: () => {} },
+    /** writes refused while the store cannot take them */
+    private readonly health?: WriteHealth,
   ) {}
+
+  /** A write that failed: the health gate learns of it, the caller gets server busy. */
+  private writeError(e: unknown): HubError {
+    if (e instanceof HubError) return e
+    this.health?.failed(e)
+    return this.health?.error() ?? new HubError(500001, `store failed: ${(e as Error)?.message}`)
+  }
 
   private subscribed(clientId: string, filter: string): boolean {
     return this.sessions.get(clientId)?.subscriptions[filter] !== undefined
@@ -58,8 +68,10 @@ export class DeviceServices {
   deviceChanged(deviceId: string, generationId: string | null, created = false): void {
     if (generationId === null) {
       const doc = this.events.wants('DeviceLifecycleEvents') ? this.twins.get(deviceId) : undefined
+      // the twin, the queue and the persistent session go with the device (module ids would share its prefix)
       this.track(this.twins.remove(deviceId))
-      this.c2d.purge(deviceId, false)
+      this.track(this.c2d.purge(deviceId, false))
+      this.track(this.sessions.remove(deviceId))
       if (doc) this.lifecycle(doc, 'deleteDeviceIdentity')
     } else {
       const w = this.twins.ensure(deviceId, generationId)
@@ -80,7 +92,7 @@ export class DeviceServices {
   }
 
   private track(p: Promise<unknown>): void {
-    const t = p.catch(() => {}).finally(() => this.inFlight.delete(t))
+    const t = p.catch((e: unknown) => { this.writeError(e) }).finally(() => this.inFlight.delete(t))
     this.inFlight.add(t)
   }
 
@@ -106,6 +118,7 @@ export class DeviceServices {
         this.publish(connId, twinResponseTopic(200, rid), JSON.stringify(this.twins.deviceView(doc)))
         return
       }
+      this.health?.check()
       let patch: unknown
       try {
         patch = JSON.parse(Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString('utf8'))
@@ -118,7 +131,7 @@ export class DeviceServices {
           this.publish(connId, twinResponseTopic(204, rid, doc.reported.$version), EMPTY)
           if (this.events.wants('TwinChangeEvents')) this.twinChanged(doc, 'updateTwin', twinChangeBody(doc, { reported: patch as Record<string, unknown> }))
         },
-        (e: Error) => fail(new HubError(500001, `store failed: ${e.message}`)),
+        (e: unknown) => fail(this.writeError(e)),
       ))
     } catch (e) {
       fail(e)
@@ -137,6 +150,7 @@ export class DeviceServices {
         case 'twin.get':
           return reply(this.twins.core(this.twins.get(deviceId)))
         case 'twin.update': {
+          this.health?.check()
           const [mode, body, ifMatch] = args as ['patch' | 'replace', unknown, string | null]
           const before = this.twins.get(deviceId)
           const { doc, written, desiredPush } = this.twins.updateFromService(deviceId, mode, body, ifMatch ?? undefined)
@@ -149,18 +163,19 @@ export class DeviceServices {
                 ? twinChangeBody(doc, { tags: b.tags ?? undefined, desired: b.properties?.desired ?? undefined })
                 : twinSnapshot(this.twins, doc))
             }
-          }, fail))
+          }, (e: unknown) => fail(this.writeError(e))))
           return
         }
         case 'c2d.send': {
+          this.health?.check()
           const [generationId, msg] = args as [string, C2dSend]
-          this.track(this.c2d.send(deviceId, generationId, msg).then(reply, fail))
+          this.track(this.c2d.send(deviceId, generationId, msg).then(reply, (e: unknown) => fail(this.writeError(e))))
           return
         }
         case 'c2d.purge': {
+          this.health?.check()
           // answered once the removals are committed, so a purge that was reported cannot come back
-          const purged = this.c2d.purge(deviceId)
-          this.track(this.c2d.committed().then(() => reply(purged), fail))
+          this.track(this.c2d.purge(deviceId).then(reply, (e: unknown) => fail(this.writeError(e))))
           return
         }
         default:

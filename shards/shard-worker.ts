@@ -6,7 +6,7 @@ import { Packr } from 'msgpackr'
 import { openHubStore } from '../src/store/hub-store.js'
 import {
   OP_ACKS, OP_TELEMETRY_DONE, OP_STREAM_TAIL, OP_C2D_COUNT, OP_CONNECTION_CLOSED, OP_DEVICE_CHANGED, OP_FEEDBACK, OP_LOG, OP_PARTITION_ADVANCED, OP_PUBACK, OP_PUBLISH, OP_REJECTED, OP_REPLY,
-  OP_REQUEST, OP_SESSION_END, OP_SESSION_OPEN, OP_SESSION_OPENED, OP_SUBSCRIBE, OP_TELEMETRY, OP_TWIN_DEVICE, OP_UNSUBSCRIBE,
+  OP_REQUEST, OP_SESSION_END, OP_SESSION_OPEN, OP_SESSION_OPENED, OP_SUBSCRIBE, OP_SUBSCRIBED, OP_TELEMETRY, OP_TWIN_DEVICE, OP_UNSUBSCRIBE,
   partitionOf, postBatch, shardOf, shardOfPartition, type ControlMessage, type ShardInit,
 } from '../src/shard-protocol.js'
 import { parsePropertyBag } from '../src/mqtt/property-bag.js'
@@ -20,14 +20,31 @@ import { DeviceServices } from './device-services.js'
 import { ShardRouting } from './shard-routing.js'
 import { connectionSequenceNumber, hubEvent, type HubEventInput } from './hub-events.js'
 import type { RouteSource, RoutingConfig } from '../src/routing/routing-config.js'
+import { WriteHealth } from '../src/store/write-health.js'
+import { containLmdbDiagnostics } from '../src/store/lmdb-diagnostics.js'
+import { STREAM_FRAME_BODY_BYTES } from '../src/events/event-stream.js'
+import { HubError } from '../src/rest/hub-error.js'
 
 export const MAX_MESSAGE_BYTES = 256 * 1024
 
 const init = workerData as ShardInit
 const port = parentPort!
 const packr = new Packr({ useRecords: false })
+containLmdbDiagnostics({ warn: (message, fields) => emit([OP_LOG, 'warn', message, fields ?? {}]) })
 const store = openHubStore(init.dataDir, init.durability)
 const sessions = new SessionStore(store.sessions)
+/** Whether this shard's writes work; while they do not, what needs one is refused with 503005 ServerBusy. */
+const health = new WriteHealth({
+  dataDir: init.dataDir, minFreeBytes: init.minFreeDiskBytes, name: `shard-${init.shardIndex}`,
+  report: (event, fields) => emit([OP_LOG, event === 'failed' ? 'error' : 'info',
+    event === 'failed' ? 'store writes failed; refusing writes until they work again' : 'store writes work again', { shard: init.shardIndex, ...fields }]),
+})
+/** A write that failed: reported to the health gate, answered as server busy. */
+function storeFailure(e: unknown): HubError {
+  if (e instanceof HubError) return e
+  health.failed(e)
+  return health.error()
+}
 /** Ops for the edge, sent as one batch per event-loop turn. */
 let outbox: unknown[][] = []
 let outboxScheduled = false
@@ -45,10 +62,12 @@ function emit(op: unknown[]): void {
     setImmediate(flushOutbox)
   }
 }
-const c2d = new C2dQueues(store.c2d, {
+const c2d = new C2dQueues({ root: store.root, c2d: store.c2d, feedback: store.feedback, shardIndex: init.shardIndex }, {
   publish: (connId, topic, payload, qos, packetId, dup) => emit([OP_PUBLISH, connId, topic, payload, qos, packetId, dup]),
-  feedback: (record) => emit([OP_FEEDBACK, record]),
+  feedback: (key, stored) => emit([OP_FEEDBACK, key, stored]),
   count: (deviceId, count) => emit([OP_C2D_COUNT, deviceId, count]),
+  writable: () => health.writable,
+  writeFailed: (e) => storeFailure(e),
 })
 c2d.load((deviceId) => shardOf(deviceId, init.partitions, init.shardCount) === init.shardIndex)
 const twins = new TwinStore(store.twins)
@@ -74,7 +93,7 @@ function routeEvent(e: HubEventInput): void {
   }
 }
 let writeScheduled = false
-const services = new DeviceServices(sessions, twins, c2d, emit, { wants: (source: RouteSource) => routing.wants(source), emit: routeEvent })
+const services = new DeviceServices(sessions, twins, c2d, emit, { wants: (source: RouteSource) => routing.wants(source), emit: routeEvent }, health)
 
 function connectionEvent(deviceId: string, generationId: string, opType: 'deviceConnected' | 'deviceDisconnected'): void {
   if (!routing.wants('DeviceConnectionStateEvents')) return
@@ -134,7 +153,7 @@ function handleBatch(ops: unknown[][]): void {
         const [, connId, packetId, bag, payload, extra] = op as [number, number, number, string, Uint8Array, Record<string, string> | null]
         const conn = connections.get(connId)
         if (!conn) { telemetryRefused++; continue } // cannot happen: the edge binds before it sends telemetry
-        const error = invalid(bag, payload)
+        const error = health.writable ? invalid(bag, payload) : [503005, health.error().message] as [number, string]
         if (error) {
           replies.push([OP_REJECTED, connId, ...error])
           telemetryRefused++
@@ -155,11 +174,17 @@ function handleBatch(ops: unknown[][]): void {
       }
       case OP_SESSION_OPEN: {
         const [, connId, clientId, clean, deviceId, generationId, authMethod] = op as [number, number, string, boolean, string, string, string]
-        connections.set(connId, { sender: { deviceId, generationId, authMethod }, log: logs.get(partitionOf(deviceId, init.partitions))! })
-        const present = sessions.open(clientId, clean)
-        replies.push([OP_SESSION_OPENED, connId, present, Object.keys(sessions.get(clientId)?.subscriptions ?? {})])
-        services.opened(connId, clientId, deviceId)
-        connectionEvent(deviceId, generationId, 'deviceConnected')
+        const conn = { sender: { deviceId, generationId, authMethod }, log: logs.get(partitionOf(deviceId, init.partitions))! }
+        connections.set(connId, conn)
+        const { present, written } = sessions.open(clientId, clean, generationId)
+        // CONNACK's session-present promises what is stored: it waits for the write, and so does
+        // delivery (C2D, twin pushes) to the connection, which the edge would drop before CONNACK
+        written.then(() => {
+          if (connections.get(connId) !== conn) return // closed meanwhile
+          emit([OP_SESSION_OPENED, connId, present, Object.keys(sessions.get(clientId)?.subscriptions ?? {}), 0])
+          services.opened(connId, clientId, deviceId)
+          connectionEvent(deviceId, generationId, 'deviceConnected')
+        }, (e: unknown) => emit([OP_SESSION_OPENED, connId, false, [], storeFailure(e).code]))
         break
       }
       case OP_STREAM_TAIL:
@@ -175,13 +200,16 @@ function handleBatch(ops: unknown[][]): void {
         break
       }
       case OP_SUBSCRIBE:
-        sessions.subscribe(op[1] as string, op[2] as [string, number][])
-        services.subscriptionsChanged(op[1] as string)
+      case OP_UNSUBSCRIBE: {
+        // the SUBACK / UNSUBACK leaves once the change is stored
+        const [kind, connId, clientId, filters, packetId] = op as [number, number, string, unknown[], number]
+        const written = kind === OP_SUBSCRIBE ? sessions.subscribe(clientId, filters as [string, number][]) : sessions.unsubscribe(clientId, filters as string[])
+        written.then(() => {
+          services.subscriptionsChanged(clientId)
+          emit([OP_SUBSCRIBED, connId, packetId, 0])
+        }, (e: unknown) => emit([OP_SUBSCRIBED, connId, packetId, storeFailure(e).code]))
         break
-      case OP_UNSUBSCRIBE:
-        sessions.unsubscribe(op[1] as string, op[2] as string[])
-        services.subscriptionsChanged(op[1] as string)
-        break
+      }
       case OP_PUBACK:
         c2d.puback(op[1] as number, op[2] as number)
         break
@@ -210,6 +238,12 @@ function handleBatch(ops: unknown[][]): void {
   }
   flushOutbox()
   writeQueued()
+}
+
+function bodyBytes(events: RawEvent[]): number {
+  let n = 0
+  for (const e of events) n += e.body.length
+  return n
 }
 
 /** Partitions whose commits the edge wants as ready stream frames. */
@@ -257,14 +291,16 @@ function writeQueued(): void {
       for (const a of appended) {
         if (logs.get(a.log.id) !== a.log) continue // a routing log endpoint: no live stream, no Event Hubs reader
         // live stream readers get this commit as one ready JSON frame, built here rather than on the edge
-        const frame = tailed.has(a.log.id) ? streamFrame(a.log.id, a.first, a.offset, a.events) : null
+        const frame = tailed.has(a.log.id) && bodyBytes(a.events) <= STREAM_FRAME_BODY_BYTES ? streamFrame(a.log.id, a.first, a.offset, a.events) : null
         out.push([OP_PARTITION_ADVANCED, a.log.id, a.first + a.events.length - 1, a.first, frame])
       }
       if (out.length > 0) postBatch(port, packr, out)
     },
-    (err: Error) => {
+    (err: unknown) => {
+      // nothing of this commit is stored: its messages are refused (no PUBACK), the connections closed
+      const refused = storeFailure(err)
       const out: unknown[][] = [[OP_TELEMETRY_DONE, telemetry]]
-      for (let i = 0; i < acks.length; i += 2) out.push([OP_REJECTED, acks[i], 500001, `store failed: ${err.message}`])
+      for (let i = 0; i < acks.length; i += 2) out.push([OP_REJECTED, acks[i], refused.code, refused.message])
       postBatch(port, packr, out)
     },
   ).finally(() => {
@@ -276,8 +312,9 @@ function writeQueued(): void {
 }
 
 const retentionTimer = setInterval(() => {
+  if (!health.writable) return
   const cutoff = Date.now() - init.retentionDays * 86_400_000
-  for (const log of [...logs.values(), ...routing.logPartitions()]) void log.trim(cutoff)
+  for (const log of [...logs.values(), ...routing.logPartitions()]) log.trim(cutoff).catch((e: unknown) => storeFailure(e))
 }, 60_000)
 retentionTimer.unref()
 const c2dTimer = setInterval(() => c2d.sweep(), 1000)
@@ -298,6 +335,7 @@ port.on('message', (msg: Uint8Array | ControlMessage) => {
   if (msg.type === 'stop') {
     clearInterval(retentionTimer)
     clearInterval(c2dTimer)
+    health.close()
     void Promise.all([drained(), services.drained()])
       .then(() => drained())
       .then(() => routing.close())

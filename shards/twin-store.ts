@@ -188,8 +188,7 @@ export class TwinStore {
     const changed = nextTags !== doc.tags || nextDesired !== doc.desired
     if (!changed) return { doc, written: Promise.resolve(), desiredPush: undefined }
     const next: TwinDoc = { ...doc, version: doc.version + 1, tags: nextTags, desired: nextDesired }
-    this.cache.set(deviceId, next)
-    return { doc: next, written: this.db.put(deviceId, next), desiredPush }
+    return { doc: next, written: this.write(next), desiredPush }
   }
 
   /** A reported-properties patch from the device (merge, null deletes). */
@@ -198,8 +197,19 @@ export class TwinStore {
     const doc = this.get(deviceId)
     const reported = patched('reported', doc.reported, patch as Json, timestamp(), false)
     const next: TwinDoc = { ...doc, version: doc.version + 1, reported }
-    this.cache.set(deviceId, next)
-    return { doc: next, written: this.db.put(deviceId, next) }
+    return { doc: next, written: this.write(next) }
+  }
+
+  /**
+   * The cache runs ahead of the store so that the next change builds on this one; if the commit
+   * fails, the cached copy is dropped and the next read sees what is stored.
+   */
+  private write(next: TwinDoc): Promise<unknown> {
+    this.cache.set(next.deviceId, next)
+    return this.db.put(next.deviceId, next).catch((e: unknown) => {
+      if (this.cache.get(next.deviceId) === next) this.cache.delete(next.deviceId)
+      throw e
+    })
   }
 }
 

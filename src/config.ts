@@ -23,6 +23,8 @@ export interface HubConfig {
   durability: Durability
   sasVerifier: 'wasm' | 'js'
   mqttFramer: 'wasm' | 'js'
+  /** writes stop (503 ServerBusy) while the data directory's disk has less than this free */
+  minFreeDiskMb: number
 }
 
 type Kind = 'port' | 'optionalPort' | 'string' | 'names' | 'int' | 'level' | 'durability' | 'wasmOrJs'
@@ -43,6 +45,7 @@ export const SETTINGS: Setting[] = [
   { key: 'durability', flag: '--durability', env: 'HYPERHUB_DURABILITY', kind: 'durability', help: 'process: acked messages survive a hub crash | power: also a power loss (slower)' },
   { key: 'sasVerifier', flag: '--sas-verifier', env: 'HYPERHUB_SAS_VERIFIER', kind: 'wasmOrJs', help: 'wasm (HMAC in WebAssembly, verified tokens cached) | js (node:crypto)' },
   { key: 'mqttFramer', flag: '--mqtt-framer', env: 'HYPERHUB_MQTT_FRAMER', kind: 'wasmOrJs', help: 'wasm (AssemblyScript framer) | js' },
+  { key: 'minFreeDiskMb', flag: '--min-free-disk-mb', env: 'HYPERHUB_MIN_FREE_DISK_MB', kind: 'int', min: 0, max: 1_000_000, help: 'writes are refused (ServerBusy) while the data disk has less than this many MB free' },
   { key: 'logLevel', flag: '--log-level', env: 'HYPERHUB_LOG_LEVEL', kind: 'level', help: 'debug | info | warn | error | silent' },
 ]
 
@@ -50,7 +53,7 @@ export function defaultConfig(): HubConfig {
   return {
     hostName: 'localhost', tlsNames: [], host: '0.0.0.0', dataDir: './data',
     mqttPort: 8883, httpsPort: 443, mqttTcpPort: null, amqpPort: 5671,
-    shards: Math.max(1, availableParallelism() - 1), partitions: 4, retentionDays: 1, logLevel: 'info', durability: 'process', sasVerifier: 'wasm', mqttFramer: 'wasm',
+    shards: Math.max(1, availableParallelism() - 1), partitions: 4, retentionDays: 1, logLevel: 'info', durability: 'process', sasVerifier: 'wasm', mqttFramer: 'wasm', minFreeDiskMb: 100,
   }
 }
 

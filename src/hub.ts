@@ -33,6 +33,8 @@ import { OP_STREAM_TAIL, shardOfPartition } from './shard-protocol.js'
 import { OP_DEVICE_CHANGED } from './shard-protocol.js'
 import { openHubStore } from './store/hub-store.js'
 import { ensureLocalPki } from './tls/local-pki.js'
+import { WriteHealth } from './store/write-health.js'
+import { containLmdbDiagnostics } from './store/lmdb-diagnostics.js'
 
 export interface RunningHub {
   config: HubConfig
@@ -57,7 +59,13 @@ async function loadPolicies(store: ReturnType<typeof openHubStore>): Promise<Acc
 }
 
 export async function startHub(config: HubConfig, log: Logger): Promise<RunningHub> {
+  containLmdbDiagnostics(log)
   const store = openHubStore(config.dataDir, config.durability)
+  // the main thread's writes (registry, checkpoints, consumer groups, feedback): refused with 503 ServerBusy while they cannot work
+  const health = new WriteHealth({
+    dataDir: config.dataDir, minFreeBytes: config.minFreeDiskMb * 1048576, name: 'main',
+    report: (event, fields) => (event === 'failed' ? log.error('store writes failed; refusing writes until they work again', fields) : log.info('store writes work again', fields)),
+  })
   const storedPartitions = store.meta.get('partitions') as number | undefined
   if (storedPartitions !== undefined && storedPartitions !== config.partitions) {
     await store.close()
@@ -75,7 +83,7 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
   const eventHubName = config.hostName.split('.')[0]!.replace(/:\d+$/, '')
   const eventHubs = new EventHubsEndpoint(eventHubName, endpoint, log)
   let edge!: MqttEdge
-  const feedback = new FeedbackQueue(store.feedback)
+  const feedback = new FeedbackQueue(store.root, store.feedback, health)
   // every shard applies a routing change before the REST call that made it is answered
   const routing: RoutingService = new RoutingService(store, config.partitions, (c): Promise<unknown> => shards.broadcast('routing.apply', c))
   // a shard reports its queues' depths as soon as it has loaded them, possibly before the edge exists
@@ -83,15 +91,16 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
   const shards = new ShardPool(
     {
       shardCount: config.shards, partitions: config.partitions, retentionDays: config.retentionDays, dataDir: config.dataDir, durability: config.durability,
-      hubName: eventHubName, routing: routing.current,
+      hubName: eventHubName, routing: routing.current, minFreeDiskBytes: config.minFreeDiskMb * 1048576,
     },
     {
       acks: (flat, from) => edge.acks(flat, from),
       telemetryDone: (count) => edge.telemetryDone(count),
-      sessionOpened: (connId, present, filters) => edge.sessionOpened(connId, present, filters),
+      sessionOpened: (connId, present, filters, errorCode) => edge.sessionOpened(connId, present, filters, errorCode),
+      subscriptionStored: (connId, packetId, errorCode) => edge.subscriptionStored(connId, packetId, errorCode),
       publish: (connId, topic, payload, qos, packetId, dup) => edge.publishFromShard(connId, topic, payload, qos, packetId, dup),
       c2dCount: (deviceId, count) => (edge ? edge.c2dCount(deviceId, count) : earlyCounts.push([deviceId, count])),
-      feedback: (record) => feedback.add(record as unknown as Parameters<FeedbackQueue['add']>[0]),
+      feedback: (key, stored) => feedback.add(key as Parameters<FeedbackQueue['add']>[0], stored as Parameters<FeedbackQueue['add']>[1]),
       partitionAdvanced: (p, last, first, frame) => {
         stream.advanced(p, first, last, frame)
         eventHubs.advanced(p)
@@ -112,12 +121,15 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
     connectionState: (id) => edge.connectionState(id),
     lastActivityTime: (id) => edge.lastActivityTime(id),
     cloudToDeviceMessageCount: (id) => edge.cloudToDeviceMessageCount(id),
-  })
+  }, health)
   edge = new MqttEdge(new Authenticator(tlsNames, policies, registry, config.sasVerifier), shards, log, config.mqttFramer, {
     load: () => [...store.activity.getRange()].map(({ key, value }) => [key as string, value as number] as [string, number]),
     // written as a device disconnects: rare enough to need no batching
-    record: (deviceId, at) => { store.activity.put(deviceId, at).catch((e: Error) => log.warn('activity not stored', { deviceId, error: e })) },
-    forget: (deviceId) => { store.activity.remove(deviceId).catch(() => {}) },
+    record: (deviceId, at) => {
+      if (!health.writable) return // last activity is a hint; it is not worth a failing write
+      store.activity.put(deviceId, at).catch((e: unknown) => health.failed(e))
+    },
+    forget: (deviceId) => { store.activity.remove(deviceId).catch((e: unknown) => health.failed(e)) },
   })
   for (const [deviceId, count] of earlyCounts.splice(0)) edge.c2dCount(deviceId, count)
   registry.onChange((e) => edge.registryChanged(e))
@@ -126,7 +138,7 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
     // version 1 is a new identity (lifecycle event createDeviceIdentity)
     shards.send(shards.shardFor(e.device.deviceId), [OP_DEVICE_CHANGED, e.device.deviceId, e.kind === 'deleted' ? null : e.device.generationId,
       e.kind !== 'deleted' && e.device.version === 1])
-    if (e.kind === 'deleted') feedback.dropDevice(e.device.deviceId)
+    if (e.kind === 'deleted') feedback.dropDevice(e.device.deviceId).catch((err: unknown) => log.warn('feedback of a deleted device not dropped', { deviceId: e.device.deviceId, error: err as Error }))
   })
 
   const servers: net.Server[] = []
@@ -163,6 +175,7 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
       await queries.close()
       edge.closeAll('hub shutting down')
       stream.closeAll()
+      health.close()
       await store.close()
       log.info('hub stopped')
     })()

@@ -4,7 +4,7 @@ import { Worker } from 'node:worker_threads'
 import { Packr } from 'msgpackr'
 import { HubError } from './rest/hub-error.js'
 import {
-  OP_ACKS, OP_TELEMETRY_DONE, OP_C2D_COUNT, OP_FEEDBACK, OP_LOG, OP_PARTITION_ADVANCED, OP_PUBLISH, OP_REJECTED, OP_REPLY, OP_REQUEST, OP_SESSION_OPENED, postBatch, shardOf,
+  OP_ACKS, OP_TELEMETRY_DONE, OP_C2D_COUNT, OP_FEEDBACK, OP_LOG, OP_PARTITION_ADVANCED, OP_PUBLISH, OP_REJECTED, OP_REPLY, OP_REQUEST, OP_SESSION_OPENED, OP_SUBSCRIBED, postBatch, shardOf,
   type ControlMessage, type ShardInit, type ShardRequestKind,
 } from './shard-protocol.js'
 
@@ -13,11 +13,12 @@ export interface ShardEvents {
   acks(flat: number[], from: number): void
   /** telemetry messages the shard finished with (stored, refused or dropped) */
   telemetryDone(count: number): void
-  sessionOpened(connId: number, sessionPresent: boolean, filters: string[]): void
+  sessionOpened(connId: number, sessionPresent: boolean, filters: string[], errorCode: number): void
+  subscriptionStored(connId: number, packetId: number, errorCode: number): void
   /** the shard asks for a PUBLISH to one of its devices' connections */
   publish(connId: number, topic: string, payload: Uint8Array, qos: number, packetId: number, dup: boolean): void
   c2dCount(deviceId: string, count: number): void
-  feedback(record: Record<string, string>): void
+  feedback(key: unknown[], stored: unknown): void
   /** one commit's events on a partition, with the stream frame when tailing was asked for */
   partitionAdvanced(partition: number, lastSequenceNumber: number, firstSequenceNumber: number, frame: Uint8Array | null): void
   rejected(connId: number, code: number, message: string): void
@@ -111,10 +112,11 @@ export class ShardPool {
       switch (op[0]) {
         case OP_ACKS: this.events.acks(op as number[], 1); break
         case OP_TELEMETRY_DONE: this.events.telemetryDone(op[1] as number); break
-        case OP_SESSION_OPENED: this.events.sessionOpened(op[1] as number, op[2] as boolean, (op[3] as string[] | undefined) ?? []); break
+        case OP_SESSION_OPENED: this.events.sessionOpened(op[1] as number, op[2] as boolean, (op[3] as string[] | undefined) ?? [], (op[4] as number | undefined) ?? 0); break
+        case OP_SUBSCRIBED: this.events.subscriptionStored(op[1] as number, op[2] as number, op[3] as number); break
         case OP_PUBLISH: this.events.publish(op[1] as number, op[2] as string, op[3] as Uint8Array, op[4] as number, op[5] as number, op[6] as boolean); break
         case OP_C2D_COUNT: this.events.c2dCount(op[1] as string, op[2] as number); break
-        case OP_FEEDBACK: this.events.feedback(op[1] as Record<string, string>); break
+        case OP_FEEDBACK: this.events.feedback(op[1] as unknown[], op[2]); break
         case OP_REPLY: {
           const p = this.pending.get(op[1] as number)
           if (!p) break

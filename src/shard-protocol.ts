@@ -28,8 +28,8 @@ export function shardOf(deviceId: string, partitions: number, shards: number): n
 export const OP_TELEMETRY = 1 // [op, connId, packetId (0 for QoS 0), bag, payload, extraProps|null]
 export const OP_SESSION_OPEN = 2 // [op, connId, clientId, clean, deviceId, generationId, authMethod]: also binds connId to its device
 export const OP_CONNECTION_CLOSED = 6 // [op, connId]: unbinds connId (after its will, if any)
-export const OP_SUBSCRIBE = 3 // [op, clientId, [[filter, qos], ...]]
-export const OP_UNSUBSCRIBE = 4 // [op, clientId, [filter, ...]]
+export const OP_SUBSCRIBE = 3 // [op, connId, clientId, [[filter, qos], ...], packetId]: answered by OP_SUBSCRIBED once stored
+export const OP_UNSUBSCRIBE = 4 // [op, connId, clientId, [filter, ...], packetId]: answered by OP_SUBSCRIBED once stored
 export const OP_SESSION_END = 5 // [op, clientId] (clean-session connection closed)
 export const OP_REQUEST = 7 // [op, requestId, kind, deviceId, ...args]: a REST call the shard answers with OP_REPLY
 export const OP_PUBACK = 8 // [op, connId, packetId]: the device acknowledged a QoS 1 PUBLISH the shard sent (C2D)
@@ -39,14 +39,15 @@ export const OP_STREAM_TAIL = 11 // [op, partition, boolean]: whether live strea
 
 // shard → edge ops
 export const OP_ACKS = 1 // [op, connId, packetId, connId, packetId, ...] after the commit that holds them
-export const OP_SESSION_OPENED = 2 // [op, connId, sessionPresent, [filter, ...] of the resumed session]
+export const OP_SESSION_OPENED = 2 // [op, connId, sessionPresent, [filter, ...] of the resumed session, errorCode (0: stored)]
 export const OP_PARTITION_ADVANCED = 3 // [op, partition, lastSequenceNumber, firstSequenceNumber, streamFrame|null]: one commit's events
 export const OP_REJECTED = 4 // [op, connId, errorCode, message] the message was not stored
 export const OP_REPLY = 5 // [op, requestId, errorCode (0: ok), result | message]
 export const OP_PUBLISH = 6 // [op, connId, topic, payload, qos, packetId, dup]: write a PUBLISH to that connection
 export const OP_C2D_COUNT = 7 // [op, deviceId, pending C2D messages]
 export const OP_TELEMETRY_DONE = 12 // [op, count]: telemetry messages finished (stored, refused or dropped), for the edge's backpressure
-export const OP_FEEDBACK = 8 // [op, record]: a C2D feedback record for the service's feedback queue
+export const OP_FEEDBACK = 8 // [op, key, stored]: a C2D feedback record the shard committed (LMDB `feedback`)
+export const OP_SUBSCRIBED = 13 // [op, connId, packetId, errorCode (0: stored)]: a (un)subscription is durable, its ack may leave
 export const OP_LOG = 9 // [op, level, message, fields]: something the shard wants logged (never keys or tokens)
 
 /** Request kinds (OP_REQUEST) a shard answers. */
@@ -66,6 +67,8 @@ export interface ShardInit {
   hubName: string
   /** the routing configuration at start; changes arrive as 'routing.apply' requests */
   routing: RoutingConfig
+  /** writes stop while the data directory's disk has less than this free */
+  minFreeDiskBytes: number
 }
 
 export type ControlMessage = { type: 'stop' } | { type: 'ready' } | { type: 'stopped' } | { type: 'fatal'; message: string }

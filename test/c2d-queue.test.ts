@@ -14,21 +14,29 @@ describe('C2dQueues', () => {
   it('redelivers a message whose lock expired, flagged DUP, and completes it on the new PUBACK only', async () => {
     const published: { topic: string; packetId: number; dup: boolean }[] = []
     const feedback: Record<string, string>[] = []
-    const q = new C2dQueues(store.c2d, {
+    const q = new C2dQueues({ root: store.root, c2d: store.c2d, feedback: store.feedback, shardIndex: 0 }, {
       publish: (_c, topic, _p, _q, packetId, dup) => published.push({ topic, packetId, dup }),
-      feedback: (r) => feedback.push(r),
+      feedback: (_key, stored) => feedback.push(stored.record),
       count: () => {},
+      writable: () => true,
+      writeFailed: (e) => { throw e },
     })
     await q.send('lock-dev', 'gen-1', { messageId: 'lk-1', ack: 'positive', properties: {}, body: Buffer.from('x') })
     q.attach('lock-dev', 7)
+    // the delivery count is committed before the PUBLISH leaves
+    expect(published).toHaveLength(0)
+    await q.committed()
     expect(published).toHaveLength(1)
     expect(published[0]!.dup).toBe(false)
     q.sweep(Date.now() + LOCK_TIMEOUT_MS + 1)
+    await q.committed()
     expect(published).toHaveLength(2)
     expect(published[1]!.dup).toBe(true)
     q.puback(7, published[0]!.packetId) // the stale delivery's PUBACK completes nothing
+    await q.committed()
     expect(feedback).toHaveLength(0)
     q.puback(7, published[1]!.packetId)
+    await q.committed()
     expect(feedback).toEqual([expect.objectContaining({ originalMessageId: 'lk-1', statusCode: 'Success', deviceGenerationId: 'gen-1' })])
   })
 })

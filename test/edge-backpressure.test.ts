@@ -2,19 +2,14 @@
 // without this a fast publisher fills the hub's memory faster than the shards commit.
 import { describe, expect, it } from 'vitest'
 import { MqttEdge, TELEMETRY_HIGH_WATER } from '../src/mqtt/mqtt-edge.js'
-import type { MqttTransport } from '../src/mqtt/transport.js'
+import { fakeTransport } from './helpers/fake-transport.js'
 import type { ShardPool } from '../src/shard-pool.js'
 import type { Authenticator } from '../src/auth/authenticator.js'
 import { createLogger } from '../src/log.js'
 
 function transport() {
-  const t = { paused: false, pauses: 0, resumes: 0 }
-  const pipe: MqttTransport = {
-    kind: 'tcp', remoteAddress: '127.0.0.1', write: () => {}, cork: () => {}, uncork: () => {}, end: () => {},
-    pause: () => { t.paused = true; t.pauses++ },
-    resume: () => { t.paused = false; t.resumes++ },
-  }
-  return { t, pipe }
+  const pipe = fakeTransport()
+  return { t: pipe, pipe }
 }
 
 describe('edge backpressure', () => {
@@ -23,7 +18,7 @@ describe('edge backpressure', () => {
     const shards = { send: (_shard: number, op: unknown[]) => { sent.push(op) } } as unknown as ShardPool
     const edge = new MqttEdge({} as Authenticator, shards, createLogger('silent'))
     const a = transport(), b = transport()
-    const connA = edge.accept(a.pipe)
+    const connA = edge.accept(a.pipe)!
     edge.accept(b.pipe)
     for (let i = 0; i < TELEMETRY_HIGH_WATER; i++) edge.telemetry(connA, 0, '', Buffer.alloc(0), null)
     expect(a.t.paused || b.t.paused).toBe(false)

@@ -2,7 +2,7 @@
 // still dropped 30 s after it connected.
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { MqttEdge } from '../src/mqtt/mqtt-edge.js'
-import type { MqttTransport } from '../src/mqtt/transport.js'
+import { fakeTransport } from './helpers/fake-transport.js'
 import type { ShardPool } from '../src/shard-pool.js'
 import type { Authenticator } from '../src/auth/authenticator.js'
 import { createLogger } from '../src/log.js'
@@ -12,43 +12,35 @@ afterEach(() => { vi.useRealTimers() })
 describe('edge deadlines', () => {
   it('a CONNECT trickled in byte by byte does not extend the 30 s deadline', () => {
     vi.useFakeTimers()
-    let ended = false
-    const transport: MqttTransport = {
-      kind: 'tcp', remoteAddress: '127.0.0.1', write: () => {}, cork: () => {}, uncork: () => {}, pause: () => {}, resume: () => {},
-      end: () => { ended = true },
-    }
+    const transport = fakeTransport()
     const edge = new MqttEdge({} as Authenticator, { send: () => {} } as unknown as ShardPool, createLogger('silent'))
-    const conn = edge.accept(transport)
+    const conn = edge.accept(transport)!
     // a CONNECT announcing 200 bytes, then one byte every 5 s
     conn.receive(Buffer.from([0x10, 0xc8, 0x01]))
-    for (let i = 0; i < 5 && !ended; i++) {
+    for (let i = 0; i < 5 && !transport.ended; i++) {
       vi.advanceTimersByTime(5000)
       conn.receive(Buffer.from([0]))
     }
-    expect(ended).toBe(false)
+    expect(transport.ended).toBe(false)
     vi.advanceTimersByTime(8000)
-    expect(ended).toBe(true)
+    expect(transport.ended).toBe(true)
     expect(conn.state).toBe('closed')
     edge.closeAll('test over')
   })
 
   it('keep-alive does not run out while the hub itself has stopped reading the connection', () => {
     vi.useFakeTimers()
-    let ended = false
-    const transport: MqttTransport = {
-      kind: 'tcp', remoteAddress: '127.0.0.1', write: () => {}, cork: () => {}, uncork: () => {}, pause: () => {}, resume: () => {},
-      end: () => { ended = true },
-    }
+    const transport = fakeTransport()
     const edge = new MqttEdge({} as Authenticator, { send: () => {} } as unknown as ShardPool, createLogger('silent'))
-    const conn = edge.accept(transport)
+    const conn = edge.accept(transport)!
     conn.state = 'connected' // as after CONNACK; the keep-alive check only looks at these fields
     conn.keepAliveMs = 1500
     conn.hold(true)
     vi.advanceTimersByTime(10_000)
-    expect(ended).toBe(false)
+    expect(transport.ended).toBe(false)
     conn.hold(false)
     vi.advanceTimersByTime(3000)
-    expect(ended).toBe(true)
+    expect(transport.ended).toBe(true)
     edge.closeAll('test over')
   })
 })

@@ -42,6 +42,7 @@ function condition(e: unknown): { condition: string; description: string } {
 
 export class ServiceLinks {
   private readonly feedbackSenders = new Set<rhea.Sender>()
+  private readonly pumping = new Set<rhea.Sender>()
   private readonly locks = new WeakMap<rhea.Delivery, string>()
   private readonly timer: NodeJS.Timeout
 
@@ -89,11 +90,23 @@ export class ServiceLinks {
     this.feedbackSenders.delete(sender)
   }
 
+  /** Offers feedback while the receiver has credit; one receive at a time per link (each commits its delivery count). */
   pumpFeedback(sender: rhea.Sender): void {
-    if (!this.feedbackSenders.has(sender)) return
-    while (sender.sendable()) {
-      const m = this.feedback.receive()
+    if (!this.feedbackSenders.has(sender) || this.pumping.has(sender)) return
+    this.pumping.add(sender)
+    void this.pumpLoop(sender).catch((e: unknown) => {
+      if (!(e instanceof HubError)) this.log.error('feedback delivery failed', { error: e as Error })
+    }).finally(() => this.pumping.delete(sender))
+  }
+
+  private async pumpLoop(sender: rhea.Sender): Promise<void> {
+    while (this.feedbackSenders.has(sender) && sender.sendable()) {
+      const m = await this.feedback.receive()
       if (!m) return
+      if (!this.feedbackSenders.has(sender) || !sender.sendable()) {
+        this.feedback.abandon(m.lockToken)
+        return
+      }
       const d = sender.send({
         message_id: m.messageId, user_id: Buffer.from('hyperhub'), content_type: 'application/vnd.microsoft.iothub.feedback.json',
         body: rhea.message.data_section(Buffer.from(JSON.stringify(m.records))),
@@ -109,7 +122,8 @@ export class ServiceLinks {
     this.locks.delete(delivery)
     try {
       if (outcome === 'released') this.feedback.abandon(lock)
-      else this.feedback.complete(lock) // rejected: Azure dead-letters it, which for feedback means gone
+      // rejected: Azure dead-letters it, which for feedback means gone
+      else this.feedback.complete(lock).catch(() => { /* not removed: offered again when the lock runs out */ })
     } catch {
       // the lock ran out first: the records are offered again anyway
     }

@@ -1,11 +1,13 @@
-// The service's C2D feedback queue (c2d-messaging.md "Feedback messages"), hub-wide and owned by
-// the main thread: shards report outcomes (OP_FEEDBACK), records are stored in LMDB (`feedback`),
-// and a receive hands out up to 64 records as one message under a lock token. Complete removes them,
-// abandon makes them receivable again; a lock lasts 60 s, a record lives 1 h and is delivered at
-// most 10 times (Azure's feedback defaults).
+// The service's C2D feedback queue (c2d-messaging.md "Feedback messages"), hub-wide and read by the
+// main thread. Shards write each record in the same transaction as the completion it reports and
+// then tell this queue (OP_FEEDBACK); a receive hands out up to 64 records as one message under a
+// lock token. Complete removes them, abandon makes them receivable again; a lock lasts 60 s, a
+// record lives 1 h and is delivered at most 10 times (Azure's feedback defaults). A receive counts
+// the delivery, and a complete removes the records, before it answers: neither is undone by a crash.
 import { randomUUID } from 'node:crypto'
-import type { Database } from 'lmdb'
+import type { Database, Key, RootDatabase } from 'lmdb'
 import { HubError } from '../rest/hub-error.js'
+import type { WriteHealth } from '../store/write-health.js'
 
 export const FEEDBACK_BATCH = 64
 export const FEEDBACK_LOCK_MS = 60_000
@@ -31,81 +33,104 @@ export interface FeedbackMessage {
   records: FeedbackRecord[]
 }
 
-export class FeedbackQueue {
-  private readonly items = new Map<number, Stored>()
-  private readonly lockedUntil = new Map<number, number>()
-  private readonly locks = new Map<string, { keys: number[]; until: number }>()
-  private nextKey: number
+/** Keys are [enqueued ms, shard, counter]; `id` is their text form for the maps. */
+const id = (key: Key) => JSON.stringify(key)
 
-  constructor(private readonly db: Database) {
-    let last = 0
-    for (const { key, value } of db.getRange()) {
-      this.items.set(key as number, value as Stored)
-      last = key as number
-    }
-    this.nextKey = Math.max(last + 1, Date.now() * 1000)
+export class FeedbackQueue {
+  private readonly items = new Map<string, { key: Key; stored: Stored }>()
+  private readonly lockedUntil = new Map<string, number>()
+  private readonly locks = new Map<string, { ids: string[]; until: number }>()
+
+  constructor(private readonly root: RootDatabase, private readonly db: Database, private readonly health?: WriteHealth) {
+    for (const { key, value } of db.getRange()) this.items.set(id(key), { key, stored: value as Stored })
   }
 
   get size(): number { return this.items.size }
 
-  add(record: FeedbackRecord): void {
-    const key = this.nextKey++
-    const stored: Stored = { record, enqueued: Date.now(), deliveries: 0 }
-    this.items.set(key, stored)
-    void this.db.put(key, stored)
+  /** A record a shard has committed. */
+  add(key: Key, stored: Stored): void {
+    this.items.set(id(key), { key, stored })
+  }
+
+  /** Removes records in one transaction; memory follows only once it committed. */
+  private async remove(ids: string[]): Promise<void> {
+    if (ids.length === 0) return
+    const keys = ids.flatMap((i) => { const it = this.items.get(i); return it ? [it.key] : [] })
+    await this.write(() => this.root.transaction(() => { for (const k of keys) this.db.removeSync(k) }))
+    for (const i of ids) {
+      this.items.delete(i)
+      this.lockedUntil.delete(i)
+    }
+  }
+
+  private async write(op: () => Promise<unknown>): Promise<void> {
+    this.health?.check()
+    try {
+      await op()
+    } catch (e) {
+      this.health?.failed(e)
+      throw this.health?.error() ?? e
+    }
   }
 
   /** A deleted device's pending feedback is dropped, as Azure does. */
-  dropDevice(deviceId: string): void {
-    for (const [key, s] of this.items) if (s.record.deviceId === deviceId) this.remove(key)
+  dropDevice(deviceId: string): Promise<void> {
+    return this.remove([...this.items].filter(([, it]) => it.stored.record.deviceId === deviceId).map(([i]) => i))
   }
 
-  private remove(key: number): void {
-    this.items.delete(key)
-    this.lockedUntil.delete(key)
-    void this.db.remove(key)
-  }
-
-  receive(now = Date.now()): FeedbackMessage | undefined {
-    const keys: number[] = []
-    let deliveryCount = 1
-    for (const [key, s] of this.items) {
-      if (now - s.enqueued > FEEDBACK_TTL_MS) { this.remove(key); continue }
-      if ((this.lockedUntil.get(key) ?? 0) > now) continue
-      if (s.deliveries >= FEEDBACK_MAX_DELIVERIES) { this.remove(key); continue }
-      keys.push(key)
-      if (keys.length >= FEEDBACK_BATCH) break
+  async receive(now = Date.now()): Promise<FeedbackMessage | undefined> {
+    const ids: string[] = []
+    const gone: string[] = []
+    for (const [i, { stored }] of this.items) {
+      if (now - stored.enqueued > FEEDBACK_TTL_MS || stored.deliveries >= FEEDBACK_MAX_DELIVERIES) { gone.push(i); continue }
+      if ((this.lockedUntil.get(i) ?? 0) > now) continue
+      ids.push(i)
+      if (ids.length >= FEEDBACK_BATCH) break
     }
-    if (keys.length === 0) return undefined
-    const lockToken = randomUUID()
+    await this.remove(gone)
+    if (ids.length === 0) return undefined
+    // locked at once, so a concurrent receive does not pick the same records while this one commits
     const until = now + FEEDBACK_LOCK_MS
-    for (const key of keys) {
-      const s = this.items.get(key)!
-      s.deliveries++
-      deliveryCount = Math.max(deliveryCount, s.deliveries)
-      this.lockedUntil.set(key, until)
-      void this.db.put(key, s)
+    for (const i of ids) this.lockedUntil.set(i, until)
+    const counted = ids.map((i) => {
+      const it = this.items.get(i)!
+      return { key: it.key, stored: { ...it.stored, deliveries: it.stored.deliveries + 1 } }
+    })
+    try {
+      await this.write(() => this.root.transaction(() => { for (const c of counted) this.db.putSync(c.key, c.stored) }))
+    } catch (e) {
+      for (const i of ids) this.lockedUntil.delete(i)
+      throw e
     }
-    this.locks.set(lockToken, { keys, until })
+    let deliveryCount = 1
+    for (const c of counted) {
+      const i = id(c.key)
+      if (this.items.has(i)) this.items.set(i, c)
+      deliveryCount = Math.max(deliveryCount, c.stored.deliveries)
+    }
+    const lockToken = randomUUID()
+    this.locks.set(lockToken, { ids, until })
     for (const [t, l] of this.locks) if (l.until <= now) this.locks.delete(t)
     return {
-      lockToken, messageId: randomUUID(), enqueuedTimeUtc: new Date(this.items.get(keys[0]!)!.enqueued).toISOString(), deliveryCount,
-      records: keys.map((k) => this.items.get(k)!.record),
+      lockToken, messageId: randomUUID(), enqueuedTimeUtc: new Date(counted[0]!.stored.enqueued).toISOString(), deliveryCount,
+      records: counted.map((c) => c.stored.record),
     }
   }
 
-  private lock(lockToken: string): number[] {
+  private lock(lockToken: string): string[] {
     const l = this.locks.get(lockToken)
     if (!l || l.until <= Date.now()) throw new HubError(412002, `the lock ${lockToken} is unknown or has expired`)
     this.locks.delete(lockToken)
-    return l.keys
+    return l.ids
   }
 
-  complete(lockToken: string): void {
-    for (const key of this.lock(lockToken)) if (this.items.has(key)) this.remove(key)
+  /** Resolves once the records are removed for good; if that fails they are offered again when their lock runs out. */
+  async complete(lockToken: string): Promise<void> {
+    const ids = this.lock(lockToken)
+    await this.remove(ids.filter((i) => this.items.has(i)))
   }
 
   abandon(lockToken: string): void {
-    for (const key of this.lock(lockToken)) this.lockedUntil.delete(key)
+    for (const i of this.lock(lockToken)) this.lockedUntil.delete(i)
   }
 }

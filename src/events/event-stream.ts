@@ -1,18 +1,33 @@
 // The built-in endpoint as a WebSocket push stream: each text frame is a JSON array of events
-// committed since the previous frame. A slow reader is not buffered without bound: pushing stops
-// while its socket holds more than HIGH_WATER bytes and resumes on drain, from where it stopped.
+// committed since the previous frame. A reader is never sent more than it can take: pushing stops
+// while its socket holds more than HIGH_WATER bytes and resumes on drain from the first event it
+// has not been sent. A send uWS did not take (past maxBackpressure) does not count as sent.
 import type { TemplatedApp, WebSocket } from 'uWebSockets.js'
 import type { Authenticator } from '../auth/authenticator.js'
 import { errorBody, HubError } from '../rest/hub-error.js'
-import type { BuiltInEndpoint } from './built-in-endpoint.js'
+import { toEventJson, type BuiltInEndpoint } from './built-in-endpoint.js'
 
-const HIGH_WATER = 4 * 1024 * 1024
-const BATCH = 500
+/** Stop pushing to a reader whose socket holds this much. */
+export const STREAM_HIGH_WATER = 1024 * 1024
+/** A frame read from the store carries at most this many body bytes (at least one event). */
+export const STREAM_FRAME_BODY_BYTES = 256 * 1024
+/** Events read from the store per frame. */
+const FRAME_EVENTS = 200
+/**
+ * uWS drops a send past this: it is far above HIGH_WATER plus the largest frame (one 256 KB event
+ * in JSON and base64 is under 400 KB; shard frames are capped too), so a send that passes the
+ * HIGH_WATER check is always taken. The result is checked all the same.
+ */
+const MAX_BACKPRESSURE = 16 * 1024 * 1024
+/** uWS send results */
+const DROPPED = 2
 
 interface Reader {
   /** partition → next sequence number to send */
   positions: Map<number, number>
   closed: boolean
+  /** round-robin start, so a partition with a long backlog cannot starve the others */
+  turn: number
 }
 
 export class EventStream {
@@ -35,6 +50,7 @@ export class EventStream {
   mount(app: TemplatedApp, auth: Authenticator): void {
     app.ws<Reader>('/messages/events/stream', {
       maxPayloadLength: 16 * 1024,
+      maxBackpressure: MAX_BACKPRESSURE,
       upgrade: (res, req, context) => {
         const query = new URLSearchParams(req.getQuery() ?? '')
         const key = req.getHeader('sec-websocket-key')
@@ -57,14 +73,17 @@ export class EventStream {
             .writeHeader('Content-Type', 'application/json').end(errorBody(err)))
           return
         }
-        res.upgrade<Reader>({ positions, closed: false }, key, protocol, extensions, context)
+        res.upgrade<Reader>({ positions, closed: false, turn: 0 }, key, protocol, extensions, context)
       },
       open: (ws) => {
         this.readers.add(ws)
         this.count(ws, 1)
         this.push(ws)
       },
-      drain: (ws) => this.push(ws),
+      drain: (ws) => {
+        this.endpoint.refresh()
+        this.push(ws)
+      },
       close: (ws) => {
         ws.getUserData().closed = true
         if (this.readers.delete(ws)) this.count(ws, -1)
@@ -83,9 +102,9 @@ export class EventStream {
       const reader = ws.getUserData()
       const next = reader.positions.get(p)
       if (next === undefined || reader.closed) continue
-      if (frame !== null && next === first && ws.getBufferedAmount() < HIGH_WATER) {
-        ws.send(frame, false)
-        reader.positions.set(p, last + 1)
+      if (ws.getBufferedAmount() >= STREAM_HIGH_WATER) continue // drain resumes it from `next`
+      if (frame !== null && next === first) {
+        if (ws.send(frame, false) !== DROPPED) reader.positions.set(p, last + 1)
         continue
       }
       if (!refreshed) { this.endpoint.refresh(); refreshed = true }
@@ -93,18 +112,34 @@ export class EventStream {
     }
   }
 
+  /** Sends from the store, one frame per partition in turn, until the socket is full or every partition is caught up. */
   private push(ws: WebSocket<Reader>): void {
     const reader = ws.getUserData()
-    for (const [p, next] of reader.positions) {
-      let from = next
-      while (!reader.closed && ws.getBufferedAmount() < HIGH_WATER) {
-        const events = this.endpoint.read(p, from, BATCH)
-        if (events.length === 0) break
-        from = events[events.length - 1]!.sequenceNumber + 1
-        ws.send(JSON.stringify(events), false)
-      }
-      reader.positions.set(p, from)
+    const partitions = [...reader.positions.keys()]
+    let idle = 0
+    while (!reader.closed && idle < partitions.length && ws.getBufferedAmount() < STREAM_HIGH_WATER) {
+      const p = partitions[reader.turn % partitions.length]!
+      reader.turn++
+      const frame = this.readFrame(p, reader.positions.get(p)!)
+      if (!frame) { idle++; continue }
+      idle = 0
+      if (ws.send(frame.json, false) === DROPPED) return // not taken: resent from the same position on drain
+      reader.positions.set(p, frame.next)
     }
+  }
+
+  /** The next frame of partition `p` from `from`: bounded by count and body bytes, at least one event. */
+  private readFrame(p: number, from: number): { json: string; next: number } | undefined {
+    const stored = this.endpoint.readStored(p, from, FRAME_EVENTS)
+    if (stored.length === 0) return undefined
+    const events = []
+    let bytes = 0
+    for (const r of stored) {
+      if (events.length > 0 && bytes + r.event.b.length > STREAM_FRAME_BODY_BYTES) break
+      bytes += r.event.b.length
+      events.push(toEventJson(p, r.sequence, r.offset, r.event))
+    }
+    return { json: JSON.stringify(events), next: stored[events.length - 1]!.sequence + 1 }
   }
 
   closeAll(): void {

@@ -2,6 +2,11 @@
 // on the device's own events topic only, QoS 2 closes the connection, retain is not stored but
 // flagged, a will is sent as telemetry on an ungraceful close. `$iothub/...` topics (twins, method
 // answers) go to the edge; PUBACKs complete C2D deliveries.
+//
+// Every buffer of a connection has a bound: what it sends before it is authenticated, what it sends
+// while it should be waiting (messages awaiting commit, twin requests awaiting answers, packets
+// before CONNACK), and what the hub has written that it has not read. Past a soft bound the hub
+// stops reading it; past a hard one, or if it does not drain in time, the connection is closed.
 import mqttPacket from 'mqtt-packet'
 import { DeviceAuthError, type DeviceIdentity } from '../auth/authenticator.js'
 import { FrameError, type FrameHandler } from './framer.js'
@@ -13,8 +18,24 @@ import type { MqttEdge } from './mqtt-edge.js'
 export const MAX_PACKET_BYTES = 256 * 1024 + 65_535 + 16
 /** Pause reading past this many messages waiting for their commit. */
 const MAX_UNACKED = 2048
-/** Packets a client may send after CONNECT before it has its CONNACK. */
+/** Twin requests waiting for their answer before the hub stops reading the connection. */
+export const MAX_TWIN_IN_FLIGHT = 16
+/** Packets, and their bytes, a client may send after CONNECT before it has its CONNACK. */
 const MAX_EARLY_PACKETS = 1000
+export const MAX_EARLY_BYTES = 1024 * 1024
+/** A CONNECT up to this size is read freely; a larger one (a big will) needs the hub's pre-auth budget. */
+export const PREAUTH_FREE_BYTES = 16 * 1024
+/** Written but not yet read by the client: stop reading it above the first, close it above the second. */
+export const WRITE_HIGH_WATER_BYTES = 512 * 1024
+export const WRITE_LIMIT_BYTES = 4 * 1024 * 1024
+/** A client whose reading was stopped because it does not read has this long to catch up. */
+export const WRITE_DRAIN_TIMEOUT_MS = 30_000
+/**
+ * A WebSocket cannot be paused: a client may send this much while the hub waits for it to stop
+ * (its window is full, the hub is holding everyone); past it the connection is closed, the way
+ * Azure closes a device it throttles.
+ */
+export const UNPAUSABLE_SLACK_BYTES = 1024 * 1024
 
 type State = 'awaiting-connect' | 'authenticating' | 'connected' | 'closed'
 
@@ -31,32 +52,48 @@ export class DeviceConnection implements FrameHandler {
   shard = -1
   /** topic filters of this connection's session (resumed ones included) */
   readonly subscriptions = new Set<string>()
-  private paused = false
+  /** why the hub is not reading: each reason on its own, reading resumes when none is left */
+  private windowFull = false
   private held = false
+  private writeBlockedSince = 0
+  private twinsInFlight = 0
+  private draining = false
+  private reading = true
+  /** bytes a client that cannot be paused sent since the hub stopped reading it */
+  private unpausedBytes = 0
   /** packets that arrived between CONNECT and CONNACK, replayed once the session is open */
   private early: (() => void)[] = []
+  private earlyBytes = 0
+  /** SUBACK / UNSUBACK bodies waiting for the shard to commit the change, by packet id */
+  private readonly pendingAcks = new Map<number, Buffer>()
   readonly acceptedAt = Date.now()
-  private draining = false
   private sawFirstByte = false
+  /** the first bytes, until the CONNECT's remaining length is known */
+  private connectHeader: number[] | null = []
+  private preauthReserved = 0
   private eventsPrefix = ''
   private will: { payload: Buffer; bag: string; retain: boolean } | undefined
   private readonly framer: ReturnType<MqttEdge['createFramer']>
   private expiryTimer: NodeJS.Timeout | undefined
 
-  constructor(readonly id: number, readonly transport: MqttTransport, private readonly edge: MqttEdge) {
+  constructor(readonly id: number, readonly transport: MqttTransport, private readonly edge: MqttEdge,
+    /** releases this connection's place among its address's unauthenticated connections */
+    private admissionTicket?: () => void) {
     this.framer = edge.createFramer(MAX_PACKET_BYTES)
+    transport.onDrain(() => this.drained())
   }
 
   /** Bytes from the transport. Malformed input closes this connection only. */
   receive(chunk: Buffer): void {
     if (this.state === 'closed' || this.draining) return
     this.lastPacketAt = Date.now()
-    // the first packet must be CONNECT: anything else (an HTTP request, a probe) is dropped at once
-    // rather than waiting for a length that may never come
-    if (this.state === 'awaiting-connect' && !this.sawFirstByte && chunk.length > 0) {
-      this.sawFirstByte = true
-      if (chunk[0] !== 0x10) return this.close('first packet is not CONNECT')
+    if (!this.reading && !this.transport.pausable) {
+      this.unpausedBytes += chunk.length
+      if (this.unpausedBytes > UNPAUSABLE_SLACK_BYTES) {
+        return this.close('sent too much while the hub was holding it back', { bytes: this.unpausedBytes })
+      }
     }
+    if (this.state === 'awaiting-connect' && !this.admitConnect(chunk)) return
     try {
       this.framer.push(chunk, this)
     } catch (e) {
@@ -66,17 +103,52 @@ export class DeviceConnection implements FrameHandler {
     }
   }
 
+  /**
+   * Before authentication a client may make the hub hold only a small CONNECT; a larger one (a big
+   * will) is read only while the hub-wide budget for such packets allows it.
+   */
+  private admitConnect(chunk: Buffer): boolean {
+    // the first packet must be CONNECT: anything else (an HTTP request, a probe) is dropped at once
+    // rather than waiting for a length that may never come
+    if (!this.sawFirstByte && chunk.length > 0) {
+      this.sawFirstByte = true
+      if (chunk[0] !== 0x10) { this.close('first packet is not CONNECT'); return false }
+    }
+    const header = this.connectHeader
+    if (!header) return true
+    for (let i = 0; i < chunk.length && header.length < 5; i++) {
+      header.push(chunk[i]!)
+      if (header.length >= 2 && (chunk[i]! & 0x80) === 0) break
+    }
+    if (header.length < 2 || (header[header.length - 1]! & 0x80) !== 0) return true // length not complete yet (the framer rejects a fifth byte)
+    let remaining = 0
+    for (let i = header.length - 1; i >= 1; i--) remaining = remaining * 128 + (header[i]! & 0x7f)
+    this.connectHeader = null
+    if (remaining <= PREAUTH_FREE_BYTES || remaining > MAX_PACKET_BYTES) return true // the framer refuses the oversized
+    if (!this.edge.reservePreauth(remaining)) {
+      this.close('server busy: too many large CONNECT packets are being read', { bytes: remaining })
+      return false
+    }
+    this.preauthReserved = remaining
+    return true
+  }
+
+  private releasePreauth(): void {
+    if (this.preauthReserved > 0) this.edge.releasePreauth(this.preauthReserved)
+    this.preauthReserved = 0
+  }
+
   publish(topic: string, payload: Buffer, qos: number, packetId: number, retain: boolean): void {
     if (this.state === 'authenticating') {
       // MQTT lets a client send right after CONNECT; keep it until the session is open (the copy
       // because a framer may reuse the bytes of a packet that spanned reads)
       const copy = Buffer.from(payload)
-      return this.defer(() => this.publish(topic, copy, qos, packetId, retain))
+      return this.defer(() => this.publish(topic, copy, qos, packetId, retain), topic.length + copy.length)
     }
     if (this.state !== 'connected') return this.close('PUBLISH before CONNACK')
     if (qos === 2) return this.close('QoS 2 is not supported by IoT Hub')
     if (topic.startsWith('$iothub/')) {
-      if (qos === 1) this.transport.write(packets.pubacks([packetId]))
+      if (qos === 1) this.send(packets.pubacks([packetId]))
       return this.edge.iothubPublish(this, topic, payload)
     }
     if (!topic.startsWith(this.eventsPrefix) && topic !== this.eventsPrefix.slice(0, -1)) {
@@ -87,9 +159,9 @@ export class DeviceConnection implements FrameHandler {
   }
 
   private sendTelemetry(bag: string, payload: Buffer, packetId: number, extra: Record<string, string> | null): void {
-    if (packetId !== 0 && ++this.unacked > MAX_UNACKED && !this.paused) {
-      this.paused = true
-      this.transport.pause()
+    if (packetId !== 0 && ++this.unacked > MAX_UNACKED && !this.windowFull) {
+      this.windowFull = true
+      this.updateReading()
     }
     this.edge.telemetry(this, packetId, bag, payload, extra)
   }
@@ -97,18 +169,65 @@ export class DeviceConnection implements FrameHandler {
   /** Called by the edge when the shard committed messages of this connection. */
   acked(count: number): void {
     this.unacked -= count
-    if (this.paused && this.unacked <= MAX_UNACKED / 2) {
-      this.paused = false
-      if (!this.held) this.transport.resume()
+    if (this.windowFull && this.unacked <= MAX_UNACKED / 2) {
+      this.windowFull = false
+      this.updateReading()
     }
   }
 
   /** The edge's hub-wide backpressure: hold reading while the shards catch up. */
   hold(on: boolean): void {
-    if (this.held === on || this.draining) return
+    if (this.held === on) return
     this.held = on
-    if (on) this.transport.pause()
-    else if (!this.paused) this.transport.resume()
+    this.updateReading()
+  }
+
+  /** A twin request went to the shard; past MAX_TWIN_IN_FLIGHT unanswered ones the hub stops reading. */
+  twinRequested(): void {
+    if (++this.twinsInFlight === MAX_TWIN_IN_FLIGHT) this.updateReading()
+  }
+
+  twinAnswered(): void {
+    if (this.twinsInFlight === 0) return
+    if (this.twinsInFlight-- === MAX_TWIN_IN_FLIGHT) this.updateReading()
+  }
+
+  private updateReading(): void {
+    const stop = this.windowFull || this.held || this.writeBlockedSince > 0 || this.twinsInFlight >= MAX_TWIN_IN_FLIGHT || this.draining
+    if (stop === !this.reading || this.state === 'closed') return
+    this.reading = !stop
+    if (stop) {
+      this.unpausedBytes = 0
+      this.transport.pause()
+    } else {
+      this.transport.resume()
+    }
+  }
+
+  /**
+   * Every write to the client goes through here. Past the high-water mark the hub stops reading
+   * the client until it has read what it was sent; past the limit the connection is closed.
+   */
+  send(bytes: Buffer): void {
+    if (this.state === 'closed') return
+    this.transport.write(bytes)
+    const buffered = this.transport.bufferedBytes
+    if (buffered > WRITE_LIMIT_BYTES) return this.close('the client does not read what the hub sends', { bufferedBytes: buffered })
+    if (buffered > WRITE_HIGH_WATER_BYTES && this.writeBlockedSince === 0) {
+      this.writeBlockedSince = Date.now()
+      this.updateReading()
+    }
+  }
+
+  private drained(): void {
+    if (this.writeBlockedSince === 0 || this.transport.bufferedBytes > WRITE_HIGH_WATER_BYTES / 2) return
+    this.writeBlockedSince = 0
+    this.updateReading()
+  }
+
+  /** For the edge's sweep: a client that stopped reading what it is sent does not hold its buffer for ever. */
+  get writeBlockedFor(): number {
+    return this.writeBlockedSince === 0 ? 0 : Date.now() - this.writeBlockedSince
   }
 
   other(type: number, packet: Buffer): void {
@@ -122,13 +241,13 @@ export class DeviceConnection implements FrameHandler {
     if (error || !decoded) throw new FrameError(error?.message ?? `undecodable packet of type ${type}`)
     if (this.state === 'authenticating' && decoded.cmd !== 'connect') {
       const copy = Buffer.from(packet)
-      return this.defer(() => this.other(type, copy))
+      return this.defer(() => this.other(type, copy), copy.length)
     }
     switch (decoded.cmd) {
       case 'connect': return this.onConnect(decoded)
       case 'subscribe': return this.onSubscribe(decoded)
       case 'unsubscribe': return this.onUnsubscribe(decoded)
-      case 'pingreq': if (this.state === 'connected') this.transport.write(packets.PINGRESP); return
+      case 'pingreq': if (this.state === 'connected') this.send(packets.PINGRESP); return
       case 'disconnect':
         this.will = undefined
         return this.close('client disconnected', undefined, true)
@@ -144,6 +263,7 @@ export class DeviceConnection implements FrameHandler {
   private onConnect(p: mqttPacket.IConnectPacket): void {
     if (this.state !== 'awaiting-connect') return this.close('second CONNECT on one connection')
     this.state = 'authenticating'
+    this.releasePreauth()
     if (p.protocolVersion !== 4) return this.refuse(packets.CONNACK_UNACCEPTABLE_PROTOCOL, 'only MQTT 3.1.1 is supported')
     const clientId = p.clientId ?? ''
     const [deviceId, moduleId] = clientId.split('/')
@@ -166,6 +286,9 @@ export class DeviceConnection implements FrameHandler {
       }
       this.will = { payload: Buffer.from(p.will.payload ?? ''), bag: p.will.topic.slice(eventsPrefix.length), retain: p.will.retain === true }
     }
+    // authenticated: no longer one of its address's unauthenticated connections
+    this.admissionTicket?.()
+    this.admissionTicket = undefined
     this.identity = identity
     this.clientId = clientId
     this.deviceId = deviceId
@@ -179,27 +302,31 @@ export class DeviceConnection implements FrameHandler {
     this.edge.openSession(this)
   }
 
-  /** The shard answered the session open: the connection is live. */
-  sessionOpened(sessionPresent: boolean, filters: string[]): void {
+  /** The shard answered the session open: the connection is live (or the session could not be stored). */
+  sessionOpened(sessionPresent: boolean, filters: string[], errorCode = 0): void {
     if (this.state !== 'authenticating') return
+    if (errorCode !== 0) return this.refuse(packets.CONNACK_SERVER_UNAVAILABLE, 'the session could not be stored', { errorCode })
     this.state = 'connected'
     for (const f of filters) this.subscriptions.add(f)
-    this.transport.write(packets.connack(packets.CONNACK_ACCEPTED, sessionPresent))
+    this.send(packets.connack(packets.CONNACK_ACCEPTED, sessionPresent))
     const early = this.early
     this.early = []
+    this.earlyBytes = 0
     for (const replay of early) if (this.state === 'connected') replay()
   }
 
-  private defer(replay: () => void): void {
+  private defer(replay: () => void, bytes: number): void {
+    this.earlyBytes += bytes
     if (this.early.length >= MAX_EARLY_PACKETS) return this.close(`more than ${MAX_EARLY_PACKETS} packets before CONNACK`)
+    if (this.earlyBytes > MAX_EARLY_BYTES) return this.close(`more than ${MAX_EARLY_BYTES} bytes before CONNACK`)
     this.early.push(replay)
   }
 
   /** Whether the hub stopped reading this connection (its silence is then not the client's). */
-  get readingPaused(): boolean { return this.paused || this.held || this.draining }
+  get readingPaused(): boolean { return !this.reading }
 
   private refuse(code: number, reason: string, fields?: Record<string, unknown>): void {
-    this.transport.write(packets.connack(code, false))
+    this.send(packets.connack(code, false))
     this.close(`connection refused: ${reason}`, { connackCode: code, ...fields })
   }
 
@@ -217,22 +344,31 @@ export class DeviceConnection implements FrameHandler {
       }
     }
     for (const [f] of accepted) this.subscriptions.add(f)
-    if (accepted.length > 0) this.edge.subscribe(this, accepted)
-    this.transport.write(packets.suback(p.messageId!, granted))
+    // the SUBACK promises the subscription survives a crash: it leaves once the shard has stored it
+    this.pendingAcks.set(p.messageId!, packets.suback(p.messageId!, granted))
+    this.edge.subscribe(this, accepted, p.messageId!)
   }
 
   private onUnsubscribe(p: mqttPacket.IUnsubscribePacket): void {
     if (this.state !== 'connected') return this.close('UNSUBSCRIBE before CONNACK')
     for (const f of p.unsubscriptions) this.subscriptions.delete(f)
-    this.edge.unsubscribe(this, p.unsubscriptions)
-    this.transport.write(packets.unsuback(p.messageId!))
+    this.pendingAcks.set(p.messageId!, packets.unsuback(p.messageId!))
+    this.edge.unsubscribe(this, p.unsubscriptions, p.messageId!)
+  }
+
+  /** The shard stored (or failed to store) the subscription change of this packet id. */
+  subscriptionStored(packetId: number, errorCode: number): void {
+    const ack = this.pendingAcks.get(packetId)
+    if (!ack) return
+    this.pendingAcks.delete(packetId)
+    if (errorCode !== 0) return this.close('the subscription could not be stored', { errorCode })
+    this.send(ack)
   }
 
   /** Shutdown: what arrives from now on is ignored, so it is never acknowledged. */
   stopReading(): void {
-    this.transport.pause()
-    this.paused = true
     this.draining = true
+    this.updateReading()
   }
 
   /** Ends the connection; a will is sent unless the client said DISCONNECT. */
@@ -241,6 +377,11 @@ export class DeviceConnection implements FrameHandler {
     const wasConnected = this.state === 'connected'
     this.state = 'closed'
     clearTimeout(this.expiryTimer)
+    this.releasePreauth()
+    this.admissionTicket?.()
+    this.admissionTicket = undefined
+    this.early = []
+    this.pendingAcks.clear()
     if (wasConnected && this.will && !graceful) {
       this.edge.telemetry(this, 0, this.will.bag, this.will.payload, { 'iothub-MessageType': 'Will', ...(this.will.retain ? { 'mqtt-retain': 'true' } : {}) })
     }

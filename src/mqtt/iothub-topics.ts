@@ -47,8 +47,10 @@ export function parseIotHubTopic(topic: string): IotHubRequest | undefined {
   return undefined
 }
 
+export const TWIN_RESPONSE_PREFIX = '$iothub/twin/res/'
+
 export function twinResponseTopic(status: number, rid: string, version?: number): string {
-  return `$iothub/twin/res/${status}/?$rid=${encodeURIComponent(rid)}${version === undefined ? '' : `&$version=${version}`}`
+  return `${TWIN_RESPONSE_PREFIX}${status}/?$rid=${encodeURIComponent(rid)}${version === undefined ? '' : `&$version=${version}`}`
 }
 
 export function desiredPatchTopic(version: number): string {

@@ -3,16 +3,24 @@
 import net from 'node:net'
 import tls from 'node:tls'
 import type { TemplatedApp, WebSocket } from 'uWebSockets.js'
-import { MAX_PACKET_BYTES, type DeviceConnection } from './device-connection.js'
+import { MAX_PACKET_BYTES, WRITE_LIMIT_BYTES, type DeviceConnection } from './device-connection.js'
 import type { MqttEdge } from './mqtt-edge.js'
 import { socketTransport, type MqttTransport } from './transport.js'
 
 /** Connection storms: Node's default backlog of 511 resets connections under load. */
 const BACKLOG = 4096
+/** A TLS client that has not finished its handshake by then is dropped (Node's default is 120 s). */
+export const TLS_HANDSHAKE_TIMEOUT_MS = 10_000
+/** uWS send results */
+const DROPPED = 2
 
 function attach(socket: net.Socket, kind: 'tls' | 'tcp', edge: MqttEdge): void {
+  // a TLS socket's raw socket was admitted as it was accepted, before its handshake
+  if (kind === 'tcp') edge.admission.admitRaw(socket)
+  if (socket.destroyed) return
   socket.setNoDelay(true)
   const conn = edge.accept(socketTransport(socket, kind))
+  if (!conn) { socket.destroy(); return }
   socket.on('data', (chunk: Buffer) => conn.receive(chunk))
   socket.on('error', () => {}) // 'close' follows and does the work
   socket.on('close', () => conn.lost())
@@ -29,9 +37,12 @@ export function listen(server: net.Server, port: number, host: string): Promise<
   })
 }
 
-export function createTlsListener(edge: MqttEdge, key: string, cert: string): tls.Server {
-  const server = tls.createServer({ key, cert, minVersion: 'TLSv1.2' }, (socket) => attach(socket, 'tls', edge))
-  server.on('tlsClientError', () => {}) // a failed handshake concerns only that client
+export function createTlsListener(edge: MqttEdge, key: string, cert: string, handshakeTimeoutMs = TLS_HANDSHAKE_TIMEOUT_MS): tls.Server {
+  const server = tls.createServer({ key, cert, minVersion: 'TLSv1.2', handshakeTimeout: handshakeTimeoutMs }, (socket) => attach(socket, 'tls', edge))
+  // with a listener here Node leaves the socket open: a failed or timed-out handshake must end it
+  server.on('tlsClientError', (_e, socket) => socket.destroy())
+  // a source address may hold only so many connections that have not authenticated yet
+  server.on('connection', (raw: net.Socket) => edge.admission.admitRaw(raw))
   return server
 }
 
@@ -39,27 +50,33 @@ export function createTcpListener(edge: MqttEdge): net.Server {
   return net.createServer((socket) => attach(socket, 'tcp', edge))
 }
 
-interface WsMqtt { conn?: DeviceConnection; closed: boolean }
+interface WsMqtt { conn?: DeviceConnection; closed: boolean; drained?: () => void }
 
 function wsTransport(ws: WebSocket<WsMqtt>, remoteAddress: string): MqttTransport {
   const data = ws.getUserData()
+  const end = () => { if (!data.closed) { data.closed = true; ws.end(1000) } }
   return {
     kind: 'wss',
     remoteAddress,
-    write: (b) => { if (!data.closed) ws.send(b, true) },
+    pausable: false,
+    get bufferedBytes() { return data.closed ? 0 : ws.getBufferedAmount() },
+    // a send uWS did not take would leave a hole in the MQTT byte stream: the connection ends
+    write: (b) => { if (!data.closed && ws.send(b, true) === DROPPED) end() },
     // uWS corks inside its own callbacks; acks are already one buffer per connection
     cork: () => {},
     uncork: () => {},
     pause: () => {},
     resume: () => {},
-    end: () => { if (!data.closed) { data.closed = true; ws.end(1000) } },
+    onDrain: (listener) => { data.drained = listener },
+    end,
   }
 }
 
 export function mountMqttOverWebSocket(app: TemplatedApp, edge: MqttEdge): void {
   app.ws<WsMqtt>('/$iothub/websocket', {
     maxPayloadLength: MAX_PACKET_BYTES + 1024,
-    maxBackpressure: 8 * 1024 * 1024,
+    // the connection closes itself past WRITE_LIMIT_BYTES; uWS must never drop a send below that
+    maxBackpressure: WRITE_LIMIT_BYTES + MAX_PACKET_BYTES,
     idleTimeout: 0, // MQTT keep-alive governs idleness
     upgrade: (res, req, context) => {
       const protocols = req.getHeader('sec-websocket-protocol').split(',').map((p) => p.trim())
@@ -72,11 +89,13 @@ export function mountMqttOverWebSocket(app: TemplatedApp, edge: MqttEdge): void 
     open: (ws) => {
       const data = ws.getUserData()
       data.conn = edge.accept(wsTransport(ws, Buffer.from(ws.getRemoteAddressAsText()).toString()))
+      if (!data.conn) { data.closed = true; ws.end(1013, 'too many connections from this address') }
     },
     message: (ws, message) => {
       // the ArrayBuffer is only valid during this callback: copy it
       ws.getUserData().conn?.receive(Buffer.from(new Uint8Array(message)))
     },
+    drain: (ws) => ws.getUserData().drained?.(),
     close: (ws) => {
       const data = ws.getUserData()
       data.closed = true

@@ -9,10 +9,11 @@ import type { ShardPool } from '../shard-pool.js'
 import {
   OP_CONNECTION_CLOSED, OP_PUBACK, OP_SESSION_END, OP_SESSION_OPEN, OP_SUBSCRIBE, OP_TELEMETRY, OP_TWIN_DEVICE, OP_UNSUBSCRIBE,
 } from '../shard-protocol.js'
-import { DeviceConnection } from './device-connection.js'
+import { DeviceConnection, WRITE_DRAIN_TIMEOUT_MS } from './device-connection.js'
+import { Admission } from './admission.js'
 import { MqttFramer } from './framer.js'
 import { WasmMqttFramer } from '../wasm/wasm-framer.js'
-import { METHODS_FILTER, parseIotHubTopic } from './iothub-topics.js'
+import { METHODS_FILTER, parseIotHubTopic, TWIN_RESPONSE_PREFIX } from './iothub-topics.js'
 import { MethodCalls } from './method-calls.js'
 import { publish as publishPacket, pubacks } from './packets.js'
 import type { MqttTransport } from './transport.js'
@@ -30,6 +31,8 @@ const TELEMETRY_LOW_WATER = 10_000
 
 /** A client that has not sent CONNECT by then is dropped. */
 const CONNECT_TIMEOUT_MS = 30_000
+/** What all unauthenticated connections together may hold of CONNECT packets larger than the free size. */
+export const PREAUTH_BUDGET_BYTES = 64 * 1024 * 1024
 
 export class MqttEdge implements PresenceView {
   private nextConnId = 1
@@ -42,7 +45,9 @@ export class MqttEdge implements PresenceView {
   private readonly lastActivity = new Map<string, number>()
   private readonly c2dCounts = new Map<string, number>()
   private readonly sweepTimer: NodeJS.Timeout
+  private preauthBytes = 0
   readonly methods: MethodCalls
+  readonly admission = new Admission()
 
   constructor(readonly authenticator: Authenticator, private readonly shards: ShardPool, private readonly log: Logger,
     private readonly framer: 'wasm' | 'js' = 'wasm', private readonly activity?: ActivityLog) {
@@ -52,7 +57,7 @@ export class MqttEdge implements PresenceView {
     this.methods = new MethodCalls((deviceId) => {
       const conn = this.byClientId.get(deviceId)
       if (conn?.state !== 'connected' || !conn.subscriptions.has(METHODS_FILTER)) return undefined
-      return { id: conn.id, deviceId, write: (b) => conn.transport.write(b) }
+      return { id: conn.id, deviceId, write: (b) => conn.send(b) }
     }, (topic, payload) => publishPacket(topic, payload, 0, 0, false))
   }
 
@@ -65,11 +70,26 @@ export class MqttEdge implements PresenceView {
     return this.framer === 'wasm' ? new WasmMqttFramer(maxPacketBytes) : new MqttFramer(maxPacketBytes)
   }
 
-  accept(transport: MqttTransport): DeviceConnection {
-    const conn = new DeviceConnection(this.nextConnId++, transport, this)
+  /** A new connection, or undefined when its address already has too many unauthenticated ones. */
+  accept(transport: MqttTransport): DeviceConnection | undefined {
+    // TLS and TCP sockets were admitted as they were accepted; a WebSocket is admitted here
+    const ticket = transport.kind === 'wss' ? this.admission.enter(transport.remoteAddress) : this.admission.ticketOf(transport.remoteAddress, transport.remotePort)
+    if (!ticket && transport.kind === 'wss') return undefined
+    const conn = new DeviceConnection(this.nextConnId++, transport, this, ticket)
     this.byId.set(conn.id, conn)
     if (this.holding) conn.hold(true)
     return conn
+  }
+
+  /** A CONNECT larger than the free size takes its bytes from the hub-wide budget, or is refused. */
+  reservePreauth(bytes: number): boolean {
+    if (this.preauthBytes + bytes > PREAUTH_BUDGET_BYTES) return false
+    this.preauthBytes += bytes
+    return true
+  }
+
+  releasePreauth(bytes: number): void {
+    this.preauthBytes -= bytes
   }
 
   /** The shard knows the connection's device from the session open, so only the message crosses. */
@@ -99,10 +119,11 @@ export class MqttEdge implements PresenceView {
     this.shards.send(conn.shard, [OP_SESSION_OPEN, conn.id, conn.clientId, conn.clean, d.deviceId, d.generationId, conn.identity!.authMethod])
   }
 
-  sessionOpened(connId: number, sessionPresent: boolean, filters: string[] = []): void {
+  sessionOpened(connId: number, sessionPresent: boolean, filters: string[] = [], errorCode = 0): void {
     const conn = this.byId.get(connId)
     if (!conn) return
-    conn.sessionOpened(sessionPresent, filters)
+    conn.sessionOpened(sessionPresent, filters, errorCode)
+    if (errorCode !== 0) return
     const now = new Date().toISOString()
     this.connectedAt.set(conn.deviceId, now)
     this.stateChangedAt.set(conn.deviceId, now)
@@ -121,7 +142,7 @@ export class MqttEdge implements PresenceView {
     }
     for (const [conn, ids] of byConn) {
       conn.acked(ids.length)
-      if (conn.state !== 'closed') conn.transport.write(pubacks(ids))
+      conn.send(pubacks(ids))
     }
   }
 
@@ -133,7 +154,8 @@ export class MqttEdge implements PresenceView {
   publishFromShard(connId: number, topic: string, payload: Uint8Array, qos: number, packetId: number, dup: boolean): void {
     const conn = this.byId.get(connId)
     if (conn?.state !== 'connected') return // the shard learns of the close through OP_CONNECTION_CLOSED and unlocks
-    conn.transport.write(publishPacket(topic, payload, qos, packetId, dup))
+    if (topic.startsWith(TWIN_RESPONSE_PREFIX)) conn.twinAnswered()
+    conn.send(publishPacket(topic, payload, qos, packetId, dup))
   }
 
   /** A device's PUBLISH on `$iothub/...`: twin requests go to its shard, method answers to the caller. */
@@ -146,6 +168,7 @@ export class MqttEdge implements PresenceView {
       }
       return
     }
+    conn.twinRequested()
     this.shards.send(conn.shard, [OP_TWIN_DEVICE, conn.id, req.kind === 'twin-get' ? 'get' : 'patch', req.rid, payload])
   }
 
@@ -166,13 +189,18 @@ export class MqttEdge implements PresenceView {
       || filter === '$iothub/twin/PATCH/properties/desired/#' || filter === '$iothub/methods/POST/#'
   }
 
-  subscribe(conn: DeviceConnection, filters: [string, number][]): void {
+  /** The shard stores the change and answers OP_SUBSCRIBED; only then does the SUBACK leave. */
+  subscribe(conn: DeviceConnection, filters: [string, number][], packetId: number): void {
     this.log.debug('subscribed', { deviceId: conn.deviceId, filters: filters.map((f) => f[0]) })
-    this.shards.send(conn.shard, [OP_SUBSCRIBE, conn.clientId, filters])
+    this.shards.send(conn.shard, [OP_SUBSCRIBE, conn.id, conn.clientId, filters, packetId])
   }
 
-  unsubscribe(conn: DeviceConnection, filters: string[]): void {
-    this.shards.send(conn.shard, [OP_UNSUBSCRIBE, conn.clientId, filters])
+  unsubscribe(conn: DeviceConnection, filters: string[], packetId: number): void {
+    this.shards.send(conn.shard, [OP_UNSUBSCRIBE, conn.id, conn.clientId, filters, packetId])
+  }
+
+  subscriptionStored(connId: number, packetId: number, errorCode: number): void {
+    this.byId.get(connId)?.subscriptionStored(packetId, errorCode)
   }
 
   closed(conn: DeviceConnection, reason: string, fields: Record<string, unknown> | undefined, wasConnected: boolean): void {
@@ -235,6 +263,7 @@ export class MqttEdge implements PresenceView {
         if (conn.readingPaused) conn.lastPacketAt = now
         else conn.close('keep-alive expired')
       }
+      if (conn.writeBlockedFor > WRITE_DRAIN_TIMEOUT_MS) conn.close('the client did not read what the hub sent in time')
     }
   }
 

@@ -1,34 +1,48 @@
 // The byte pipe under an MQTT connection: a TLS or TCP socket, or a WebSocket. The protocol code
-// does not care which.
+// does not care which, except that a WebSocket cannot stop reading (uWebSockets.js has no pause
+// for one), so the connection bounds what such a client sends while it should be waiting.
 import type { Socket } from 'node:net'
 
 export interface MqttTransport {
   readonly kind: 'tls' | 'tcp' | 'wss'
   readonly remoteAddress: string
+  readonly remotePort?: number
+  /** Whether pause() really stops reading. */
+  readonly pausable: boolean
+  /** Bytes written and not yet taken by the network. */
+  readonly bufferedBytes: number
   write(bytes: Buffer): void
   cork(): void
   uncork(): void
-  /** Stop / restart reading (flow control while too many messages wait for their commit). */
+  /** Stop / restart reading (flow control). */
   pause(): void
   resume(): void
+  /** `listener` runs whenever what was buffered for writing has gone out (or mostly). */
+  onDrain(listener: () => void): void
   /** Close after what was written has gone out. */
   end(): void
 }
+
+/** A peer that does not read what the hub sends cannot hold a closing socket open longer than this. */
+const END_GRACE_MS = 2000
 
 export function socketTransport(socket: Socket, kind: 'tls' | 'tcp'): MqttTransport {
   return {
     kind,
     remoteAddress: socket.remoteAddress ?? '',
+    remotePort: socket.remotePort,
+    pausable: true,
+    get bufferedBytes() { return socket.writableLength },
     write: (b) => { if (!socket.destroyed) socket.write(b) },
     cork: () => socket.cork(),
     uncork: () => socket.uncork(),
     pause: () => socket.pause(),
     resume: () => socket.resume(),
+    onDrain: (listener) => { socket.on('drain', listener) },
     end: () => {
       if (socket.destroyed) return
       socket.end()
-      // a peer that never reads must not hold the socket open
-      setTimeout(() => socket.destroy(), 2000).unref()
+      setTimeout(() => socket.destroy(), END_GRACE_MS).unref()
     },
   }
 }

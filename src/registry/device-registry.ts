@@ -1,10 +1,12 @@
 // The identity registry: device records in LMDB with an in-memory copy for lookups on the connect
-// path. Writes update memory first (so etag checks see the latest version) and resolve once LMDB
-// has committed.
+// path. A change is committed before memory shows it (a device that was never stored can never
+// connect); changes to one device run one after another, so each checks its etag against the
+// latest committed version.
 import { randomBytes } from 'node:crypto'
 import type { Database } from 'lmdb'
 import { HubError } from '../rest/hub-error.js'
 import { generateKey } from '../auth/policies.js'
+import type { WriteHealth } from '../store/write-health.js'
 
 export type AuthType = 'sas' | 'selfSigned' | 'certificateAuthority' | 'none'
 
@@ -79,8 +81,10 @@ export class DeviceRegistry {
   private readonly devices = new Map<string, DeviceRecord>()
   private etagCounter = Date.now() * 1000
   private listeners: ((e: RegistryEvent) => void)[] = []
+  /** the change of each device in progress: the next waits for it */
+  private readonly changing = new Map<string, Promise<unknown>>()
 
-  constructor(private readonly db: Database, private readonly presence: PresenceView) {
+  constructor(private readonly db: Database, private readonly presence: PresenceView, private readonly health?: WriteHealth) {
     for (const { value } of db.getRange()) {
       const d = value as DeviceRecord
       this.devices.set(d.deviceId, d)
@@ -95,6 +99,27 @@ export class DeviceRegistry {
 
   private nextEtag(): string { return Buffer.from(String(++this.etagCounter)).toString('base64') }
 
+  /** Runs `change` after any earlier change of the same device has settled. */
+  private async serialized<T>(deviceId: string, change: () => Promise<T>): Promise<T> {
+    const run = (this.changing.get(deviceId) ?? Promise.resolve()).catch(() => {}).then(change)
+    this.changing.set(deviceId, run)
+    try {
+      return await run
+    } finally {
+      if (this.changing.get(deviceId) === run) this.changing.delete(deviceId)
+    }
+  }
+
+  private async write(op: () => Promise<unknown>): Promise<void> {
+    this.health?.check()
+    try {
+      await op()
+    } catch (e) {
+      this.health?.failed(e)
+      throw this.health?.error() ?? e
+    }
+  }
+
   /** PUT /devices/{id}: create without If-Match, update with it. */
   async put(deviceId: string, body: unknown, ifMatch: string | undefined): Promise<DeviceRecord> {
     checkDeviceId(deviceId)
@@ -104,6 +129,10 @@ export class DeviceRegistry {
     const status = b.status ?? 'enabled'
     if (status !== 'enabled' && status !== 'disabled') throw new HubError(400004, 'status must be "enabled" or "disabled"')
     if (b.statusReason !== undefined && b.statusReason !== null && (typeof b.statusReason !== 'string' || b.statusReason.length > 128)) throw new HubError(400004, 'statusReason must be a string of at most 128 characters')
+    return this.serialized(deviceId, () => this.putNow(deviceId, b, status, ifMatch))
+  }
+
+  private async putNow(deviceId: string, b: Record<string, unknown>, status: 'enabled' | 'disabled', ifMatch: string | undefined): Promise<DeviceRecord> {
     const existing = this.devices.get(deviceId)
     if (ifMatch === undefined) {
       if (existing) throw new HubError(409001, `A device with ID '${deviceId}' is already registered.`)
@@ -124,19 +153,21 @@ export class DeviceRegistry {
       capabilities: { iotEdge: Boolean((b.capabilities as { iotEdge?: unknown } | undefined)?.iotEdge) },
       ...(typeof b.deviceScope === 'string' ? { deviceScope: b.deviceScope } : {}),
     }
+    await this.write(() => this.db.put(deviceId, record))
     this.devices.set(deviceId, record)
-    await this.db.put(deviceId, record)
     for (const l of this.listeners) l({ kind: 'updated', device: record })
     return record
   }
 
-  async delete(deviceId: string, ifMatch: string | undefined): Promise<void> {
-    const existing = this.devices.get(deviceId)
-    if (!existing) throw new HubError(404001, `Device ${deviceId} not registered`)
-    if (ifMatch !== undefined) checkEtag(ifMatch, existing.etag)
-    this.devices.delete(deviceId)
-    await this.db.remove(deviceId)
-    for (const l of this.listeners) l({ kind: 'deleted', device: existing })
+  delete(deviceId: string, ifMatch: string | undefined): Promise<void> {
+    return this.serialized(deviceId, async () => {
+      const existing = this.devices.get(deviceId)
+      if (!existing) throw new HubError(404001, `Device ${deviceId} not registered`)
+      if (ifMatch !== undefined) checkEtag(ifMatch, existing.etag)
+      await this.write(() => this.db.remove(deviceId))
+      this.devices.delete(deviceId)
+      for (const l of this.listeners) l({ kind: 'deleted', device: existing })
+    })
   }
 
   list(top = 1000): DeviceRecord[] {

@@ -76,8 +76,8 @@ export function c2dRoutes(registry: DeviceRegistry, shards: ShardPool, feedback:
     },
     {
       method: 'get', pattern: /^\/messages\/servicebound\/feedback\/?$/i, right: 'ServiceConnect',
-      handle() {
-        const m = feedback.receive()
+      async handle() {
+        const m = await feedback.receive()
         if (!m) return { status: 204 }
         return {
           status: 200, body: m.records,
@@ -90,8 +90,8 @@ export function c2dRoutes(registry: DeviceRegistry, shards: ShardPool, feedback:
     },
     {
       method: 'delete', pattern: /^\/messages\/servicebound\/feedback\/([^/]+)\/?$/i, right: 'ServiceConnect',
-      handle(req) {
-        feedback.complete(req.params[0]!)
+      async handle(req) {
+        await feedback.complete(req.params[0]!)
         return { status: 204 }
       },
     },

@@ -1,0 +1,169 @@
+// Issue 10 items 6, 7, 10 and 11: every buffer of an MQTT connection has a bound. The edge and a
+// connection on a fake transport, so each bound is hit exactly: what the hub wrote and the client
+// has not read, twin requests awaiting answers, packets before CONNACK, the CONNECT of an
+// unauthenticated client, and what a WebSocket client (which cannot be paused) sends while held.
+import { afterEach, describe, expect, it, vi } from 'vitest'
+import mqttPacket from 'mqtt-packet'
+import { MqttEdge, PREAUTH_BUDGET_BYTES } from '../src/mqtt/mqtt-edge.js'
+import {
+  MAX_EARLY_BYTES, MAX_TWIN_IN_FLIGHT, PREAUTH_FREE_BYTES, UNPAUSABLE_SLACK_BYTES, WRITE_DRAIN_TIMEOUT_MS, WRITE_HIGH_WATER_BYTES, WRITE_LIMIT_BYTES,
+  type DeviceConnection,
+} from '../src/mqtt/device-connection.js'
+import { MAX_PENDING_PER_ADDRESS } from '../src/mqtt/admission.js'
+import { remainingLength } from '../src/mqtt/packets.js'
+import type { ShardPool } from '../src/shard-pool.js'
+import type { Authenticator } from '../src/auth/authenticator.js'
+import { createLogger } from '../src/log.js'
+import { fakeTransport, type FakeTransport } from './helpers/fake-transport.js'
+
+afterEach(() => { vi.useRealTimers() })
+
+function setup() {
+  const sent: unknown[][] = []
+  const shards = { send: (_s: number, op: unknown[]) => { sent.push(op) }, shardFor: () => 0 } as unknown as ShardPool
+  const auth = { authenticateDevice: () => ({ device: { deviceId: 'dev', generationId: 'g' }, authMethod: 'sas', expiry: Date.now() / 1000 + 3600 }) } as unknown as Authenticator
+  const edge = new MqttEdge(auth, shards, createLogger('silent'))
+  return { edge, sent }
+}
+
+/** A connection past CONNACK, as the shard's session open leaves it. */
+function connected(edge: MqttEdge, kind: 'tcp' | 'wss' = 'tcp'): { conn: DeviceConnection; t: FakeTransport } {
+  const t = fakeTransport(kind)
+  const conn = edge.accept(t)!
+  conn.receive(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: 'dev', clean: true, keepalive: 60,
+    username: 'localhost/dev/?api-version=2021-04-12', password: Buffer.from('token') } as mqttPacket.IConnectPacket))
+  edge.sessionOpened(conn.id, false, [])
+  expect(conn.state).toBe('connected')
+  return { conn, t }
+}
+
+const publishPacket = (topic: string, bytes: number, qos: 0 | 1 = 0, messageId?: number) =>
+  mqttPacket.generate({ cmd: 'publish', topic, payload: Buffer.alloc(bytes), qos, retain: false, dup: false, messageId } as mqttPacket.IPublishPacket)
+
+describe('what the hub writes and the client does not read', () => {
+  it('stops reading the client above the high-water mark and resumes once it drained', () => {
+    const { edge } = setup()
+    const { conn, t } = connected(edge)
+    t.buffered = WRITE_HIGH_WATER_BYTES + 1
+    conn.send(Buffer.alloc(10))
+    expect(t.paused).toBe(true)
+    t.buffered = WRITE_HIGH_WATER_BYTES // drained only a little: still above half
+    t.drain()
+    expect(t.paused).toBe(true)
+    t.buffered = 0
+    t.drain()
+    expect(t.paused).toBe(false)
+    expect(conn.state).toBe('connected')
+    edge.closeAll('test over')
+  })
+
+  it('closes the connection past the write limit', () => {
+    const { edge } = setup()
+    const { conn, t } = connected(edge)
+    t.buffered = WRITE_LIMIT_BYTES + 1
+    conn.send(Buffer.alloc(10))
+    expect(conn.state).toBe('closed')
+    expect(t.ended).toBe(true)
+    edge.closeAll('test over')
+  })
+
+  it(`closes a client that has not drained ${WRITE_DRAIN_TIMEOUT_MS / 1000} s after the hub stopped reading it`, () => {
+    vi.useFakeTimers()
+    const { edge } = setup()
+    const { conn, t } = connected(edge)
+    t.buffered = WRITE_HIGH_WATER_BYTES + 1
+    conn.send(Buffer.alloc(10))
+    vi.advanceTimersByTime(WRITE_DRAIN_TIMEOUT_MS - 1000)
+    expect(conn.state).toBe('connected')
+    vi.advanceTimersByTime(2000)
+    expect(conn.state).toBe('closed')
+    edge.closeAll('test over')
+  })
+
+  it(`stops reading while ${MAX_TWIN_IN_FLIGHT} twin requests wait for their answer`, () => {
+    const { edge, sent } = setup()
+    const { conn, t } = connected(edge)
+    for (let i = 0; i < MAX_TWIN_IN_FLIGHT - 1; i++) conn.receive(publishPacket(`$iothub/twin/GET/?$rid=${i}`, 0))
+    expect(t.paused).toBe(false)
+    conn.receive(publishPacket('$iothub/twin/GET/?$rid=last', 0))
+    expect(t.paused).toBe(true)
+    expect(sent.filter((op) => op[0] === 9)).toHaveLength(MAX_TWIN_IN_FLIGHT)
+    edge.publishFromShard(conn.id, '$iothub/twin/res/200/?$rid=0', Buffer.from('{}'), 0, 0, false)
+    expect(t.paused).toBe(false)
+    edge.closeAll('test over')
+  })
+})
+
+describe('a WebSocket client, which cannot be paused', () => {
+  it(`is closed when it sends more than ${UNPAUSABLE_SLACK_BYTES} bytes while the hub holds it`, () => {
+    const { edge } = setup()
+    const { conn, t } = connected(edge, 'wss')
+    conn.hold(true)
+    const chunk = publishPacket('devices/dev/messages/events/', 64 * 1024)
+    let sent = 0
+    while (conn.state === 'connected' && sent <= UNPAUSABLE_SLACK_BYTES + chunk.length) {
+      conn.receive(chunk)
+      sent += chunk.length
+    }
+    expect(conn.state).toBe('closed')
+    expect(sent).toBeGreaterThan(UNPAUSABLE_SLACK_BYTES)
+    expect(t.ended).toBe(true)
+    edge.closeAll('test over')
+  })
+
+  it('is not closed for what it sends while it is read normally', () => {
+    const { edge } = setup()
+    const { conn } = connected(edge, 'wss')
+    const chunk = publishPacket('devices/dev/messages/events/', 64 * 1024)
+    for (let sent = 0; sent <= 2 * UNPAUSABLE_SLACK_BYTES; sent += chunk.length) conn.receive(chunk)
+    expect(conn.state).toBe('connected')
+    edge.closeAll('test over')
+  })
+})
+
+describe('before the connection is authenticated', () => {
+  it(`closes a client that sends more than ${MAX_EARLY_BYTES} bytes between CONNECT and CONNACK`, () => {
+    const { edge } = setup()
+    const t = fakeTransport()
+    const conn = edge.accept(t)!
+    conn.receive(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: 'dev', clean: true, keepalive: 60,
+      username: 'localhost/dev/?api-version=2021-04-12', password: Buffer.from('token') } as mqttPacket.IConnectPacket))
+    expect(conn.state).toBe('authenticating') // the shard has not answered the session open
+    const chunk = publishPacket('devices/dev/messages/events/', 200 * 1024, 1, 1)
+    for (let i = 0; i < 10 && conn.state !== 'closed'; i++) conn.receive(chunk)
+    expect(conn.state).toBe('closed')
+    edge.closeAll('test over')
+  })
+
+  it('reads a large CONNECT only while the hub-wide pre-auth budget lasts, and gets it back on close', () => {
+    const { edge } = setup()
+    const big = 300 * 1024
+    // the fixed header of a CONNECT announcing `big` bytes, nothing more yet
+    const header = Buffer.from([0x10, ...remainingLength(big)])
+    const fits = Math.floor(PREAUTH_BUDGET_BYTES / big)
+    const conns = Array.from({ length: fits + 1 }, () => edge.accept(fakeTransport())!)
+    for (const c of conns) c.receive(header)
+    expect(conns.slice(0, fits).every((c) => c.state === 'awaiting-connect')).toBe(true)
+    expect(conns[fits]!.state).toBe('closed')
+    conns[0]!.close('test')
+    const again = edge.accept(fakeTransport())!
+    again.receive(header)
+    expect(again.state).toBe('awaiting-connect')
+    // a small CONNECT needs nothing from the budget
+    const small = edge.accept(fakeTransport())!
+    small.receive(Buffer.from([0x10, ...remainingLength(PREAUTH_FREE_BYTES)]))
+    expect(small.state).toBe('awaiting-connect')
+    edge.closeAll('test over')
+  })
+
+  it(`admits at most ${MAX_PENDING_PER_ADDRESS} unauthenticated WebSocket connections per address`, () => {
+    const { edge } = setup()
+    const pending = Array.from({ length: MAX_PENDING_PER_ADDRESS }, () => edge.accept(fakeTransport('wss', '10.0.0.1')))
+    expect(pending.every((c) => c !== undefined)).toBe(true)
+    expect(edge.accept(fakeTransport('wss', '10.0.0.1'))).toBeUndefined()
+    expect(edge.accept(fakeTransport('wss', '10.0.0.2'))).toBeDefined() // another address is not affected
+    pending[0]!.close('test')
+    expect(edge.accept(fakeTransport('wss', '10.0.0.1'))).toBeDefined()
+    edge.closeAll('test over')
+  })
+})
