@@ -54,7 +54,7 @@ c2d.load((deviceId) => shardOf(deviceId, init.partitions, init.shardCount) === i
 const twins = new TwinStore(store.twins)
 const logs = new Map<number, PartitionLog>()
 for (let p = 0; p < init.partitions; p++) {
-  if (shardOfPartition(p, init.shardCount) === init.shardIndex) logs.set(p, new PartitionLog(p, store.partition(p)))
+  if (shardOfPartition(p, init.shardCount) === init.shardIndex) logs.set(p, new PartitionLog(p, store.partition(p), store.partitionIndex(p)))
 }
 const routing = new ShardRouting({
   store, dataDir: init.dataDir, hubName: init.hubName, builtIn: logs,
@@ -277,7 +277,9 @@ function writeQueued(): void {
 
 const retentionTimer = setInterval(() => {
   const cutoff = Date.now() - init.retentionDays * 86_400_000
-  for (const log of [...logs.values(), ...routing.logPartitions()]) void log.trim(cutoff)
+  for (const log of [...logs.values(), ...routing.logPartitions()]) {
+    log.trim(cutoff).catch((e: Error) => emit([OP_LOG, 'warn', 'retention trim failed', { partition: log.id, error: e.message }]))
+  }
 }, 60_000)
 retentionTimer.unref()
 const c2dTimer = setInterval(() => c2d.sweep(), 1000)
