@@ -49,7 +49,7 @@ export class ShardRouting {
     for (const n of logNames) {
       if (this.logs.has(n)) continue
       const parts = new Map<number, PartitionLog>()
-      for (const p of this.deps.builtIn.keys()) parts.set(p, new PartitionLog(p, this.deps.store.endpointPartition(n, p)))
+      for (const p of this.deps.builtIn.keys()) parts.set(p, new PartitionLog(p, this.deps.store.endpointPartition(n, p), this.deps.store.endpointPartitionIndex(n, p)))
       this.logs.set(n, parts)
     }
     const closing: Promise<void>[] = []

@@ -73,7 +73,7 @@ c2d.load((deviceId) => shardOf(deviceId, init.partitions, init.shardCount) === i
 const twins = new TwinStore(store.twins)
 const logs = new Map<number, PartitionLog>()
 for (let p = 0; p < init.partitions; p++) {
-  if (shardOfPartition(p, init.shardCount) === init.shardIndex) logs.set(p, new PartitionLog(p, store.partition(p)))
+  if (shardOfPartition(p, init.shardCount) === init.shardIndex) logs.set(p, new PartitionLog(p, store.partition(p), store.partitionIndex(p)))
 }
 const routing = new ShardRouting({
   store, dataDir: init.dataDir, hubName: init.hubName, builtIn: logs,

@@ -4,6 +4,7 @@
 // with their own consumer groups and checkpoints.
 import type { HubStore } from '../store/hub-store.js'
 import { decodeSegment, type DecodedSegment, type StoredEvent } from './segment-codec.js'
+import { firstByOffset, firstByTime, lastHeader } from './segment-index.js'
 import { HubError } from '../rest/hub-error.js'
 
 export const DEFAULT_CONSUMER_GROUP = '$Default'
@@ -33,6 +34,8 @@ export function toEventJson(partition: number, seq: number, offset: number, e: S
 export class BuiltInEndpoint {
   /** The last segment decoded per partition: readers mostly read on from where they were. */
   private readonly cache = new Map<number, DecodedSegment>()
+  /** Segments decoded so far (cache hits excluded): what reads and position look-ups have cost. */
+  decodedSegments = 0
 
   constructor(private readonly store: HubStore, readonly partitions: number, readonly name = 'events') {}
 
@@ -40,6 +43,10 @@ export class BuiltInEndpoint {
 
   private db(p: number) {
     return this.builtIn ? this.store.partition(p) : this.store.endpointPartition(this.name, p)
+  }
+
+  private index(p: number) {
+    return this.builtIn ? this.store.partitionIndex(p) : this.store.endpointPartitionIndex(this.name, p)
   }
 
   private get groupsKey(): string { return this.builtIn ? 'consumerGroups' : `consumerGroups:${this.name.toLowerCase()}` }
@@ -61,6 +68,7 @@ export class BuiltInEndpoint {
     const cached = this.cache.get(p)
     if (cached?.firstSequence === key) return cached
     const seg = decodeSegment(key, value)
+    this.decodedSegments++
     this.cache.set(p, seg)
     return seg
   }
@@ -110,25 +118,37 @@ export class BuiltInEndpoint {
     return this.firstSequence(p) ?? this.endOf(p)
   }
 
-  /** First sequence number whose event satisfies `test` (times and offsets rise with sequence numbers). */
-  private firstWhere(p: number, test: (e: StoredEvent, offset: number) => boolean): number {
-    for (const seg of this.segments(p)) {
-      const last = seg.events.length - 1
-      if (last < 0 || !test(seg.events[last]!, seg.offsets[last]!)) continue
+  /**
+   * First sequence number, from the segment holding `fromSequence` onwards, whose event satisfies
+   * `test`. When the index found that segment, it holds the answer: one decode.
+   */
+  private firstWhere(p: number, fromSequence: number, test: (e: StoredEvent, offset: number) => boolean): number {
+    for (const seg of this.segments(p, fromSequence)) {
       const i = seg.events.findIndex((e, j) => test(e, seg.offsets[j]!))
-      return seg.firstSequence + i
+      if (i >= 0) return seg.firstSequence + i
     }
     return this.endOf(p)
   }
 
+  /**
+   * Where the index ends: a reader looks on from there only when the index has no answer, which
+   * costs a scan only while a shard is still indexing a partition written before the index existed.
+   */
+  private indexedEnd(p: number): number {
+    const last = lastHeader(this.index(p))
+    return last ? last.firstSequence + last.count : 0
+  }
+
   /** First sequence number enqueued at or after `timeMs` (strictly after, when not inclusive). */
   sequenceAt(p: number, timeMs: number, inclusive = true): number {
-    return this.firstWhere(p, (e) => (inclusive ? e.t >= timeMs : e.t > timeMs))
+    const hit = firstByTime(this.index(p), timeMs, inclusive)
+    return this.firstWhere(p, hit ? hit.firstSequence : this.indexedEnd(p), (e) => (inclusive ? e.t >= timeMs : e.t > timeMs))
   }
 
   /** First sequence number at or after an Event Hubs offset (strictly after, when not inclusive). */
   sequenceAtOffset(p: number, offset: number, inclusive: boolean): number {
-    return this.firstWhere(p, (_e, o) => (inclusive ? o >= offset : o > offset))
+    const hit = firstByOffset(this.index(p), offset, inclusive)
+    return this.firstWhere(p, hit ? hit.firstSequence : this.indexedEnd(p), (_e, o) => (inclusive ? o >= offset : o > offset))
   }
 
   /** Events from `fromSequence` on, as stored. */

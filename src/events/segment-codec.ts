@@ -100,10 +100,29 @@ export function decodeSegment(firstSequence: number, bytes: Uint8Array): Decoded
   return { firstSequence, offsets, events }
 }
 
-/** Last event's time and the offset after it, without building the events. */
-export function segmentTail(bytes: Uint8Array): { count: number; lastTime: number; endOffset: number } {
+/** What the writer and the index need of a stored segment, without building its events. */
+export interface SegmentSpan {
+  count: number
+  firstTime: number
+  lastTime: number
+  /** the latest enqueued time in it: segments written before times were clamped may go back */
+  maxTime: number
+  firstOffset: number
+  lastOffset: number
+  /** the offset the next segment starts at */
+  endOffset: number
+}
+
+export function segmentSpan(bytes: Uint8Array): SegmentSpan {
   const [firstOffset, , rows] = packr.unpack(bytes) as [number, unknown, Row[]]
   let offset = firstOffset
-  for (const r of rows) offset = nextOffset(offset, r[4].length)
-  return { count: rows.length, lastTime: rows.length ? rows[rows.length - 1]![0] : 0, endOffset: offset }
+  let lastOffset = firstOffset
+  let maxTime = Number.NEGATIVE_INFINITY
+  for (const r of rows) {
+    lastOffset = offset
+    offset = nextOffset(offset, r[4].length)
+    if (r[0] > maxTime) maxTime = r[0]
+  }
+  const n = rows.length
+  return { count: n, firstTime: n ? rows[0]![0] : 0, lastTime: n ? rows[n - 1]![0] : 0, maxTime, firstOffset, lastOffset, endOffset: offset }
 }

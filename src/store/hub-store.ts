@@ -19,8 +19,11 @@ export interface HubStore {
   /** the service's C2D feedback queue (written by the main thread) */
   feedback: Database
   partition(p: number): Database
+  /** the segment index of partition `p` (src/events/segment-index.ts), written with its segments */
+  partitionIndex(p: number): Database
   /** partition `p` of a routing log endpoint (written by that partition's shard) */
   endpointPartition(name: string, p: number): Database
+  endpointPartitionIndex(name: string, p: number): Database
   /** routing configuration (routes, endpoints, enrichments) */
   routing: Database
   close(): Promise<void>
@@ -36,10 +39,15 @@ export type Durability = 'process' | 'power'
 export function openHubStore(dataDir: string, durability: Durability = 'process'): HubStore {
   mkdirSync(dataDir, { recursive: true })
   // maxDbs: devices, meta, sessions, checkpoints, twins, c2d, feedback, routing, up to 32 partitions
-  // and 10 routing log endpoints of up to 32 partitions each, with room to grow
-  const root = open({ path: join(dataDir, 'hub.mdb'), maxDbs: 400, noSync: durability === 'process' })
-  const partitions = new Map<number, Database>()
-  const endpointPartitions = new Map<string, Database>()
+  // and 10 routing log endpoints of up to 32 partitions each, each partition with its index, with
+  // room to grow
+  const root = open({ path: join(dataDir, 'hub.mdb'), maxDbs: 800, noSync: durability === 'process' })
+  const opened = new Map<string, Database>()
+  const named = (name: string, binary: boolean) => {
+    let db = opened.get(name)
+    if (!db) opened.set(name, (db = root.openDB(binary ? { name, encoding: 'binary' } : { name })))
+    return db
+  }
   return {
     root,
     devices: root.openDB({ name: 'devices' }),
@@ -50,17 +58,10 @@ export function openHubStore(dataDir: string, durability: Durability = 'process'
     twins: root.openDB({ name: 'twins' }),
     c2d: root.openDB({ name: 'c2d' }),
     feedback: root.openDB({ name: 'feedback' }),
-    partition(p: number) {
-      let db = partitions.get(p)
-      if (!db) partitions.set(p, (db = root.openDB({ name: `events.${p}`, encoding: 'binary' })))
-      return db
-    },
-    endpointPartition(name: string, p: number) {
-      const key = `route.${name.toLowerCase()}.${p}`
-      let db = endpointPartitions.get(key)
-      if (!db) endpointPartitions.set(key, (db = root.openDB({ name: key, encoding: 'binary' })))
-      return db
-    },
+    partition: (p) => named(`events.${p}`, true),
+    partitionIndex: (p) => named(`events.${p}.index`, false),
+    endpointPartition: (name, p) => named(`route.${name.toLowerCase()}.${p}`, true),
+    endpointPartitionIndex: (name, p) => named(`route.${name.toLowerCase()}.${p}.index`, false),
     routing: root.openDB({ name: 'routing' }),
     close: () => root.close(),
   }
