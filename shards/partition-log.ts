@@ -8,12 +8,14 @@ export class PartitionLog {
   private nextSequence = 0
   private nextByteOffset = 0
 
-  constructor(readonly id: number, private readonly db: Database) {
+  /** `emptyNextSequence`: where numbering goes on when every segment was removed (an outbox trims all it delivered) */
+  constructor(readonly id: number, protected readonly db: Database, emptyNextSequence = 0) {
     for (const { key, value } of db.getRange({ reverse: true, limit: 1 })) {
       const tail = segmentTail(value as Uint8Array)
       this.nextSequence = (key as number) + tail.count
       this.nextByteOffset = tail.endOffset
     }
+    this.nextSequence = Math.max(this.nextSequence, emptyNextSequence)
   }
 
   get lastSequenceNumber(): number { return this.nextSequence - 1 }

@@ -235,8 +235,6 @@ function writeQueued(): void {
   queuedCount = 0
   const telemetry = queuedTelemetry
   queuedTelemetry = 0
-  // routed to storage or webhooks: handed over once this commit is done
-  const external = routing.takeExternal()
   // every append's promise is awaited: a failed commit rejects them all, and none may go unhandled
   const writesDone: Promise<unknown>[] = []
   // one segment per partition, all in this turn's LMDB transaction: its commit releases every ack
@@ -250,7 +248,6 @@ function writeQueued(): void {
   // routing may have sent every message of this turn elsewhere, or dropped it: nothing to wait for
   const commit = Promise.all(writesDone).then(
     () => {
-      if (external) routing.deliver(external)
       const out: unknown[][] = []
       if (telemetry > 0) out.push([OP_TELEMETRY_DONE, telemetry])
       if (acks.length > 0) out.push([OP_ACKS, ...acks])
