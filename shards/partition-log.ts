@@ -9,6 +9,7 @@
 // ends (writer.cpp waits while the batch's START_BLOCK is unmatched). Only a synchronous transaction
 // on the same thread can commit a batch early, and none can run between the puts of one append.
 // Opening a log still indexes any segments its index lacks: logs written before the index existed.
+// An outbox (endpoint-outbox.ts) is read only by sequence number: it has no index.
 import type { Database } from 'lmdb'
 import { encodeSegment, nextOffset, segmentSpan, type RawEvent } from '../src/events/segment-codec.js'
 import { headersBefore, lastHeader, putHeader, removeHeader, type SegmentHeader } from '../src/events/segment-index.js'
@@ -32,13 +33,15 @@ export class PartitionLog {
   /** Settles when the segments this log found unindexed at open are indexed (how many there were). */
   readonly indexBuilt: Promise<number>
 
-  constructor(readonly id: number, private readonly segments: Database, private readonly index: Database) {
+  /** `emptyNextSequence`: where numbering goes on when every segment was removed (an outbox trims all it delivered) */
+  constructor(readonly id: number, protected readonly segments: Database, private readonly index: Database | undefined, emptyNextSequence = 0) {
     for (const { key, value } of segments.getRange({ reverse: true, limit: 1 })) {
       const span = segmentSpan(value as Uint8Array)
       this.nextSequence = (key as number) + span.count
       this.nextByteOffset = span.endOffset
     }
-    this.indexBuilt = this.indexUnindexedSegments()
+    this.nextSequence = Math.max(this.nextSequence, emptyNextSequence)
+    this.indexBuilt = index ? this.indexUnindexedSegments(index) : Promise.resolve(0)
     // a failed build is retried at the next open; whoever needs the index awaits indexBuilt
     this.indexBuilt.catch(() => undefined)
   }
@@ -92,7 +95,8 @@ export class PartitionLog {
       const header: SegmentHeader = {
         firstSequence: this.nextSequence, count: end - start, firstTime: segment[0]!.t, lastTime: this.newestTime, firstOffset, lastOffset,
       }
-      commits.push(this.segments.put(header.firstSequence, encodeSegment(firstOffset, segment)), ...putHeader(this.index, header))
+      commits.push(this.segments.put(header.firstSequence, encodeSegment(firstOffset, segment)))
+      if (this.index) commits.push(...putHeader(this.index, header))
       this.nextSequence += header.count
       start = end
     }
@@ -108,6 +112,16 @@ export class PartitionLog {
     const newest = [...this.segments.getKeys({ reverse: true, limit: 1 })][0]
     const removals: Promise<boolean>[] = []
     let removed = 0
+    if (!this.index) {
+      // an outbox: only what its receiver never took is here, from the oldest on
+      for (const { key, value } of this.segments.getRange({ limit: maxSegmentsPerRun })) {
+        if (key === newest || segmentSpan(value as Uint8Array).maxTime >= olderThanMs) break
+        removals.push(this.segments.remove(key))
+        removed++
+      }
+      await Promise.all(removals)
+      return removed
+    }
     for (const h of headersBefore(this.index, olderThanMs, maxSegmentsPerRun)) {
       // never the newest segment: it carries the next sequence number across restarts
       if (h.firstSequence === newest) break
@@ -123,8 +137,8 @@ export class PartitionLog {
    * index existed, or a tail the index lost. Times that went back in such old segments are indexed
    * as the latest time before them, as the index needs.
    */
-  private indexUnindexedSegments(): Promise<number> {
-    const last = lastHeader(this.index)
+  private indexUnindexedSegments(index: Database): Promise<number> {
+    const last = lastHeader(index)
     let floorTime = last?.lastTime ?? Number.NEGATIVE_INFINITY
     const puts: Promise<boolean>[] = []
     let indexed = 0
@@ -135,7 +149,7 @@ export class PartitionLog {
         firstSequence: key as number, count: span.count, firstTime: Math.max(floorTime, span.firstTime),
         lastTime: Math.max(floorTime, span.maxTime), firstOffset: span.firstOffset, lastOffset: span.lastOffset,
       }
-      puts.push(...putHeader(this.index, header))
+      puts.push(...putHeader(index, header))
       floorTime = header.lastTime
       indexed++
     }

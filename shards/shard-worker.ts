@@ -10,7 +10,7 @@ import {
   partitionOf, postBatch, shardOf, shardOfPartition, type ControlMessage, type ShardInit,
 } from '../src/shard-protocol.js'
 import { parsePropertyBag } from '../src/mqtt/property-bag.js'
-import { PartitionLog } from './partition-log.js'
+import { PartitionLog, type LogMark } from './partition-log.js'
 import { nextOffset, toStoredEvent, type RawEvent, type Sender } from '../src/events/segment-codec.js'
 import { toEventJson } from '../src/events/built-in-endpoint.js'
 import { SessionStore } from './session-store.js'
@@ -108,7 +108,12 @@ function connectionEvent(deviceId: string, generationId: string, opType: 'device
  * in one transaction. Committing each incoming batch on its own made commits, not CPU, the limit
  * (~400 small transactions/s, each paying a flush).
  */
-const MAX_COMMITS_IN_FLIGHT = 2 // measured: 1 is ~5% slower, more gains nothing
+/**
+ * One commit at a time: when a commit fails, no later append exists yet, so every log it touched
+ * can be rewound and sequence numbers stay dense (Event Hubs numbers have no gaps). Two in flight
+ * measured ~5% faster (bench/RESULTS.md) but could leave a gap behind a failed commit.
+ */
+const MAX_COMMITS_IN_FLIGHT = 1
 let queuedWrites = new Map<PartitionLog, RawEvent[]>()
 let queuedCount = 0
 /** telemetry in the queued write, and telemetry refused this turn: reported so the edge can bound what is in flight */
@@ -269,22 +274,20 @@ function writeQueued(): void {
   queuedCount = 0
   const telemetry = queuedTelemetry
   queuedTelemetry = 0
-  // routed to storage or webhooks: handed over once this commit is done
-  const external = routing.takeExternal()
   // every append's promise is awaited: a failed commit rejects them all, and none may go unhandled
   const writesDone: Promise<unknown>[] = []
   // one segment per partition, all in this turn's LMDB transaction: its commit releases every ack
-  const appended: { log: PartitionLog; first: number; offset: number; events: RawEvent[] }[] = []
+  const appended: { log: PartitionLog; first: number; offset: number; events: RawEvent[]; mark: LogMark }[] = []
   for (const [log, events] of writes) {
     const { sequence, offset } = log.next
+    const mark = log.mark()
     writesDone.push(log.append(events))
-    appended.push({ log, first: sequence, offset, events })
+    appended.push({ log, first: sequence, offset, events, mark })
   }
   commitsInFlight++
   // routing may have sent every message of this turn elsewhere, or dropped it: nothing to wait for
   const commit = Promise.all(writesDone).then(
     () => {
-      if (external) routing.deliver(external)
       const out: unknown[][] = []
       if (telemetry > 0) out.push([OP_TELEMETRY_DONE, telemetry])
       if (acks.length > 0) out.push([OP_ACKS, ...acks])
@@ -297,7 +300,9 @@ function writeQueued(): void {
       if (out.length > 0) postBatch(port, packr, out)
     },
     (err: unknown) => {
-      // nothing of this commit is stored: its messages are refused (no PUBACK), the connections closed
+      // nothing of this commit is stored: its messages are refused (no PUBACK), the connections
+      // closed, and the next commit reuses its sequence numbers
+      for (const a of appended) a.log.rewind(a.mark)
       const refused = storeFailure(err)
       const out: unknown[][] = [[OP_TELEMETRY_DONE, telemetry]]
       for (let i = 0; i < acks.length; i += 2) out.push([OP_REJECTED, acks[i], refused.code, refused.message])

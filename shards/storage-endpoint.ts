@@ -1,15 +1,20 @@
-// A storage endpoint (routing.md "Storage endpoint details"): messages are batched per partition and
-// written as files of JSON lines under `{dataDir}/endpoints/{name}/` with Azure's file name format.
-// A batch is written when its window (batchFrequencyInSeconds) ends or it reaches
-// maxChunkSizeInBytes, and on shutdown. Choices: a batch whose name already exists (two batches in
-// one minute) is appended to that file; a window without messages writes no file.
-import { appendFile, mkdir } from 'node:fs/promises'
-import { dirname, join } from 'node:path'
+// A storage endpoint partition (routing.md "Storage endpoint details"): records from its outbox are
+// batched into files of JSON lines under `{dataDir}/endpoints/{name}/` with Azure's file name format.
+// A batch (window) starts at the enqueued time of its first event and holds the events enqueued in the
+// next batchFrequencyInSeconds, up to maxChunkSizeInBytes; it is written when the window has passed
+// (also when that happened while the hub was down) or when it is full. It is staged on disk as it is
+// read, a bounded slice at a time, then moved into its file and only then does the cursor move: each
+// record lands in a file exactly once, across crashes too. Choices: a batch whose file already exists
+// (two batches in one minute) is appended to it; a window without messages writes no file; what is
+// not due at shutdown stays in the outbox.
+import { join } from 'node:path'
+import type { Database } from 'lmdb'
 import type { StorageEndpointDef } from '../src/routing/routing-config.js'
-import type { StoredEvent } from '../src/events/segment-codec.js'
-import { bodyEncoding, canonicalSystemName } from '../src/routing/route-message.js'
-
-interface Batch { startedAt: number; lines: string[]; bytes: number; timer: NodeJS.Timeout }
+import { DeliverySignal } from './delivery-signal.js'
+import { outboxEvents, trimDelivered } from './endpoint-outbox.js'
+import { messageRecord } from './message-record.js'
+import type { OutboxCursor, OutboxCursors, OutboxId } from './outbox-cursors.js'
+import { sizeOf, StagedBatch } from './storage-batch-file.js'
 
 const pad = (n: number) => String(n).padStart(2, '0')
 
@@ -21,69 +26,134 @@ export function storageFileName(format: string, hubName: string, partition: numb
     .replaceAll('{HH}', pad(d.getUTCHours())).replaceAll('{mm}', pad(d.getUTCMinutes()))
 }
 
-// system properties as Azure's storage records name them (routing keywords)
-const RECORD_NAMES: Record<string, string> = {
-  messageid: 'messageId', correlationid: 'correlationId', userid: 'userId', contenttype: 'contentType', contentencoding: 'contentEncoding',
-  connectiondeviceid: 'connectionDeviceId', connectionauthmethod: 'connectionAuthMethod', connectiondevicegenerationid: 'connectionDeviceGenerationId',
-  enqueuedtime: 'enqueuedTime', 'iothub-creation-time-utc': 'iothub-creation-time-utc',
+/** One slice staged per event-loop turn at most: the shard serves its devices in between. */
+const SLICE_RECORDS = 500
+const SLICE_BYTES = 1024 * 1024
+const RETRY_MS = [1000, 2000, 5000, 10_000, 30_000]
+
+export interface StorageDelivererOptions {
+  def: StorageEndpointDef
+  hubName: string
+  partition: number
+  /** `{dataDir}/endpoints/{name}` */
+  root: string
+  stagingFile: string
+  outbox: Database
+  cursors: OutboxCursors
+  problem(message: string, fields: Record<string, unknown>): void
+  now?: () => number
 }
 
-/** One message as a storage (and webhook) record: EnqueuedTimeUtc, Properties, SystemProperties, Body. */
-export function messageRecord(e: StoredEvent): Record<string, unknown> {
-  const system: Record<string, string> = {}
-  const canonical = new Map<string, string>()
-  for (const [k, v] of Object.entries(e.s)) {
-    const c = canonicalSystemName(k)
-    canonical.set(c, v)
-    system[RECORD_NAMES[c] ?? k] = v
-  }
-  const buf = Buffer.from(e.b.buffer, e.b.byteOffset, e.b.byteLength)
-  // JSON bodies stay JSON when routing could read them (content type JSON, UTF-8); else base64
-  let body: unknown = buf.toString('base64')
-  if (bodyEncoding(canonical) === 'utf-8') {
-    try { body = JSON.parse(buf.toString('utf8')) } catch { /* not JSON after all: base64 */ }
-  }
-  return { EnqueuedTimeUtc: new Date(e.t).toISOString().replace('Z', '0000Z'), Properties: e.p, SystemProperties: system, Body: body }
-}
+interface Window { startedAt: number; bytes: number }
 
-export class StorageEndpoint {
-  private readonly batches = new Map<number, Batch>()
-  /** files are written one after another, so batches of one file land in order */
-  private chain: Promise<void> = Promise.resolve()
-  private readonly root: string
+export class StorageDeliverer {
+  private readonly signal = new DeliverySignal()
+  private readonly id: OutboxId
+  private readonly staged: StagedBatch
+  private readonly now: () => number
+  private readonly done: Promise<void>
 
-  constructor(readonly def: StorageEndpointDef, dataDir: string, private readonly hubName: string, private readonly onError: (e: Error) => void) {
-    this.root = join(dataDir, 'endpoints', def.name)
+  constructor(private readonly o: StorageDelivererOptions) {
+    this.id = { kind: 'storage', name: o.def.name, partition: o.partition }
+    this.staged = new StagedBatch(o.stagingFile)
+    this.now = o.now ?? Date.now
+    this.done = this.run()
   }
 
-  add(partition: number, e: StoredEvent): void {
-    const line = JSON.stringify(messageRecord(e)) + '\n'
-    let b = this.batches.get(partition)
-    if (!b) {
-      const timer = setTimeout(() => this.flush(partition), this.def.batchFrequencyInSeconds * 1000)
-      timer.unref()
-      this.batches.set(partition, (b = { startedAt: Date.now(), lines: [], bytes: 0, timer }))
+  /** More events were committed to the outbox. */
+  wake(): void { this.signal.wake() }
+
+  /** Finishes the step under way (a publish runs to its end); the rest stays in the outbox. */
+  async stop(): Promise<void> {
+    this.signal.stop()
+    await this.done
+  }
+
+  private async run(): Promise<void> {
+    for (let failures = 0; !this.signal.isStopped; failures++) {
+      try {
+        await this.deliver()
+        return
+      } catch (e) {
+        // disk full, permissions: nothing moved, so the window is staged again from the cursor
+        if (failures === 0 || failures % 10 === 0) {
+          this.o.problem('storage endpoint write failed; retrying', { endpoint: this.o.def.name, partition: this.o.partition, error: (e as Error).message })
+        }
+        await this.signal.sleep(RETRY_MS[Math.min(failures, RETRY_MS.length - 1)]!)
+      }
     }
-    b.lines.push(line)
-    b.bytes += Buffer.byteLength(line)
-    if (b.bytes >= this.def.maxChunkSizeInBytes) this.flush(partition)
   }
 
-  private flush(partition: number): void {
-    const b = this.batches.get(partition)
-    if (!b) return
-    this.batches.delete(partition)
-    clearTimeout(b.timer)
-    const file = join(this.root, storageFileName(this.def.fileNameFormat, this.hubName, partition, b.startedAt))
-    this.chain = this.chain
-      .then(() => mkdir(dirname(file), { recursive: true }))
-      .then(() => appendFile(file, b.lines.join('')))
-      .catch((e: Error) => this.onError(e))
+  private async deliver(): Promise<void> {
+    let cursor = await this.recover()
+    // a window staged before a restart or a failure is staged again from the outbox
+    await this.staged.discard()
+    const windowMs = this.o.def.batchFrequencyInSeconds * 1000
+    let next = cursor.next
+    let window: Window | null = null
+    while (!this.signal.isStopped) {
+      const slice = this.readSlice(next, window, windowMs)
+      window = slice.window
+      if (slice.text.length > 0) await this.staged.append(slice.text)
+      next = slice.next
+      if (window && (slice.isFull || (slice.isCaughtUp && this.now() >= window.startedAt + windowMs))) {
+        cursor = await this.publish(cursor, window, next)
+        window = null
+      } else if (slice.isCaughtUp) {
+        await this.signal.wait(window ? window.startedAt + windowMs - this.now() : undefined)
+      } else {
+        await new Promise((r) => setImmediate(r))
+      }
+    }
   }
 
-  /** Writes every open batch (shutdown, or the endpoint removed). */
-  async close(): Promise<void> {
-    for (const p of [...this.batches.keys()]) this.flush(p)
-    await this.chain
+  /** Reads and formats up to one slice of the open window (synchronous: the LMDB iterator must not outlive the turn). */
+  private readSlice(from: number, open: Window | null, windowMs: number): { text: string; next: number; window: Window | null; isFull: boolean; isCaughtUp: boolean } {
+    const max = this.o.def.maxChunkSizeInBytes
+    const lines: string[] = []
+    let sliceBytes = 0
+    let next = from
+    let window = open
+    for (const { sequence, event } of outboxEvents(this.o.outbox, from)) {
+      if (!window) window = { startedAt: event.t, bytes: 0 }
+      // the next window's first event: this one is complete
+      if (event.t >= window.startedAt + windowMs) return { text: lines.join(''), next, window, isFull: true, isCaughtUp: false }
+      const line = JSON.stringify(messageRecord(event)) + '\n'
+      const size = Buffer.byteLength(line)
+      // a chunk never exceeds maxChunkSizeInBytes, unless one record alone does
+      if (window.bytes > 0 && window.bytes + size > max) return { text: lines.join(''), next, window, isFull: true, isCaughtUp: false }
+      lines.push(line)
+      window.bytes += size
+      sliceBytes += size
+      next = sequence + 1
+      if (window.bytes >= max) return { text: lines.join(''), next, window, isFull: true, isCaughtUp: false }
+      if (lines.length >= SLICE_RECORDS || sliceBytes >= SLICE_BYTES) return { text: lines.join(''), next, window, isFull: false, isCaughtUp: false }
+    }
+    return { text: lines.join(''), next, window, isFull: false, isCaughtUp: true }
+  }
+
+  /** Moves the staged window into its file, then the cursor past it. */
+  private async publish(cursor: OutboxCursor, window: Window, end: number): Promise<OutboxCursor> {
+    const file = join(this.o.root, storageFileName(this.o.def.fileNameFormat, this.o.hubName, this.o.partition, window.startedAt))
+    await this.staged.sync()
+    const intent = { file, base: await sizeOf(file), end }
+    await this.o.cursors.put(this.id, { next: cursor.next, publish: intent })
+    await this.staged.moveInto(intent)
+    return this.finish(intent.end)
+  }
+
+  private async finish(end: number): Promise<OutboxCursor> {
+    const cursor = { next: end }
+    await this.o.cursors.put(this.id, cursor)
+    await trimDelivered(this.o.outbox, end)
+    return cursor
+  }
+
+  /** Finishes a publish a crash interrupted: the stage is removed only once the file holds it durably. */
+  private async recover(): Promise<OutboxCursor> {
+    const cursor = this.o.cursors.get(this.id) ?? { next: 0 }
+    if (!cursor.publish) return cursor
+    if (await this.staged.exists()) await this.staged.moveInto(cursor.publish)
+    return this.finish(cursor.publish.end)
   }
 }

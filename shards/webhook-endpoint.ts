@@ -1,79 +1,132 @@
-// An HTTP(S) webhook endpoint (Hyperhub's own endpoint type): each shard POSTs what it routed there
-// as a JSON array of message records (the storage record shape), one request in flight at a time,
-// up to 500 records a request. A network error, a timeout, 429 or a 5xx is retried with backoff up to
-// maxDeliveryAttempts; then, or on another 4xx, the records are dropped and logged. Delivery is
-// after the messages were accepted (not awaited by PUBACK) and held in memory: at most once across
-// a crash. The queue is bounded; beyond it the oldest records are dropped.
+// An HTTP(S) webhook endpoint partition (Hyperhub's own endpoint type): what routing sent there is
+// read from the partition's outbox and POSTed as JSON arrays of message records (the storage record
+// shape), at most MAX_BATCH_RECORDS records and MAX_BATCH_BYTES bytes a request, one request in
+// flight per partition, in order. A network error, a timeout, 429 or a 5xx is retried with backoff up
+// to maxDeliveryAttempts; then, or on a 3xx or another 4xx, the batch is dropped and logged once. The
+// cursor moves after each batch, so delivery is at least once: after a crash the receiver may get a
+// batch again, but no gap. What waits for a hung receiver waits on disk, not in memory.
+import type { Database } from 'lmdb'
 import type { WebhookEndpointDef } from '../src/routing/routing-config.js'
-import type { StoredEvent } from '../src/events/segment-codec.js'
-import { messageRecord } from './storage-endpoint.js'
+import { DeliverySignal } from './delivery-signal.js'
+import { outboxEvents, trimDelivered } from './endpoint-outbox.js'
+import { messageRecord } from './message-record.js'
+import type { OutboxCursor, OutboxCursors, OutboxId } from './outbox-cursors.js'
+import { postRecords } from './webhook-request.js'
 
-const MAX_BATCH = 500
-const MAX_QUEUED = 50_000
+export const MAX_BATCH_RECORDS = 500
+export const MAX_BATCH_BYTES = 1024 * 1024
 const BACKOFF_MS = [100, 200, 400, 800, 1600, 3200, 5000]
 
-export class WebhookEndpoint {
-  private queue: Record<string, unknown>[] = []
-  private sending: Promise<void> | null = null
-  private closing = false
-  private dropped = 0
+let heldBytes = 0
+let peakHeldBytes = 0
 
-  constructor(readonly def: WebhookEndpointDef, private readonly onProblem: (message: string, fields: Record<string, unknown>) => void) {}
+/** Request bodies the webhook deliverers of this thread hold now, and the most they held at once. */
+export function webhookMemory(): { heldBytes: number; peakHeldBytes: number } {
+  return { heldBytes, peakHeldBytes }
+}
 
-  add(e: StoredEvent): void {
-    this.queue.push(messageRecord(e))
-    if (this.queue.length > MAX_QUEUED) {
-      const over = this.queue.length - MAX_QUEUED
-      this.queue.splice(0, over)
-      this.dropped += over
-    }
-    if (!this.sending) this.sending = this.pump().finally(() => { this.sending = null })
+export interface WebhookDelivererOptions {
+  def: WebhookEndpointDef
+  partition: number
+  outbox: Database
+  cursors: OutboxCursors
+  problem(message: string, fields: Record<string, unknown>): void
+}
+
+interface Batch { body: string; bytes: number; records: number; next: number }
+
+export class WebhookDeliverer {
+  private readonly signal = new DeliverySignal()
+  private readonly id: OutboxId
+  private readonly done: Promise<void>
+
+  constructor(private readonly o: WebhookDelivererOptions) {
+    this.id = { kind: 'webhook', name: o.def.name, partition: o.partition }
+    this.done = this.run()
   }
 
-  private async pump(): Promise<void> {
-    // let this turn's messages join the first request
-    await new Promise((r) => setImmediate(r))
-    while (this.queue.length > 0) {
-      const batch = this.queue.splice(0, MAX_BATCH)
-      await this.post(batch)
-    }
-    if (this.dropped > 0) {
-      this.onProblem('webhook queue overflowed; oldest records dropped', { endpoint: this.def.name, dropped: this.dropped })
-      this.dropped = 0
-    }
+  /** More events were committed to the outbox. */
+  wake(): void { this.signal.wake() }
+
+  /** Aborts the request in flight (it is sent again after a restart); the rest stays in the outbox. */
+  async stop(): Promise<void> {
+    this.signal.stop()
+    await this.done
   }
 
-  private async post(batch: Record<string, unknown>[]): Promise<void> {
-    const body = JSON.stringify(batch)
-    for (let attempt = 1; ; attempt++) {
-      let status = 0
-      let reason = ''
+  private async run(): Promise<void> {
+    for (let failures = 0; !this.signal.isStopped; failures++) {
       try {
-        const res = await fetch(this.def.url, {
-          method: 'POST', body, headers: { 'content-type': 'application/json; charset=utf-8', 'x-hyperhub-endpoint': this.def.name },
-          signal: AbortSignal.timeout(this.def.timeoutInSeconds * 1000),
-        })
-        status = res.status
-        await res.arrayBuffer().catch(() => undefined)
-        if (status >= 200 && status < 300) return
-        reason = `HTTP ${status}`
-      } catch (e) {
-        reason = (e as Error).name === 'TimeoutError' ? 'timed out' : (e as Error).message
-      }
-      const retryable = status === 0 || status === 429 || status >= 500
-      if (!retryable || attempt >= this.def.maxDeliveryAttempts || this.closing) {
-        // never the URL's query string: it may carry a key
-        this.onProblem('webhook delivery failed; records dropped', { endpoint: this.def.name, records: batch.length, attempts: attempt, reason })
+        await this.deliver()
         return
+      } catch (e) {
+        // the cursor could not be stored (disk full): the batch goes again from the stored cursor
+        if (failures === 0 || failures % 10 === 0) {
+          this.o.problem('webhook cursor update failed; retrying', { endpoint: this.o.def.name, partition: this.o.partition, error: (e as Error).message })
+        }
+        await this.signal.sleep(BACKOFF_MS[BACKOFF_MS.length - 1]!)
       }
-      await new Promise((r) => setTimeout(r, BACKOFF_MS[Math.min(attempt - 1, BACKOFF_MS.length - 1)]))
     }
   }
 
-  /** Lets what is queued go out (bounded by the retries), then stops retrying. */
-  async close(graceMs = 5000): Promise<void> {
-    const done = this.sending ?? Promise.resolve()
-    await Promise.race([done, new Promise((r) => setTimeout(r, graceMs).unref())])
-    this.closing = true
+  private async deliver(): Promise<void> {
+    let cursor: OutboxCursor = this.o.cursors.get(this.id) ?? { next: 0 }
+    while (!this.signal.isStopped) {
+      const batch = this.readBatch(cursor.next)
+      if (!batch) {
+        await this.signal.wait()
+        continue
+      }
+      heldBytes += batch.bytes
+      peakHeldBytes = Math.max(peakHeldBytes, heldBytes)
+      let isSettled: boolean
+      try {
+        isSettled = await this.post(batch)
+      } finally {
+        heldBytes -= batch.bytes
+      }
+      if (!isSettled) return // stopped: the batch stays in the outbox
+      cursor = { next: batch.next }
+      await this.o.cursors.put(this.id, cursor)
+      await trimDelivered(this.o.outbox, cursor.next)
+    }
+  }
+
+  /** The next batch from `from` (synchronous: the LMDB iterator must not outlive the turn), or null when there is none. */
+  private readBatch(from: number): Batch | null {
+    const parts: string[] = []
+    let bytes = 2
+    let next = from
+    for (const { sequence, event } of outboxEvents(this.o.outbox, from)) {
+      const part = JSON.stringify(messageRecord(event))
+      const size = Buffer.byteLength(part) + 1
+      // a batch never exceeds MAX_BATCH_BYTES, unless one record alone does
+      if (parts.length > 0 && bytes + size > MAX_BATCH_BYTES) break
+      parts.push(part)
+      bytes += size
+      next = sequence + 1
+      if (parts.length >= MAX_BATCH_RECORDS) break
+    }
+    if (parts.length === 0) return null
+    return { body: `[${parts.join(',')}]`, bytes, records: parts.length, next }
+  }
+
+  /** Delivers or drops the batch (true), or gives up because the deliverer stops (false). */
+  private async post(batch: Batch): Promise<boolean> {
+    for (let attempt = 1; attempt <= 1000; attempt++) {
+      const outcome = await postRecords(this.o.def, batch.body, this.signal.stopSignal)
+      if (outcome.isDelivered) return true
+      if (this.signal.isStopped) return false
+      if (!outcome.isRetryable || attempt >= this.o.def.maxDeliveryAttempts) {
+        // never the URL: its query string may carry a key
+        this.o.problem('webhook delivery failed; records dropped', {
+          endpoint: this.o.def.name, partition: this.o.partition, records: batch.records, attempts: attempt, reason: outcome.reason,
+        })
+        return true
+      }
+      await this.signal.sleep(BACKOFF_MS[Math.min(attempt - 1, BACKOFF_MS.length - 1)]!)
+      if (this.signal.isStopped) return false
+    }
+    return true
   }
 }

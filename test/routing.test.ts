@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startTestHub, tempDir, type TestHub } from './helpers/test-hub.js'
 import { connectDevice, sleep, until } from './helpers/device-mqtt.js'
 import { eventsOf, readAllEvents, type ReadEvent } from './helpers/events.js'
+import { outboxEventCounts, outboxNames } from './helpers/outbox-inspect.js'
 
 let t: TestHub
 const hooked: { body: any[]; status: number }[] = []
@@ -162,6 +163,68 @@ describe('routed telemetry', () => {
   })
 })
 
+describe('endpoint outboxes', () => {
+  it('writes a storage batch as soon as it reaches maxChunkSizeInBytes, long before its window ends', async () => {
+    const put = async (path: string, body: unknown) => expect((await t.rest('PUT', path, { body })).status).toBe(200)
+    await put('/routing/endpoints/storageContainers/chunks', { batchFrequencyInSeconds: 720, maxChunkSizeInBytes: 1024 })
+    await put('/routing/routes/to-chunks', { condition: "level = 'chunk'", endpointNames: ['chunks'] })
+    const dev = await connectDevice(t, 'chunk-dev')
+    const publish = (i: number) => dev.publish(`devices/chunk-dev/messages/events/level=chunk&$.mid=c${i}`, 'x'.repeat(60))
+    for (let i = 0; i < 5; i++) await publish(i)
+    const dir = join(t.dataDir, 'endpoints', 'chunks')
+    const lines = () => filesUnder(dir).sort().flatMap((f) => readFileSync(f, 'utf8').split('\n').filter(Boolean))
+    const ids = (l: string[]) => l.map((x) => JSON.parse(x).SystemProperties.messageId)
+    // two of these records fill a 1024-byte chunk, three would not fit
+    const first = await until(lines, (l) => l.length >= 4, 5000)
+    for (const l of first) expect(Buffer.byteLength(l) + 1).toBeGreaterThan(1024 / 3)
+    for (const l of first) expect(Buffer.byteLength(l) + 1).toBeLessThanOrEqual(1024 / 2)
+    // a chunk goes out when the next record would not fit: c2 closed [c0, c1], c4 closed [c2, c3]; c4 waits
+    expect(ids(first)).toEqual(['c0', 'c1', 'c2', 'c3'])
+    await publish(5)
+    await publish(6)
+    expect(ids(await until(lines, (l) => l.length >= 6, 5000))).toEqual(['c0', 'c1', 'c2', 'c3', 'c4', 'c5'])
+    for (const f of filesUnder(dir)) expect(f).toMatch(/endpoints\/chunks\/localhost\/\d\/\d{4}\/\d\d\/\d\d\/\d\d\/\d\d$/)
+    await dev.disconnect()
+  })
+
+  it('drops the outbox of a removed endpoint however large its backlog, and the shard goes on serving', async () => {
+    // a receiver that reads every request and never answers
+    let requests = 0
+    let abandoned = 0
+    const hung = http.createServer((req) => { requests++; req.resume(); req.socket.once('close', () => { abandoned++ }) })
+    await new Promise<void>((r) => hung.listen(0, '127.0.0.1', r))
+    try {
+      const url = `http://127.0.0.1:${(hung.address() as { port: number }).port}/hook?code=secret`
+      const put = async (path: string, body: unknown) => expect((await t.rest('PUT', path, { body })).status).toBe(200)
+      await put('/routing/endpoints/webhooks/stuck', { url, timeoutInSeconds: 60, maxDeliveryAttempts: 20 })
+      await put('/routing/routes/to-stuck', { condition: "level = 'stuck'", endpointNames: ['stuck'] })
+      const dev = await connectDevice(t, 'stuck-dev')
+      const body = Buffer.alloc(100 * 1024, 120)
+      // every one is acknowledged: PUBACK waits for the outbox, not for the receiver
+      for (let i = 0; i < 200; i += 10) {
+        await Promise.all(Array.from({ length: 10 }, (_, j) => dev.publish(`devices/stuck-dev/messages/events/level=stuck&$.mid=s${i + j}`, body)))
+      }
+      await until(() => requests, (n) => n >= 1, 5000)
+      const names = outboxNames('webhook', 'stuck', 4)
+      const before = await outboxEventCounts(t.dataDir, names)
+      expect(Object.values(before).reduce((a: number, n) => a + (n ?? 0), 0)).toBe(200)
+
+      expect((await t.rest('DELETE', '/routing/routes/to-stuck')).status).toBe(204)
+      expect((await t.rest('DELETE', '/routing/endpoints/webhooks/stuck')).status).toBe(204)
+      // answered once every shard dropped it: gone from disk, and the hung request let go
+      expect(Object.values(await outboxEventCounts(t.dataDir, names))).toEqual([null, null, null, null])
+      expect(await until(() => abandoned, (n) => n >= 1, 5000)).toBeGreaterThanOrEqual(1)
+      await dev.publish('devices/stuck-dev/messages/events/level=after', 'after')
+      await dev.disconnect()
+      const events = eventsOf(await readAllEvents(t), 'stuck-dev')
+      expect(events.map((e) => Buffer.from(e.body, 'base64').toString())).toEqual(['after'])
+    } finally {
+      hung.closeAllConnections()
+      hung.close()
+    }
+  })
+})
+
 describe('events through routing', () => {
   it('routes twin change, lifecycle and connection state events only where routes send them', async () => {
     const put = async (path: string, body: unknown) => expect((await t.rest('PUT', path, { body })).status).toBe(200)
@@ -203,7 +266,7 @@ describe('events through routing', () => {
 })
 
 describe('persistence', () => {
-  it('keeps routes, endpoints and enrichments across a restart; storage batches are written on shutdown', async () => {
+  it('keeps routes, endpoints and enrichments across a restart; a storage batch not yet due waits in its outbox across it', async () => {
     const dataDir = tempDir()
     let hub = await startTestHub({}, { dataDir })
     await hub.rest('PUT', '/routing/endpoints/storageContainers/slow', { body: { batchFrequencyInSeconds: 720 } })
@@ -214,9 +277,8 @@ describe('persistence', () => {
     await dev.disconnect()
     expect(filesUnder(join(dataDir, 'endpoints'))).toEqual([])
     await hub.stop()
-    const files = filesUnder(join(dataDir, 'endpoints', 'slow'))
-    expect(files).toHaveLength(1)
-    expect(JSON.parse(readFileSync(files[0]!, 'utf8'))).toMatchObject({ Body: base64('kept'), Properties: { level: 'x' } })
+    // its window is 12 minutes: shutdown leaves the batch in the endpoint's outbox, not in a file
+    expect(filesUnder(join(dataDir, 'endpoints'))).toEqual([])
 
     hub = await startTestHub({}, { dataDir })
     try {
@@ -224,6 +286,13 @@ describe('persistence', () => {
       expect(config.routes).toEqual([{ name: 'all', source: 'DeviceMessages', condition: "level = 'x'", endpointNames: ['slow', 'events'], isEnabled: true }])
       expect(config.endpoints.storageContainers[0]).toMatchObject({ name: 'slow', batchFrequencyInSeconds: 720, encoding: 'JSON' })
       expect(config.enrichments).toEqual([{ key: 'e1', value: 'v', endpointNames: ['events'] }])
+      // a 1 s window: the one that began before the restart has passed, so the batch from the outbox is written now, once
+      expect((await hub.rest('PUT', '/routing/endpoints/storageContainers/slow', { body: { batchFrequencyInSeconds: 1 } })).status).toBe(200)
+      const files = await until(() => filesUnder(join(dataDir, 'endpoints', 'slow')), (f) => f.length > 0, 5000)
+      expect(files).toHaveLength(1)
+      const lines = readFileSync(files[0]!, 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+      expect(lines).toHaveLength(1)
+      expect(lines[0]).toMatchObject({ Body: base64('kept'), Properties: { level: 'x' } })
       // and they are in force: the route still sends to `events`, with the enrichment
       const dev2 = await connectDevice(hub, 'p-dev')
       await dev2.publish('devices/p-dev/messages/events/level=x', 'again')

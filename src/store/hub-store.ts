@@ -26,10 +26,19 @@ export interface HubStore {
   endpointPartitionIndex(name: string, p: number): Database
   /** routing configuration (routes, endpoints, enrichments) */
   routing: Database
+  /** partition `p` of a storage or webhook endpoint's outbox (written by that partition's shard) */
+  outbox(kind: OutboxKind, name: string, p: number): Database
+  /** Deletes that outbox from the environment; settles when the removal is committed. */
+  dropOutbox(kind: OutboxKind, name: string, p: number): Promise<void>
+  /** where each outbox partition's deliverer is: key `{kind}/{name}/{p}` */
+  outboxCursors: Database
   close(): Promise<void>
 }
 
 export type Durability = 'process' | 'power'
+
+/** The endpoint kinds delivered from an outbox: part of its DB name, so a kind change starts afresh. */
+export type OutboxKind = 'storage' | 'webhook'
 
 /**
  * `process`: a commit is in the OS page cache before its PUBACK, so it survives the hub process dying
@@ -39,15 +48,16 @@ export type Durability = 'process' | 'power'
 export function openHubStore(dataDir: string, durability: Durability = 'process'): HubStore {
   mkdirSync(dataDir, { recursive: true })
   // maxDbs: devices, meta, sessions, checkpoints, twins, c2d, feedback, routing, up to 32 partitions
-  // and 10 routing log endpoints of up to 32 partitions each, each partition with its index, with
-  // room to grow
-  const root = open({ path: join(dataDir, 'hub.mdb'), maxDbs: 800, noSync: durability === 'process' })
+  // with their index, 10 routing log endpoints of up to 32 partitions each with theirs (672), and
+  // 10 storage and 10 webhook outboxes of up to 32 partitions each (640), with room to grow
+  const root = open({ path: join(dataDir, 'hub.mdb'), maxDbs: 1500, noSync: durability === 'process' })
   const opened = new Map<string, Database>()
   const named = (name: string, binary: boolean) => {
     let db = opened.get(name)
     if (!db) opened.set(name, (db = root.openDB(binary ? { name, encoding: 'binary' } : { name })))
     return db
   }
+  const outboxName = (kind: OutboxKind, name: string, p: number) => `outbox.${kind}.${name.toLowerCase()}.${p}`
   return {
     root,
     devices: root.openDB({ name: 'devices' }),
@@ -63,6 +73,16 @@ export function openHubStore(dataDir: string, durability: Durability = 'process'
     endpointPartition: (name, p) => named(`route.${name.toLowerCase()}.${p}`, true),
     endpointPartitionIndex: (name, p) => named(`route.${name.toLowerCase()}.${p}.index`, false),
     routing: root.openDB({ name: 'routing' }),
+    outbox: (kind, name, p) => named(outboxName(kind, name, p), true),
+    async dropOutbox(kind, name, p) {
+      const key = outboxName(kind, name, p)
+      // `create: false` (not in lmdb's types): undefined when there is no such outbox
+      const db = opened.get(key) ?? (root.openDB({ name: key, encoding: 'binary', create: false } as { name: string }) as Database | undefined)
+      opened.delete(key)
+      // one LMDB operation in the write thread, however large the outbox
+      if (db) await db.drop()
+    },
+    outboxCursors: root.openDB({ name: 'outbox-cursors' }),
     close: () => root.close(),
   }
 }

@@ -1,0 +1,49 @@
+// One webhook POST and what became of it. Redirects are not followed (a 3xx could send telemetry to
+// an address the endpoint's owner never named), and at most MAX_RESPONSE_BYTES of an answer are read
+// before the response is cancelled: the status is all that matters. Reasons never carry the URL,
+// whose query string may hold a key.
+import type { WebhookEndpointDef } from '../src/routing/routing-config.js'
+
+export const MAX_RESPONSE_BYTES = 64 * 1024
+
+export type PostOutcome =
+  | { isDelivered: true }
+  | { isDelivered: false; isRetryable: boolean; reason: string }
+
+export async function postRecords(def: WebhookEndpointDef, body: string, stop: AbortSignal): Promise<PostOutcome> {
+  const signal = AbortSignal.any([AbortSignal.timeout(def.timeoutInSeconds * 1000), stop])
+  let status: number
+  try {
+    const res = await fetch(def.url, {
+      method: 'POST', body, redirect: 'manual', signal,
+      headers: { 'content-type': 'application/json; charset=utf-8', 'x-hyperhub-endpoint': def.name },
+    })
+    status = res.status
+    await discard(res)
+  } catch (e) {
+    const err = e as Error & { cause?: { code?: string } }
+    // an error's message may quote the URL: only its code is kept
+    const reason = err.name === 'TimeoutError' ? 'timed out' : stop.aborted ? 'stopped' : err.cause?.code ?? 'request failed'
+    return { isDelivered: false, isRetryable: true, reason }
+  }
+  if (status >= 200 && status < 300) return { isDelivered: true }
+  if (status >= 300 && status < 400) return { isDelivered: false, isRetryable: false, reason: `HTTP ${status} (redirects are not followed)` }
+  return { isDelivered: false, isRetryable: status === 429 || status >= 500, reason: `HTTP ${status}` }
+}
+
+/** Reads a little of the answer (so a small one leaves the connection reusable), then lets go of the rest. */
+async function discard(res: Response): Promise<void> {
+  if (!res.body) return
+  const reader = res.body.getReader()
+  try {
+    for (let read = 0; read < MAX_RESPONSE_BYTES;) {
+      const chunk = await reader.read()
+      if (chunk.done) return
+      read += chunk.value.byteLength
+    }
+  } catch {
+    // the status came; an answer cut short changes nothing
+  } finally {
+    await reader.cancel().catch(() => {})
+  }
+}
