@@ -11,6 +11,7 @@ import { defaultInterner } from '../src/routing/name-interner.js'
 import type { Value } from '../src/query-common/values.js'
 import type { Sender } from '../src/events/segment-codec.js'
 import { WasmRouteSet } from '../src/wasm/wasm-route-vm.js'
+import { jsonDeeperThan } from '../src/json-depth.js'
 
 /** The sender's twin as routing sees it: `{ tags, properties: { desired, reported } }`. */
 export type RouteTwin = { tags: object; properties: { desired: object; reported: object } }
@@ -177,7 +178,8 @@ export class MessageRouter {
     if (routes.usesBody) {
       const encoding = bodyEncoding(sys)
       if (encoding === 'utf-8') {
-        try { parsed = JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8')) as Value } catch { parsed = undefined }
+        const text = Buffer.from(body.buffer, body.byteOffset, body.byteLength)
+        try { parsed = jsonDeeperThan(text) ? undefined : JSON.parse(text.toString('utf8')) as Value } catch { parsed = undefined }
       } else if (encoding !== undefined) {
         parsed = prepareMessage({ systemProperties: Object.fromEntries(sys), body }).body
       }

@@ -94,6 +94,21 @@ describe('what the hub writes and the client does not read', () => {
   })
 })
 
+describe('packets read after the hub stopped reading', () => {
+  it('wait, and are replayed in order once it reads again (a read holds many packets; a pause only stops the next)', () => {
+    const { edge, sent } = setup()
+    const { conn, t } = connected(edge)
+    conn.hold(true)
+    conn.receive(Buffer.concat([0, 1, 2].map((i) => publishPacket(`$iothub/twin/GET/?$rid=${i}`, 0))))
+    expect(t.paused).toBe(true)
+    expect(sent.filter((op) => op[0] === 9)).toEqual([])
+    conn.hold(false)
+    expect(sent.filter((op) => op[0] === 9).map((op) => op[3])).toEqual(['0', '1', '2'])
+    expect(t.paused).toBe(false)
+    edge.closeAll('test over')
+  })
+})
+
 describe('a WebSocket client, which cannot be paused', () => {
   it(`is closed when it sends more than ${UNPAUSABLE_SLACK_BYTES} bytes while the hub holds it`, () => {
     const { edge } = setup()

@@ -20,9 +20,13 @@ export const MAX_PACKET_BYTES = 256 * 1024 + 65_535 + 16
 const MAX_UNACKED = 2048
 /** Twin requests waiting for their answer before the hub stops reading the connection. */
 export const MAX_TWIN_IN_FLIGHT = 16
-/** Packets, and their bytes, a client may send after CONNECT before it has its CONNACK. */
-const MAX_EARLY_PACKETS = 1000
+/**
+ * What a client may have waiting, counting each packet's bytes plus PACKET_OVERHEAD_BYTES for the
+ * hub's record of it: packets sent after CONNECT before its CONNACK, or read after the hub stopped
+ * reading it (the rest of the read that filled its window).
+ */
 export const MAX_EARLY_BYTES = 1024 * 1024
+const PACKET_OVERHEAD_BYTES = 64
 /** A CONNECT up to this size is read freely; a larger one (a big will) needs the hub's pre-auth budget. */
 export const PREAUTH_FREE_BYTES = 16 * 1024
 /** Written but not yet read by the client: stop reading it above the first, close it above the second. */
@@ -61,9 +65,14 @@ export class DeviceConnection implements FrameHandler {
   private reading = true
   /** bytes a client that cannot be paused sent since the hub stopped reading it */
   private unpausedBytes = 0
-  /** packets that arrived between CONNECT and CONNACK, replayed once the session is open */
-  private early: (() => void)[] = []
+  /**
+   * Packets that must wait, replayed in order: those between CONNECT and CONNACK (until the session
+   * is open), and those read after the hub stopped reading (a read holds many packets; stopping the
+   * socket only stops the next read).
+   */
+  private early: { replay: () => void; bytes: number }[] = []
   private earlyBytes = 0
+  private replaying = false
   /** SUBACK / UNSUBACK bodies waiting for the shard to commit the change, by packet id */
   private readonly pendingAcks = new Map<number, Buffer>()
   readonly acceptedAt = Date.now()
@@ -138,8 +147,14 @@ export class DeviceConnection implements FrameHandler {
     this.preauthReserved = 0
   }
 
+  /** Whether a packet just framed must wait: before CONNACK, or while the hub is not reading this connection. */
+  private mustWait(): boolean {
+    if (this.state === 'authenticating') return true
+    return this.state === 'connected' && !this.replaying && (!this.reading || this.early.length > 0)
+  }
+
   publish(topic: string, payload: Buffer, qos: number, packetId: number, retain: boolean): void {
-    if (this.state === 'authenticating') {
+    if (this.mustWait()) {
       // MQTT lets a client send right after CONNECT; keep it until the session is open (the copy
       // because a framer may reuse the bytes of a packet that spanned reads)
       const copy = Buffer.from(payload)
@@ -200,7 +215,9 @@ export class DeviceConnection implements FrameHandler {
       this.unpausedBytes = 0
       this.transport.pause()
     } else {
-      this.transport.resume()
+      // what was read before the stop goes first; it may stop reading again
+      this.replayWaiting()
+      if (this.reading && (this.state as State) !== 'closed') this.transport.resume() // replay may have closed it
     }
   }
 
@@ -239,7 +256,7 @@ export class DeviceConnection implements FrameHandler {
     parser.on('error', (e: Error) => { error ??= e })
     parser.parse(packet)
     if (error || !decoded) throw new FrameError(error?.message ?? `undecodable packet of type ${type}`)
-    if (this.state === 'authenticating' && decoded.cmd !== 'connect') {
+    if (decoded.cmd !== 'connect' && this.mustWait()) {
       const copy = Buffer.from(packet)
       return this.defer(() => this.other(type, copy), copy.length)
     }
@@ -309,17 +326,33 @@ export class DeviceConnection implements FrameHandler {
     this.state = 'connected'
     for (const f of filters) this.subscriptions.add(f)
     this.send(packets.connack(packets.CONNACK_ACCEPTED, sessionPresent))
-    const early = this.early
-    this.early = []
-    this.earlyBytes = 0
-    for (const replay of early) if (this.state === 'connected') replay()
+    this.replayWaiting()
   }
 
   private defer(replay: () => void, bytes: number): void {
+    bytes += PACKET_OVERHEAD_BYTES
     this.earlyBytes += bytes
-    if (this.early.length >= MAX_EARLY_PACKETS) return this.close(`more than ${MAX_EARLY_PACKETS} packets before CONNACK`)
-    if (this.earlyBytes > MAX_EARLY_BYTES) return this.close(`more than ${MAX_EARLY_BYTES} bytes before CONNACK`)
-    this.early.push(replay)
+    if (this.earlyBytes > MAX_EARLY_BYTES) {
+      return this.close(`more than ${MAX_EARLY_BYTES} bytes ${this.state === 'authenticating' ? 'before CONNACK' : 'while the hub was holding the connection'}`)
+    }
+    this.early.push({ replay, bytes })
+  }
+
+  /** Replays waiting packets, in order, for as long as the hub reads this connection. */
+  private replayWaiting(): void {
+    while (this.early.length > 0 && this.reading && this.state === 'connected') {
+      const next = this.early.shift()!
+      this.earlyBytes -= next.bytes
+      this.replaying = true
+      try {
+        next.replay()
+      } catch (e) {
+        if (e instanceof FrameError) this.close(`malformed packet: ${e.message}`)
+        else this.close('internal error on this connection', { error: e as Error })
+      } finally {
+        this.replaying = false
+      }
+    }
   }
 
   /** Whether the hub stopped reading this connection (its silence is then not the client's). */

@@ -4,6 +4,7 @@
 // device is not online (after connectTimeout) and 504101 when it does not answer in time.
 import { HubError } from '../rest/hub-error.js'
 import { methodRequestTopic } from './iothub-topics.js'
+import { jsonDeeperThan, MAX_JSON_DEPTH } from '../json-depth.js'
 
 export const MAX_METHOD_PAYLOAD_BYTES = 128 * 1024
 /** Calls waiting for one device's answers; Azure's limit (403800) is undocumented. */
@@ -87,6 +88,10 @@ export class MethodCalls {
       return false
     }
     let payload: unknown = null
+    if (jsonDeeperThan(body)) {
+      p.reject(new HubError(400004, `the device's response nests deeper than ${MAX_JSON_DEPTH} levels`))
+      return false
+    }
     if (body.length > 0) {
       try {
         payload = JSON.parse(body.toString('utf8'))

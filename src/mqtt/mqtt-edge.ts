@@ -248,9 +248,12 @@ export class MqttEdge implements PresenceView {
     return this.c2dCounts.get(deviceId) ?? 0
   }
 
-  /** Devices with any live fact to report (the rest read as never connected, no C2D pending). */
-  presentDeviceIds(): Set<string> {
-    return new Set([...this.stateChangedAt.keys(), ...this.connectedAt.keys(), ...this.lastActivity.keys(), ...this.c2dCounts.keys()])
+  /** Devices with any live fact to report, possibly repeated (the rest read as never connected, no C2D pending). */
+  *presentDeviceIds(): Generator<string> {
+    yield* this.stateChangedAt.keys()
+    yield* this.connectedAt.keys()
+    yield* this.lastActivity.keys()
+    yield* this.c2dCounts.keys()
   }
 
   private sweep(): void {

@@ -1,28 +1,38 @@
 // The query workers: a piscina pool of one thread (the shards already use the other cores), started
 // on the first query and ended after a minute without one. Each task gets a snapshot of the edge's
-// presence facts for the devices that have any.
+// presence facts for the devices that have any. Past MAX_QUEUED waiting queries the hub answers
+// 429 ThrottlingException, as Azure throttles queries, instead of queueing without bound.
 import { Piscina } from 'piscina'
 import type { Durability } from '../store/hub-store.js'
-import type { PresenceView } from '../registry/device-registry.js'
+import { HubError } from '../rest/hub-error.js'
 import type { QueryOutcome, QueryTask } from './query-worker.js'
-import { takeSnapshot } from './presence-snapshot.js'
+import { PresenceSnapshots, type PresenceSource } from './presence-snapshot.js'
+
+export const MAX_QUEUED_QUERIES = 100
 
 export class QueryPool {
   private readonly pool: Piscina<QueryTask, QueryOutcome>
+  private readonly snapshots: PresenceSnapshots
+  private waiting = 0
 
-  constructor(private readonly dataDir: string, private readonly durability: Durability,
-    private readonly presence: PresenceView & { presentDeviceIds(): Iterable<string> }) {
+  constructor(private readonly dataDir: string, private readonly durability: Durability, presence: PresenceSource) {
+    this.snapshots = new PresenceSnapshots(presence)
     this.pool = new Piscina({
       filename: new URL('./query-worker-bootstrap.mjs', import.meta.url).href,
-      minThreads: 0, maxThreads: 1, idleTimeout: 60_000, maxQueue: 100,
+      minThreads: 0, maxThreads: 1, idleTimeout: 60_000, maxQueue: MAX_QUEUED_QUERIES,
     })
   }
 
-  run(query: string, pageSize: number, continuation: string | undefined): Promise<QueryOutcome> {
-    return this.pool.run({
-      dataDir: this.dataDir, durability: this.durability, query, pageSize, continuation,
-      presence: takeSnapshot(this.presence.presentDeviceIds(), this.presence),
-    })
+  async run(query: string, pageSize: number, continuation: string | undefined): Promise<QueryOutcome> {
+    // counted from arrival, so queries waiting for their snapshot count as well
+    if (this.waiting >= MAX_QUEUED_QUERIES) throw new HubError(429001, `more than ${MAX_QUEUED_QUERIES} queries are waiting; retry later`)
+    this.waiting++
+    try {
+      const presence = await this.snapshots.take()
+      return await this.pool.run({ dataDir: this.dataDir, durability: this.durability, query, pageSize, continuation, presence })
+    } finally {
+      this.waiting--
+    }
   }
 
   close(): Promise<void> {

@@ -6,6 +6,7 @@ import type { Authenticator } from '../auth/authenticator.js'
 import type { Right } from '../auth/policies.js'
 import type { Logger } from '../log.js'
 import { errorBody, HubError } from './hub-error.js'
+import { jsonDeeperThan, MAX_JSON_DEPTH } from '../json-depth.js'
 
 export const MAX_REST_BODY_BYTES = 1024 * 1024
 
@@ -82,6 +83,8 @@ export function mountRest(app: TemplatedApp, routes: Route[], auth: Authenticato
         method, path, params, query, headers, body,
         json<T>() {
           if (body.length === 0) throw new HubError(400005, 'the request body is empty')
+          // checked before parsing: a deep document would overflow whatever serialises it next
+          if (jsonDeeperThan(body)) throw new HubError(400004, `the request body nests deeper than ${MAX_JSON_DEPTH} levels`)
           try { return JSON.parse(body.toString('utf8')) as T } catch { throw new HubError(400012, 'the request body is not valid JSON') }
         },
       }

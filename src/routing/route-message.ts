@@ -7,6 +7,7 @@
 // content type's `charset` parameter counts (routing.md cites `application/json;charset=utf-8`).
 // UTF-16/32 bodies are little-endian unless they start with a big-endian byte order mark.
 import type { Value } from '../query-common/values.js'
+import { jsonDeeperThan } from '../json-depth.js'
 
 export interface RouteMessage {
   /** Keyed by routing keyword (`contentType`, `connectionDeviceId`, …) or wire name (`iothub-enqueuedtime`, `message-id`, …). */
@@ -84,7 +85,8 @@ export function prepareMessage(message: RouteMessage): PreparedMessage {
   if (encoding !== undefined) {
     try {
       const text = typeof message.body === 'string' ? message.body : decodeBody(message.body!, encoding)
-      body = JSON.parse(text) as Value
+      // too deep to evaluate without recursing past the stack: treated as a body that is not JSON
+      body = jsonDeeperThan(text) ? undefined : JSON.parse(text) as Value
     } catch {
       body = undefined
     }

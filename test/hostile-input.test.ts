@@ -1,0 +1,99 @@
+// Issue 10 items 10 and 11: input that used to take the hub down or answer 500. A twin body nested
+// 5,000 levels deep overflowed the stack when packed for the shard; a too-deep method payload or
+// device answer overflowed JSON.stringify; 150 queries at once answered 500. Each now gets Azure's
+// error (400 ArgumentInvalid, 429 ThrottlingException) and the hub goes on serving.
+import type mqttPacket from 'mqtt-packet'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { jsonDeeperThan, MAX_JSON_DEPTH } from '../src/json-depth.js'
+import { MAX_QUEUED_QUERIES } from '../src/query/query-pool.js'
+import { PresenceSnapshots } from '../src/query/presence-snapshot.js'
+import { NEVER } from '../src/registry/device-registry.js'
+import { startTestHub, type TestHub } from './helpers/test-hub.js'
+import { connectDevice, nextPublish } from './helpers/device-mqtt.js'
+
+let t: TestHub
+beforeAll(async () => { t = await startTestHub({ shards: 2 }) })
+afterAll(async () => { await t.stop() })
+
+const nested = (depth: number) => '{"a":'.repeat(depth) + '1' + '}'.repeat(depth)
+const deepArray = (depth: number) => '['.repeat(depth) + ']'.repeat(depth)
+
+function expectError(r: { status: number; body: any; headers: Record<string, unknown> }, status: number, code: string, text: string): void {
+  expect(r.status).toBe(status)
+  expect(r.headers['iothub-errorcode']).toBe(code)
+  expect(r.body.Message).toBe(`ErrorCode:${code};${text}`)
+}
+
+describe('nesting', () => {
+  it('counts depth without recursing, skipping strings', () => {
+    expect(jsonDeeperThan(nested(MAX_JSON_DEPTH))).toBe(false)
+    expect(jsonDeeperThan(nested(MAX_JSON_DEPTH + 1))).toBe(true)
+    expect(jsonDeeperThan(Buffer.from(deepArray(1_000_000)))).toBe(true)
+    expect(jsonDeeperThan(`{"s":"${'['.repeat(200)}\\"${'{'.repeat(200)}"}`)).toBe(false)
+  })
+
+  it('refuses a twin PATCH and PUT nested 5,000 deep with 400, and keeps serving', async () => {
+    await t.createDevice('deep-twin')
+    const body = `{"properties":{"desired":${nested(5000)}}}`
+    for (const method of ['PATCH', 'PUT']) {
+      const r = await t.rest(method, '/twins/deep-twin?api-version=2021-04-12', { raw: body })
+      expectError(r, 400, 'ArgumentInvalid', `the request body nests deeper than ${MAX_JSON_DEPTH} levels`)
+    }
+    const ok = await t.rest('PATCH', '/twins/deep-twin?api-version=2021-04-12', { body: { properties: { desired: { fine: 1 } } } })
+    expect(ok.status).toBe(200)
+    expect(ok.body.properties.desired.fine).toBe(1)
+  })
+
+  it('refuses a method payload nested too deep with 400', async () => {
+    const r = await t.rest('POST', '/twins/deep-twin/methods?api-version=2021-04-12', { raw: `{"methodName":"m","payload":${deepArray(5000)}}` })
+    expectError(r, 400, 'ArgumentInvalid', `the request body nests deeper than ${MAX_JSON_DEPTH} levels`)
+  })
+
+  it('answers 400 when the device answers a method with JSON nested too deep', async () => {
+    const c = await connectDevice(t, 'deep-answer')
+    await c.subscribe('$iothub/methods/POST/#', 0)
+    const request = nextPublish(c, '$iothub/methods/POST/')
+    const call = t.rest('POST', '/twins/deep-answer/methods?api-version=2021-04-12', { body: { methodName: 'm', responseTimeoutInSeconds: 10 } })
+    const rid = /\?\$rid=(.+)$/.exec((await request).topic)![1]!
+    c.send({ cmd: 'publish', topic: `$iothub/methods/res/200/?$rid=${rid}`, payload: Buffer.from(deepArray(20_000)), qos: 0, retain: false, dup: false } as mqttPacket.IPublishPacket)
+    expectError(await call, 400, 'ArgumentInvalid', `the device's response nests deeper than ${MAX_JSON_DEPTH} levels`)
+    await c.disconnect()
+  })
+})
+
+describe('queries', () => {
+  it(`answers 429 ThrottlingException past ${MAX_QUEUED_QUERIES} waiting queries, never 500, and serves again after`, async () => {
+    const results = await Promise.all(Array.from({ length: 150 }, () => t.rest('POST', '/devices/query?api-version=2021-04-12', { body: { query: 'SELECT * FROM devices' } })))
+    const statuses = results.map((r) => r.status)
+    expect(statuses.filter((s) => s !== 200 && s !== 429)).toEqual([])
+    const throttled = results.filter((r) => r.status === 429)
+    expect(throttled.length).toBeGreaterThan(0)
+    for (const r of throttled) expectError(r, 429, 'ThrottlingException', `more than ${MAX_QUEUED_QUERIES} queries are waiting; retry later`)
+    expect((await t.rest('POST', '/devices/query?api-version=2021-04-12', { body: { query: 'SELECT * FROM devices' } })).status).toBe(200)
+  })
+
+  it('copies presence facts a chunk per event-loop turn, and shares one copy among the queries that arrived before it began', async () => {
+    const ids = Array.from({ length: 10_000 }, (_, i) => `p-${i}`)
+    let reads = 0
+    const source = {
+      *presentDeviceIds() { yield* ids },
+      connectionState: () => { reads++; return { connected: true, since: NEVER } },
+      lastActivityTime: () => NEVER,
+      cloudToDeviceMessageCount: () => 0,
+    }
+    const snapshots = new PresenceSnapshots(source, 1000)
+    const first = snapshots.take()
+    const joined = snapshots.take()
+    // a turn in the middle of the copy: some devices were read, not all
+    let midway = -1
+    setImmediate(() => setImmediate(() => { midway = reads }))
+    const [a, b] = await Promise.all([first, joined])
+    expect(a).toBe(b)
+    expect(reads).toBe(ids.length)
+    expect(midway).toBeGreaterThan(0)
+    expect(midway).toBeLessThan(ids.length)
+    expect(a.chunks).toHaveLength(10)
+    // a query that comes after the copy began gets a newer one
+    expect(await snapshots.take()).not.toBe(a)
+  })
+})
