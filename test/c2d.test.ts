@@ -14,6 +14,18 @@ const send = (id: string, body: string | Buffer, headers: Record<string, string>
 const c2dCount = async (id: string) => (await t.rest('GET', `/devices/${id}`)).body.cloudToDeviceMessageCount
 const bagOf = (p: mqttPacket.IPublishPacket) => new URLSearchParams(p.topic.split('/')[4])
 
+/**
+ * Sends a marker after everything else and waits for it: C2D is delivered in order, so what the
+ * device got before the marker is everything it will get for what was sent before it.
+ */
+async function untilMarker(c: Awaited<ReturnType<typeof connectDevice>>, id: string): Promise<string[]> {
+  const marker = `marker-${Math.random()}`
+  expect((await send(id, marker)).status).toBe(200)
+  const got = await until(() => publishesSoFar(c, `devices/${id}/`), (l) => l.some((p) => p.payload.toString() === marker))
+  for (const p of got) if (p.payload.toString() === marker) c.send({ cmd: 'puback', messageId: p.messageId } as mqttPacket.IPubackPacket)
+  return got.map((p) => p.payload.toString()).filter((b) => b !== marker)
+}
+
 /** Reads the feedback queue until it is empty, completing each message; returns the records. */
 async function drainFeedback(): Promise<any[]> {
   const out: any[] = []
@@ -49,13 +61,11 @@ describe('C2D messages', () => {
     expect(Object.fromEntries(bag)).toMatchObject({ '$.mid': 'm-0', '$.cid': 'c-0', '$.to': '/devices/c2d-order/messages/devicebound', '$.ct': 'text/plain', 'iothub-ack': 'positive', path: 'a/b c' })
     for (const p of got) c.send({ cmd: 'puback', messageId: p.messageId } as mqttPacket.IPubackPacket)
     expect(await until(() => c2dCount('c2d-order'), (n) => n === 0)).toBe(0)
-    await sleep(100)
-    expect(publishesSoFar(c, 'devices/c2d-order/')).toHaveLength(5)
+    expect(await untilMarker(c, 'c2d-order')).toEqual(['msg 0', 'msg 1', 'msg 2', 'msg 3', 'msg 4'])
     await c.disconnect()
     // nothing again after a reconnect
     const again = await connectDevice(t, 'c2d-order')
-    await sleep(200)
-    expect(publishesSoFar(again, 'devices/c2d-order/')).toHaveLength(0)
+    expect(await untilMarker(again, 'c2d-order')).toEqual([])
     await again.disconnect()
     const feedback = (await drainFeedback()).filter((f) => f.deviceId === 'c2d-order')
     expect(feedback.map((f) => f.originalMessageId)).toEqual(['m-0', 'm-1', 'm-2', 'm-3', 'm-4'])
@@ -105,8 +115,7 @@ describe('C2D messages', () => {
     const c = await connectDevice(t, 'c2d-expire')
     await c.subscribe('devices/c2d-expire/messages/devicebound/#', 1)
     const got = await until(() => publishesSoFar(c, 'devices/c2d-expire/'), (l) => l.length > 0)
-    await sleep(200)
-    expect(publishesSoFar(c, 'devices/c2d-expire/').map((p) => p.payload.toString())).toEqual(['in time'])
+    expect(await untilMarker(c, 'c2d-expire')).toEqual(['in time'])
     expect(bagOf(got[0]!).get('$.exp')).toBeNull()
     const fb = (await drainFeedback()).filter((f) => f.deviceId === 'c2d-expire')
     expect(fb).toEqual([expect.objectContaining({ originalMessageId: 'exp-1', statusCode: 'Expired' })])
@@ -125,9 +134,8 @@ describe('C2D messages', () => {
       await c.closed
     }
     const c = await connectDevice(t, 'c2d-poison')
-    await sleep(300)
-    expect(publishesSoFar(c, 'devices/c2d-poison/')).toHaveLength(0)
-    expect(await c2dCount('c2d-poison')).toBe(0)
+    expect(await untilMarker(c, 'c2d-poison')).toEqual([])
+    expect(await until(() => c2dCount('c2d-poison'), (n) => n === 0)).toBe(0)
     const fb = (await drainFeedback()).filter((f) => f.deviceId === 'c2d-poison')
     expect(fb).toEqual([expect.objectContaining({ originalMessageId: 'p-1', statusCode: 'DeliveryCountExceeded' })])
     await c.disconnect()
@@ -186,8 +194,7 @@ describe('C2D messages', () => {
     expect(await c2dCount('c2d-gone')).toBe(0)
     const c = await connectDevice(t, 'c2d-gone')
     await c.subscribe('devices/c2d-gone/messages/devicebound/#', 1)
-    await sleep(200)
-    expect(publishesSoFar(c, 'devices/c2d-gone/')).toHaveLength(0)
+    expect(await untilMarker(c, 'c2d-gone')).toEqual([])
     await c.disconnect()
   })
 })

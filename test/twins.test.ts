@@ -1,8 +1,9 @@
 // Device twins over raw MQTT and the service REST API: documents, versions, metadata, etags, limits,
 // desired-property pushes, and the twin's life with its device. Runs with 2 shards.
+import type mqttPacket from 'mqtt-packet'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startTestHub, type TestHub } from './helpers/test-hub.js'
-import { connectDevice, nextPublish, sleep, twinRequest } from './helpers/device-mqtt.js'
+import { connectDevice, nextPublish, twinRequest } from './helpers/device-mqtt.js'
 
 let t: TestHub
 beforeAll(async () => { t = await startTestHub({ shards: 2 }) })
@@ -158,9 +159,11 @@ describe('device twin over MQTT', () => {
     expect(JSON.parse((await pushed).payload.toString())).toEqual({ after: 'reconnect', $version: 2 })
     // a device that is not subscribed gets nothing
     const other = await connectDevice(t, 'tw-nosub')
+    await other.subscribe('$iothub/twin/res/#', 0)
     await t.rest('PATCH', twinPath('tw-nosub'), { body: { properties: { desired: { x: 1 } } } })
-    await sleep(200)
-    expect(other.packets.filter((p) => p.cmd === 'publish')).toHaveLength(0)
+    // a twin GET answered after the PATCH is a marker: the shard would have pushed the patch first
+    await twinRequest(other, '$iothub/twin/GET/?$rid=marker', '', 'marker')
+    expect(other.packets.filter((p) => p.cmd === 'publish').map((p) => (p as mqttPacket.IPublishPacket).topic)).toEqual([expect.stringMatching(/^\$iothub\/twin\/res\/200\/\?\$rid=marker/)])
     await c2.disconnect()
     await other.disconnect()
   })
