@@ -22,6 +22,17 @@ export function machineMs(): { busy: number; total: number } {
   return { busy: (total - idle) * TICK_MS, total: total * TICK_MS }
 }
 
+/** Resident memory split into anonymous (heap, buffers) and file-backed (LMDB's mapped pages, reclaimable) kB. */
+export function rssSplitKb(pid: number): { anon: number; file: number } {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8')
+    const field = (name: string) => Number(new RegExp(`${name}:\\s+(\\d+)`).exec(status)?.[1] ?? 0)
+    return { anon: field('RssAnon'), file: field('RssFile') + field('RssShmem') }
+  } catch {
+    return { anon: 0, file: 0 }
+  }
+}
+
 export function rssKb(pid: number): number {
   try {
     const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
