@@ -10,6 +10,7 @@ import { createDefaultPolicies, type AccessPolicy } from './auth/policies.js'
 import { portHint, type HubConfig } from './config.js'
 import { BuiltInEndpoint } from './events/built-in-endpoint.js'
 import { EventStream } from './events/event-stream.js'
+import type { AmqpLimits } from './amqp/amqp-limits.js'
 import { AmqpServer } from './amqp/amqp-server.js'
 import { EventHubsEndpoint } from './amqp/event-hubs-endpoint.js'
 import { ServiceLinks } from './amqp/service-links.js'
@@ -48,6 +49,12 @@ export interface RunningHub {
 
 export class StartupError extends Error {}
 
+/** What a hub is built with besides its settings. */
+export interface StartHubOptions {
+  /** overrides of the AMQP endpoint's bounds (tests shorten its deadlines) */
+  amqpLimits?: Partial<AmqpLimits>
+}
+
 async function loadPolicies(store: ReturnType<typeof openHubStore>): Promise<AccessPolicy[]> {
   const existing = store.meta.get('policies') as AccessPolicy[] | undefined
   if (existing) return existing
@@ -56,7 +63,7 @@ async function loadPolicies(store: ReturnType<typeof openHubStore>): Promise<Acc
   return created
 }
 
-export async function startHub(config: HubConfig, log: Logger): Promise<RunningHub> {
+export async function startHub(config: HubConfig, log: Logger, options: StartHubOptions = {}): Promise<RunningHub> {
   const store = openHubStore(config.dataDir, config.durability)
   const storedPartitions = store.meta.get('partitions') as number | undefined
   if (storedPartitions !== undefined && storedPartitions !== config.partitions) {
@@ -185,7 +192,7 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
     if (config.amqpPort !== null) {
       amqpServer = new AmqpServer({
         host: config.host, port: config.amqpPort, key, cert, hostNames: tlsNames, auth: edge.authenticator, eventHubs,
-        service: new ServiceLinks(registry, shards, feedback, log), log,
+        service: new ServiceLinks(registry, shards, feedback, log), log, limits: options.amqpLimits,
       })
       try {
         amqp = await amqpServer.listen()
