@@ -4,6 +4,8 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type tls from 'node:tls'
 import { afterEach, describe, expect, it } from 'vitest'
+import { createTlsListener } from '../src/mqtt/listeners.js'
+import type { MqttEdge } from '../src/mqtt/mqtt-edge.js'
 import { ConnectionGate, type GateRefusal, type GateTicket } from '../src/tls/connection-gate.js'
 import { closeOf, firstBytes, tcpConnect, tlsConnect } from './helpers/amqp-client.js'
 import { TEST_PKI } from './helpers/test-hub.js'
@@ -92,5 +94,21 @@ describe('connection gate', () => {
     const e = await tlsConnect(s.port, ca)
     expect(s.gate.countsOf('127.0.0.1')).toEqual({ unauthenticated: 2, total: 4 })
     for (const x of [a, b, d, e]) x.destroy()
+  })
+})
+
+describe('the MQTT TLS listener', () => {
+  it('drops a connection that never starts its handshake, and serves one that does', async () => {
+    const accepted: string[] = []
+    const edge = { accept: () => { accepted.push('tls'); return { receive: () => {}, lost: () => {} } } } as unknown as MqttEdge
+    const server = createTlsListener(edge, key, cert, 200)
+    stops.push(() => new Promise<void>((resolve) => server.close(() => resolve())))
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const port = (server.address() as { port: number }).port
+    const client = await tlsConnect(port, ca)
+    await closeOf(await tcpConnect(port))
+    expect(accepted).toEqual(['tls'])
+    expect(client.destroyed).toBe(false)
+    client.destroy()
   })
 })

@@ -1,8 +1,9 @@
 // Where MQTT bytes come from: TLS on 8883 (node:tls: uWS has no raw TCP server), optional plain TCP
 // for local use and benchmarks, and WebSocket at /$iothub/websocket (subprotocol mqtt) on the uWS app.
 import net from 'node:net'
-import tls from 'node:tls'
+import type tls from 'node:tls'
 import type { TemplatedApp, WebSocket } from 'uWebSockets.js'
+import { ConnectionGate } from '../tls/connection-gate.js'
 import { MAX_PACKET_BYTES, type DeviceConnection } from './device-connection.js'
 import type { MqttEdge } from './mqtt-edge.js'
 import { socketTransport, type MqttTransport } from './transport.js'
@@ -29,10 +30,13 @@ export function listen(server: net.Server, port: number, host: string): Promise<
   })
 }
 
-export function createTlsListener(edge: MqttEdge, key: string, cert: string): tls.Server {
-  const server = tls.createServer({ key, cert, minVersion: 'TLSv1.2' }, (socket) => attach(socket, 'tls', edge))
-  server.on('tlsClientError', () => {}) // a failed handshake concerns only that client
-  return server
+/** TCP accept → end of the TLS handshake: a socket that never sends a ClientHello must not stay open. */
+export const TLS_HANDSHAKE_TIMEOUT_MS = 10_000
+
+export function createTlsListener(edge: MqttEdge, key: string, cert: string, handshakeTimeoutMs = TLS_HANDSHAKE_TIMEOUT_MS): tls.Server {
+  // only the handshake deadline: bounds per address would need to know which connections CONNECTed
+  const gate = new ConnectionGate({ handshakeTimeoutMs, maxUnauthenticatedPerAddress: Infinity, maxConnectionsPerAddress: Infinity })
+  return gate.createServer({ key, cert }, (socket) => attach(socket, 'tls', edge))
 }
 
 export function createTcpListener(edge: MqttEdge): net.Server {
