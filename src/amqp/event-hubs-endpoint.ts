@@ -1,9 +1,8 @@
 // The built-in endpoint spoken as Event Hubs over AMQP: `$management` READ for the hub and its
 // partitions, and partition receivers on `{entity}/ConsumerGroups/{group}/Partitions/{p}` that
-// start where the client's filter says, send only while the client gives credit, and keep
-// tailing as shards commit, and stop while the connection holds its bound of unread output. A
-// receiver with an owner level (epoch) takes the partition from receivers with a lower one
-// (`amqp:link:stolen`).
+// start where the client's filter says, send only while the client gives credit and its connection
+// has room for more unread output, and keep tailing as shards commit. A receiver with an owner
+// level (epoch) takes the partition from receivers with a lower one (`amqp:link:stolen`).
 import rhea from 'rhea'
 import type { BuiltInEndpoint } from '../events/built-in-endpoint.js'
 import type { Logger } from '../log.js'

@@ -5,10 +5,10 @@
 import rhea from 'rhea'
 import type { FeedbackQueue } from '../c2d/feedback-queue.js'
 import type { Logger } from '../log.js'
-import type { OutgoingRoom } from './outgoing-budget.js'
 import type { DeviceRegistry } from '../registry/device-registry.js'
 import { HubError } from '../rest/hub-error.js'
 import type { ShardPool } from '../shard-pool.js'
+import type { OutgoingRoom } from './outgoing-budget.js'
 
 export const C2D_ADDRESS = '/messages/devicebound'
 export const FEEDBACK_ADDRESS = '/messages/serviceBound/feedback'
