@@ -10,6 +10,7 @@ import { createDefaultPolicies, type AccessPolicy } from './auth/policies.js'
 import { portHint, type HubConfig } from './config.js'
 import { BuiltInEndpoint } from './events/built-in-endpoint.js'
 import { EventStream } from './events/event-stream.js'
+import type { AmqpLimits } from './amqp/amqp-limits.js'
 import { AmqpServer } from './amqp/amqp-server.js'
 import { EventHubsEndpoint } from './amqp/event-hubs-endpoint.js'
 import { ServiceLinks } from './amqp/service-links.js'
@@ -50,6 +51,12 @@ export interface RunningHub {
 
 export class StartupError extends Error {}
 
+/** What a hub is built with besides its settings. */
+export interface StartHubOptions {
+  /** overrides of the AMQP endpoint's bounds (tests shorten its deadlines) */
+  amqpLimits?: Partial<AmqpLimits>
+}
+
 async function loadPolicies(store: ReturnType<typeof openHubStore>): Promise<AccessPolicy[]> {
   const existing = store.meta.get('policies') as AccessPolicy[] | undefined
   if (existing) return existing
@@ -58,7 +65,7 @@ async function loadPolicies(store: ReturnType<typeof openHubStore>): Promise<Acc
   return created
 }
 
-export async function startHub(config: HubConfig, log: Logger): Promise<RunningHub> {
+export async function startHub(config: HubConfig, log: Logger, options: StartHubOptions = {}): Promise<RunningHub> {
   containLmdbDiagnostics(log)
   const store = openHubStore(config.dataDir, config.durability)
   // the main thread's writes (registry, checkpoints, consumer groups, feedback): refused with 503 ServerBusy while they cannot work
@@ -198,7 +205,7 @@ export async function startHub(config: HubConfig, log: Logger): Promise<RunningH
     if (config.amqpPort !== null) {
       amqpServer = new AmqpServer({
         host: config.host, port: config.amqpPort, key, cert, hostNames: tlsNames, auth: edge.authenticator, eventHubs,
-        service: new ServiceLinks(registry, shards, feedback, log), log,
+        service: new ServiceLinks(registry, shards, feedback, log), log, limits: options.amqpLimits,
       })
       try {
         amqp = await amqpServer.listen()

@@ -56,6 +56,19 @@ describe('azure-iothub Client over AMQP', () => {
     await device.disconnect()
   })
 
+  it('a C2D message near 64 KB crosses the hub\'s 64 KiB max-frame-size in two frames and arrives whole', async () => {
+    const device = await connectDevice(t, 'amqp-big')
+    expect(await device.subscribe('devices/amqp-big/messages/devicebound/#', 1)).toEqual([1])
+    const body = Buffer.alloc(65_400, 0x61)
+    const arrived = nextPublish(device, 'devices/amqp-big/messages/devicebound/')
+    await client.send('amqp-big', new Message(body))
+    const p = (await arrived) as mqttPacket.IPublishPacket
+    expect(p.payload.length).toBe(body.length)
+    expect(Buffer.from(p.payload).equals(body)).toBe(true)
+    device.send({ cmd: 'puback', messageId: p.messageId! })
+    await device.disconnect()
+  })
+
   it('maps an unknown device and a full queue to the client\'s errors', async () => {
     await expect(client.send('nobody-here', new Message('x'))).rejects.toMatchObject({ name: 'DeviceNotFoundError' })
     await t.createDevice('amqp-full')

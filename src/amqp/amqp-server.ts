@@ -1,21 +1,50 @@
 // AMQP 1.0 over TLS (5671) with rhea in server mode: the plain AMQP header (IoT Hub service client)
 // and SASL ANONYMOUS (Event Hubs client) on one port, claims-based security on `$cbs`, request/reply
 // on `$management`, and links dispatched by address. Settlement is explicit (autoaccept off): a
-// message is accepted only once it has been handled.
-import type { AddressInfo, Server } from 'node:net'
+// message is accepted only once it has been handled. Before rhea sees a byte, a connection passes the
+// connection gate (handshake deadline, per-address bounds) and then the frame guard (frame size,
+// bytes before a token); after that it is held to the deadlines and counts in amqp-limits.ts.
+import type { AddressInfo } from 'node:net'
+import type tls from 'node:tls'
 import rhea from 'rhea'
 import type { Authenticator } from '../auth/authenticator.js'
 import type { Right } from '../auth/policies.js'
 import { TokenError } from '../auth/sas-token.js'
 import type { Logger } from '../log.js'
+import { ConnectionGate, type GateTicket } from '../tls/connection-gate.js'
+import { amqpLimits, type AmqpLimits } from './amqp-limits.js'
 import { CbsAuthority, ConnectionGrants } from './cbs-auth.js'
 import { AmqpError, type EventHubsEndpoint } from './event-hubs-endpoint.js'
+import { AmqpFrameGuard, type FrameViolation } from './frame-guard.js'
+import { limitIncomingTransfers } from './incoming-transfer-limits.js'
+import { OutgoingBudget } from './outgoing-budget.js'
+import { diagnosticWording, withRheaConsoleCaptured } from './rhea-console.js'
 import { C2D_ADDRESS, FEEDBACK_ADDRESS, FILE_NOTIFICATIONS_ADDRESS, type ServiceLinks } from './service-links.js'
 
 interface ConnectionState {
   grants: ConnectionGrants
   /** our senders on `$cbs` / `$management`, by the client's target address (where replies go) */
   replySenders: Map<string, rhea.Sender>
+  peer: string
+  guard: AmqpFrameGuard
+  budget: OutgoingBudget
+  ticket: GateTicket
+  isAuthenticated: boolean
+  isDropped: boolean
+  openTimer: NodeJS.Timeout | undefined
+  cbsTimer: NodeJS.Timeout | undefined
+}
+
+/** Why the hub ended a connection itself. */
+export type DropReason = FrameViolation | 'open-timeout' | 'cbs-timeout' | 'output-stalled' | 'internal-error'
+
+/** rhea's view of a connection's sessions and their links, which its typings leave out. */
+interface SessionMap { local_channel_map: Record<string, { links: Record<string, rhea.link> }> }
+
+function linkCount(conn: rhea.Connection): number {
+  let n = 0
+  for (const session of Object.values((conn as unknown as SessionMap).local_channel_map)) n += Object.keys(session.links).length
+  return n
 }
 
 export interface AmqpServerOptions {
@@ -28,54 +57,63 @@ export interface AmqpServerOptions {
   eventHubs: EventHubsEndpoint
   service: ServiceLinks
   log: Logger
+  /** overrides of DEFAULT_AMQP_LIMITS */
+  limits?: Partial<AmqpLimits>
 }
 
 export class AmqpServer {
   private readonly container = rhea.create_container({ id: 'hyperhub' })
   private readonly state = new WeakMap<rhea.Connection, ConnectionState>()
   private readonly cbs: CbsAuthority
-  private server: Server | undefined
-  /** open connections, closed on shutdown (the listener only stops once they are gone) */
+  private readonly limits: AmqpLimits
+  private readonly gate: ConnectionGate
+  private server: tls.Server | undefined
+  /** connections past their TLS handshake, closed on shutdown (the listener only stops once they are gone) */
   private readonly connections = new Set<rhea.Connection>()
 
   constructor(private readonly o: AmqpServerOptions) {
     this.cbs = new CbsAuthority(o.auth, new Set(o.hostNames.map((h) => h.replace(/:\d+$/, '').toLowerCase())))
-    const c = this.container
-    c.on('connection_open', (ctx) => {
-      this.connections.add(ctx.connection)
-      this.state.set(ctx.connection, { grants: new ConnectionGrants(), replySenders: new Map() })
+    this.limits = amqpLimits(o.limits)
+    this.gate = new ConnectionGate({
+      ...this.limits,
+      // debug: a flood of these must not flood the log
+      onRefused: (address, reason) => o.log.debug('amqp connection refused', { address, reason }),
     })
-    c.on('receiver_open', (ctx) => this.guard(ctx.receiver!, () => this.receiverOpened(ctx)))
-    c.on('sender_open', (ctx) => this.guard(ctx.sender!, () => this.senderOpened(ctx)))
-    c.on('message', (ctx) => this.message(ctx))
-    c.on('sendable', (ctx) => {
+    const c = this.container
+    const on = (event: string, handle: (ctx: rhea.EventContext) => void) => c.on(event, (ctx: rhea.EventContext) => this.safely(ctx.connection, () => handle(ctx)))
+    on('connection_open', (ctx) => clearTimeout(this.state.get(ctx.connection)?.openTimer))
+    on('session_open', (ctx) => this.sessionOpened(ctx))
+    on('receiver_open', (ctx) => this.attachOrRefuse(ctx.connection, ctx.receiver!, () => this.receiverOpened(ctx)))
+    on('sender_open', (ctx) => this.attachOrRefuse(ctx.connection, ctx.sender!, () => this.senderOpened(ctx)))
+    on('message', (ctx) => this.message(ctx))
+    on('sendable', (ctx) => {
       o.eventHubs.sendable(ctx.sender!)
       o.service.pumpFeedback(ctx.sender!)
     })
-    c.on('sender_close', (ctx) => {
+    on('sender_close', (ctx) => {
       o.eventHubs.detached(ctx.sender!)
       o.service.detached(ctx.sender!)
     })
-    c.on('accepted', (ctx) => o.service.settled(ctx.delivery!, 'accepted'))
-    c.on('rejected', (ctx) => o.service.settled(ctx.delivery!, 'rejected'))
-    c.on('released', (ctx) => o.service.settled(ctx.delivery!, 'released'))
-    c.on('modified', (ctx) => o.service.settled(ctx.delivery!, 'released'))
-    c.on('connection_close', (ctx) => this.dropped(ctx.connection))
-    c.on('disconnected', (ctx) => this.dropped(ctx.connection))
+    on('accepted', (ctx) => o.service.settled(ctx.delivery!, 'accepted'))
+    on('rejected', (ctx) => o.service.settled(ctx.delivery!, 'rejected'))
+    on('released', (ctx) => o.service.settled(ctx.delivery!, 'released'))
+    on('modified', (ctx) => o.service.settled(ctx.delivery!, 'released'))
+    on('connection_close', (ctx) => this.detachAll(ctx.connection))
+    on('disconnected', (ctx) => this.detachAll(ctx.connection))
+    // session and link errors nobody handled reach the container (connections have their own handlers)
     c.on('error', (e: Error) => o.log.warn('amqp error', { error: e }))
   }
 
   listen(): Promise<number> {
     return new Promise((resolve, reject) => {
-      const server = this.container.listen({ host: this.o.host, port: this.o.port, transport: 'tls', key: this.o.key, cert: this.o.cert, autoaccept: false } as never) as unknown as Server
+      const server = this.gate.createServer({ key: this.o.key, cert: this.o.cert }, (socket, ticket) => this.accept(socket, ticket))
       this.server = server
       server.once('error', reject)
-      server.once('listening', () => {
+      server.listen({ host: this.o.host, port: this.o.port }, () => {
         server.off('error', reject)
         server.on('error', (e) => this.o.log.warn('amqp listener error', { error: e }))
         resolve((server.address() as AddressInfo).port)
       })
-      server.on('tlsClientError', () => {}) // a failed handshake concerns only that client
     })
   }
 
@@ -85,16 +123,120 @@ export class AmqpServer {
       if (!this.server) return resolve()
       const done = setTimeout(resolve, 5000) // a peer that never answers the close must not hold the hub
       this.server.close(() => { clearTimeout(done); resolve() })
-      for (const conn of this.connections) conn.close()
+      this.gate.destroyHandshaking()
+      for (const conn of this.connections) {
+        if (conn.is_open()) conn.close()
+        else this.state.get(conn)?.guard.destroy()
+      }
       // give clients a moment to answer the close, then drop what is left
       setTimeout(() => {
-        for (const conn of this.connections) (conn as unknown as { socket?: { destroy(): void } }).socket?.destroy()
+        for (const conn of this.connections) this.state.get(conn)?.guard.destroy()
       }, 1000).unref()
     })
   }
 
-  private guard(link: rhea.link, attach: () => void): void {
+  /** A TLS handshake finished in time: rhea gets the socket through a frame guard. */
+  private accept(socket: tls.TLSSocket, ticket: GateTicket): void {
+    const L = this.limits
+    const peer = `${socket.remoteAddress}:${socket.remotePort}`
+    socket.setNoDelay(true)
+    const conn = this.container.create_connection({
+      transport: 'tls', autoaccept: false, max_frame_size: L.maxFrameBytes, channel_max: L.maxSessionsPerConnection - 1,
+    } as rhea.ConnectionOptions)
+    const guard = new AmqpFrameGuard(socket, {
+      ...L,
+      onViolation: (violation) => this.drop(conn, violation),
+      runRhea: (read) => {
+        try {
+          withRheaConsoleCaptured(this.o.log, { peer }, read)
+        } catch (e) {
+          this.failed(conn, e) // rhea catches what it throws while reading; this is for anything else
+        }
+      },
+    })
+    const budget = new OutgoingBudget(guard, {
+      ...L,
+      onStalled: () => this.drop(conn, 'output-stalled'),
+      onError: (e) => this.failed(conn, e),
+      onBackedUp: (heldBytes) => this.o.log.debug('amqp output waits for the peer', { peer, heldBytes }),
+    })
+    const s: ConnectionState = {
+      grants: new ConnectionGrants(), replySenders: new Map(), peer, guard, budget, ticket, isAuthenticated: false, isDropped: false,
+      openTimer: setTimeout(() => { if (!conn.is_remote_open()) this.drop(conn, 'open-timeout') }, L.openTimeoutMs).unref(),
+      cbsTimer: setTimeout(() => { if (!s.isAuthenticated) this.drop(conn, 'cbs-timeout') }, L.cbsTimeoutMs).unref(),
+    }
+    this.state.set(conn, s)
+    this.connections.add(conn)
+    limitIncomingTransfers(conn, L.maxMessageBytes)
+    // with handlers here rhea prints nothing itself (on a read error it would hex-dump its whole buffer)
+    conn.on('protocol_error', (e: Error) => this.o.log.info('amqp protocol error', { peer, reason: diagnosticWording(e.message) }))
+    conn.on('error', (e: Error) => this.o.log.warn('amqp connection error', { peer, error: e }))
+    socket.once('close', () => this.closed(conn))
+    conn.accept(guard)
+  }
+
+  /** The hub ends a connection: with an AMQP close when the peer opened one, else by dropping the socket. */
+  private drop(conn: rhea.Connection, reason: DropReason): void {
+    const s = this.state.get(conn)
+    if (!s || s.isDropped) return
+    s.isDropped = true
+    this.o.log.info('amqp connection dropped', { peer: s.peer, reason })
+    const error = this.dropError(reason)
+    if (!error || !conn.is_open()) return s.guard.destroy()
+    s.guard.discardInput() // what follows a broken frame is not AMQP; the socket goes after the grace period
+    conn.close(error)
+  }
+
+  private dropError(reason: DropReason): rhea.AmqpError | undefined {
+    const L = this.limits
+    switch (reason) {
+      case 'frame-too-large': return { condition: 'amqp:connection:framing-error', description: `frames may be at most ${L.maxFrameBytes} bytes (max-frame-size)` }
+      case 'frame-too-small':
+      case 'bad-protocol-header': return { condition: 'amqp:connection:framing-error', description: 'malformed frame' }
+      case 'unauthenticated-input-over-bound': return { condition: 'amqp:resource-limit-exceeded', description: `at most ${L.maxUnauthenticatedBytes} bytes before a token is put on $cbs` }
+      case 'cbs-timeout': return { condition: 'amqp:unauthorized-access', description: `no valid token was put on $cbs within ${L.cbsTimeoutMs / 1000} s` }
+      case 'internal-error': return { condition: 'amqp:internal-error', description: 'internal error' }
+      // no AMQP open to answer, or a peer that does not read what we write
+      case 'open-timeout':
+      case 'output-stalled': return undefined
+    }
+  }
+
+  /** Runs a handler: whatever it throws ends that connection, never the hub. */
+  private safely(conn: rhea.Connection | undefined, handle: () => void): void {
     try {
+      handle()
+    } catch (e) {
+      if (conn) this.failed(conn, e)
+      else this.o.log.error('amqp handler failed', { error: e as Error })
+    }
+  }
+
+  private failed(conn: rhea.Connection, e: unknown): void {
+    this.o.log.error('amqp handler failed', { peer: this.state.get(conn)?.peer, error: e as Error })
+    this.drop(conn, 'internal-error')
+  }
+
+  /** The peer put its first valid token: the unauthenticated bounds no longer apply. */
+  private authenticated(conn: rhea.Connection): void {
+    const s = this.state.get(conn)
+    if (!s || s.isAuthenticated) return
+    s.isAuthenticated = true
+    clearTimeout(s.cbsTimer)
+    s.guard.authenticated()
+    s.ticket.authenticated()
+    this.o.log.debug('amqp connection authenticated', { peer: s.peer, receivedBytes: s.guard.receivedBytes })
+  }
+
+  private sessionOpened(ctx: rhea.EventContext): void {
+    const sessions = Object.keys((ctx.connection as unknown as SessionMap).local_channel_map).length
+    if (sessions <= this.limits.maxSessionsPerConnection) return
+    ctx.session!.close({ condition: 'amqp:resource-limit-exceeded', description: `at most ${this.limits.maxSessionsPerConnection} sessions per connection` })
+  }
+
+  private attachOrRefuse(conn: rhea.Connection, link: rhea.link, attach: () => void): void {
+    try {
+      if (linkCount(conn) > this.limits.maxLinksPerConnection) throw new AmqpError('amqp:resource-limit-exceeded', `at most ${this.limits.maxLinksPerConnection} links per connection`)
       attach()
     } catch (e) {
       const err = e instanceof AmqpError ? e : new AmqpError('amqp:internal-error', 'internal error')
@@ -104,8 +246,8 @@ export class AmqpServer {
   }
 
   private connState(conn: rhea.Connection): ConnectionState {
-    let s = this.state.get(conn)
-    if (!s) this.state.set(conn, (s = { grants: new ConnectionGrants(), replySenders: new Map() }))
+    const s = this.state.get(conn)
+    if (!s) throw new Error('a connection this server did not accept')
     return s
   }
 
@@ -135,13 +277,13 @@ export class AmqpServer {
     if (address === FEEDBACK_ADDRESS || address === FILE_NOTIFICATIONS_ADDRESS) {
       this.authorize(ctx.connection, address, 'ServiceConnect')
       // file upload does not exist yet: its notification link stays open and quiet
-      if (address === FEEDBACK_ADDRESS) this.o.service.feedbackAttached(sender)
+      if (address === FEEDBACK_ADDRESS) this.o.service.feedbackAttached(sender, this.connState(ctx.connection).budget)
       return
     }
     const partition = this.o.eventHubs.parseAddress(address)
     if (partition) {
       this.authorize(ctx.connection, address, 'ServiceConnect')
-      this.o.eventHubs.attach(sender, partition.group, partition.partition)
+      this.o.eventHubs.attach(sender, partition.group, partition.partition, this.connState(ctx.connection).budget)
       return
     }
     throw new AmqpError('amqp:not-found', `The messaging entity '${address}' could not be found.`)
@@ -167,6 +309,7 @@ export class AmqpServer {
       try {
         if (props.operation !== 'put-token') throw new TokenError(`operation ${String(props.operation)} is not supported`, 'malformed')
         this.connState(ctx.connection).grants.add(this.cbs.verify(String(msg.body), String(props.name)))
+        this.authenticated(ctx.connection)
       } catch (e) {
         if (!(e instanceof TokenError)) throw e
         status = 401
@@ -201,11 +344,25 @@ export class AmqpServer {
     }
   }
 
-  private dropped(conn: rhea.Connection): void {
+  /** The socket closed, whoever closed it. */
+  private closed(conn: rhea.Connection): void {
+    const s = this.state.get(conn)
     this.connections.delete(conn)
-    const c = conn as unknown as { local_channel_map?: Record<string, { links?: Record<string, rhea.link> }> }
-    for (const session of Object.values(c.local_channel_map ?? {})) {
-      for (const link of Object.values(session.links ?? {})) {
+    this.detachAll(conn)
+    this.o.eventHubs.connectionClosed(conn)
+    this.o.service.connectionClosed(conn)
+    if (!s) return
+    clearTimeout(s.openTimer)
+    clearTimeout(s.cbsTimer)
+    s.ticket.release()
+    s.budget.dispose()
+    this.o.log.debug('amqp connection closed', { peer: s.peer, receivedBytes: s.guard.receivedBytes, peakOutgoingBytes: s.budget.peakBytes })
+  }
+
+  /** Our senders on a closing connection stop producing. */
+  private detachAll(conn: rhea.Connection): void {
+    for (const session of Object.values((conn as unknown as SessionMap).local_channel_map)) {
+      for (const link of Object.values(session.links)) {
         if (!link.is_sender()) continue
         this.o.eventHubs.detached(link as rhea.Sender)
         this.o.service.detached(link as rhea.Sender)

@@ -1,12 +1,13 @@
 // The built-in endpoint spoken as Event Hubs over AMQP: `$management` READ for the hub and its
 // partitions, and partition receivers on `{entity}/ConsumerGroups/{group}/Partitions/{p}` that
-// start where the client's filter says, send only while the client gives credit, and keep
-// tailing as shards commit. A receiver with an owner level (epoch) takes the partition from
-// receivers with a lower one (`amqp:link:stolen`).
+// start where the client's filter says, send only while the client gives credit and its connection
+// has room for more unread output, and keep tailing as shards commit. A receiver with an owner
+// level (epoch) takes the partition from receivers with a lower one (`amqp:link:stolen`).
 import rhea from 'rhea'
 import type { BuiltInEndpoint } from '../events/built-in-endpoint.js'
 import type { Logger } from '../log.js'
 import { eventMessage } from './event-message.js'
+import type { OutgoingRoom } from './outgoing-budget.js'
 import { FilterError, parsePositionFilter, type StartPosition } from './position-filter.js'
 
 const SELECTOR = 'apache.org:selector-filter:string'
@@ -23,6 +24,9 @@ interface PartitionReceiver {
   group: string
   epoch: number | null
   next: number
+  /** the connection's output: the pump waits while it is full */
+  room: OutgoingRoom
+  isWaitingForRoom: boolean
 }
 
 export class EventHubsEndpoint {
@@ -82,7 +86,7 @@ export class EventHubsEndpoint {
   }
 
   /** A client attached a receiver to a partition address: serve it, or throw AmqpError. */
-  attach(sender: rhea.Sender, group: string, partition: number): void {
+  attach(sender: rhea.Sender, group: string, partition: number, room: OutgoingRoom): void {
     const filters = (sender.source as { filter?: Record<string, unknown> }).filter ?? {}
     const raw = filters[SELECTOR]
     const expr = typeof raw === 'string' ? raw : (raw as { value?: unknown } | undefined)?.value
@@ -108,7 +112,7 @@ export class EventHubsEndpoint {
       }
     }
     this.endpoint.refresh()
-    const receiver: PartitionReceiver = { sender, partition, group, epoch, next: this.start(partition, position) }
+    const receiver: PartitionReceiver = { sender, partition, group, epoch, next: this.start(partition, position), room, isWaitingForRoom: false }
     this.receivers.add(receiver)
     this.log.debug('event hubs receiver attached', { group, partition, from: receiver.next, epoch })
     this.pump(receiver)
@@ -116,6 +120,11 @@ export class EventHubsEndpoint {
 
   detached(sender: rhea.Sender): void {
     for (const r of this.receivers) if (r.sender === sender) this.receivers.delete(r)
+  }
+
+  /** Every receiver of a connection that is gone, whether or not rhea reported its links closed. */
+  connectionClosed(connection: rhea.Connection): void {
+    for (const r of this.receivers) if (r.sender.connection === connection) this.receivers.delete(r)
   }
 
   /** The client granted credit. */
@@ -134,14 +143,29 @@ export class EventHubsEndpoint {
   }
 
   private pump(r: PartitionReceiver): void {
-    while (r.sender.sendable()) {
+    while (r.sender.sendable() && this.hasRoom(r)) {
       const events = this.endpoint.readStored(r.partition, r.next, BATCH)
       if (events.length === 0) return
       for (const { sequence, offset, event } of events) {
-        if (!r.sender.sendable()) return
-        r.sender.send(eventMessage(sequence, offset, event))
+        if (!r.sender.sendable() || !this.hasRoom(r)) return
+        // encoded here so that the connection's budget knows its size
+        const bytes = rhea.message.encode(eventMessage(sequence, offset, event))
+        r.room.queued(r.sender.send(bytes, undefined, 0), bytes.length)
         r.next = sequence + 1
       }
     }
+  }
+
+  /** Whether the receiver's connection may take more; if not, the pump resumes when it may. */
+  private hasRoom(r: PartitionReceiver): boolean {
+    if (r.room.hasRoom()) return true
+    if (!r.isWaitingForRoom) {
+      r.isWaitingForRoom = true
+      r.room.whenRoom(() => {
+        r.isWaitingForRoom = false
+        if (this.receivers.has(r)) this.pump(r)
+      })
+    }
+    return false
   }
 }

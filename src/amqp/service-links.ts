@@ -1,13 +1,14 @@
 // The IoT Hub service client's AMQP links: C2D messages sent to `/messages/devicebound` go into the
 // device's queue (accepted once stored, rejected with the condition the client maps to its error
 // type), and `/messages/serviceBound/feedback` delivers the feedback queue, an accept completing
-// the records and a release putting them back.
+// the records and a release putting them back, while the connection has room for more output.
 import rhea from 'rhea'
 import type { FeedbackQueue } from '../c2d/feedback-queue.js'
 import type { Logger } from '../log.js'
 import type { DeviceRegistry } from '../registry/device-registry.js'
 import { HubError } from '../rest/hub-error.js'
 import type { ShardPool } from '../shard-pool.js'
+import type { OutgoingRoom } from './outgoing-budget.js'
 
 export const C2D_ADDRESS = '/messages/devicebound'
 export const FEEDBACK_ADDRESS = '/messages/serviceBound/feedback'
@@ -41,14 +42,24 @@ function condition(e: unknown): { condition: string; description: string } {
 }
 
 export class ServiceLinks {
-  private readonly feedbackSenders = new Set<rhea.Sender>()
+  /** feedback links and their connection's output */
+  private readonly feedbackSenders = new Map<rhea.Sender, OutgoingRoom>()
+  private readonly waitingForRoom = new Set<rhea.Sender>()
   private readonly pumping = new Set<rhea.Sender>()
   private readonly locks = new WeakMap<rhea.Delivery, string>()
   private readonly timer: NodeJS.Timeout
 
   constructor(private readonly registry: DeviceRegistry, private readonly shards: ShardPool, private readonly feedback: FeedbackQueue, private readonly log: Logger) {
     // feedback records appear as devices settle their messages: offer them once a second
-    this.timer = setInterval(() => { for (const s of this.feedbackSenders) this.pumpFeedback(s) }, 1000)
+    this.timer = setInterval(() => {
+      for (const s of this.feedbackSenders.keys()) {
+        try {
+          this.pumpFeedback(s)
+        } catch (e) {
+          this.log.error('amqp feedback failed', { error: e as Error })
+        }
+      }
+    }, 1000)
     this.timer.unref()
   }
 
@@ -81,13 +92,19 @@ export class ServiceLinks {
     }
   }
 
-  feedbackAttached(sender: rhea.Sender): void {
-    this.feedbackSenders.add(sender)
+  feedbackAttached(sender: rhea.Sender, room: OutgoingRoom): void {
+    this.feedbackSenders.set(sender, room)
     this.pumpFeedback(sender)
   }
 
   detached(sender: rhea.Sender): void {
     this.feedbackSenders.delete(sender)
+    this.waitingForRoom.delete(sender)
+  }
+
+  /** Every feedback link of a connection that is gone. */
+  connectionClosed(connection: rhea.Connection): void {
+    for (const s of this.feedbackSenders.keys()) if (s.connection === connection) this.detached(s)
   }
 
   /** Offers feedback while the receiver has credit; one receive at a time per link (each commits its delivery count). */
@@ -100,17 +117,27 @@ export class ServiceLinks {
   }
 
   private async pumpLoop(sender: rhea.Sender): Promise<void> {
-    while (this.feedbackSenders.has(sender) && sender.sendable()) {
+    const room = this.feedbackSenders.get(sender)
+    while (room && this.feedbackSenders.has(sender) && sender.sendable()) {
+      if (!room.hasRoom()) {
+        if (!this.waitingForRoom.has(sender)) {
+          this.waitingForRoom.add(sender)
+          room.whenRoom(() => { if (this.waitingForRoom.delete(sender)) this.pumpFeedback(sender) })
+        }
+        return
+      }
       const m = await this.feedback.receive()
       if (!m) return
       if (!this.feedbackSenders.has(sender) || !sender.sendable()) {
         this.feedback.abandon(m.lockToken)
         return
       }
-      const d = sender.send({
+      const bytes = rhea.message.encode({
         message_id: m.messageId, user_id: Buffer.from('hyperhub'), content_type: 'application/vnd.microsoft.iothub.feedback.json',
         body: rhea.message.data_section(Buffer.from(JSON.stringify(m.records))),
-      } as unknown as rhea.Message)
+      })
+      const d = sender.send(bytes, undefined, 0)
+      room.queued(d, bytes.length)
       this.locks.set(d, m.lockToken)
     }
   }

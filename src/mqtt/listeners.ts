@@ -1,16 +1,15 @@
 // Where MQTT bytes come from: TLS on 8883 (node:tls: uWS has no raw TCP server), optional plain TCP
 // for local use and benchmarks, and WebSocket at /$iothub/websocket (subprotocol mqtt) on the uWS app.
 import net from 'node:net'
-import tls from 'node:tls'
+import type tls from 'node:tls'
 import type { TemplatedApp, WebSocket } from 'uWebSockets.js'
+import { ConnectionGate } from '../tls/connection-gate.js'
 import { MAX_PACKET_BYTES, WRITE_LIMIT_BYTES, type DeviceConnection } from './device-connection.js'
 import type { MqttEdge } from './mqtt-edge.js'
 import { socketTransport, type MqttTransport } from './transport.js'
 
 /** Connection storms: Node's default backlog of 511 resets connections under load. */
 const BACKLOG = 4096
-/** A TLS client that has not finished its handshake by then is dropped (Node's default is 120 s). */
-export const TLS_HANDSHAKE_TIMEOUT_MS = 10_000
 /** uWS send results */
 const DROPPED = 2
 
@@ -37,11 +36,14 @@ export function listen(server: net.Server, port: number, host: string): Promise<
   })
 }
 
+/** TCP accept → end of the TLS handshake: a socket that never sends a ClientHello must not stay open. */
+export const TLS_HANDSHAKE_TIMEOUT_MS = 10_000
+
 export function createTlsListener(edge: MqttEdge, key: string, cert: string, handshakeTimeoutMs = TLS_HANDSHAKE_TIMEOUT_MS): tls.Server {
-  const server = tls.createServer({ key, cert, minVersion: 'TLSv1.2', handshakeTimeout: handshakeTimeoutMs }, (socket) => attach(socket, 'tls', edge))
-  // with a listener here Node leaves the socket open: a failed or timed-out handshake must end it
-  server.on('tlsClientError', (_e, socket) => socket.destroy())
-  // a source address may hold only so many connections that have not authenticated yet
+  // the gate keeps the handshake deadline; the edge's admission bounds the connections per address
+  // that have not authenticated yet (it needs the CONNECT outcome)
+  const gate = new ConnectionGate({ handshakeTimeoutMs, maxUnauthenticatedPerAddress: Infinity, maxConnectionsPerAddress: Infinity })
+  const server = gate.createServer({ key, cert }, (socket) => attach(socket, 'tls', edge))
   server.on('connection', (raw: net.Socket) => edge.admission.admitRaw(raw))
   return server
 }

@@ -4,7 +4,7 @@ import https from 'node:https'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { defaultConfig, type HubConfig } from '../../src/config.js'
-import { startHub, type RunningHub } from '../../src/hub.js'
+import { startHub, type RunningHub, type StartHubOptions } from '../../src/hub.js'
 import { createLogger } from '../../src/log.js'
 import { createSasToken } from '../../src/auth/sas-token.js'
 
@@ -45,6 +45,8 @@ export interface TestHubOptions {
   dataDir?: string
   /** collect the hub's log records here */
   logRecords?: Record<string, unknown>[]
+  /** overrides of the AMQP endpoint's bounds */
+  amqpLimits?: StartHubOptions['amqpLimits']
 }
 
 export async function startTestHub(overrides: Partial<HubConfig> = {}, opts: TestHubOptions = {}): Promise<TestHub> {
@@ -54,7 +56,7 @@ export async function startTestHub(overrides: Partial<HubConfig> = {}, opts: Tes
   const log = opts.logRecords
     ? createLogger('debug', {}, (line) => { opts.logRecords!.push(JSON.parse(line) as Record<string, unknown>) })
     : createLogger((process.env.HYPERHUB_TEST_LOG as 'debug') ?? 'silent')
-  const hub = await startHub(testConfig(dataDir, overrides), log)
+  const hub = await startHub(testConfig(dataDir, overrides), log, { amqpLimits: opts.amqpLimits })
   const ca = readFileSync(hub.caCertFile, 'utf8')
   const policyKey = (name: string) => hub.policies.find((p) => p.keyName === name)!.primaryKey
   const serviceToken = (policy = 'iothubowner') => createSasToken(hub.config.hostName, policyKey(policy), policy)
