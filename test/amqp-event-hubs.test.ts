@@ -156,23 +156,26 @@ describe('EventHubConsumerClient against the built-in endpoint', () => {
   })
 
   it('refuses a wrong key, an unknown consumer group and an unknown partition', async () => {
-    await expect(consumer('$Default', connectionString('service', Buffer.alloc(32, 1).toString('base64'))).getEventHubProperties()).rejects.toThrow()
+    await expect(consumer('$Default', connectionString('service', Buffer.alloc(32, 1).toString('base64'))).getEventHubProperties())
+      .rejects.toMatchObject({ code: 'UnauthorizedError', message: 'Unauthorized: signature does not match' })
     await expect(collect(consumer('nosuchgroup'), 1)).rejects.toMatchObject({ code: 'MessagingEntityNotFoundError' })
-    await expect(consumer().getPartitionProperties('9')).rejects.toThrow()
+    await expect(consumer().getPartitionProperties('9')).rejects.toMatchObject({ message: 'partition 9 does not exist' })
     // an entity that is not this hub's built-in endpoint
-    await expect(consumer('$Default', connectionString().replace(/EntityPath=.*/, 'EntityPath=otherhub')).getEventHubProperties()).rejects.toThrow()
+    await expect(consumer('$Default', connectionString().replace(/EntityPath=.*/, 'EntityPath=otherhub')).getEventHubProperties())
+      .rejects.toMatchObject({ code: 'UnauthorizedError', message: 'Unauthorized: no token with ServiceConnect' })
     // an expired token (past Azure's 5-minute skew)
     const audience = `sb://localhost:${t.hub.ports.amqp}/${t.hub.eventHubName}`
     const expired = new EventHubConsumerClient('$Default', `localhost:${t.hub.ports.amqp}`, t.hub.eventHubName,
       new AzureSASCredential(createSasToken(encodeURIComponent(audience), t.policyKey('service'), 'service', -400)), { retryOptions: { maxRetries: 0, timeoutInMs: 10_000 } })
     clients.push(expired)
-    await expect(expired.getEventHubProperties()).rejects.toThrow()
+    await expect(expired.getEventHubProperties()).rejects.toMatchObject({ code: 'UnauthorizedError', message: 'Unauthorized: token expired' })
     const fresh = new EventHubConsumerClient('$Default', `localhost:${t.hub.ports.amqp}`, t.hub.eventHubName,
       new AzureSASCredential(createSasToken(encodeURIComponent(audience), t.policyKey('service'), 'service', 600)), { retryOptions: { maxRetries: 0, timeoutInMs: 10_000 } })
     clients.push(fresh)
     expect((await fresh.getEventHubProperties()).partitionIds).toHaveLength(4)
     // a policy without ServiceConnect cannot read
-    await expect(consumer('$Default', connectionString('registryRead')).getEventHubProperties()).rejects.toThrow()
+    await expect(consumer('$Default', connectionString('registryRead')).getEventHubProperties())
+      .rejects.toMatchObject({ code: 'UnauthorizedError', message: 'Unauthorized: no token with ServiceConnect' })
   })
 
   it('a hub stops while Event Hubs clients are still attached', async () => {

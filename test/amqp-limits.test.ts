@@ -108,7 +108,7 @@ describe('amqp limits - connections per address', () => {
     expect(await putToken(first, t.serviceToken(), 'localhost')).toBe(200)
     const u1 = await tlsConnect(port, t.ca)
     const u2 = await tlsConnect(port, t.ca)
-    await expect(tlsConnect(port, t.ca)).rejects.toThrow()
+    await expect(tlsConnect(port, t.ca)).rejects.toMatchObject({ code: 'ECONNRESET', message: 'Client network socket disconnected before secure TLS connection was established' })
     await tap.waitFor((r) => r.msg === 'amqp connection refused' && r.reason === 'too-many-unauthenticated')
     // the two admitted are served
     u1.write(AMQP_HEADER)
@@ -123,7 +123,7 @@ describe('amqp limits - connections per address', () => {
     const third = await amqpConnect(port, t.ca)
     expect(await putToken(third, t.serviceToken(), 'localhost')).toBe(200)
     const u3 = await tlsConnect(port, t.ca) // the fourth connection, the only unauthenticated one
-    await expect(tlsConnect(port, t.ca)).rejects.toThrow()
+    await expect(tlsConnect(port, t.ca)).rejects.toMatchObject({ code: 'ECONNRESET', message: 'Client network socket disconnected before secure TLS connection was established' })
     await tap.waitFor((r) => r.msg === 'amqp connection refused' && r.reason === 'too-many-connections')
     u3.destroy()
     for (const c of [first, second, third]) c.close()

@@ -80,6 +80,6 @@ describe('azure-iothub Client over AMQP', () => {
   it('refuses a wrong key and a policy without ServiceConnect', async () => {
     await expect(serviceClient(Buffer.alloc(32, 3).toString('base64')).open()).rejects.toMatchObject({ amqpError: { name: 'UnauthorizedError' } })
     const readOnly = serviceClient(t.policyKey('registryRead'), 'registryRead')
-    await expect(readOnly.open().then(() => readOnly.send('amqp-full', new Message('x')))).rejects.toThrow()
+    await expect(readOnly.open().then(() => readOnly.send('amqp-full', new Message('x')))).rejects.toMatchObject({ name: 'UnauthorizedError', amqpError: { condition: 'amqp:unauthorized-access' } })
   })
 })

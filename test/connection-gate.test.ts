@@ -6,6 +6,7 @@ import type tls from 'node:tls'
 import { afterEach, describe, expect, it } from 'vitest'
 import { createTlsListener } from '../src/mqtt/listeners.js'
 import type { MqttEdge } from '../src/mqtt/mqtt-edge.js'
+import { Admission } from '../src/mqtt/admission.js'
 import { ConnectionGate, type GateRefusal, type GateTicket } from '../src/tls/connection-gate.js'
 import { closeOf, firstBytes, tcpConnect, tlsConnect } from './helpers/amqp-client.js'
 import { TEST_PKI } from './helpers/test-hub.js'
@@ -81,12 +82,12 @@ describe('connection gate', () => {
     const b = await tlsConnect(s.port, ca)
     const c = await tlsConnect(s.port, ca)
     expect(s.gate.countsOf('127.0.0.1')).toEqual({ unauthenticated: 2, total: 3 })
-    await expect(tlsConnect(s.port, ca)).rejects.toThrow()
+    await expect(tlsConnect(s.port, ca)).rejects.toMatchObject({ code: 'ECONNRESET' })
     expect(s.refusals).toEqual(['too-many-unauthenticated'])
     await authenticate(b)
     const d = await tlsConnect(s.port, ca)
     expect(s.gate.countsOf('127.0.0.1')).toEqual({ unauthenticated: 2, total: 4 })
-    await expect(tlsConnect(s.port, ca)).rejects.toThrow()
+    await expect(tlsConnect(s.port, ca)).rejects.toMatchObject({ code: 'ECONNRESET' })
     expect(s.refusals).toEqual(['too-many-unauthenticated', 'too-many-connections'])
     c.destroy()
     await s.served[2]!.closed
@@ -100,7 +101,7 @@ describe('connection gate', () => {
 describe('the MQTT TLS listener', () => {
   it('drops a connection that never starts its handshake, and serves one that does', async () => {
     const accepted: string[] = []
-    const edge = { accept: () => { accepted.push('tls'); return { receive: () => {}, lost: () => {} } } } as unknown as MqttEdge
+    const edge = { admission: new Admission(), accept: () => { accepted.push('tls'); return { receive: () => {}, lost: () => {} } } } as unknown as MqttEdge
     const server = createTlsListener(edge, key, cert, 200)
     stops.push(() => new Promise<void>((resolve) => server.close(() => resolve())))
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
