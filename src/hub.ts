@@ -27,7 +27,7 @@ import { RoutingService } from './routing/routing-service.js'
 import { QueryPool } from './query/query-pool.js'
 import { methodRoutes } from './rest/method-routes.js'
 import { twinRoutes } from './rest/twin-routes.js'
-import { mountRest } from './rest/http-server.js'
+import { mountRest, type Route } from './rest/http-server.js'
 import { registryRoutes } from './rest/registry-routes.js'
 import { ShardPool } from './shard-pool.js'
 import { OP_STREAM_TAIL, shardOfPartition } from './shard-protocol.js'
@@ -46,6 +46,8 @@ export interface RunningHub {
   eventHubName: string
   registry: DeviceRegistry
   edge: MqttEdge
+  /** every REST route the hub serves, with the permission it checks (the rights tests enumerate it) */
+  routes: readonly Route[]
   stop(): Promise<void>
 }
 
@@ -163,11 +165,12 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
   const app = uWS.SSLApp({ key_file_name: pki.serverKeyFile, cert_file_name: pki.serverCertFile })
   mountMqttOverWebSocket(app, edge)
   stream.mount(app, edge.authenticator)
-  mountRest(app, [
+  const routes: Route[] = [
     ...registryRoutes(registry, edge), ...eventsRoutes(endpoint), ...twinRoutes(registry, shards), ...methodRoutes(registry, edge),
     ...c2dRoutes(registry, shards, feedback), ...routingRoutes(routing), ...endpointLogRoutes((name) => routing.logEndpoint(name)),
     ...queryRoutes(queries),
-  ], edge.authenticator, log)
+  ]
+  mountRest(app, routes, edge.authenticator, log)
 
   let httpsSocket: us_listen_socket | undefined
   let amqpServer: AmqpServer | undefined
@@ -214,7 +217,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
       }
     }
     log.info('hub started', { hostName: config.hostName, mqtt, https, mqttTcp, amqp, shards: config.shards, partitions: config.partitions })
-    return { config, policies, caCertFile: pki.caCertFile, ports: { mqtt, https, mqttTcp, amqp }, eventHubName, registry, edge, stop }
+    return { config, policies, caCertFile: pki.caCertFile, ports: { mqtt, https, mqttTcp, amqp }, eventHubName, registry, edge, routes, stop }
   } catch (e) {
     await stop()
     throw e

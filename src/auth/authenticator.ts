@@ -2,7 +2,7 @@
 // token signed with their own key, or with a DeviceConnect policy's key.
 import type { DeviceRecord, DeviceRegistry } from '../registry/device-registry.js'
 import { HubError } from '../rest/hub-error.js'
-import { hasRight, type AccessPolicy, type Right } from './policies.js'
+import { hasRight, OWNER_POLICY, type AccessPolicy, type Permission } from './policies.js'
 import { parseSasToken, splitResource, verifySasToken, TokenError, type SasToken } from './sas-token.js'
 import { SasVerifierCache } from '../wasm/sas-verifier-cache.js'
 
@@ -50,7 +50,7 @@ export class Authenticator {
   }
 
   /** Checks an Authorization header for a service route; throws HubError 401003. */
-  authorizeService(header: string | undefined, right: Right): AccessPolicy {
+  authorizeService(header: string | undefined, right: Permission): AccessPolicy {
     if (!header) throw new HubError(401003, 'Authorization header missing')
     let policy: AccessPolicy | undefined
     try {
@@ -63,7 +63,9 @@ export class Authenticator {
       if (e instanceof TokenError) throw new HubError(401003, `Unauthorized: ${e.message}`)
       throw e
     }
-    if (!hasRight(policy, right)) throw new HubError(401003, `Authorization rule '${policy.keyName}' does not allow access for '${right}'`)
+    if (!hasRight(policy, right)) {
+      throw new HubError(401003, `Authorization rule '${policy.keyName}' does not allow access for '${right}'${right === 'ControlPlane' ? ` (hub configuration needs the ${OWNER_POLICY} policy)` : ''}`)
+    }
     return policy
   }
 

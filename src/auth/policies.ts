@@ -3,6 +3,14 @@ import { randomBytes } from 'node:crypto'
 
 export type Right = 'RegistryRead' | 'RegistryWrite' | 'ServiceConnect' | 'DeviceConnect'
 
+/**
+ * What a service route needs: a right of the caller's policy, or `ControlPlane`: hub configuration
+ * (routing, endpoints, enrichments, consumer groups) that Azure manages through ARM, out of reach of
+ * every SAS policy. Here only the owner policy may do it; no registry right grants it.
+ */
+export type Permission = Right | 'ControlPlane'
+export const OWNER_POLICY = 'iothubowner'
+
 export interface AccessPolicy {
   keyName: string
   primaryKey: string
@@ -28,8 +36,9 @@ export function createDefaultPolicies(): AccessPolicy[] {
   }))
 }
 
-/** RegistryWrite implies RegistryRead, as in Azure. */
-export function hasRight(policy: AccessPolicy, right: Right): boolean {
+/** RegistryWrite implies RegistryRead, as in Azure; ControlPlane is the owner policy's alone. */
+export function hasRight(policy: AccessPolicy, right: Permission): boolean {
+  if (right === 'ControlPlane') return policy.keyName === OWNER_POLICY
   return policy.rights.includes(right) || (right === 'RegistryRead' && policy.rights.includes('RegistryWrite'))
 }
 

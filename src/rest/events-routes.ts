@@ -60,7 +60,8 @@ function logReadRoutes(base: string, pick: (req: RestRequest) => { endpoint: Bui
       handle: bind(({ endpoint }) => ({ status: 200, body: endpoint.consumerGroups().map((name) => ({ name })) })),
     },
     {
-      method: 'put', pattern: at('/consumergroups/([^/]+)/?', 'i'), right: 'ServiceConnect',
+      // creating and deleting consumer groups is hub configuration (ARM in Azure)
+      method: 'put', pattern: at('/consumergroups/([^/]+)/?', 'i'), right: 'ControlPlane',
       handle: bind(async (req) => {
         const endpoint = req.endpoint
         await endpoint.createConsumerGroup(req.params[0]!)
@@ -68,7 +69,7 @@ function logReadRoutes(base: string, pick: (req: RestRequest) => { endpoint: Bui
       }),
     },
     {
-      method: 'delete', pattern: at('/consumergroups/([^/]+)/?', 'i'), right: 'ServiceConnect',
+      method: 'delete', pattern: at('/consumergroups/([^/]+)/?', 'i'), right: 'ControlPlane',
       handle: bind(async (req) => {
         const endpoint = req.endpoint
         await endpoint.deleteConsumerGroup(req.params[0]!)

@@ -3,7 +3,7 @@
 // bodies.
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js'
 import type { Authenticator } from '../auth/authenticator.js'
-import type { Right } from '../auth/policies.js'
+import type { Permission } from '../auth/policies.js'
 import type { Logger } from '../log.js'
 import { errorBody, HubError } from './hub-error.js'
 import { jsonDeeperThan, MAX_JSON_DEPTH } from '../json-depth.js'
@@ -29,7 +29,7 @@ export interface RestResponse {
 export interface Route {
   method: 'get' | 'put' | 'post' | 'delete' | 'patch'
   pattern: RegExp
-  right: Right
+  right: Permission
   handle(req: RestRequest): Promise<RestResponse> | RestResponse
 }
 

@@ -1,7 +1,7 @@
 // Routing management REST API (Hyperhub's own; Azure manages routing through ARM): the whole
-// configuration at /routing, and each route, endpoint and enrichment on its own. Reading needs
-// ServiceConnect; changing needs RegistryWrite (hub configuration: `iothubowner` or
-// `registryReadWrite`). Every change is validated against the whole configuration (limits, names,
+// configuration at /routing, and each route, endpoint and enrichment on its own. All of it is
+// control plane: only the owner policy may read it (webhook URLs may hold keys) or change it (a
+// route can copy or black-hole all telemetry). Every change is validated against the whole configuration (limits, names,
 // conditions, endpoints in use) and answered once every shard applies it.
 import type { RoutingService } from '../routing/routing-service.js'
 import type { RoutingConfig } from '../routing/routing-config.js'
@@ -51,21 +51,21 @@ export function routingRoutes(routing: RoutingService): Route[] {
   const change = async (f: (d: RoutingConfig) => unknown, answer: (c: RoutingConfig) => unknown) => ok(answer(await routing.update(f)))
   return [
     // endpoints can hold credentials (a webhook URL with a key): reading them needs the right to change them
-    { method: 'get', pattern: /^\/routing\/?$/, right: 'RegistryWrite', handle: () => ok(routing.current) },
+    { method: 'get', pattern: /^\/routing\/?$/, right: 'ControlPlane', handle: () => ok(routing.current) },
     {
-      method: 'put', pattern: /^\/routing\/?$/, right: 'RegistryWrite',
+      method: 'put', pattern: /^\/routing\/?$/, right: 'ControlPlane',
       handle: (req) => {
         const body = object(req)
         return change((d) => Object.assign(d, body), (c) => c)
       },
     },
-    { method: 'get', pattern: /^\/routing\/routes\/?$/, right: 'ServiceConnect', handle: () => ok(routing.current.routes) },
+    { method: 'get', pattern: /^\/routing\/routes\/?$/, right: 'ControlPlane', handle: () => ok(routing.current.routes) },
     {
-      method: 'get', pattern: /^\/routing\/routes\/([^/]+)\/?$/, right: 'ServiceConnect',
+      method: 'get', pattern: /^\/routing\/routes\/([^/]+)\/?$/, right: 'ControlPlane',
       handle: (req) => ok(find(routing.current.routes, 'name', req.params[0]!, 'route')),
     },
     {
-      method: 'put', pattern: /^\/routing\/routes\/([^/]+)\/?$/, right: 'RegistryWrite',
+      method: 'put', pattern: /^\/routing\/routes\/([^/]+)\/?$/, right: 'ControlPlane',
       handle: (req) => {
         const body = object(req)
         const name = req.params[0]!
@@ -73,27 +73,27 @@ export function routingRoutes(routing: RoutingService): Route[] {
       },
     },
     {
-      method: 'delete', pattern: /^\/routing\/routes\/([^/]+)\/?$/, right: 'RegistryWrite',
+      method: 'delete', pattern: /^\/routing\/routes\/([^/]+)\/?$/, right: 'ControlPlane',
       handle: async (req) => {
         await routing.update((d) => remove(d.routes, 'name', req.params[0]!, 'route'))
         return { status: 204 }
       },
     },
-    { method: 'get', pattern: /^\/routing\/fallbackRoute\/?$/i, right: 'ServiceConnect', handle: () => ok(routing.current.fallbackRoute) },
+    { method: 'get', pattern: /^\/routing\/fallbackRoute\/?$/i, right: 'ControlPlane', handle: () => ok(routing.current.fallbackRoute) },
     {
-      method: 'put', pattern: /^\/routing\/fallbackRoute\/?$/i, right: 'RegistryWrite',
+      method: 'put', pattern: /^\/routing\/fallbackRoute\/?$/i, right: 'ControlPlane',
       handle: (req) => {
         const body = object(req)
         return change((d) => { d.fallbackRoute = { ...d.fallbackRoute, ...body } as RoutingConfig['fallbackRoute'] }, (c) => c.fallbackRoute)
       },
     },
-    { method: 'get', pattern: /^\/routing\/endpoints\/?$/, right: 'RegistryWrite', handle: () => ok(routing.current.endpoints) },
+    { method: 'get', pattern: /^\/routing\/endpoints\/?$/, right: 'ControlPlane', handle: () => ok(routing.current.endpoints) },
     {
-      method: 'get', pattern: /^\/routing\/endpoints\/([^/]+)\/([^/]+)\/?$/, right: 'RegistryWrite',
+      method: 'get', pattern: /^\/routing\/endpoints\/([^/]+)\/([^/]+)\/?$/, right: 'ControlPlane',
       handle: (req) => ok(find(routing.current.endpoints[endpointType(req.params[0]!)] as { name: string }[], 'name', req.params[1]!, 'endpoint')),
     },
     {
-      method: 'put', pattern: /^\/routing\/endpoints\/([^/]+)\/([^/]+)\/?$/, right: 'RegistryWrite',
+      method: 'put', pattern: /^\/routing\/endpoints\/([^/]+)\/([^/]+)\/?$/, right: 'ControlPlane',
       handle: (req) => {
         const type = endpointType(req.params[0]!)
         const body = object(req)
@@ -103,7 +103,7 @@ export function routingRoutes(routing: RoutingService): Route[] {
       },
     },
     {
-      method: 'delete', pattern: /^\/routing\/endpoints\/([^/]+)\/([^/]+)\/?$/, right: 'RegistryWrite',
+      method: 'delete', pattern: /^\/routing\/endpoints\/([^/]+)\/([^/]+)\/?$/, right: 'ControlPlane',
       handle: async (req) => {
         const type = endpointType(req.params[0]!)
         // an endpoint a route or enrichment still names is refused by validation (400)
@@ -111,13 +111,13 @@ export function routingRoutes(routing: RoutingService): Route[] {
         return { status: 204 }
       },
     },
-    { method: 'get', pattern: /^\/routing\/enrichments\/?$/, right: 'ServiceConnect', handle: () => ok(routing.current.enrichments) },
+    { method: 'get', pattern: /^\/routing\/enrichments\/?$/, right: 'ControlPlane', handle: () => ok(routing.current.enrichments) },
     {
-      method: 'get', pattern: /^\/routing\/enrichments\/([^/]+)\/?$/, right: 'ServiceConnect',
+      method: 'get', pattern: /^\/routing\/enrichments\/([^/]+)\/?$/, right: 'ControlPlane',
       handle: (req) => ok(find(routing.current.enrichments, 'key', req.params[0]!, 'enrichment')),
     },
     {
-      method: 'put', pattern: /^\/routing\/enrichments\/([^/]+)\/?$/, right: 'RegistryWrite',
+      method: 'put', pattern: /^\/routing\/enrichments\/([^/]+)\/?$/, right: 'ControlPlane',
       handle: (req) => {
         const body = object(req)
         const key = req.params[0]!
@@ -125,7 +125,7 @@ export function routingRoutes(routing: RoutingService): Route[] {
       },
     },
     {
-      method: 'delete', pattern: /^\/routing\/enrichments\/([^/]+)\/?$/, right: 'RegistryWrite',
+      method: 'delete', pattern: /^\/routing\/enrichments\/([^/]+)\/?$/, right: 'ControlPlane',
       handle: async (req) => {
         await routing.update((d) => remove(d.enrichments, 'key', req.params[0]!, 'enrichment'))
         return { status: 204 }

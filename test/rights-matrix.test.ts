@@ -1,0 +1,129 @@
+// Issue 11 item 1: every route's rights, proven from the route table itself. For each REST route the
+// hub registers (hub.routes, not a copied list) and for the event stream, every default policy, a
+// device token, a token for another hub, an expired token, a malformed one and none: allowed exactly
+// when Azure's rules allow it, refused with Azure's 401 body otherwise. A route without an
+// expectation here fails the test, so a route added later cannot escape it.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import WebSocket from 'ws'
+import { createSasToken } from '../src/auth/sas-token.js'
+import { hasRight, type AccessPolicy, type Permission } from '../src/auth/policies.js'
+import { startTestHub, type TestHub } from './helpers/test-hub.js'
+
+let t: TestHub
+beforeAll(async () => {
+  t = await startTestHub()
+  await t.createDevice('rm-dev')
+  // a log endpoint, so its read API has something to answer for
+  await t.rest('PUT', '/routing/endpoints/logs/rmlog', { body: {} })
+})
+afterAll(async () => { await t.stop() })
+
+/** What Azure requires for each operation (auth.md "What rights allow"); ControlPlane: hub configuration, owner only. */
+const EXPECTED: { method: string; path: string; needs: Permission }[] = [
+  { method: 'get', path: '/devices', needs: 'RegistryRead' },
+  { method: 'get', path: '/devices/rm-dev', needs: 'RegistryRead' },
+  { method: 'put', path: '/devices/rm-new', needs: 'RegistryWrite' },
+  { method: 'delete', path: '/devices/rm-nobody', needs: 'RegistryWrite' },
+  { method: 'get', path: '/statistics/devices', needs: 'RegistryRead' },
+  { method: 'get', path: '/statistics/service', needs: 'ServiceConnect' },
+  { method: 'get', path: '/twins/rm-dev', needs: 'ServiceConnect' },
+  { method: 'patch', path: '/twins/rm-dev', needs: 'ServiceConnect' },
+  { method: 'put', path: '/twins/rm-dev', needs: 'ServiceConnect' },
+  { method: 'post', path: '/twins/rm-dev/methods', needs: 'ServiceConnect' },
+  { method: 'post', path: '/devices/rm-dev/messages/devicebound', needs: 'ServiceConnect' },
+  { method: 'delete', path: '/devices/rm-dev/commands', needs: 'ServiceConnect' },
+  { method: 'get', path: '/messages/servicebound/feedback', needs: 'ServiceConnect' },
+  { method: 'delete', path: '/messages/servicebound/feedback/no-such-lock', needs: 'ServiceConnect' },
+  { method: 'post', path: '/messages/servicebound/feedback/no-such-lock/abandon', needs: 'ServiceConnect' },
+  { method: 'post', path: '/devices/query', needs: 'ServiceConnect' },
+  ...['/messages/events', '/messages/endpoints/rmlog'].flatMap((base): { method: string; path: string; needs: Permission }[] => [
+    { method: 'get', path: `${base}/partitions`, needs: 'ServiceConnect' },
+    { method: 'get', path: `${base}/partitions/0`, needs: 'ServiceConnect' },
+    { method: 'get', path: `${base}/partitions/0/events`, needs: 'ServiceConnect' },
+    { method: 'get', path: `${base}/consumergroups`, needs: 'ServiceConnect' },
+    { method: 'put', path: `${base}/consumergroups/bad%20name`, needs: 'ControlPlane' },
+    { method: 'delete', path: `${base}/consumergroups/nosuchgroup`, needs: 'ControlPlane' },
+    { method: 'get', path: `${base}/consumergroups/$Default/partitions/0/checkpoint`, needs: 'ServiceConnect' },
+    { method: 'put', path: `${base}/consumergroups/$Default/partitions/0/checkpoint`, needs: 'ServiceConnect' },
+  ]),
+  { method: 'get', path: '/routing', needs: 'ControlPlane' },
+  { method: 'put', path: '/routing', needs: 'ControlPlane' },
+  { method: 'get', path: '/routing/routes', needs: 'ControlPlane' },
+  { method: 'get', path: '/routing/routes/nosuchroute', needs: 'ControlPlane' },
+  { method: 'put', path: '/routing/routes/rm-route', needs: 'ControlPlane' },
+  { method: 'delete', path: '/routing/routes/nosuchroute', needs: 'ControlPlane' },
+  { method: 'get', path: '/routing/fallbackRoute', needs: 'ControlPlane' },
+  { method: 'put', path: '/routing/fallbackRoute', needs: 'ControlPlane' },
+  { method: 'get', path: '/routing/endpoints', needs: 'ControlPlane' },
+  { method: 'get', path: '/routing/endpoints/logs/nosuchendpoint', needs: 'ControlPlane' },
+  { method: 'put', path: '/routing/endpoints/logs/rm-endpoint', needs: 'ControlPlane' },
+  { method: 'delete', path: '/routing/endpoints/logs/nosuchendpoint', needs: 'ControlPlane' },
+  { method: 'get', path: '/routing/enrichments', needs: 'ControlPlane' },
+  { method: 'get', path: '/routing/enrichments/nosuchkey', needs: 'ControlPlane' },
+  { method: 'put', path: '/routing/enrichments/rm-key', needs: 'ControlPlane' },
+  { method: 'delete', path: '/routing/enrichments/nosuchkey', needs: 'ControlPlane' },
+]
+
+interface Credential { name: string; token: () => string | null; policy?: () => AccessPolicy }
+
+function credentials(): Credential[] {
+  const policy = (name: string) => () => t.hub.policies.find((p) => p.keyName === name)!
+  return [
+    ...t.hub.policies.map((p) => ({ name: `policy ${p.keyName}`, token: () => t.serviceToken(p.keyName), policy: policy(p.keyName) })),
+    { name: 'device token', token: () => t.deviceToken('rm-dev', t.hub.registry.get('rm-dev')!.authentication.symmetricKey.primaryKey!) },
+    { name: 'another hub\'s token', token: () => createSasToken('otherhub.azure-devices.net', t.policyKey('iothubowner'), 'iothubowner') },
+    { name: 'expired token', token: () => createSasToken('localhost', t.policyKey('iothubowner'), 'iothubowner', -400) },
+    { name: 'malformed token', token: () => 'SharedAccessSignature sr=localhost&sig=%%%&se=x' },
+    { name: 'no token', token: () => null },
+  ]
+}
+
+/** Where a request that passed the rights check must not arrive: its answer is the handler's, never 401. */
+function allowed(c: Credential, needs: Permission): boolean {
+  return c.policy !== undefined && hasRight(c.policy(), needs)
+}
+
+describe('REST routes', () => {
+  it('every registered route has an expectation, and every expectation names exactly one route', () => {
+    const matching = (e: { method: string; path: string }) => t.hub.routes.filter((r) => r.method === e.method && r.pattern.test(e.path))
+    for (const e of EXPECTED) expect({ ...e, routes: matching(e).length }).toEqual({ ...e, routes: 1 })
+    const unexpected = t.hub.routes.filter((r) => !EXPECTED.some((e) => e.method === r.method && r.pattern.test(e.path)))
+    expect(unexpected.map((r) => `${r.method} ${r.pattern}`)).toEqual([])
+    // the route table says what it checks; it must be what Azure requires
+    for (const e of EXPECTED) expect({ ...e, checks: matching(e)[0]!.right }).toEqual({ ...e, checks: e.needs })
+  })
+
+  it('allows and refuses every credential on every route as Azure does', async () => {
+    const wrong: string[] = []
+    for (const e of EXPECTED) {
+      for (const c of credentials()) {
+        // no body: a request that passes the check fails validation (400) or finds nothing (404), changing nothing
+        const r = await t.rest(e.method.toUpperCase(), `${e.path}?api-version=2021-04-12`, { token: c.token() })
+        if (allowed(c, e.needs)) {
+          if (r.status === 401) wrong.push(`${e.method} ${e.path} refused ${c.name}`)
+          continue
+        }
+        if (r.status !== 401 || r.headers['iothub-errorcode'] !== 'IotHubUnauthorized' || !/^ErrorCode:IotHubUnauthorized;/.test(r.body?.Message ?? '')) {
+          wrong.push(`${e.method} ${e.path} let ${c.name} through (${r.status})`)
+        }
+      }
+    }
+    expect(wrong).toEqual([])
+  }, 60_000)
+})
+
+describe('the event stream', () => {
+  it('opens for ServiceConnect only, and refuses everyone else with the 401 body', async () => {
+    const open = (token: string | null) => new Promise<{ status: number; code?: string }>((resolve) => {
+      const ws = new WebSocket(`wss://localhost:${t.hub.ports.https}/messages/events/stream`, { ca: t.ca, headers: token ? { Authorization: token } : {} })
+      ws.once('open', () => { ws.close(); resolve({ status: 101 }) })
+      ws.once('unexpected-response', (_req, res) => resolve({ status: res.statusCode!, code: res.headers['iothub-errorcode'] as string }))
+      ws.once('error', () => {})
+    })
+    for (const c of credentials()) {
+      const r = await open(c.token())
+      expect({ credential: c.name, ...r }).toEqual(allowed(c, 'ServiceConnect')
+        ? { credential: c.name, status: 101 } : { credential: c.name, status: 401, code: 'IotHubUnauthorized' })
+    }
+  })
+})
