@@ -268,7 +268,8 @@ export class C2dQueues {
    * restart (C2D is at least once); it is not retried before.
    */
   private finish(deviceId: string, e: Entry, outcome: Outcome | undefined): Promise<void> {
-    this.drop(deviceId, e)
+    // the depth is announced after the commit, with the feedback: a depth of 0 means every outcome is in the feedback queue
+    this.drop(deviceId, e, false)
     if (e.lock) this.conns.get(e.lock.connId)?.inflight.delete(e.lock.packetId)
     const wanted = outcome !== undefined && (outcome === 'Success' ? e.ack === 'positive' || e.ack === 'full' : e.ack !== 'none' && e.ack !== 'positive')
     let feedback: { key: FeedbackKey; stored: StoredFeedback } | undefined
@@ -290,17 +291,18 @@ export class C2dQueues {
       this.db.removeSync(key)
       if (feedback) this.stores.feedback.putSync(feedback.key, feedback.stored)
     }).then(() => { if (feedback) this.hooks.feedback(feedback.key, feedback.stored) })
-    done.catch((err: unknown) => this.hooks.writeFailed(err))
+    done.catch((err: unknown) => this.hooks.writeFailed(err)).finally(() => this.hooks.count(deviceId, this.queues.get(deviceId)?.entries.length ?? 0))
     this.track(done)
     return done
   }
 
-  private drop(deviceId: string, e: Entry): void {
+  /** Out of the queue; the new depth is announced now, or by the caller once its removal is committed. */
+  private drop(deviceId: string, e: Entry, announce = true): void {
     const q = this.queues.get(deviceId)
     if (!q) return
     const i = q.entries.indexOf(e)
     if (i < 0) return
     q.entries.splice(i, 1)
-    this.hooks.count(deviceId, q.entries.length)
+    if (announce) this.hooks.count(deviceId, q.entries.length)
   }
 }

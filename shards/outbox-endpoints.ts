@@ -4,13 +4,14 @@
 // and cursor, and drops the outboxes of removed ones: one LMDB operation each, never a walk over the
 // backlog. Outboxes a crash left behind (their endpoint gone) are dropped at the next apply.
 import { rm } from 'node:fs/promises'
-import { join } from 'node:path'
+import { join, resolve, sep } from 'node:path'
 import type { HubStore, OutboxKind } from '../src/store/hub-store.js'
 import type { RoutingConfig, StorageEndpointDef, WebhookEndpointDef } from '../src/routing/routing-config.js'
 import { OutboxLog } from './endpoint-outbox.js'
 import { OutboxCursors, type OutboxId } from './outbox-cursors.js'
 import { StorageDeliverer } from './storage-endpoint.js'
 import { WebhookDeliverer } from './webhook-endpoint.js'
+import type { DestinationPolicy } from '../src/routing/webhook-destination.js'
 
 export interface OutboxEndpointsDeps {
   store: HubStore
@@ -19,6 +20,8 @@ export interface OutboxEndpointsDeps {
   /** the partitions this shard owns */
   partitions: number[]
   problem(message: string, fields: Record<string, unknown>): void
+  /** where webhooks may go */
+  webhookPolicy(): DestinationPolicy
 }
 
 type Def = { kind: 'storage'; def: StorageEndpointDef } | { kind: 'webhook'; def: WebhookEndpointDef }
@@ -132,7 +135,7 @@ export class OutboxEndpoints {
   }
 
   private stagingFile(name: string, partition: number): string {
-    return join(this.deps.dataDir, 'endpoint-staging', name.toLowerCase(), `${partition}.jsonl`)
+    return inside(join(this.deps.dataDir, 'endpoint-staging'), name.toLowerCase(), `${partition}.jsonl`)
   }
 
   private startDeliverers(e: Endpoint): void {
@@ -141,9 +144,9 @@ export class OutboxEndpoints {
       part.deliverer = e.spec.kind === 'storage'
         ? new StorageDeliverer({
           ...common, def: e.spec.def, hubName: this.deps.hubName,
-          root: join(this.deps.dataDir, 'endpoints', e.spec.def.name), stagingFile: this.stagingFile(e.spec.def.name, p),
+          root: inside(join(this.deps.dataDir, 'endpoints'), e.spec.def.name), stagingFile: this.stagingFile(e.spec.def.name, p),
         })
-        : new WebhookDeliverer({ ...common, def: e.spec.def })
+        : new WebhookDeliverer({ ...common, def: e.spec.def, policy: this.deps.webhookPolicy })
     }
   }
 
@@ -159,4 +162,11 @@ export class OutboxEndpoints {
   async close(): Promise<void> {
     await Promise.all([...this.endpoints.values()].map((e) => this.stopDeliverers(e)))
   }
+}
+
+/** `base/...parts`, refusing anything that would resolve outside `base` (names are validated; this is the last line of defence). */
+function inside(base: string, ...parts: string[]): string {
+  const path = resolve(base, ...parts)
+  if (!path.startsWith(resolve(base) + sep)) throw new Error(`endpoint path ${JSON.stringify(parts.join('/'))} leaves ${base}`)
+  return path
 }

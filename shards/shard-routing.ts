@@ -6,6 +6,7 @@
 import type { HubStore } from '../src/store/hub-store.js'
 import type { RawEvent } from '../src/events/segment-codec.js'
 import { defaultRoutingConfig, routingActive, type RouteSource, type RoutingConfig } from '../src/routing/routing-config.js'
+import type { DestinationPolicy } from '../src/routing/webhook-destination.js'
 import { MessageRouter, type RouteTwin } from './message-router.js'
 import { PartitionLog } from './partition-log.js'
 import { OutboxEndpoints } from './outbox-endpoints.js'
@@ -20,6 +21,8 @@ export interface ShardRoutingDeps {
   queue(log: PartitionLog, e: RawEvent): void
   twin(deviceId: string): RouteTwin | undefined
   problem(message: string, fields: Record<string, unknown>): void
+  /** where webhooks may go (the hub's ports are known once it listens) */
+  webhookPolicy(): DestinationPolicy
 }
 
 export class ShardRouting {
@@ -33,6 +36,7 @@ export class ShardRouting {
   constructor(private readonly deps: ShardRoutingDeps) {
     this.outboxes = new OutboxEndpoints({
       store: deps.store, dataDir: deps.dataDir, hubName: deps.hubName, partitions: [...deps.builtIn.keys()], problem: deps.problem,
+      webhookPolicy: deps.webhookPolicy,
     })
   }
 

@@ -24,6 +24,7 @@ import { WriteHealth } from '../src/store/write-health.js'
 import { containLmdbDiagnostics } from '../src/store/lmdb-diagnostics.js'
 import { STREAM_FRAME_BODY_BYTES } from '../src/events/event-stream.js'
 import { HubError } from '../src/rest/hub-error.js'
+import type { DestinationPolicy } from '../src/routing/webhook-destination.js'
 
 export const MAX_MESSAGE_BYTES = 256 * 1024
 
@@ -75,7 +76,10 @@ const logs = new Map<number, PartitionLog>()
 for (let p = 0; p < init.partitions; p++) {
   if (shardOfPartition(p, init.shardCount) === init.shardIndex) logs.set(p, new PartitionLog(p, store.partition(p), store.partitionIndex(p)))
 }
+/** Where webhooks may go: the hub's own ports are filled in once it listens ('hub.ports'). */
+const webhookPolicy: DestinationPolicy = { allowPrivate: init.allowPrivateWebhooks, hubPorts: [] }
 const routing = new ShardRouting({
+  webhookPolicy: () => webhookPolicy,
   store, dataDir: init.dataDir, hubName: init.hubName, builtIn: logs,
   queue: (log, e) => queueWrite(log, e),
   twin: (deviceId) => { const d = twins.get(deviceId); return { tags: d.tags, properties: { desired: d.desired, reported: d.reported } } },
@@ -222,6 +226,11 @@ function handleBatch(ops: unknown[][]): void {
         services.twinFromDevice(op[1] as number, op[2] as 'get' | 'patch', op[3] as string, op[4] as Uint8Array)
         break
       case OP_REQUEST:
+        if (op[2] === 'hub.ports') {
+          webhookPolicy.hubPorts = op[4] as number[]
+          emit([OP_REPLY, op[1], 0, null])
+          break
+        }
         if (op[2] === 'routing.apply') {
           const id = op[1] as number
           routing.apply(op[4] as RoutingConfig).then(() => emit([OP_REPLY, id, 0, null]), (e: Error) => emit([OP_REPLY, id, 500001, e.message]))

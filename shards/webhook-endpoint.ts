@@ -11,7 +11,8 @@ import { DeliverySignal } from './delivery-signal.js'
 import { outboxEvents, trimDelivered } from './endpoint-outbox.js'
 import { messageRecord } from './message-record.js'
 import type { OutboxCursor, OutboxCursors, OutboxId } from './outbox-cursors.js'
-import { postRecords } from './webhook-request.js'
+import { postRecords, webhookDispatcher } from './webhook-request.js'
+import type { DestinationPolicy } from '../src/routing/webhook-destination.js'
 
 export const MAX_BATCH_RECORDS = 500
 export const MAX_BATCH_BYTES = 1024 * 1024
@@ -31,6 +32,8 @@ export interface WebhookDelivererOptions {
   outbox: Database
   cursors: OutboxCursors
   problem(message: string, fields: Record<string, unknown>): void
+  /** where webhooks may go (read at each connection) */
+  policy(): DestinationPolicy
 }
 
 interface Batch { body: string; bytes: number; records: number; next: number }
@@ -39,9 +42,11 @@ export class WebhookDeliverer {
   private readonly signal = new DeliverySignal()
   private readonly id: OutboxId
   private readonly done: Promise<void>
+  private readonly dispatcher: ReturnType<typeof webhookDispatcher>
 
   constructor(private readonly o: WebhookDelivererOptions) {
     this.id = { kind: 'webhook', name: o.def.name, partition: o.partition }
+    this.dispatcher = webhookDispatcher(o.def, o.policy)
     this.done = this.run()
   }
 
@@ -52,6 +57,7 @@ export class WebhookDeliverer {
   async stop(): Promise<void> {
     this.signal.stop()
     await this.done
+    await this.dispatcher.destroy().catch(() => {})
   }
 
   private async run(): Promise<void> {
@@ -114,7 +120,7 @@ export class WebhookDeliverer {
   /** Delivers or drops the batch (true), or gives up because the deliverer stops (false). */
   private async post(batch: Batch): Promise<boolean> {
     for (let attempt = 1; attempt <= 1000; attempt++) {
-      const outcome = await postRecords(this.o.def, batch.body, this.signal.stopSignal)
+      const outcome = await postRecords(this.o.def, batch.body, this.signal.stopSignal, this.dispatcher, this.o.policy())
       if (outcome.isDelivered) return true
       if (this.signal.isStopped) return false
       if (!outcome.isRetryable || attempt >= this.o.def.maxDeliveryAttempts) {

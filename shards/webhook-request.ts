@@ -2,7 +2,9 @@
 // an address the endpoint's owner never named), and at most MAX_RESPONSE_BYTES of an answer are read
 // before the response is cancelled: the status is all that matters. Reasons never carry the URL,
 // whose query string may hold a key.
+import { Agent, fetch, type Response } from 'undici'
 import type { WebhookEndpointDef } from '../src/routing/routing-config.js'
+import { configuredRefusal, guardedLookup, type DestinationPolicy } from '../src/routing/webhook-destination.js'
 
 export const MAX_RESPONSE_BYTES = 64 * 1024
 
@@ -10,18 +12,27 @@ export type PostOutcome =
   | { isDelivered: true }
   | { isDelivered: false; isRetryable: boolean; reason: string }
 
-export async function postRecords(def: WebhookEndpointDef, body: string, stop: AbortSignal): Promise<PostOutcome> {
+/** Connections for one endpoint, each checked against the destination policy as it is made. */
+export function webhookDispatcher(def: WebhookEndpointDef, policy: () => DestinationPolicy): Agent {
+  return new Agent({ connect: { lookup: guardedLookup(new URL(def.url), policy) } })
+}
+
+export async function postRecords(def: WebhookEndpointDef, body: string, stop: AbortSignal, dispatcher: Agent, policy: DestinationPolicy): Promise<PostOutcome> {
+  // a literal address never reaches the lookup: it is checked here
+  const refused = configuredRefusal(def.url, policy)
+  if (refused) return { isDelivered: false, isRetryable: false, reason: `destination refused: ${refused}` }
   const signal = AbortSignal.any([AbortSignal.timeout(def.timeoutInSeconds * 1000), stop])
   let status: number
   try {
     const res = await fetch(def.url, {
-      method: 'POST', body, redirect: 'manual', signal,
+      method: 'POST', body, redirect: 'manual', signal, dispatcher,
       headers: { 'content-type': 'application/json; charset=utf-8', 'x-hyperhub-endpoint': def.name },
     })
     status = res.status
     await discard(res)
   } catch (e) {
-    const err = e as Error & { cause?: { code?: string } }
+    const err = e as Error & { cause?: { code?: string; message?: string } }
+    if (err.cause?.code === 'DESTINATION_REFUSED') return { isDelivered: false, isRetryable: false, reason: `destination refused: ${err.cause.message}` }
     // an error's message may quote the URL: only its code is kept
     const reason = err.name === 'TimeoutError' ? 'timed out' : stop.aborted ? 'stopped' : err.cause?.code ?? 'request failed'
     return { isDelivered: false, isRetryable: true, reason }

@@ -25,9 +25,13 @@ export interface HubConfig {
   mqttFramer: 'wasm' | 'js'
   /** writes stop (503 ServerBusy) while the data directory's disk has less than this free */
   minFreeDiskMb: number
+  /** webhook endpoints may name loopback, link-local and private addresses (local receivers, tests) */
+  allowPrivateWebhooks: boolean
+  /** SAS tokens valid for longer than this are refused */
+  maxTokenLifetimeDays: number
 }
 
-type Kind = 'port' | 'optionalPort' | 'string' | 'names' | 'int' | 'level' | 'durability' | 'wasmOrJs'
+type Kind = 'port' | 'optionalPort' | 'string' | 'names' | 'int' | 'level' | 'durability' | 'wasmOrJs' | 'bool'
 interface Setting { key: keyof HubConfig; flag: string; env: string; kind: Kind; min?: number; max?: number; help: string }
 
 export const SETTINGS: Setting[] = [
@@ -46,6 +50,8 @@ export const SETTINGS: Setting[] = [
   { key: 'sasVerifier', flag: '--sas-verifier', env: 'HYPERHUB_SAS_VERIFIER', kind: 'wasmOrJs', help: 'wasm (HMAC in WebAssembly, verified tokens cached) | js (node:crypto)' },
   { key: 'mqttFramer', flag: '--mqtt-framer', env: 'HYPERHUB_MQTT_FRAMER', kind: 'wasmOrJs', help: 'wasm (AssemblyScript framer) | js' },
   { key: 'minFreeDiskMb', flag: '--min-free-disk-mb', env: 'HYPERHUB_MIN_FREE_DISK_MB', kind: 'int', min: 0, max: 1_000_000, help: 'writes are refused (ServerBusy) while the data disk has less than this many MB free' },
+  { key: 'maxTokenLifetimeDays', flag: '--max-token-lifetime-days', env: 'HYPERHUB_MAX_TOKEN_LIFETIME_DAYS', kind: 'int', min: 1, max: 36_500, help: 'SAS tokens that stay valid for longer than this are refused' },
+  { key: 'allowPrivateWebhooks', flag: '--allow-private-webhooks', env: 'HYPERHUB_ALLOW_PRIVATE_WEBHOOKS', kind: 'bool', help: 'true: webhook endpoints may send to loopback, link-local and private addresses (default false)' },
   { key: 'logLevel', flag: '--log-level', env: 'HYPERHUB_LOG_LEVEL', kind: 'level', help: 'debug | info | warn | error | silent' },
 ]
 
@@ -53,7 +59,7 @@ export function defaultConfig(): HubConfig {
   return {
     hostName: 'localhost', tlsNames: [], host: '0.0.0.0', dataDir: './data',
     mqttPort: 8883, httpsPort: 443, mqttTcpPort: null, amqpPort: 5671,
-    shards: Math.max(1, availableParallelism() - 1), partitions: 4, retentionDays: 1, logLevel: 'info', durability: 'process', sasVerifier: 'wasm', mqttFramer: 'wasm', minFreeDiskMb: 100,
+    shards: Math.max(1, availableParallelism() - 1), partitions: 4, retentionDays: 1, logLevel: 'info', durability: 'process', sasVerifier: 'wasm', mqttFramer: 'wasm', minFreeDiskMb: 100, allowPrivateWebhooks: false, maxTokenLifetimeDays: 365,
   }
 }
 
@@ -87,6 +93,10 @@ function parseValue(s: Setting, raw: unknown): unknown {
       if (!Number.isInteger(n) || n < s.min! || n > s.max!) throw bad(`must be an integer ${s.min}..${s.max}`)
       return n
     }
+    case 'bool':
+      if (raw === true || raw === 'true') return true
+      if (raw === false || raw === 'false') return false
+      throw bad('must be true or false')
     case 'wasmOrJs':
       if (raw !== 'wasm' && raw !== 'js') throw bad('must be wasm or js')
       return raw

@@ -36,6 +36,7 @@ import { openHubStore } from './store/hub-store.js'
 import { ensureLocalPki } from './tls/local-pki.js'
 import { WriteHealth } from './store/write-health.js'
 import { containLmdbDiagnostics } from './store/lmdb-diagnostics.js'
+import { prepareDataDir, protectStoreFiles } from './store/data-dir-permissions.js'
 
 export interface RunningHub {
   config: HubConfig
@@ -69,7 +70,9 @@ async function loadPolicies(store: ReturnType<typeof openHubStore>): Promise<Acc
 
 export async function startHub(config: HubConfig, log: Logger, options: StartHubOptions = {}): Promise<RunningHub> {
   containLmdbDiagnostics(log)
+  prepareDataDir(config.dataDir, log)
   const store = openHubStore(config.dataDir, config.durability)
+  protectStoreFiles(config.dataDir)
   // the main thread's writes (registry, checkpoints, consumer groups, feedback): refused with 503 ServerBusy while they cannot work
   const health = new WriteHealth({
     dataDir: config.dataDir, minFreeBytes: config.minFreeDiskMb * 1048576, name: 'main',
@@ -94,13 +97,16 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
   let edge!: MqttEdge
   const feedback = new FeedbackQueue(store.root, store.feedback, health)
   // every shard applies a routing change before the REST call that made it is answered
-  const routing: RoutingService = new RoutingService(store, config.partitions, (c): Promise<unknown> => shards.broadcast('routing.apply', c))
+  const hubPorts: number[] = []
+  const routing: RoutingService = new RoutingService(store, config.partitions, (c): Promise<unknown> => shards.broadcast('routing.apply', c),
+    () => ({ allowPrivate: config.allowPrivateWebhooks, hubPorts }))
   // a shard reports its queues' depths as soon as it has loaded them, possibly before the edge exists
   const earlyCounts: [string, number][] = []
   const shards = new ShardPool(
     {
       shardCount: config.shards, partitions: config.partitions, retentionDays: config.retentionDays, dataDir: config.dataDir, durability: config.durability,
       hubName: eventHubName, routing: routing.current, minFreeDiskBytes: config.minFreeDiskMb * 1048576,
+      allowPrivateWebhooks: config.allowPrivateWebhooks,
     },
     {
       acks: (flat, from) => edge.acks(flat, from),
@@ -131,7 +137,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
     lastActivityTime: (id) => edge.lastActivityTime(id),
     cloudToDeviceMessageCount: (id) => edge.cloudToDeviceMessageCount(id),
   }, health)
-  edge = new MqttEdge(new Authenticator(tlsNames, policies, registry, config.sasVerifier), shards, log, config.mqttFramer, {
+  edge = new MqttEdge(new Authenticator(tlsNames, policies, registry, config.sasVerifier, config.maxTokenLifetimeDays * 86_400), shards, log, config.mqttFramer, {
     load: () => [...store.activity.getRange()].map(({ key, value }) => [key as string, value as number] as [string, number]),
     // written as a device disconnects: rare enough to need no batching
     record: (deviceId, at) => {
@@ -216,6 +222,9 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
         throw new StartupError(`cannot listen on ${config.host}:${config.amqpPort} for AMQP (${(e as NodeJS.ErrnoException).code}); ${portHint('amqpPort')}`)
       }
     }
+    // webhooks to the hub's own ports would loop back into it: the shards learn the bound ports
+    hubPorts.push(...[mqtt, https, mqttTcp, amqp].filter((p): p is number => p !== null))
+    await shards.broadcast('hub.ports', [...hubPorts])
     log.info('hub started', { hostName: config.hostName, mqtt, https, mqttTcp, amqp, shards: config.shards, partitions: config.partitions })
     return { config, policies, caCertFile: pki.caCertFile, ports: { mqtt, https, mqttTcp, amqp }, eventHubName, registry, edge, routes, stop }
   } catch (e) {

@@ -51,7 +51,7 @@ export const OP_SUBSCRIBED = 13 // [op, connId, packetId, errorCode (0: stored)]
 export const OP_LOG = 9 // [op, level, message, fields]: something the shard wants logged (never keys or tokens)
 
 /** Request kinds (OP_REQUEST) a shard answers. */
-export type ShardRequestKind = 'twin.get' | 'twin.update' | 'c2d.send' | 'c2d.purge' | 'routing.apply'
+export type ShardRequestKind = 'twin.get' | 'twin.update' | 'c2d.send' | 'c2d.purge' | 'routing.apply' | 'hub.ports'
 
 import type { Durability } from './store/hub-store.js'
 import type { RoutingConfig } from './routing/routing-config.js'
@@ -69,6 +69,8 @@ export interface ShardInit {
   routing: RoutingConfig
   /** writes stop while the data directory's disk has less than this free */
   minFreeDiskBytes: number
+  /** whether webhooks may go to private addresses; the hub's ports arrive as a 'hub.ports' request once it listens */
+  allowPrivateWebhooks: boolean
 }
 
 export type ControlMessage = { type: 'stop' } | { type: 'ready' } | { type: 'stopped' } | { type: 'fatal'; message: string }

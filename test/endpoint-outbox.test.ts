@@ -187,7 +187,7 @@ describe('webhook deliverer', () => {
     let deliverer: WebhookDeliverer | null = null
     const log = new OutboxLog(1, store.outbox('webhook', 'hook', 1), 0, () => deliverer?.wake())
     const problems: [string, Record<string, unknown>][] = []
-    const start = (d: WebhookEndpointDef) => (deliverer = new WebhookDeliverer({ def: d, partition: 1, outbox: log.database, cursors, problem: (m, f) => problems.push([m, f]) }))
+    const start = (d: WebhookEndpointDef) => (deliverer = new WebhookDeliverer({ def: d, partition: 1, outbox: log.database, cursors, problem: (m, f) => problems.push([m, f]), policy: () => ({ allowPrivate: true, hubPorts: [] }) }))
     return { log, cursors, problems, start, id: { kind: 'webhook' as const, name: 'hook', partition: 1 } }
   }
 

@@ -32,6 +32,7 @@ export class CbsAuthority {
     // the token's resource must cover the audience it is put for
     if (sr.path.length > aud.path.length || sr.path.some((s, i) => s.toLowerCase() !== aud.path[i]!.toLowerCase())) throw new TokenError('token resource does not cover the audience', 'scope')
     if (t.expiry + CLOCK_SKEW_SECONDS < nowSeconds) throw new TokenError('token expired', 'expired')
+    this.auth.checkLifetime(t, nowSeconds)
     const policy = t.keyName ? this.auth.policy(t.keyName) : undefined
     if (!policy) throw new TokenError('unknown policy', 'scope')
     const given = Buffer.from(t.signature, 'base64')

@@ -22,7 +22,7 @@ export function eventMessage(sequence: number, offset: number, e: StoredEvent): 
     'x-opt-partition-key': e.s['iothub-connection-device-id'],
   }
   for (const [k, v] of Object.entries(e.s)) {
-    const field = PROPERTIES[k]
+    const field = Object.hasOwn(PROPERTIES, k) ? PROPERTIES[k] : undefined
     if (field) properties[field] = v
     else if (k === 'user-id') properties.user_id = Buffer.from(v)
     else if (k === 'absolute-expiry-time') properties.absolute_expiry_time = new Date(v)

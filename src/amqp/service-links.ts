@@ -7,6 +7,7 @@ import type { FeedbackQueue } from '../c2d/feedback-queue.js'
 import type { Logger } from '../log.js'
 import type { DeviceRegistry } from '../registry/device-registry.js'
 import { HubError } from '../rest/hub-error.js'
+import { clientKeyed } from '../mqtt/property-bag.js'
 import type { ShardPool } from '../shard-pool.js'
 import type { OutgoingRoom } from './outgoing-budget.js'
 
@@ -75,7 +76,7 @@ export class ServiceLinks {
       const ack = String(app['iothub-ack'] ?? 'none').toLowerCase()
       delete app['iothub-ack']
       if (!ACKS.has(ack)) throw new HubError(400004, 'iothub-ack must be none, positive, negative or full')
-      const properties: Record<string, string> = {}
+      const properties = clientKeyed()
       for (const [k, v] of Object.entries(app)) properties[k] = String(v)
       const send: Record<string, unknown> = { ack, properties, body: bodyBytes(msg.body) }
       const expiry = msg.absolute_expiry_time instanceof Date ? msg.absolute_expiry_time.getTime() : undefined

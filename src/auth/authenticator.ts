@@ -9,6 +9,8 @@ import { SasVerifierCache } from '../wasm/sas-verifier-cache.js'
 /** `wasm`: HMAC in WebAssembly with a cache of verified tokens; `js`: node:crypto every time. */
 export type SasVerifierKind = 'wasm' | 'js'
 
+export const DEFAULT_MAX_TOKEN_LIFETIME_DAYS = 365
+
 export type DeviceAuthFailure = 'unauthorized' | 'not-found' | 'disabled'
 
 export class DeviceAuthError extends Error {
@@ -29,7 +31,9 @@ export class Authenticator {
 
   private readonly cache: SasVerifierCache | undefined
 
-  constructor(hostNames: string[], policies: AccessPolicy[], private readonly registry: DeviceRegistry, verifier: SasVerifierKind = 'wasm') {
+  constructor(hostNames: string[], policies: AccessPolicy[], private readonly registry: DeviceRegistry, verifier: SasVerifierKind = 'wasm',
+    /** a token whose `se` lies further ahead than this is refused (a stolen token must not live for ever) */
+    private readonly maxTokenLifetimeSeconds = DEFAULT_MAX_TOKEN_LIFETIME_DAYS * 86_400) {
     this.cache = verifier === 'wasm' ? new SasVerifierCache() : undefined
     this.hosts = new Set(hostNames.map((h) => h.replace(/:\d+$/, '').toLowerCase()))
     for (const p of policies) this.policies.set(p.keyName, p)
@@ -42,8 +46,16 @@ export class Authenticator {
     else verifySasToken(token, keys, nowSeconds)
   }
 
+  /** Refuses a token that is valid for longer than the hub allows. */
+  checkLifetime(token: SasToken, nowSeconds = Date.now() / 1000): void {
+    if (token.expiry - nowSeconds > this.maxTokenLifetimeSeconds) {
+      throw new TokenError(`token is valid for more than the hub's limit of ${Math.round(this.maxTokenLifetimeSeconds / 86_400)} days`, 'expired')
+    }
+  }
+
   private parse(raw: string): { token: SasToken; segments: string[] } {
     const token = parseSasToken(raw)
+    this.checkLifetime(token)
     const { host, segments } = splitResource(token.resource)
     if (!this.hosts.has(host)) throw new TokenError(`token audience ${host} is not this hub`, 'scope')
     return { token, segments }

@@ -11,6 +11,7 @@ import {
 } from '../shard-protocol.js'
 import { DeviceConnection, WRITE_DRAIN_TIMEOUT_MS } from './device-connection.js'
 import { Admission } from './admission.js'
+import { LogRateLimit } from '../log-rate-limit.js'
 import { MqttFramer } from './framer.js'
 import { WasmMqttFramer } from '../wasm/wasm-framer.js'
 import { METHODS_FILTER, parseIotHubTopic, TWIN_RESPONSE_PREFIX } from './iothub-topics.js'
@@ -48,6 +49,8 @@ export class MqttEdge implements PresenceView {
   private preauthBytes = 0
   readonly methods: MethodCalls
   readonly admission = new Admission()
+  /** at most 20 warnings about refused connections every 10 s; the rest are counted */
+  private readonly refusedLog = new LogRateLimit(20, 10_000, (count) => this.log.warn('refused connections not logged', { count, windowSeconds: 10 }))
 
   constructor(readonly authenticator: Authenticator, private readonly shards: ShardPool, private readonly log: Logger,
     private readonly framer: 'wasm' | 'js' = 'wasm', private readonly activity?: ActivityLog) {
@@ -219,6 +222,8 @@ export class MqttEdge implements PresenceView {
       this.activity?.record(conn.deviceId, conn.lastPacketAt)
     }
     const level = wasConnected || reason === 'connection lost' ? 'info' : 'warn'
+    // refused connections come in floods: their warnings are bounded
+    if (level === 'warn' && !this.refusedLog.allow()) return
     this.log[level]('connection closed', { deviceId: conn.deviceId || undefined, transport: conn.transport.kind, reason, ...fields })
   }
 

@@ -28,9 +28,17 @@ export interface ParsedBag {
 
 export class BagError extends Error {}
 
+/**
+ * Objects keyed by what a client sent: no prototype, so `__proto__`, `constructor` or `toString`
+ * are plain names like any other.
+ */
+export function clientKeyed(): Record<string, string> {
+  return Object.create(null) as Record<string, string>
+}
+
 export function parsePropertyBag(bag: string): ParsedBag {
-  const system: Record<string, string> = {}
-  const properties: Record<string, string> = {}
+  const system = clientKeyed()
+  const properties = clientKeyed()
   let size = 0
   // a trailing '/' (module output events) is not part of the bag
   const text = bag.endsWith('/') ? bag.slice(0, -1) : bag
@@ -45,7 +53,7 @@ export function parsePropertyBag(bag: string): ParsedBag {
     } catch {
       throw new BagError('property bag is not URL-encoded correctly')
     }
-    const systemName = SYSTEM_KEYS[key]
+    const systemName = Object.hasOwn(SYSTEM_KEYS, key) ? SYSTEM_KEYS[key] : undefined
     if (systemName) {
       system[systemName] = value
       size += Buffer.byteLength(value)

@@ -4,6 +4,7 @@ import type { FeedbackQueue } from '../c2d/feedback-queue.js'
 import type { DeviceRegistry } from '../registry/device-registry.js'
 import type { ShardPool } from '../shard-pool.js'
 import { HubError } from './hub-error.js'
+import { clientKeyed } from '../mqtt/property-bag.js'
 import type { RestRequest, Route } from './http-server.js'
 
 const ACKS = new Set(['none', 'positive', 'negative', 'full'])
@@ -34,7 +35,7 @@ export function c2dFromHeaders(req: RestRequest, deviceId: string): Record<strin
     if (Number.isNaN(expiry)) throw new HubError(400004, 'iothub-expiry must be an ISO 8601 time')
     if (expiry <= Date.now()) throw new HubError(400004, 'iothub-expiry is in the past')
   }
-  const properties: Record<string, string> = {}
+  const properties = clientKeyed()
   for (const [k, v] of Object.entries(h)) {
     if (!k.startsWith('iothub-app-')) continue
     const name = k.slice('iothub-app-'.length)

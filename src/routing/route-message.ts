@@ -38,7 +38,7 @@ const SYSTEM_ALIASES: Record<string, string> = {
 /** The canonical key of a system property name, with or without `$`, keyword or wire name. */
 export function canonicalSystemName(name: string): string {
   const lower = (name.startsWith('$') ? name.slice(1) : name).toLowerCase()
-  return SYSTEM_ALIASES[lower] ?? lower
+  return Object.hasOwn(SYSTEM_ALIASES, lower) ? SYSTEM_ALIASES[lower]! : lower
 }
 
 function decodeBody(body: Uint8Array, encoding: string): string {

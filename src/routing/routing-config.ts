@@ -62,7 +62,8 @@ function int(v: unknown, what: string, fallback: number, min: number, max: numbe
 
 function name(v: unknown, what: string): string {
   const n = str(v, what)
-  if (!NAME.test(n)) throw bad(`${what} ${JSON.stringify(n)} is invalid: 1-64 letters, digits, '.', '_' or '-'`)
+  // a storage endpoint's name is a directory: `.` and `..` would write outside the endpoints' folder
+  if (!NAME.test(n) || /^\.+$/.test(n)) throw bad(`${what} ${JSON.stringify(n)} is invalid: 1-64 letters, digits, '.', '_' or '-', not only dots`)
   return n
 }
 

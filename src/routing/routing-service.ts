@@ -5,6 +5,7 @@ import type { HubStore } from '../store/hub-store.js'
 import { BuiltInEndpoint } from '../events/built-in-endpoint.js'
 import { HubError } from '../rest/hub-error.js'
 import { defaultRoutingConfig, findEndpoint, validateRoutingConfig, type RoutingConfig } from './routing-config.js'
+import { configuredRefusal, type DestinationPolicy } from './webhook-destination.js'
 
 const KEY = 'config'
 
@@ -14,7 +15,9 @@ export class RoutingService {
   private readonly readers = new Map<string, BuiltInEndpoint>()
 
   constructor(private readonly store: HubStore, private readonly partitions: number,
-    private readonly applyToShards: (config: RoutingConfig) => Promise<unknown>) {
+    private readonly applyToShards: (config: RoutingConfig) => Promise<unknown>,
+    /** where webhooks may go: a destination refused outright is refused when it is configured */
+    private readonly webhookPolicy: () => DestinationPolicy = () => ({ allowPrivate: true, hubPorts: [] })) {
     const stored = store.routing.get(KEY) as RoutingConfig | undefined
     this.config = stored ? validateRoutingConfig(stored) : defaultRoutingConfig()
   }
@@ -30,6 +33,10 @@ export class RoutingService {
       const draft = structuredClone(this.config)
       change(draft)
       const next = validateRoutingConfig(draft)
+      for (const w of next.endpoints.webhooks) {
+        const refused = configuredRefusal(w.url, this.webhookPolicy())
+        if (refused) throw new HubError(400004, `webhook ${w.name}: ${refused}`)
+      }
       await this.store.routing.put(KEY, next)
       this.config = next
       await this.applyToShards(next)

@@ -46,7 +46,7 @@ export type OutboxKind = 'storage' | 'webhook'
  * flushed to disk first, surviving power loss, at about 20% less throughput (bench/RESULTS.md).
  */
 export function openHubStore(dataDir: string, durability: Durability = 'process'): HubStore {
-  mkdirSync(dataDir, { recursive: true })
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 })
   // maxDbs: devices, meta, sessions, checkpoints, twins, c2d, feedback, routing, up to 32 partitions
   // with their index, 10 routing log endpoints of up to 32 partitions each with theirs (672), and
   // 10 storage and 10 webhook outboxes of up to 32 partitions each (640), with room to grow

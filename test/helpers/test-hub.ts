@@ -36,7 +36,9 @@ export function seedPki(dataDir: string): void {
 export function testConfig(dataDir: string, overrides: Partial<HubConfig> = {}): HubConfig {
   return {
     ...defaultConfig(), hostName: 'localhost', host: '127.0.0.1', dataDir,
-    mqttPort: 0, httpsPort: 0, mqttTcpPort: 0, amqpPort: 0, shards: 1, partitions: 4, logLevel: 'silent', ...overrides,
+    mqttPort: 0, httpsPort: 0, mqttTcpPort: 0, amqpPort: 0, shards: 1, partitions: 4, logLevel: 'silent',
+    // tests run their webhook receivers on 127.0.0.1
+    allowPrivateWebhooks: true, ...overrides,
   }
 }
 
@@ -47,12 +49,14 @@ export interface TestHubOptions {
   logRecords?: Record<string, unknown>[]
   /** overrides of the AMQP endpoint's bounds */
   amqpLimits?: StartHubOptions['amqpLimits']
+  /** let the hub create its own CA instead of reusing the suite's */
+  ownPki?: boolean
 }
 
 export async function startTestHub(overrides: Partial<HubConfig> = {}, opts: TestHubOptions = {}): Promise<TestHub> {
   const existingDataDir = opts.dataDir
   const dataDir = existingDataDir ?? tempDir()
-  seedPki(dataDir)
+  if (!opts.ownPki) seedPki(dataDir)
   const log = opts.logRecords
     ? createLogger('debug', {}, (line) => { opts.logRecords!.push(JSON.parse(line) as Record<string, unknown>) })
     : createLogger((process.env.HYPERHUB_TEST_LOG as 'debug') ?? 'silent')
