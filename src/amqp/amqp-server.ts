@@ -23,6 +23,8 @@ import { C2D_ADDRESS, FEEDBACK_ADDRESS, FILE_NOTIFICATIONS_ADDRESS, type Service
 
 interface ConnectionState {
   grants: ConnectionGrants
+  /** links attached under a grant, and what they need: closed when no live grant covers them any more */
+  granted: Map<rhea.link, { address: string; right: Right }>
   /** our senders on `$cbs` / `$management`, by the client's target address (where replies go) */
   replySenders: Map<string, rhea.Sender>
   peer: string
@@ -34,6 +36,15 @@ interface ConnectionState {
   openTimer: NodeJS.Timeout | undefined
   cbsTimer: NodeJS.Timeout | undefined
 }
+
+/**
+ * Every entity a client may attach to besides `$cbs`, and the right its token needs (the rights
+ * tests enumerate this table). `$management` is checked per request.
+ */
+export const AMQP_ENTITY_RIGHTS = {
+  c2dSender: 'ServiceConnect', feedbackReceiver: 'ServiceConnect', fileNotificationReceiver: 'ServiceConnect',
+  eventHubsPartitionReceiver: 'ServiceConnect', management: 'ServiceConnect',
+} as const satisfies Record<string, Right>
 
 /** Why the hub ended a connection itself. */
 export type DropReason = FrameViolation | 'open-timeout' | 'cbs-timeout' | 'output-stalled' | 'internal-error'
@@ -70,8 +81,12 @@ export class AmqpServer {
   private server: tls.Server | undefined
   /** connections past their TLS handshake, closed on shutdown (the listener only stops once they are gone) */
   private readonly connections = new Set<rhea.Connection>()
+  /** links whose tokens ran out are closed within a second */
+  private readonly expiryTimer: NodeJS.Timeout
 
   constructor(private readonly o: AmqpServerOptions) {
+    this.expiryTimer = setInterval(() => this.safely(undefined, () => this.closeExpiredLinks()), 1000)
+    this.expiryTimer.unref()
     this.cbs = new CbsAuthority(o.auth, new Set(o.hostNames.map((h) => h.replace(/:\d+$/, '').toLowerCase())))
     this.limits = amqpLimits(o.limits)
     this.gate = new ConnectionGate({
@@ -118,6 +133,7 @@ export class AmqpServer {
   }
 
   close(): Promise<void> {
+    clearInterval(this.expiryTimer)
     this.o.service.close()
     return new Promise((resolve) => {
       if (!this.server) return resolve()
@@ -161,7 +177,7 @@ export class AmqpServer {
       onBackedUp: (heldBytes) => this.o.log.debug('amqp output waits for the peer', { peer, heldBytes }),
     })
     const s: ConnectionState = {
-      grants: new ConnectionGrants(), replySenders: new Map(), peer, guard, budget, ticket, isAuthenticated: false, isDropped: false,
+      grants: new ConnectionGrants(), granted: new Map(), replySenders: new Map(), peer, guard, budget, ticket, isAuthenticated: false, isDropped: false,
       openTimer: setTimeout(() => { if (!conn.is_remote_open()) this.drop(conn, 'open-timeout') }, L.openTimeoutMs).unref(),
       cbsTimer: setTimeout(() => { if (!s.isAuthenticated) this.drop(conn, 'cbs-timeout') }, L.cbsTimeoutMs).unref(),
     }
@@ -251,8 +267,25 @@ export class AmqpServer {
     return s
   }
 
-  private authorize(conn: rhea.Connection, address: string, right: Right): void {
-    if (!this.connState(conn).grants.allows(address, right)) throw new AmqpError('amqp:unauthorized-access', `Unauthorized access to '${address}': put a token with ${right} on $cbs first.`)
+  /** The link may attach if a live grant covers it; it is then watched, and closed when its grants expire. */
+  private authorize(conn: rhea.Connection, address: string, right: Right, link: rhea.link): void {
+    const s = this.connState(conn)
+    if (!s.grants.allows(address, right)) throw new AmqpError('amqp:unauthorized-access', `Unauthorized access to '${address}': put a token with ${right} on $cbs first.`)
+    s.granted.set(link, { address, right })
+  }
+
+  /** As Azure does: a link whose token expired, and was not renewed on $cbs, is closed. */
+  private closeExpiredLinks(now = Date.now() / 1000): void {
+    for (const conn of this.connections) {
+      const s = this.state.get(conn)
+      if (!s) continue
+      for (const [link, need] of s.granted) {
+        if (!link.is_open()) { s.granted.delete(link); continue }
+        if (s.grants.allows(need.address, need.right, now)) continue
+        s.granted.delete(link)
+        link.close({ condition: 'amqp:unauthorized-access', description: `the token for '${need.address}' expired; put a new one on $cbs before it does` })
+      }
+    }
   }
 
   /** The client attached a sender: we receive on its target address. */
@@ -261,7 +294,7 @@ export class AmqpServer {
     const address = receiver.target?.address ?? ''
     receiver.set_target({ address })
     if (address === '$cbs' || address === '$management') return
-    if (address === C2D_ADDRESS) return this.authorize(ctx.connection, address, 'ServiceConnect')
+    if (address === C2D_ADDRESS) return this.authorize(ctx.connection, address, AMQP_ENTITY_RIGHTS.c2dSender, receiver)
     throw new AmqpError('amqp:not-found', `The messaging entity '${address}' could not be found.`)
   }
 
@@ -275,14 +308,14 @@ export class AmqpServer {
       return
     }
     if (address === FEEDBACK_ADDRESS || address === FILE_NOTIFICATIONS_ADDRESS) {
-      this.authorize(ctx.connection, address, 'ServiceConnect')
+      this.authorize(ctx.connection, address, address === FEEDBACK_ADDRESS ? AMQP_ENTITY_RIGHTS.feedbackReceiver : AMQP_ENTITY_RIGHTS.fileNotificationReceiver, sender)
       // file upload does not exist yet: its notification link stays open and quiet
       if (address === FEEDBACK_ADDRESS) this.o.service.feedbackAttached(sender, this.connState(ctx.connection).budget)
       return
     }
     const partition = this.o.eventHubs.parseAddress(address)
     if (partition) {
-      this.authorize(ctx.connection, address, 'ServiceConnect')
+      this.authorize(ctx.connection, address, AMQP_ENTITY_RIGHTS.eventHubsPartitionReceiver, sender)
       this.o.eventHubs.attach(sender, partition.group, partition.partition, this.connState(ctx.connection).budget)
       return
     }
@@ -321,11 +354,11 @@ export class AmqpServer {
     } else if (node === '$management') {
       ctx.delivery!.accept()
       const entity = `/${this.o.eventHubs.entity}/$management`
-      let allowed = this.connState(ctx.connection).grants.allows(entity, 'ServiceConnect')
+      let allowed = this.connState(ctx.connection).grants.allows(entity, AMQP_ENTITY_RIGHTS.management)
       if (!allowed && typeof props.security_token === 'string') {
         try {
           const g = this.cbs.verify(props.security_token, `sb://${this.o.hostNames[0]}/${this.o.eventHubs.entity}`)
-          allowed = g.rights.includes('ServiceConnect')
+          allowed = g.rights.includes(AMQP_ENTITY_RIGHTS.management)
         } catch (e) {
           if (!(e instanceof TokenError)) throw e
         }
@@ -334,7 +367,7 @@ export class AmqpServer {
       const r = this.o.eventHubs.management(props)
       this.reply(ctx.connection, msg, '$management', r.status, r.description, r.body)
     } else if (node === C2D_ADDRESS) {
-      if (!this.connState(ctx.connection).grants.allows(C2D_ADDRESS, 'ServiceConnect')) {
+      if (!this.connState(ctx.connection).grants.allows(C2D_ADDRESS, AMQP_ENTITY_RIGHTS.c2dSender)) {
         ctx.delivery!.reject({ condition: 'amqp:unauthorized-access', description: 'no token with ServiceConnect' })
         return
       }

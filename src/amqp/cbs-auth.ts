@@ -44,11 +44,18 @@ export class CbsAuthority {
   }
 }
 
+/** Tokens one connection may hold at once (Azure has such a limit, 403005 IotHubMaxCbsTokenExceeded; its value is not documented). */
+export const MAX_GRANTS_PER_CONNECTION = 64
+
 /** The grants one connection holds. */
 export class ConnectionGrants {
-  private readonly grants: Grant[] = []
+  private grants: Grant[] = []
 
-  add(g: Grant): void {
+  /** A renewal replaces the grant for the same audience; expired grants are dropped; past the bound, refused. */
+  add(g: Grant, nowSeconds = Date.now() / 1000): void {
+    const same = (a: Grant) => a.path.length === g.path.length && a.path.every((s, i) => s.toLowerCase() === g.path[i]!.toLowerCase())
+    this.grants = this.grants.filter((a) => a.expiry >= nowSeconds && !same(a))
+    if (this.grants.length >= MAX_GRANTS_PER_CONNECTION) throw new TokenError(`a connection holds at most ${MAX_GRANTS_PER_CONNECTION} tokens`, 'scope')
     this.grants.push(g)
   }
 

@@ -5,6 +5,7 @@
 import type { TemplatedApp, WebSocket } from 'uWebSockets.js'
 import type { Authenticator } from '../auth/authenticator.js'
 import { errorBody, HubError } from '../rest/hub-error.js'
+import { CLOCK_SKEW_SECONDS, parseSasToken } from '../auth/sas-token.js'
 import { toEventJson, type BuiltInEndpoint } from './built-in-endpoint.js'
 
 /** Stop pushing to a reader whose socket holds this much. */
@@ -26,6 +27,9 @@ interface Reader {
   /** partition → next sequence number to send */
   positions: Map<number, number>
   closed: boolean
+  /** when the reader's token stops being valid (ms): the stream closes then, as an MQTT connection does */
+  expiresAt: number
+  expiryTimer?: NodeJS.Timeout
   /** round-robin start, so a partition with a long backlog cannot starve the others */
   turn: number
 }
@@ -57,8 +61,11 @@ export class EventStream {
         const protocol = req.getHeader('sec-websocket-protocol')
         const extensions = req.getHeader('sec-websocket-extensions')
         let positions: Map<number, number>
+        let expiresAt: number
         try {
-          auth.authorizeService(req.getHeader('authorization') || query.get('authorization') || undefined, 'ServiceConnect')
+          const token = req.getHeader('authorization') || query.get('authorization') || undefined
+          auth.authorizeService(token, 'ServiceConnect')
+          expiresAt = (parseSasToken(token!).expiry + CLOCK_SKEW_SECONDS) * 1000
           this.endpoint.refresh()
           const group = query.get('consumerGroup') ?? '$Default'
           this.endpoint.checkConsumerGroup(group)
@@ -73,9 +80,12 @@ export class EventStream {
             .writeHeader('Content-Type', 'application/json').end(errorBody(err)))
           return
         }
-        res.upgrade<Reader>({ positions, closed: false, turn: 0 }, key, protocol, extensions, context)
+        res.upgrade<Reader>({ positions, closed: false, turn: 0, expiresAt }, key, protocol, extensions, context)
       },
       open: (ws) => {
+        const reader = ws.getUserData()
+        reader.expiryTimer = setTimeout(() => { if (!reader.closed) ws.end(1008, 'SAS token expired') }, Math.min(reader.expiresAt - Date.now(), 2 ** 31 - 1))
+        reader.expiryTimer.unref()
         this.readers.add(ws)
         this.count(ws, 1)
         this.push(ws)
@@ -86,6 +96,7 @@ export class EventStream {
       },
       close: (ws) => {
         ws.getUserData().closed = true
+        clearTimeout(ws.getUserData().expiryTimer)
         if (this.readers.delete(ws)) this.count(ws, -1)
       },
     })
