@@ -223,7 +223,7 @@ for (let p = 0; p < 4; p++) {
       if (!set) stored.set(m[1]!, (set = new Set()))
       set.add(Number(m[2]))
     }
-    if (page.events.length < 1000) break
+    if (page.events.length === 0) break // pages stop at 1,000 events or 4 MB
     from = page.nextSequenceNumber
   }
 }

@@ -10,6 +10,7 @@
 import type { Database, RootDatabase } from 'lmdb'
 import { formatPropertyBag } from '../src/mqtt/property-bag.js'
 import { c2dTopic } from '../src/mqtt/iothub-topics.js'
+import { MAX_TOPIC_BYTES } from '../src/mqtt/packets.js'
 import { HubError } from '../src/rest/hub-error.js'
 
 export const MAX_QUEUE_DEPTH = 50
@@ -127,6 +128,9 @@ export class C2dQueues {
     const bag = this.bag(deviceId, msg)
     const size = msg.body.length + Buffer.byteLength(bag)
     if (size > MAX_C2D_BYTES) throw new HubError(413001, `message of ${size} bytes exceeds ${MAX_C2D_BYTES}`)
+    // the properties travel in the MQTT topic, whose length has 16 bits
+    const topicBytes = Buffer.byteLength(c2dTopic(deviceId, bag))
+    if (topicBytes > MAX_TOPIC_BYTES) throw new HubError(400004, `the message's properties take ${topicBytes} bytes in the MQTT topic; at most ${MAX_TOPIC_BYTES} fit`)
     const q = this.queue(deviceId)
     if (q.entries.length >= MAX_QUEUE_DEPTH) throw new HubError(403004, `the queue of device ${deviceId} already holds ${MAX_QUEUE_DEPTH} messages`)
     const now = Date.now()

@@ -114,7 +114,7 @@ export class DeviceServices {
     }
     try {
       if (kind === 'get') {
-        const doc = this.twins.get(b.deviceId)
+        const doc = this.twins.read(b.deviceId)
         this.publish(connId, twinResponseTopic(200, rid), JSON.stringify(this.twins.deviceView(doc)))
         return
       }
@@ -148,7 +148,7 @@ export class DeviceServices {
     try {
       switch (kind) {
         case 'twin.get':
-          return reply(this.twins.core(this.twins.get(deviceId)))
+          return reply(this.twins.core(this.twins.read(deviceId)))
         case 'twin.update': {
           this.health?.check()
           const [mode, body, ifMatch] = args as ['patch' | 'replace', unknown, string | null]

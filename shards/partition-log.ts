@@ -84,10 +84,11 @@ export class PartitionLog {
       let end = start
       for (; end < events.length && end - start < MAX_SEGMENT_EVENTS; end++) {
         let e = events[end]!
-        if (end > start && bodyBytes + e.body.length > MAX_SEGMENT_BODY_BYTES) break
+        // property bags count too: a small body can carry a 64 KB bag
+        if (end > start && bodyBytes + e.body.length + e.bag.length > MAX_SEGMENT_BODY_BYTES) break
         if (e.t < this.newestTime) events[end] = e = { ...e, t: this.newestTime }
         else this.newestTime = e.t
-        bodyBytes += e.body.length
+        bodyBytes += e.body.length + e.bag.length
         lastOffset = this.nextByteOffset
         this.nextByteOffset = nextOffset(this.nextByteOffset, e.body.length)
       }

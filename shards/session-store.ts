@@ -16,6 +16,8 @@ const DONE: Promise<unknown> = Promise.resolve()
 
 export class SessionStore {
   private readonly live = new Map<string, Session>()
+  /** each client's writes, one after the other: a CONNACK that resumes a session waits for the last one */
+  private readonly writing = new Map<string, Promise<unknown>>()
 
   constructor(private readonly db: Database) {}
 
@@ -24,12 +26,15 @@ export class SessionStore {
     let stored = this.live.get(clientId) ?? (this.db.get(clientId) as Session | undefined)
     if (stored?.generationId !== undefined && stored.generationId !== generationId) stored = undefined
     if (clean) {
+      // a write still on its way (a previous connection's session) must not land after this removal
+      const mayBeStored = this.writing.has(clientId) || this.db.doesExist(clientId)
       this.live.set(clientId, { clean: true, subscriptions: {}, generationId })
-      return { present: false, written: this.db.doesExist(clientId) ? this.write(clientId, () => this.db.remove(clientId)) : DONE }
+      return { present: false, written: mayBeStored ? this.write(clientId, () => this.db.remove(clientId)) : DONE }
     }
     if (stored && !stored.clean) {
       this.live.set(clientId, stored)
-      return { present: true, written: DONE }
+      // present only once what is in memory is stored
+      return { present: true, written: this.writing.get(clientId) ?? DONE }
     }
     const fresh: Session = { clean: false, subscriptions: {}, generationId }
     this.live.set(clientId, fresh)
@@ -64,11 +69,18 @@ export class SessionStore {
     return this.db.doesExist(clientId) ? this.write(clientId, () => this.db.remove(clientId)) : DONE
   }
 
-  /** A failed write leaves memory ahead of the store: forget the session so the next open reads what is stored. */
+  /**
+   * Runs after the client's earlier writes. A failed write leaves memory ahead of the store: the
+   * session is forgotten so the next open reads what is stored.
+   */
   private write(clientId: string, op: () => Promise<unknown>): Promise<unknown> {
-    return op().catch((e: unknown) => {
+    const run = (this.writing.get(clientId) ?? DONE).catch(() => {}).then(op).catch((e: unknown) => {
       this.live.delete(clientId)
       throw e
     })
+    this.writing.set(clientId, run)
+    const settled = () => { if (this.writing.get(clientId) === run) this.writing.delete(clientId) }
+    run.then(settled, settled)
+    return run
   }
 }

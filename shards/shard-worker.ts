@@ -5,7 +5,7 @@ import { parentPort, workerData } from 'node:worker_threads'
 import { Packr } from 'msgpackr'
 import { openHubStore } from '../src/store/hub-store.js'
 import {
-  OP_ACKS, OP_TELEMETRY_DONE, OP_STREAM_TAIL, OP_C2D_COUNT, OP_CONNECTION_CLOSED, OP_DEVICE_CHANGED, OP_FEEDBACK, OP_LOG, OP_PARTITION_ADVANCED, OP_PUBACK, OP_PUBLISH, OP_REJECTED, OP_REPLY,
+  OP_ACKS, OP_STREAM_TAIL, OP_C2D_COUNT, OP_CONNECTION_CLOSED, OP_DEVICE_CHANGED, OP_FEEDBACK, OP_LOG, OP_PARTITION_ADVANCED, OP_PUBACK, OP_PUBLISH, OP_REJECTED, OP_REPLY,
   OP_REQUEST, OP_SESSION_END, OP_SESSION_OPEN, OP_SESSION_OPENED, OP_SUBSCRIBE, OP_SUBSCRIBED, OP_TELEMETRY, OP_TWIN_DEVICE, OP_UNSUBSCRIBE,
   partitionOf, postBatch, shardOf, shardOfPartition, type ControlMessage, type ShardInit,
 } from '../src/shard-protocol.js'
@@ -24,6 +24,7 @@ import { WriteHealth } from '../src/store/write-health.js'
 import { containLmdbDiagnostics } from '../src/store/lmdb-diagnostics.js'
 import { STREAM_FRAME_BODY_BYTES } from '../src/events/event-stream.js'
 import { HubError } from '../src/rest/hub-error.js'
+import { TelemetryTally } from './telemetry-tally.js'
 import type { DestinationPolicy } from '../src/routing/webhook-destination.js'
 
 export const MAX_MESSAGE_BYTES = 256 * 1024
@@ -82,7 +83,7 @@ const routing = new ShardRouting({
   webhookPolicy: () => webhookPolicy,
   store, dataDir: init.dataDir, hubName: init.hubName, builtIn: logs,
   queue: (log, e) => queueWrite(log, e),
-  twin: (deviceId) => { const d = twins.get(deviceId); return { tags: d.tags, properties: { desired: d.desired, reported: d.reported } } },
+  twin: (deviceId) => { const d = twins.read(deviceId); return { tags: d.tags, properties: { desired: d.desired, reported: d.reported } } },
   problem: (message, fields) => emit([OP_LOG, 'warn', message, fields]),
 })
 void routing.apply(init.routing)
@@ -121,8 +122,8 @@ const MAX_COMMITS_IN_FLIGHT = 1
 let queuedWrites = new Map<PartitionLog, RawEvent[]>()
 let queuedCount = 0
 /** telemetry in the queued write, and telemetry refused this turn: reported so the edge can bound what is in flight */
-let queuedTelemetry = 0
-let telemetryRefused = 0
+let queuedTelemetry = new TelemetryTally()
+const telemetryRefused = new TelemetryTally()
 let queuedAcks: number[] = []
 let commitsInFlight = 0
 const pendingCommits = new Set<Promise<unknown>>()
@@ -161,11 +162,12 @@ function handleBatch(ops: unknown[][]): void {
       case OP_TELEMETRY: {
         const [, connId, packetId, bag, payload, extra] = op as [number, number, number, string, Uint8Array, Record<string, string> | null]
         const conn = connections.get(connId)
-        if (!conn) { telemetryRefused++; continue } // cannot happen: the edge binds before it sends telemetry
+        const bytes = payload.length + bag.length
+        if (!conn) { telemetryRefused.add(connId, bytes); continue } // cannot happen: the edge binds before it sends telemetry
         const error = health.writable ? invalid(bag, payload) : [503005, health.error().message] as [number, string]
         if (error) {
           replies.push([OP_REJECTED, connId, ...error])
-          telemetryRefused++
+          telemetryRefused.add(connId, bytes)
           continue
         }
         // no custom routes: the plain path, straight to the built-in endpoint
@@ -177,7 +179,7 @@ function handleBatch(ops: unknown[][]): void {
           routing.route('DeviceMessages', conn.log.id, { t: now, sender: conn.sender, bag, extra, body: payload })
         }
         queuedCount++
-        queuedTelemetry++
+        queuedTelemetry.add(connId, bytes)
         if (packetId !== 0) queuedAcks.push(connId, packetId)
         break
       }
@@ -246,17 +248,16 @@ function handleBatch(ops: unknown[][]): void {
         break
     }
   }
-  if (telemetryRefused > 0) {
-    outbox.push([OP_TELEMETRY_DONE, telemetryRefused])
-    telemetryRefused = 0
-  }
+  const refused = telemetryRefused.take()
+  if (refused) outbox.push(refused)
   flushOutbox()
   writeQueued()
 }
 
-function bodyBytes(events: RawEvent[]): number {
+/** Bodies and property bags: what a frame of these events weighs, near enough. */
+function eventBytes(events: RawEvent[]): number {
   let n = 0
-  for (const e of events) n += e.body.length
+  for (const e of events) n += e.body.length + e.bag.length
   return n
 }
 
@@ -282,7 +283,7 @@ function writeQueued(): void {
   queuedAcks = []
   queuedCount = 0
   const telemetry = queuedTelemetry
-  queuedTelemetry = 0
+  queuedTelemetry = new TelemetryTally()
   // every append's promise is awaited: a failed commit rejects them all, and none may go unhandled
   const writesDone: Promise<unknown>[] = []
   // one segment per partition, all in this turn's LMDB transaction: its commit releases every ack
@@ -298,12 +299,13 @@ function writeQueued(): void {
   const commit = Promise.all(writesDone).then(
     () => {
       const out: unknown[][] = []
-      if (telemetry > 0) out.push([OP_TELEMETRY_DONE, telemetry])
+      const done = telemetry.take()
+      if (done) out.push(done)
       if (acks.length > 0) out.push([OP_ACKS, ...acks])
       for (const a of appended) {
         if (logs.get(a.log.id) !== a.log) continue // a routing log endpoint: no live stream, no Event Hubs reader
         // live stream readers get this commit as one ready JSON frame, built here rather than on the edge
-        const frame = tailed.has(a.log.id) && bodyBytes(a.events) <= STREAM_FRAME_BODY_BYTES ? streamFrame(a.log.id, a.first, a.offset, a.events) : null
+        const frame = tailed.has(a.log.id) && eventBytes(a.events) <= STREAM_FRAME_BODY_BYTES ? streamFrame(a.log.id, a.first, a.offset, a.events) : null
         out.push([OP_PARTITION_ADVANCED, a.log.id, a.first + a.events.length - 1, a.first, frame])
       }
       if (out.length > 0) postBatch(port, packr, out)
@@ -313,7 +315,9 @@ function writeQueued(): void {
       // closed, and the next commit reuses its sequence numbers
       for (const a of appended) a.log.rewind(a.mark)
       const refused = storeFailure(err)
-      const out: unknown[][] = [[OP_TELEMETRY_DONE, telemetry]]
+      const out: unknown[][] = []
+      const done = telemetry.take()
+      if (done) out.push(done)
       for (let i = 0; i < acks.length; i += 2) out.push([OP_REJECTED, acks[i], refused.code, refused.message])
       postBatch(port, packr, out)
     },

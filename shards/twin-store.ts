@@ -99,7 +99,10 @@ function patched(name: Section, section: TwinDoc['desired'], patch: Json, now: s
 }
 
 export class TwinStore {
+  /** the newest version of each twin, committed or not: the next change builds on it */
   private readonly cache = new Map<string, TwinDoc>()
+  /** while changes of a twin are committing: its last committed version, which readers get */
+  private readonly committedWhilePending = new Map<string, { doc: TwinDoc; pending: number }>()
 
   constructor(private readonly db: Database) {}
 
@@ -116,6 +119,14 @@ export class TwinStore {
       this.cache.set(deviceId, doc)
     }
     return doc
+  }
+
+  /**
+   * The twin as committed: what reads answer (a device's GET, the service's GET, routing's $twin),
+   * so nobody sees a change a crash could still undo.
+   */
+  read(deviceId: string): TwinDoc {
+    return this.committedWhilePending.get(deviceId)?.doc ?? this.get(deviceId)
   }
 
   /** Created with the device; a new device under an old id (new generation) gets a new twin. */
@@ -205,9 +216,20 @@ export class TwinStore {
    * fails, the cached copy is dropped and the next read sees what is stored.
    */
   private write(next: TwinDoc): Promise<unknown> {
-    this.cache.set(next.deviceId, next)
-    return this.db.put(next.deviceId, next).catch((e: unknown) => {
-      if (this.cache.get(next.deviceId) === next) this.cache.delete(next.deviceId)
+    const id = next.deviceId
+    const pending = this.committedWhilePending.get(id)
+    if (pending) pending.pending++
+    else this.committedWhilePending.set(id, { doc: this.get(id), pending: 1 })
+    this.cache.set(id, next)
+    const settled = (committed: boolean) => {
+      const p = this.committedWhilePending.get(id)
+      if (!p) return
+      if (committed) p.doc = next
+      if (--p.pending === 0) this.committedWhilePending.delete(id)
+    }
+    return this.db.put(id, next).then(() => settled(true), (e: unknown) => {
+      settled(false)
+      if (this.cache.get(id) === next) this.cache.delete(id)
       throw e
     })
   }

@@ -21,7 +21,14 @@ export async function postRecords(def: WebhookEndpointDef, body: string, stop: A
   // a literal address never reaches the lookup: it is checked here
   const refused = configuredRefusal(def.url, policy)
   if (refused) return { isDelivered: false, isRetryable: false, reason: `destination refused: ${refused}` }
-  const signal = AbortSignal.any([AbortSignal.timeout(def.timeoutInSeconds * 1000), stop])
+  // one controller a request, tied to the deliverer's stop and let go of after: AbortSignal.any with a
+  // long-lived signal keeps every combined signal alive in Node 20 (~0.3 KB a request, for ever)
+  const request = new AbortController()
+  let timedOut = false
+  const onStop = () => request.abort()
+  stop.addEventListener('abort', onStop, { once: true })
+  const timer = setTimeout(() => { timedOut = true; request.abort() }, def.timeoutInSeconds * 1000)
+  const signal = request.signal
   let status: number
   try {
     const res = await fetch(def.url, {
@@ -34,8 +41,11 @@ export async function postRecords(def: WebhookEndpointDef, body: string, stop: A
     const err = e as Error & { cause?: { code?: string; message?: string } }
     if (err.cause?.code === 'DESTINATION_REFUSED') return { isDelivered: false, isRetryable: false, reason: `destination refused: ${err.cause.message}` }
     // an error's message may quote the URL: only its code is kept
-    const reason = err.name === 'TimeoutError' ? 'timed out' : stop.aborted ? 'stopped' : err.cause?.code ?? 'request failed'
+    const reason = timedOut ? 'timed out' : stop.aborted ? 'stopped' : err.cause?.code ?? 'request failed'
     return { isDelivered: false, isRetryable: true, reason }
+  } finally {
+    clearTimeout(timer)
+    stop.removeEventListener('abort', onStop)
   }
   if (status >= 200 && status < 300) return { isDelivered: true }
   if (status >= 300 && status < 400) return { isDelivered: false, isRetryable: false, reason: `HTTP ${status} (redirects are not followed)` }

@@ -89,7 +89,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
   const pki = ensureLocalPki(join(config.dataDir, 'tls'), tlsNames)
   if (pki.created) log.info('issued TLS certificates', { caCertFile: pki.caCertFile, names: tlsNames })
 
-  const endpoint = new BuiltInEndpoint(store, config.partitions)
+  const endpoint = new BuiltInEndpoint(store, config.partitions, 'events', health)
   const stream = new EventStream(endpoint, (p, on) => shards.send(shardOfPartition(p, config.shards), [OP_STREAM_TAIL, p, on]))
   // the Event Hubs entity name of the built-in endpoint: the hub's name
   const eventHubName = config.hostName.split('.')[0]!.replace(/:\d+$/, '')
@@ -99,7 +99,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
   // every shard applies a routing change before the REST call that made it is answered
   const hubPorts: number[] = []
   const routing: RoutingService = new RoutingService(store, config.partitions, (c): Promise<unknown> => shards.broadcast('routing.apply', c),
-    () => ({ allowPrivate: config.allowPrivateWebhooks, hubPorts }))
+    () => ({ allowPrivate: config.allowPrivateWebhooks, hubPorts }), health)
   // a shard reports its queues' depths as soon as it has loaded them, possibly before the edge exists
   const earlyCounts: [string, number][] = []
   const shards = new ShardPool(
@@ -110,7 +110,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
     },
     {
       acks: (flat, from) => edge.acks(flat, from),
-      telemetryDone: (count) => edge.telemetryDone(count),
+      telemetryDone: (flat, from) => edge.telemetryDone(flat, from),
       sessionOpened: (connId, present, filters, errorCode) => edge.sessionOpened(connId, present, filters, errorCode),
       subscriptionStored: (connId, packetId, errorCode) => edge.subscriptionStored(connId, packetId, errorCode),
       publish: (connId, topic, payload, qos, packetId, dup) => edge.publishFromShard(connId, topic, payload, qos, packetId, dup),

@@ -11,8 +11,8 @@ import {
 export interface ShardEvents {
   /** flat [connId, packetId, connId, packetId, ...], all committed */
   acks(flat: number[], from: number): void
-  /** telemetry messages the shard finished with (stored, refused or dropped) */
-  telemetryDone(count: number): void
+  /** telemetry the shard finished with (stored, refused or dropped): flat [connId, count, bytes, ...] from `from` */
+  telemetryDone(flat: number[], from: number): void
   sessionOpened(connId: number, sessionPresent: boolean, filters: string[], errorCode: number): void
   subscriptionStored(connId: number, packetId: number, errorCode: number): void
   /** the shard asks for a PUBLISH to one of its devices' connections */
@@ -109,26 +109,35 @@ export class ShardPool {
   private dispatch(buf: Uint8Array): void {
     const ops = this.packr.unpack(buf) as unknown[][]
     for (const op of ops) {
-      switch (op[0]) {
-        case OP_ACKS: this.events.acks(op as number[], 1); break
-        case OP_TELEMETRY_DONE: this.events.telemetryDone(op[1] as number); break
-        case OP_SESSION_OPENED: this.events.sessionOpened(op[1] as number, op[2] as boolean, (op[3] as string[] | undefined) ?? [], (op[4] as number | undefined) ?? 0); break
-        case OP_SUBSCRIBED: this.events.subscriptionStored(op[1] as number, op[2] as number, op[3] as number); break
-        case OP_PUBLISH: this.events.publish(op[1] as number, op[2] as string, op[3] as Uint8Array, op[4] as number, op[5] as number, op[6] as boolean); break
-        case OP_C2D_COUNT: this.events.c2dCount(op[1] as string, op[2] as number); break
-        case OP_FEEDBACK: this.events.feedback(op[1] as unknown[], op[2]); break
-        case OP_REPLY: {
-          const p = this.pending.get(op[1] as number)
-          if (!p) break
-          this.pending.delete(op[1] as number)
-          if (op[2] === 0) p.resolve(op[3])
-          else p.reject(new HubError(op[2] as number, op[3] as string))
-          break
-        }
-        case OP_PARTITION_ADVANCED: this.events.partitionAdvanced(op[1] as number, op[2] as number, op[3] as number, op[4] as Uint8Array | null); break
-        case OP_REJECTED: this.events.rejected(op[1] as number, op[2] as number, op[3] as string); break
-        case OP_LOG: this.events.log(op[1] as 'info', op[2] as string, (op[3] as Record<string, unknown> | undefined) ?? {}); break
+      // one op that fails (a bug, a client's odd input) must not take the ops after it, or the hub, with it
+      try {
+        this.dispatchOne(op)
+      } catch (e) {
+        this.events.log('error', 'a shard message could not be handled', { op: op[0], error: e as Error })
       }
+    }
+  }
+
+  private dispatchOne(op: unknown[]): void {
+    switch (op[0]) {
+      case OP_ACKS: this.events.acks(op as number[], 1); break
+      case OP_TELEMETRY_DONE: this.events.telemetryDone(op as number[], 1); break
+      case OP_SESSION_OPENED: this.events.sessionOpened(op[1] as number, op[2] as boolean, (op[3] as string[] | undefined) ?? [], (op[4] as number | undefined) ?? 0); break
+      case OP_SUBSCRIBED: this.events.subscriptionStored(op[1] as number, op[2] as number, op[3] as number); break
+      case OP_PUBLISH: this.events.publish(op[1] as number, op[2] as string, op[3] as Uint8Array, op[4] as number, op[5] as number, op[6] as boolean); break
+      case OP_C2D_COUNT: this.events.c2dCount(op[1] as string, op[2] as number); break
+      case OP_FEEDBACK: this.events.feedback(op[1] as unknown[], op[2]); break
+      case OP_REPLY: {
+        const p = this.pending.get(op[1] as number)
+        if (!p) break
+        this.pending.delete(op[1] as number)
+        if (op[2] === 0) p.resolve(op[3])
+        else p.reject(new HubError(op[2] as number, op[3] as string))
+        break
+      }
+      case OP_PARTITION_ADVANCED: this.events.partitionAdvanced(op[1] as number, op[2] as number, op[3] as number, op[4] as Uint8Array | null); break
+      case OP_REJECTED: this.events.rejected(op[1] as number, op[2] as number, op[3] as string); break
+      case OP_LOG: this.events.log(op[1] as 'info', op[2] as string, (op[3] as Record<string, unknown> | undefined) ?? {}); break
     }
   }
 

@@ -4,9 +4,9 @@
 // unauthenticated client, and what a WebSocket client (which cannot be paused) sends while held.
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import mqttPacket from 'mqtt-packet'
-import { MqttEdge, PREAUTH_BUDGET_BYTES } from '../src/mqtt/mqtt-edge.js'
+import { MqttEdge, PREAUTH_BUDGET_BYTES, TELEMETRY_HIGH_WATER_BYTES } from '../src/mqtt/mqtt-edge.js'
 import {
-  MAX_EARLY_BYTES, MAX_TWIN_IN_FLIGHT, PREAUTH_FREE_BYTES, UNPAUSABLE_SLACK_BYTES, WRITE_DRAIN_TIMEOUT_MS, WRITE_HIGH_WATER_BYTES, WRITE_LIMIT_BYTES,
+  MAX_EARLY_BYTES, MAX_SUBSCRIBES_IN_FLIGHT, MAX_TELEMETRY_BYTES_IN_FLIGHT, MAX_TWIN_IN_FLIGHT, PREAUTH_FREE_BYTES, UNPAUSABLE_SLACK_BYTES, WRITE_DRAIN_TIMEOUT_MS, WRITE_HIGH_WATER_BYTES, WRITE_LIMIT_BYTES,
   type DeviceConnection,
 } from '../src/mqtt/device-connection.js'
 import { MAX_PENDING_PER_ADDRESS } from '../src/mqtt/admission.js'
@@ -21,17 +21,19 @@ afterEach(() => { vi.useRealTimers() })
 function setup() {
   const sent: unknown[][] = []
   const shards = { send: (_s: number, op: unknown[]) => { sent.push(op) }, shardFor: () => 0 } as unknown as ShardPool
-  const auth = { authenticateDevice: () => ({ device: { deviceId: 'dev', generationId: 'g' }, authMethod: 'sas', expiry: Date.now() / 1000 + 3600 }) } as unknown as Authenticator
+  const auth = { authenticateDevice: (_p: string, deviceId: string) => ({ device: { deviceId, generationId: 'g' }, authMethod: 'sas', expiry: Date.now() / 1000 + 3600 }) } as unknown as Authenticator
   const edge = new MqttEdge(auth, shards, createLogger('silent'))
   return { edge, sent }
 }
 
 /** A connection past CONNACK, as the shard's session open leaves it. */
+let nextDevice = 0
 function connected(edge: MqttEdge, kind: 'tcp' | 'wss' = 'tcp'): { conn: DeviceConnection; t: FakeTransport } {
   const t = fakeTransport(kind)
   const conn = edge.accept(t)!
-  conn.receive(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: 'dev', clean: true, keepalive: 60,
-    username: 'localhost/dev/?api-version=2021-04-12', password: Buffer.from('token') } as mqttPacket.IConnectPacket))
+  const id = `dev-${nextDevice++}`
+  conn.receive(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: id, clean: true, keepalive: 60,
+    username: `localhost/${id}/?api-version=2021-04-12`, password: Buffer.from('token') } as mqttPacket.IConnectPacket))
   edge.sessionOpened(conn.id, false, [])
   expect(conn.state).toBe('connected')
   return { conn, t }
@@ -94,6 +96,33 @@ describe('what the hub writes and the client does not read', () => {
   })
 })
 
+describe('telemetry in flight, by bytes', () => {
+  it(`stops only the connection that has more than ${MAX_TELEMETRY_BYTES_IN_FLIGHT} bytes in flight, QoS 0 included`, () => {
+    const { edge } = setup()
+    const flooder = connected(edge)
+    const other = connected(edge)
+    const big = Buffer.alloc(256 * 1024)
+    for (let sent = 0; sent <= MAX_TELEMETRY_BYTES_IN_FLIGHT; sent += big.length) edge.telemetry(flooder.conn, 0, '', big, null)
+    expect(flooder.t.paused).toBe(true)
+    expect(other.t.paused).toBe(false)
+    edge.telemetryDone([flooder.conn.id, 9, 9 * big.length])
+    expect(flooder.t.paused).toBe(false)
+    edge.closeAll('test over')
+  })
+
+  it(`holds every connection past ${TELEMETRY_HIGH_WATER_BYTES} bytes in flight hub-wide`, () => {
+    const { edge } = setup()
+    const big = Buffer.alloc(1024 * 1024)
+    const conns = Array.from({ length: TELEMETRY_HIGH_WATER_BYTES / MAX_TELEMETRY_BYTES_IN_FLIGHT + 1 }, () => connected(edge))
+    const bystander = connected(edge)
+    for (const c of conns) for (let i = 0; i < MAX_TELEMETRY_BYTES_IN_FLIGHT / big.length; i++) edge.telemetry(c.conn, 0, '', big, null)
+    expect(bystander.t.paused).toBe(true)
+    edge.telemetryDone(conns.flatMap((c) => [c.conn.id, 2, 2 * big.length]))
+    expect(bystander.t.paused).toBe(false)
+    edge.closeAll('test over')
+  })
+})
+
 describe('packets read after the hub stopped reading', () => {
   it('wait, and are replayed in order once it reads again (a read holds many packets; a pause only stops the next)', () => {
     const { edge, sent } = setup()
@@ -109,12 +138,41 @@ describe('packets read after the hub stopped reading', () => {
   })
 })
 
+describe('requests a client has in flight', () => {
+  it(`stops reading while ${MAX_SUBSCRIBES_IN_FLIGHT} SUBSCRIBEs wait to be stored`, () => {
+    const { edge, sent } = setup()
+    const { conn, t } = connected(edge)
+    const subscribe = (id: number) => mqttPacket.generate({ cmd: 'subscribe', messageId: id, subscriptions: [{ topic: '$iothub/twin/res/#', qos: 0 }] } as mqttPacket.ISubscribePacket)
+    for (let i = 1; i < MAX_SUBSCRIBES_IN_FLIGHT; i++) conn.receive(subscribe(i))
+    expect(t.paused).toBe(false)
+    conn.receive(subscribe(MAX_SUBSCRIBES_IN_FLIGHT))
+    expect(t.paused).toBe(true)
+    expect(sent.filter((op) => op[0] === 3)).toHaveLength(MAX_SUBSCRIBES_IN_FLIGHT)
+    edge.subscriptionStored(conn.id, 1, 0)
+    expect(t.paused).toBe(false)
+    expect(t.written.at(-1)).toEqual(Buffer.from([0x90, 3, 0, 1, 0]))
+    edge.closeAll('test over')
+  })
+
+  it('passes on only the PUBACKs of C2D messages it sent (a PUBACK flood costs the shards nothing)', () => {
+    const { edge, sent } = setup()
+    const { conn } = connected(edge)
+    const puback = (id: number) => mqttPacket.generate({ cmd: 'puback', messageId: id } as mqttPacket.IPubackPacket)
+    for (let i = 1; i <= 1000; i++) conn.receive(puback(i))
+    expect(sent.filter((op) => op[0] === 8)).toHaveLength(0)
+    edge.publishFromShard(conn.id, `devices/${conn.deviceId}/messages/devicebound/`, Buffer.from('c2d'), 1, 7, false)
+    conn.receive(Buffer.concat([puback(7), puback(7), puback(8)]))
+    expect(sent.filter((op) => op[0] === 8)).toEqual([[8, conn.id, 7]])
+    edge.closeAll('test over')
+  })
+})
+
 describe('a WebSocket client, which cannot be paused', () => {
   it(`is closed when it sends more than ${UNPAUSABLE_SLACK_BYTES} bytes while the hub holds it`, () => {
     const { edge } = setup()
     const { conn, t } = connected(edge, 'wss')
     conn.hold(true)
-    const chunk = publishPacket('devices/dev/messages/events/', 64 * 1024)
+    const chunk = publishPacket(`devices/${conn.deviceId}/messages/events/`, 64 * 1024)
     let sent = 0
     while (conn.state === 'connected' && sent <= UNPAUSABLE_SLACK_BYTES + chunk.length) {
       conn.receive(chunk)
@@ -129,7 +187,7 @@ describe('a WebSocket client, which cannot be paused', () => {
   it('is not closed for what it sends while it is read normally', () => {
     const { edge } = setup()
     const { conn } = connected(edge, 'wss')
-    const chunk = publishPacket('devices/dev/messages/events/', 64 * 1024)
+    const chunk = publishPacket(`devices/${conn.deviceId}/messages/events/`, 64 * 1024)
     for (let sent = 0; sent <= 2 * UNPAUSABLE_SLACK_BYTES; sent += chunk.length) conn.receive(chunk)
     expect(conn.state).toBe('connected')
     edge.closeAll('test over')
@@ -144,7 +202,7 @@ describe('before the connection is authenticated', () => {
     conn.receive(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: 'dev', clean: true, keepalive: 60,
       username: 'localhost/dev/?api-version=2021-04-12', password: Buffer.from('token') } as mqttPacket.IConnectPacket))
     expect(conn.state).toBe('authenticating') // the shard has not answered the session open
-    const chunk = publishPacket('devices/dev/messages/events/', 200 * 1024, 1, 1)
+    const chunk = publishPacket(`devices/${conn.deviceId}/messages/events/`, 200 * 1024, 1, 1)
     for (let i = 0; i < 10 && conn.state !== 'closed'; i++) conn.receive(chunk)
     expect(conn.state).toBe('closed')
     edge.closeAll('test over')

@@ -12,6 +12,7 @@ import { createSasToken } from '../src/auth/sas-token.js'
 import { MqttTestClient } from './helpers/mqtt-test-client.js'
 import { allEvents, spawnHub, type HubProcess } from './helpers/hub-process.js'
 import { tempDir } from './helpers/test-hub.js'
+import { partitionOf } from '../src/shard-protocol.js'
 
 const mounts: string[] = []
 afterAll(() => {
@@ -88,6 +89,15 @@ describe('a full disk', () => {
       const createOne = () => { const id = `df-new-${created++}`; return hub.rest('PUT', `/devices/${id}`, { deviceId: id }) }
       const refused = await eventually(createOne, (r) => r.status === 503, 'REST write while the disk is full')
       expect(refused.body.Message).toMatch(/^ErrorCode:ServerBusy;the hub cannot store data right now \(the disk of the data directory has 1[56] MB free, below the 32 MB reserve\); retry later$/)
+      // every other write of the main thread is refused the same way
+      for (const [method, path, body] of [
+        ['PUT', `/messages/events/consumerGroups/$Default/partitions/${partitionOf('df-pub', 4)}/checkpoint`, { sequenceNumber: 0 }],
+        ['PUT', '/messages/events/consumerGroups/while-full', undefined],
+        ['PUT', '/routing/routes/while-full', { endpointNames: ['events'] }],
+      ] as const) {
+        const r = await hub.rest(method, path, body)
+        expect({ path, status: r.status, code: r.body?.Message?.split(';')[0] }).toEqual({ path, status: 503, code: 'ErrorCode:ServerBusy' })
+      }
       // MQTT: not acknowledged, the connection closed (each shard checks the disk on its own)
       let n = 0
       await eventually(async () => {

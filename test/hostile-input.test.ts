@@ -8,6 +8,10 @@ import { jsonDeeperThan, MAX_JSON_DEPTH } from '../src/json-depth.js'
 import { MAX_QUEUED_QUERIES } from '../src/query/query-pool.js'
 import { PresenceSnapshots } from '../src/query/presence-snapshot.js'
 import { NEVER } from '../src/registry/device-registry.js'
+import { MAX_TOPIC_BYTES, publish } from '../src/mqtt/packets.js'
+import { formatPropertyBag } from '../src/mqtt/property-bag.js'
+import { MAX_TOKEN_LENGTH, parseSasToken } from '../src/auth/sas-token.js'
+import { SasVerifierCache } from '../src/wasm/sas-verifier-cache.js'
 import { startTestHub, type TestHub } from './helpers/test-hub.js'
 import { connectDevice, nextPublish } from './helpers/device-mqtt.js'
 
@@ -58,6 +62,55 @@ describe('nesting', () => {
     c.send({ cmd: 'publish', topic: `$iothub/methods/res/200/?$rid=${rid}`, payload: Buffer.from(deepArray(20_000)), qos: 0, retain: false, dup: false } as mqttPacket.IPublishPacket)
     expectError(await call, 400, 'ArgumentInvalid', `the device's response nests deeper than ${MAX_JSON_DEPTH} levels`)
     await c.disconnect()
+  })
+})
+
+describe('what a device or back end names', () => {
+  it('closes a device whose twin $rid would make an answer topic MQTT cannot carry, and only that device', async () => {
+    const bystander = await connectDevice(t, 'rid-bystander')
+    const c = await connectDevice(t, 'rid-long')
+    await c.subscribe('$iothub/twin/res/#', 0)
+    c.send({ cmd: 'publish', topic: `$iothub/twin/GET/?$rid=${' '.repeat(30_000)}`, payload: Buffer.alloc(0), qos: 0, retain: false, dup: false } as mqttPacket.IPublishPacket)
+    await c.closed
+    // the hub lives on, and so does the other device
+    const pong = bystander.next('pingresp')
+    bystander.send({ cmd: 'pingreq' })
+    await pong
+    await bystander.disconnect()
+  })
+
+  it('refuses to encode a PUBLISH whose topic is longer than 65,535 bytes', () => {
+    expect(() => publish('x'.repeat(MAX_TOPIC_BYTES + 1), Buffer.alloc(0), 0, 0, false)).toThrow(`a topic of ${MAX_TOPIC_BYTES + 1} bytes does not fit in a PUBLISH`)
+    expect(publish('x'.repeat(MAX_TOPIC_BYTES), Buffer.alloc(0), 0, 0, false).length).toBeGreaterThan(MAX_TOPIC_BYTES)
+  })
+
+  it('refuses a C2D message whose properties would not fit in an MQTT topic', async () => {
+    await t.createDevice('c2d-wide')
+    // within the 64 KB size, but the topic (`devices/{id}/messages/devicebound/` + the encoded bag) is just over 65,535 bytes
+    const prefix = 'devices/c2d-wide/messages/devicebound/'
+    const bagFor = (n: number) => formatPropertyBag({ '$.to': '/devices/c2d-wide/messages/devicebound', wide: '/'.repeat(n) })
+    let n = 1
+    while (prefix.length + bagFor(n).length <= MAX_TOPIC_BYTES) n++
+    expect(bagFor(n).length + 1).toBeLessThanOrEqual(64 * 1024)
+    const r = await t.rest('POST', '/devices/c2d-wide/messages/deviceBound?api-version=2021-04-12', { raw: 'x', headers: { 'iothub-app-wide': '/'.repeat(n) } })
+    expectError(r, 400, 'ArgumentInvalid', `the message's properties take ${prefix.length + bagFor(n).length} bytes in the MQTT topic; at most ${MAX_TOPIC_BYTES} fit`)
+  })
+
+  it('refuses SAS tokens with fields the signature does not cover, or too long, and caches one entry per token however it is spelled', () => {
+    const good = t.serviceToken('service')
+    expect(() => parseSasToken(`${good}&x1=${'a'.repeat(100)}`)).toThrow('unexpected token field "x1"')
+    expect(() => parseSasToken(`SharedAccessSignature ${'sr=a&'.repeat(1000)}`)).toThrow(`token longer than ${MAX_TOKEN_LENGTH} characters`)
+    const cache = new SasVerifierCache(100, () => {})
+    const fields = good.replace('SharedAccessSignature ', '').split('&')
+    cache.verify(good, ['k'])
+    cache.verify(`SharedAccessSignature    ${fields.join('&')}`, ['k'])
+    cache.verify(`SharedAccessSignature ${[...fields].reverse().join('&')}`, ['k'])
+    expect(cache.size).toBe(1)
+  })
+
+  it('refuses a start position past any sequence number', async () => {
+    const r = await t.rest('GET', '/messages/events/partitions/0/events?fromSequenceNumber=1e300')
+    expectError(r, 400, 'ArgumentInvalid', 'fromSequenceNumber must be a non-negative integer')
   })
 })
 

@@ -13,6 +13,8 @@ import { FilterError, parsePositionFilter, type StartPosition } from './position
 const SELECTOR = 'apache.org:selector-filter:string'
 const MAX_NON_EPOCH_RECEIVERS = 5
 const BATCH = 300
+/** what one pump reads from the store at a time: large events come in fewer per read */
+const BATCH_BYTES = 1024 * 1024
 
 export class AmqpError extends Error {
   constructor(readonly condition: string, message: string) { super(message) }
@@ -144,7 +146,7 @@ export class EventHubsEndpoint {
 
   private pump(r: PartitionReceiver): void {
     while (r.sender.sendable() && this.hasRoom(r)) {
-      const events = this.endpoint.readStored(r.partition, r.next, BATCH)
+      const events = this.endpoint.readStored(r.partition, r.next, BATCH, BATCH_BYTES)
       if (events.length === 0) return
       for (const { sequence, offset, event } of events) {
         if (!r.sender.sendable() || !this.hasRoom(r)) return

@@ -23,14 +23,22 @@ export class TokenError extends Error {
   }
 }
 
+/** Far above any real token (~300 characters): the signature covers only sr and se, so nothing else may grow it. */
+export const MAX_TOKEN_LENGTH = 4096
+const FIELDS = new Set(['sr', 'sig', 'se', 'skn'])
+
 export function parseSasToken(token: string): SasToken {
+  if (token.length > MAX_TOKEN_LENGTH) throw new TokenError(`token longer than ${MAX_TOKEN_LENGTH} characters`, 'malformed')
   const match = /^SharedAccessSignature\s+(\S+)$/.exec(token.trim())
   if (!match) throw new TokenError('not a SharedAccessSignature token', 'malformed')
   const fields = new Map<string, string>()
   for (const part of match[1]!.split('&')) {
     const eq = part.indexOf('=')
     if (eq <= 0) throw new TokenError('malformed token field', 'malformed')
-    fields.set(part.slice(0, eq).toLowerCase(), part.slice(eq + 1))
+    const name = part.slice(0, eq).toLowerCase()
+    // fields the signature does not cover would let one token take many forms
+    if (!FIELDS.has(name) || fields.has(name)) throw new TokenError(`unexpected token field ${JSON.stringify(name.slice(0, 16))}`, 'malformed')
+    fields.set(name, part.slice(eq + 1))
   }
   const rawResource = fields.get('sr')
   const sig = fields.get('sig')

@@ -64,13 +64,7 @@ export class FeedbackQueue {
   }
 
   private async write(op: () => Promise<unknown>): Promise<void> {
-    this.health?.check()
-    try {
-      await op()
-    } catch (e) {
-      this.health?.failed(e)
-      throw this.health?.error() ?? e
-    }
+    await (this.health ? this.health.run(op) : op())
   }
 
   /** A deleted device's pending feedback is dropped, as Azure does. */

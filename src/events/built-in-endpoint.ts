@@ -3,9 +3,10 @@
 // Routing log endpoints are the same kind of log under another name (`name` other than `events`),
 // with their own consumer groups and checkpoints.
 import type { HubStore } from '../store/hub-store.js'
-import { decodeSegment, type DecodedSegment, type StoredEvent } from './segment-codec.js'
+import { decodeSegment, segmentSpan, type DecodedSegment, type SegmentSpan, type StoredEvent } from './segment-codec.js'
 import { firstByOffset, firstByTime, lastHeader } from './segment-index.js'
 import { HubError } from '../rest/hub-error.js'
+import type { WriteHealth } from '../store/write-health.js'
 
 export const DEFAULT_CONSUMER_GROUP = '$Default'
 export const MAX_CONSUMER_GROUPS = 20
@@ -31,13 +32,26 @@ export function toEventJson(partition: number, seq: number, offset: number, e: S
   }
 }
 
+/** What an event weighs once written out: its body and its properties' names and values. */
+export function storedSize(e: StoredEvent): number {
+  let n = e.b.length
+  for (const k in e.s) n += k.length + e.s[k]!.length
+  for (const k in e.p) n += k.length + e.p[k]!.length
+  return n
+}
+
 export class BuiltInEndpoint {
   /** The last segment decoded per partition: readers mostly read on from where they were. */
   private readonly cache = new Map<number, DecodedSegment>()
   /** Segments decoded so far (cache hits excluded): what reads and position look-ups have cost. */
   decodedSegments = 0
 
-  constructor(private readonly store: HubStore, readonly partitions: number, readonly name = 'events') {}
+  /** `health`: the main thread's write gate (consumer groups and checkpoints are written here) */
+  constructor(private readonly store: HubStore, readonly partitions: number, readonly name = 'events', private readonly health?: WriteHealth) {}
+
+  private write<T>(op: () => Promise<T>): Promise<T> {
+    return this.health ? this.health.run(op) : op()
+  }
 
   private get builtIn(): boolean { return this.name === 'events' }
 
@@ -90,28 +104,28 @@ export class BuiltInEndpoint {
     return undefined
   }
 
-  private lastSegment(p: number): DecodedSegment | undefined {
-    for (const seg of this.segments(p, 0, true)) return seg
+  /** The newest segment's span, without decoding its events (their property bags can be large). */
+  private lastSpan(p: number): (SegmentSpan & { firstSequence: number }) | undefined {
+    for (const { key, value } of this.db(p).getRange({ reverse: true, limit: 1 })) return { ...segmentSpan(value as Uint8Array), firstSequence: key as number }
     return undefined
   }
 
   partitionInfo(p: number) {
-    const last = this.lastSegment(p)
-    const n = last?.events.length ?? 0
+    const last = this.lastSpan(p)
     return {
       partitionId: String(p),
       beginSequenceNumber: this.firstSequence(p) ?? 0,
-      lastEnqueuedSequenceNumber: last ? last.firstSequence + n - 1 : -1,
-      lastEnqueuedOffset: last ? String(last.offsets[n - 1]) : '-1',
-      lastEnqueuedTimeUtc: last ? new Date(last.events[n - 1]!.t).toISOString() : null,
+      lastEnqueuedSequenceNumber: last ? last.firstSequence + last.count - 1 : -1,
+      lastEnqueuedOffset: last ? String(last.lastOffset) : '-1',
+      lastEnqueuedTimeUtc: last ? new Date(last.lastTime).toISOString() : null,
       isEmpty: !last,
     }
   }
 
   /** Sequence number the next event will get. */
   endOf(p: number): number {
-    const last = this.lastSegment(p)
-    return last ? last.firstSequence + last.events.length : 0
+    const last = this.lastSpan(p)
+    return last ? last.firstSequence + last.count : 0
   }
 
   beginningOf(p: number): number {
@@ -151,20 +165,27 @@ export class BuiltInEndpoint {
     return this.firstWhere(p, hit ? hit.firstSequence : this.indexedEnd(p), (_e, o) => (inclusive ? o >= offset : o > offset))
   }
 
-  /** Events from `fromSequence` on, as stored. */
-  readStored(p: number, fromSequence: number, maxCount: number): { sequence: number; offset: number; event: StoredEvent }[] {
+  /**
+   * Events from `fromSequence` on, as stored: at most `maxCount`, and no more once `maxBytes` of
+   * bodies and properties are taken (at least one event), so a read of large events stays small.
+   */
+  readStored(p: number, fromSequence: number, maxCount: number, maxBytes = Infinity): { sequence: number; offset: number; event: StoredEvent }[] {
     const out: { sequence: number; offset: number; event: StoredEvent }[] = []
+    let bytes = 0
     for (const seg of this.segments(p, fromSequence)) {
       for (let i = Math.max(0, fromSequence - seg.firstSequence); i < seg.events.length; i++) {
         if (out.length >= maxCount) return out
-        out.push({ sequence: seg.firstSequence + i, offset: seg.offsets[i]!, event: seg.events[i]! })
+        const e = seg.events[i]!
+        bytes += storedSize(e)
+        if (out.length > 0 && bytes > maxBytes) return out
+        out.push({ sequence: seg.firstSequence + i, offset: seg.offsets[i]!, event: e })
       }
     }
     return out
   }
 
-  read(p: number, fromSequence: number, maxCount: number): EventJson[] {
-    return this.readStored(p, fromSequence, maxCount).map((r) => toEventJson(p, r.sequence, r.offset, r.event))
+  read(p: number, fromSequence: number, maxCount: number, maxBytes = Infinity): EventJson[] {
+    return this.readStored(p, fromSequence, maxCount, maxBytes).map((r) => toEventJson(p, r.sequence, r.offset, r.event))
   }
 
   /** The offset of one event, for checkpoints. */
@@ -189,15 +210,16 @@ export class BuiltInEndpoint {
     const groups = this.consumerGroups()
     if (groups.includes(name)) return
     if (groups.length >= MAX_CONSUMER_GROUPS) throw new HubError(400004, `a hub has at most ${MAX_CONSUMER_GROUPS} consumer groups`)
-    await this.store.meta.put(this.groupsKey, [...groups.slice(1), name])
+    await this.write(() => this.store.meta.put(this.groupsKey, [...groups.slice(1), name]))
   }
 
   async deleteConsumerGroup(name: string): Promise<void> {
     if (name === DEFAULT_CONSUMER_GROUP) throw new HubError(400004, '$Default cannot be deleted')
     this.checkConsumerGroup(name)
-    await this.store.meta.put(this.groupsKey, this.consumerGroups().slice(1).filter((g) => g !== name))
-    for (let p = 0; p < this.partitions; p++) this.store.checkpoints.remove(this.checkpointKey(name, p))
-    await this.store.checkpoints.committed
+    await this.write(() => Promise.all([
+      this.store.meta.put(this.groupsKey, this.consumerGroups().slice(1).filter((g) => g !== name)),
+      ...Array.from({ length: this.partitions }, (_, p) => this.store.checkpoints.remove(this.checkpointKey(name, p))),
+    ]))
   }
 
   checkpoint(group: string, p: number): Checkpoint | undefined {
@@ -210,7 +232,7 @@ export class BuiltInEndpoint {
     }
     const offset = this.offsetOf(p, sequenceNumber)
     const cp: Checkpoint = { sequenceNumber, offset: offset === undefined ? '-1' : String(offset), updatedTimeUtc: new Date().toISOString() }
-    await this.store.checkpoints.put(this.checkpointKey(group, p), cp)
+    await this.write(() => this.store.checkpoints.put(this.checkpointKey(group, p), cp))
     return cp
   }
 
@@ -221,7 +243,7 @@ export class BuiltInEndpoint {
   startPosition(p: number, group: string, from: { sequenceNumber?: string | null; enqueuedTime?: string | null; position?: string | null }): number {
     if (from.sequenceNumber != null) {
       const n = Number(from.sequenceNumber)
-      if (!Number.isInteger(n) || n < 0) throw new HubError(400004, 'fromSequenceNumber must be a non-negative integer')
+      if (!Number.isSafeInteger(n) || n < 0) throw new HubError(400004, 'fromSequenceNumber must be a non-negative integer')
       return Math.max(n, this.beginningOf(p))
     }
     if (from.enqueuedTime != null) {

@@ -12,6 +12,8 @@ import { toEventJson, type BuiltInEndpoint } from './built-in-endpoint.js'
 export const STREAM_HIGH_WATER = 1024 * 1024
 /** A frame read from the store carries at most this many body bytes (at least one event). */
 export const STREAM_FRAME_BODY_BYTES = 256 * 1024
+/** Readers at once: each may hold STREAM_HIGH_WATER in its socket, and the kernel holds more. */
+export const MAX_STREAM_READERS = 64
 /** Events read from the store per frame. */
 const FRAME_EVENTS = 200
 /**
@@ -65,6 +67,7 @@ export class EventStream {
         try {
           const token = req.getHeader('authorization') || query.get('authorization') || undefined
           auth.authorizeService(token, 'ServiceConnect')
+          if (this.readers.size >= MAX_STREAM_READERS) throw new HubError(429001, `at most ${MAX_STREAM_READERS} stream readers at once`)
           expiresAt = (parseSasToken(token!).expiry + CLOCK_SKEW_SECONDS) * 1000
           this.endpoint.refresh()
           const group = query.get('consumerGroup') ?? '$Default'
@@ -139,18 +142,11 @@ export class EventStream {
     }
   }
 
-  /** The next frame of partition `p` from `from`: bounded by count and body bytes, at least one event. */
+  /** The next frame of partition `p` from `from`: bounded by count and by bytes of bodies and properties, at least one event. */
   private readFrame(p: number, from: number): { json: string; next: number } | undefined {
-    const stored = this.endpoint.readStored(p, from, FRAME_EVENTS)
+    const stored = this.endpoint.readStored(p, from, FRAME_EVENTS, STREAM_FRAME_BODY_BYTES)
     if (stored.length === 0) return undefined
-    const events = []
-    let bytes = 0
-    for (const r of stored) {
-      if (events.length > 0 && bytes + r.event.b.length > STREAM_FRAME_BODY_BYTES) break
-      bytes += r.event.b.length
-      events.push(toEventJson(p, r.sequence, r.offset, r.event))
-    }
-    return { json: JSON.stringify(events), next: stored[events.length - 1]!.sequence + 1 }
+    return { json: JSON.stringify(stored.map((r) => toEventJson(p, r.sequence, r.offset, r.event))), next: stored[stored.length - 1]!.sequence + 1 }
   }
 
   closeAll(): void {

@@ -16,10 +16,12 @@ import type { MqttEdge } from './mqtt-edge.js'
 
 /** The largest packet worth reading: a 256 KB message plus a full topic and headers. */
 export const MAX_PACKET_BYTES = 256 * 1024 + 65_535 + 16
-/** Pause reading past this many messages waiting for their commit. */
+/** Pause reading past this many QoS 1 messages waiting for their commit, or this many bytes of telemetry (QoS 0 and 1). */
 const MAX_UNACKED = 2048
-/** Twin requests waiting for their answer before the hub stops reading the connection. */
+export const MAX_TELEMETRY_BYTES_IN_FLIGHT = 2 * 1024 * 1024
+/** Twin requests, and SUBSCRIBEs / UNSUBSCRIBEs, waiting for their answer before the hub stops reading the connection. */
 export const MAX_TWIN_IN_FLIGHT = 16
+export const MAX_SUBSCRIBES_IN_FLIGHT = 16
 /**
  * What a client may have waiting, counting each packet's bytes plus PACKET_OVERHEAD_BYTES for the
  * hub's record of it: packets sent after CONNECT before its CONNACK, or read after the hub stopped
@@ -52,6 +54,8 @@ export class DeviceConnection implements FrameHandler {
   keepAliveMs = 0
   lastPacketAt = Date.now()
   unacked = 0
+  /** bytes of telemetry sent to the shard and not yet finished (QoS 0 and 1) */
+  private telemetryBytes = 0
   /** the shard that owns this device, once the session is opened */
   shard = -1
   /** topic filters of this connection's session (resumed ones included) */
@@ -61,6 +65,8 @@ export class DeviceConnection implements FrameHandler {
   private held = false
   private writeBlockedSince = 0
   private twinsInFlight = 0
+  /** C2D PUBLISHes the hub sent that have not been PUBACKed */
+  private c2dAwaitingPuback = 0
   private draining = false
   private reading = true
   /** bytes a client that cannot be paused sent since the hub stopped reading it */
@@ -184,7 +190,26 @@ export class DeviceConnection implements FrameHandler {
   /** Called by the edge when the shard committed messages of this connection. */
   acked(count: number): void {
     this.unacked -= count
-    if (this.windowFull && this.unacked <= MAX_UNACKED / 2) {
+    this.checkWindow()
+  }
+
+  /** The edge sent a message of this connection to its shard. */
+  telemetrySent(bytes: number): void {
+    this.telemetryBytes += bytes
+    if (this.telemetryBytes > MAX_TELEMETRY_BYTES_IN_FLIGHT && !this.windowFull) {
+      this.windowFull = true
+      this.updateReading()
+    }
+  }
+
+  /** The shard finished with messages of this connection (stored, refused or dropped). */
+  telemetryFinished(bytes: number): void {
+    this.telemetryBytes -= bytes
+    this.checkWindow()
+  }
+
+  private checkWindow(): void {
+    if (this.windowFull && this.unacked <= MAX_UNACKED / 2 && this.telemetryBytes <= MAX_TELEMETRY_BYTES_IN_FLIGHT / 2) {
       this.windowFull = false
       this.updateReading()
     }
@@ -208,7 +233,8 @@ export class DeviceConnection implements FrameHandler {
   }
 
   private updateReading(): void {
-    const stop = this.windowFull || this.held || this.writeBlockedSince > 0 || this.twinsInFlight >= MAX_TWIN_IN_FLIGHT || this.draining
+    const stop = this.windowFull || this.held || this.writeBlockedSince > 0 || this.twinsInFlight >= MAX_TWIN_IN_FLIGHT
+      || this.pendingAcks.size >= MAX_SUBSCRIBES_IN_FLIGHT || this.draining
     if (stop === !this.reading || this.state === 'closed') return
     this.reading = !stop
     if (stop) {
@@ -247,7 +273,21 @@ export class DeviceConnection implements FrameHandler {
     return this.writeBlockedSince === 0 ? 0 : Date.now() - this.writeBlockedSince
   }
 
+  /** The hub sent a QoS 1 PUBLISH (a C2D message): one PUBACK for it is expected. */
+  c2dSent(): void {
+    this.c2dAwaitingPuback++
+  }
+
   other(type: number, packet: Buffer): void {
+    // the packets a busy client sends most, decoded by hand (a PUBACK flood must not cost a parser each)
+    if (packet.length === 4 && packet[0] === 0x40 && packet[1] === 2 && this.state === 'connected' && !this.mustWait()) {
+      // completes a C2D message; one the hub did not send (or already completed) is not passed on
+      if (this.c2dAwaitingPuback > 0) {
+        this.c2dAwaitingPuback--
+        this.edge.deviceAcked(this, packet.readUInt16BE(2))
+      }
+      return
+    }
     // control packets are rare: a fresh parser each time keeps a bad packet from poisoning the next
     let decoded: mqttPacket.Packet | undefined
     let error: Error | undefined
@@ -269,8 +309,11 @@ export class DeviceConnection implements FrameHandler {
         this.will = undefined
         return this.close('client disconnected', undefined, true)
       case 'puback':
-        // completes a C2D message (the only QoS 1 PUBLISH the hub sends)
-        if (this.state === 'connected') this.edge.deviceAcked(this, decoded.messageId!)
+        // completes a C2D message (the only QoS 1 PUBLISH the hub sends); the usual ones took the fast path above
+        if (this.state === 'connected' && this.c2dAwaitingPuback > 0) {
+          this.c2dAwaitingPuback--
+          this.edge.deviceAcked(this, decoded.messageId!)
+        }
         return
       default:
         return this.close(`unexpected ${decoded.cmd} packet`)
@@ -380,6 +423,7 @@ export class DeviceConnection implements FrameHandler {
     // the SUBACK promises the subscription survives a crash: it leaves once the shard has stored it
     this.pendingAcks.set(p.messageId!, packets.suback(p.messageId!, granted))
     this.edge.subscribe(this, accepted, p.messageId!)
+    this.updateReading()
   }
 
   private onUnsubscribe(p: mqttPacket.IUnsubscribePacket): void {
@@ -387,6 +431,7 @@ export class DeviceConnection implements FrameHandler {
     for (const f of p.unsubscriptions) this.subscriptions.delete(f)
     this.pendingAcks.set(p.messageId!, packets.unsuback(p.messageId!))
     this.edge.unsubscribe(this, p.unsubscriptions, p.messageId!)
+    this.updateReading()
   }
 
   /** The shard stored (or failed to store) the subscription change of this packet id. */
@@ -396,6 +441,7 @@ export class DeviceConnection implements FrameHandler {
     this.pendingAcks.delete(packetId)
     if (errorCode !== 0) return this.close('the subscription could not be stored', { errorCode })
     this.send(ack)
+    this.updateReading()
   }
 
   /** Shutdown: what arrives from now on is ignored, so it is never acknowledged. */

@@ -39,13 +39,17 @@ export function parseIotHubTopic(topic: string): IotHubRequest | undefined {
   if (q < 0) return undefined
   const path = topic.slice(0, q)
   const rid = topicQuery(topic)?.get('$rid')
-  if (!rid) return undefined
+  // the hub echoes the rid in its answer's topic: a long one would not fit (SDKs send short numbers or uuids)
+  if (!rid || rid.length > MAX_RID_LENGTH) return undefined
   if (path === '$iothub/twin/GET/') return { kind: 'twin-get', rid }
   if (path === '$iothub/twin/PATCH/properties/reported/') return { kind: 'twin-patch-reported', rid }
   const m = /^\$iothub\/methods\/res\/(\d{1,9})\/$/.exec(path)
   if (m) return { kind: 'method-response', rid, status: Number(m[1]) }
   return undefined
 }
+
+/** The longest `$rid` accepted (Azure documents none; the SDKs send integers and uuids). */
+export const MAX_RID_LENGTH = 128
 
 export const TWIN_RESPONSE_PREFIX = '$iothub/twin/res/'
 

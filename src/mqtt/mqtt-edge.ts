@@ -26,9 +26,15 @@ export interface ActivityLog {
   forget(deviceId: string): void
 }
 
-/** Telemetry sent to shards and not yet committed: reading stops above HIGH and resumes at LOW. */
+/**
+ * Telemetry sent to shards and not yet finished, in messages and in bytes: every connection stops
+ * reading above either HIGH mark and resumes once both are at their LOW mark. Each connection has
+ * its own, smaller window too (device-connection.ts), so one device rarely holds the others.
+ */
 export const TELEMETRY_HIGH_WATER = 20_000
 const TELEMETRY_LOW_WATER = 10_000
+export const TELEMETRY_HIGH_WATER_BYTES = 128 * 1024 * 1024
+const TELEMETRY_LOW_WATER_BYTES = 64 * 1024 * 1024
 
 /** A client that has not sent CONNECT by then is dropped. */
 const CONNECT_TIMEOUT_MS = 30_000
@@ -39,6 +45,7 @@ export class MqttEdge implements PresenceView {
   private nextConnId = 1
   private readonly byId = new Map<number, DeviceConnection>()
   private telemetryInFlight = 0
+  private telemetryBytesInFlight = 0
   private holding = false
   private readonly byClientId = new Map<string, DeviceConnection>()
   private readonly connectedAt = new Map<string, string>()
@@ -100,12 +107,20 @@ export class MqttEdge implements PresenceView {
     this.shards.send(conn.shard, [OP_TELEMETRY, conn.id, packetId, bag, payload, extra])
     // QoS 0 has no acknowledgement to wait for: without a bound, a fast publisher fills memory
     // faster than the shards commit. Past the mark every connection stops reading until they catch up.
-    if (++this.telemetryInFlight > TELEMETRY_HIGH_WATER && !this.holding) this.hold(true)
+    const bytes = payload.length + bag.length
+    conn.telemetrySent(bytes)
+    this.telemetryBytesInFlight += bytes
+    if ((++this.telemetryInFlight > TELEMETRY_HIGH_WATER || this.telemetryBytesInFlight > TELEMETRY_HIGH_WATER_BYTES) && !this.holding) this.hold(true)
   }
 
-  telemetryDone(count: number): void {
-    this.telemetryInFlight -= count
-    if (this.holding && this.telemetryInFlight <= TELEMETRY_LOW_WATER) this.hold(false)
+  /** The shards finished with telemetry: flat [connId, count, bytes, ...] from `from`. */
+  telemetryDone(flat: number[], from = 0): void {
+    for (let i = from; i + 2 < flat.length; i += 3) {
+      this.telemetryInFlight -= flat[i + 1]!
+      this.telemetryBytesInFlight -= flat[i + 2]!
+      this.byId.get(flat[i]!)?.telemetryFinished(flat[i + 2]!)
+    }
+    if (this.holding && this.telemetryInFlight <= TELEMETRY_LOW_WATER && this.telemetryBytesInFlight <= TELEMETRY_LOW_WATER_BYTES) this.hold(false)
   }
 
   private hold(on: boolean): void {
@@ -158,7 +173,14 @@ export class MqttEdge implements PresenceView {
     const conn = this.byId.get(connId)
     if (conn?.state !== 'connected') return // the shard learns of the close through OP_CONNECTION_CLOSED and unlocks
     if (topic.startsWith(TWIN_RESPONSE_PREFIX)) conn.twinAnswered()
-    conn.send(publishPacket(topic, payload, qos, packetId, dup))
+    if (qos === 1) conn.c2dSent()
+    let packet: Buffer
+    try {
+      packet = publishPacket(topic, payload, qos, packetId, dup)
+    } catch (e) {
+      return conn.close('the hub cannot encode a packet for this connection', { error: e as Error })
+    }
+    conn.send(packet)
   }
 
   /** A device's PUBLISH on `$iothub/...`: twin requests go to its shard, method answers to the caller. */
@@ -230,7 +252,9 @@ export class MqttEdge implements PresenceView {
   /** Disabled or deleted devices lose their connection at once. */
   registryChanged(e: RegistryEvent): void {
     if (e.kind === 'deleted') {
+      // a device created again under this id starts with no history
       this.lastActivity.delete(e.device.deviceId)
+      if (!this.connectedAt.has(e.device.deviceId)) this.stateChangedAt.delete(e.device.deviceId)
       this.activity?.forget(e.device.deviceId)
     }
     if (e.kind === 'deleted' || e.device.status === 'disabled') {

@@ -41,9 +41,15 @@ export function unsuback(packetId: number): Buffer {
 
 export const PINGRESP = Buffer.from([0xd0, 0])
 
-/** A PUBLISH from the hub (C2D, twin responses and patches, method requests). */
+/** MQTT topics carry a 16-bit length. */
+export const MAX_TOPIC_BYTES = 65_535
+
+export class PacketTooLargeError extends Error {}
+
+/** A PUBLISH from the hub (C2D, twin responses and patches, method requests); throws PacketTooLargeError for a topic MQTT cannot carry. */
 export function publish(topic: string, payload: Uint8Array, qos: number, packetId: number, dup: boolean): Buffer {
   const topicLen = Buffer.byteLength(topic)
+  if (topicLen > MAX_TOPIC_BYTES) throw new PacketTooLargeError(`a topic of ${topicLen} bytes does not fit in a PUBLISH`)
   const remaining = 2 + topicLen + (qos > 0 ? 2 : 0) + payload.length
   const length = remainingLength(remaining)
   const out = Buffer.allocUnsafe(1 + length.length + remaining)

@@ -32,6 +32,8 @@ export interface QueryPage {
 
 export interface QueryOptions {
   pageSize?: number
+  /** a page stops once its items weigh this much as JSON (at least one item): the edge serialises it */
+  maxPageBytes?: number
   continuation?: string
 }
 
@@ -180,10 +182,19 @@ export function runQuery(query: string | Query, documents: Iterable<object>, opt
   const stop = Math.min(offset + pageSize, limit)
   let index = 0
   let more = false
+  let bytes = 0
+  const maxBytes = options.maxPageBytes ?? Infinity
   for (const doc of documents) {
     if (!matches(q, doc as Value)) continue
     if (index >= stop) { more = index < limit; break }
-    if (index >= offset) items.push(q.select === '*' ? doc : project(q.select, doc as Value))
+    if (index >= offset) {
+      const item = q.select === '*' ? doc : project(q.select, doc as Value)
+      if (maxBytes !== Infinity) {
+        bytes += JSON.stringify(item).length
+        if (items.length > 0 && bytes > maxBytes) { more = true; break }
+      }
+      items.push(item)
+    }
     index++
   }
   return { items, continuation: more ? encodeContinuation(q, offset + items.length) : undefined, itemType }

@@ -23,6 +23,8 @@ export interface QueryTask {
 export type QueryOutcome = { ok: true; page: QueryPage } | { ok: false; kind: 'syntax' | 'continuation'; message: string }
 
 const EMPTY_TIME = '0001-01-01T00:00:00Z'
+/** A page of 1,000 large twins would be tens of MB for the edge to serialise: pages stop at this (x-ms-continuation goes on). */
+const MAX_PAGE_BYTES = 4 * 1024 * 1024
 
 function coreOf(doc: TwinDoc | undefined) {
   if (!doc) {
@@ -65,7 +67,7 @@ function scan(store: HubStore, task: QueryTask): QueryOutcome {
   try {
     // no modules or jobs exist yet: those collections are empty
     const docs = query.from === 'devices' ? twins(store, task) : []
-    return { ok: true, page: runQuery(query, docs, { pageSize: task.pageSize, continuation: task.continuation }) }
+    return { ok: true, page: runQuery(query, docs, { pageSize: task.pageSize, continuation: task.continuation, maxPageBytes: MAX_PAGE_BYTES }) }
   } catch (e) {
     if (e instanceof InvalidContinuationError) return { ok: false, kind: 'continuation', message: e.message }
     throw e

@@ -111,13 +111,7 @@ export class DeviceRegistry {
   }
 
   private async write(op: () => Promise<unknown>): Promise<void> {
-    this.health?.check()
-    try {
-      await op()
-    } catch (e) {
-      this.health?.failed(e)
-      throw this.health?.error() ?? e
-    }
+    await (this.health ? this.health.run(op) : op())
   }
 
   /** PUT /devices/{id}: create without If-Match, update with it. */

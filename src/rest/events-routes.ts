@@ -5,6 +5,8 @@ import { HubError } from './hub-error.js'
 import type { RestRequest, Route } from './http-server.js'
 
 const MAX_READ = 1000
+/** A read answers at most this much of bodies and properties (at least one event): 1,000 large events would be hundreds of MB. */
+export const MAX_READ_BYTES = 4 * 1024 * 1024
 
 export function eventsRoutes(builtIn: BuiltInEndpoint): Route[] {
   return logReadRoutes('/messages/events', (req) => ({ endpoint: builtIn, params: req.params }))
@@ -50,7 +52,7 @@ function logReadRoutes(base: string, pick: (req: RestRequest) => { endpoint: Bui
         const start = endpoint.startPosition(p, group, {
           sequenceNumber: req.query.get('fromSequenceNumber'), enqueuedTime: req.query.get('fromEnqueuedTime'), position: req.query.get('from'),
         })
-        const events = endpoint.read(p, start, maxCount)
+        const events = endpoint.read(p, start, maxCount, MAX_READ_BYTES)
         const next = events.length ? events[events.length - 1]!.sequenceNumber + 1 : start
         return { status: 200, body: { partitionId: String(p), consumerGroup: group, events, nextSequenceNumber: next } }
       }),

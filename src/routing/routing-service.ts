@@ -6,6 +6,7 @@ import { BuiltInEndpoint } from '../events/built-in-endpoint.js'
 import { HubError } from '../rest/hub-error.js'
 import { defaultRoutingConfig, findEndpoint, validateRoutingConfig, type RoutingConfig } from './routing-config.js'
 import { configuredRefusal, type DestinationPolicy } from './webhook-destination.js'
+import type { WriteHealth } from '../store/write-health.js'
 
 const KEY = 'config'
 
@@ -17,7 +18,8 @@ export class RoutingService {
   constructor(private readonly store: HubStore, private readonly partitions: number,
     private readonly applyToShards: (config: RoutingConfig) => Promise<unknown>,
     /** where webhooks may go: a destination refused outright is refused when it is configured */
-    private readonly webhookPolicy: () => DestinationPolicy = () => ({ allowPrivate: true, hubPorts: [] })) {
+    private readonly webhookPolicy: () => DestinationPolicy = () => ({ allowPrivate: true, hubPorts: [] }),
+    private readonly health?: WriteHealth) {
     const stored = store.routing.get(KEY) as RoutingConfig | undefined
     this.config = stored ? validateRoutingConfig(stored) : defaultRoutingConfig()
   }
@@ -37,7 +39,7 @@ export class RoutingService {
         const refused = configuredRefusal(w.url, this.webhookPolicy())
         if (refused) throw new HubError(400004, `webhook ${w.name}: ${refused}`)
       }
-      await this.store.routing.put(KEY, next)
+      await (this.health ? this.health.run(() => this.store.routing.put(KEY, next)) : this.store.routing.put(KEY, next))
       this.config = next
       await this.applyToShards(next)
       return next
@@ -52,7 +54,7 @@ export class RoutingService {
     if (found?.kind !== 'log') throw new HubError(404000, `no log endpoint named ${name}`)
     const key = found.def.name.toLowerCase()
     let r = this.readers.get(key)
-    if (!r) this.readers.set(key, (r = new BuiltInEndpoint(this.store, this.partitions, key)))
+    if (!r) this.readers.set(key, (r = new BuiltInEndpoint(this.store, this.partitions, key, this.health)))
     return r
   }
 }

@@ -58,6 +58,17 @@ export class WriteHealth {
     if (this.failure !== null) throw new StoreUnavailableError(this.failure)
   }
 
+  /** Runs a write: refused at once while writes are off; a failure switches them off and answers server busy. */
+  async run<T>(write: () => Promise<T>): Promise<T> {
+    this.check()
+    try {
+      return await write()
+    } catch (e) {
+      this.failed(e)
+      throw this.error()
+    }
+  }
+
   /** The error to answer with for a failed or refused write. */
   error(): StoreUnavailableError {
     return new StoreUnavailableError(this.failure ?? 'a write failed')

@@ -1,6 +1,7 @@
 // Remembers tokens already verified, so a reconnect storm of devices presenting the same tokens
-// costs a Map lookup each instead of an HMAC. An entry is bound to the exact token text and to the
-// exact key set it was checked against, and never outlives the token's expiry plus clock skew.
+// costs a parse and a Map lookup each instead of an HMAC. An entry is bound to the token's fields
+// (not its text: spacing and field order do not make another entry) and to the exact key set it
+// was checked against, and never outlives the token's expiry plus clock skew.
 import { CLOCK_SKEW_SECONDS, parseSasToken, TokenError, type SasToken } from '../auth/sas-token.js'
 import { verifySasTokenWasm } from './wasm-sas.js'
 
@@ -36,22 +37,24 @@ export class SasVerifierCache {
    * throws TokenError as verifySasToken does. Returns the parsed token (frozen: it may be shared).
    */
   verify(rawToken: string, keys: readonly string[], nowSeconds = Date.now() / 1000): Readonly<SasToken> {
-    const hit = this.entries.get(rawToken)
+    const parsed = parseSasToken(rawToken)
+    const key = `${parsed.rawResource}\n${parsed.rawExpiry}\n${parsed.keyName ?? ''}\n${parsed.signature}`
+    const hit = this.entries.get(key)
     if (hit) {
       if (hit.token.expiry + CLOCK_SKEW_SECONDS < nowSeconds) {
-        this.entries.delete(rawToken)
+        this.entries.delete(key)
         throw new TokenError('token expired', 'expired')
       }
       if (sameKeys(hit.keys, keys)) {
-        this.entries.delete(rawToken) // move to the most recent end
-        this.entries.set(rawToken, hit)
+        this.entries.delete(key) // move to the most recent end
+        this.entries.set(key, hit)
         return hit.token
       }
-      this.entries.delete(rawToken) // keys changed: check again from scratch
+      this.entries.delete(key) // keys changed: check again from scratch
     }
-    const token = Object.freeze(parseSasToken(rawToken))
+    const token = Object.freeze(parsed)
     this.verifyUncached(token, keys, nowSeconds)
-    this.entries.set(rawToken, { token, keys: keys.slice() })
+    this.entries.set(key, { token, keys: keys.slice() })
     if (this.entries.size > this.maxEntries) this.entries.delete(this.entries.keys().next().value!)
     return token
   }

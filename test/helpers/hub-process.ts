@@ -56,7 +56,8 @@ export async function allEvents(hub: HubProcess): Promise<{ systemProperties: Re
     for (let from = 0; ;) {
       const page = (await hub.rest('GET', `/messages/events/partitions/${partitionId}/events?fromSequenceNumber=${from}&maxCount=1000`)).body
       out.push(...page.events)
-      if (page.events.length < 1000) break
+      // a page stops at 1,000 events or 4 MB: the partition ends at the first empty page
+      if (page.events.length === 0) break
       from = page.nextSequenceNumber
     }
   }

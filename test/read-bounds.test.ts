@@ -1,0 +1,99 @@
+// Issue 10 (found by the review): reads of the built-in endpoint are bounded in bytes, bodies and
+// property bags alike. A REST read of 1,000 events of 250 KB built 326 MB at once; a stream frame of
+// events with 60 KB property bags grew to 19 MB; partition info decoded a whole segment's bags.
+import { rmSync } from 'node:fs'
+import WebSocket from 'ws'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { BuiltInEndpoint } from '../src/events/built-in-endpoint.js'
+import { MAX_STREAM_READERS, STREAM_FRAME_BODY_BYTES } from '../src/events/event-stream.js'
+import { MAX_READ_BYTES } from '../src/rest/events-routes.js'
+import { openHubStore } from '../src/store/hub-store.js'
+import { PartitionLog } from '../shards/partition-log.js'
+import { partitionOf } from '../src/shard-protocol.js'
+import { MqttTestClient } from './helpers/mqtt-test-client.js'
+import { startTestHub, tempDir, type TestHub } from './helpers/test-hub.js'
+
+let t: TestHub
+let device: MqttTestClient
+beforeAll(async () => {
+  t = await startTestHub()
+  const { primaryKey } = await t.createDevice('big-reads')
+  device = (await MqttTestClient.connect({ port: t.hub.ports.mqttTcp!, clientId: 'big-reads', password: t.deviceToken('big-reads', primaryKey) })).client
+})
+afterAll(async () => {
+  await device.disconnect()
+  await t.stop()
+})
+
+const bag = (i: number) => `%24.mid=bag-${i}&${Array.from({ length: 6000 }, (_, k) => `p${k}=${i}`).join('&')}`
+
+describe('REST reads', () => {
+  it(`answer at most ${MAX_READ_BYTES} bytes of events (at least one), and read on from nextSequenceNumber`, async () => {
+    for (let i = 0; i < 40; i++) await device.publish(`devices/big-reads/messages/events/%24.mid=big-${i}`, Buffer.alloc(250_000, i), 1)
+    const p = partitionOf('big-reads', 4)
+    const seen: string[] = []
+    for (let from = 0, pages = 0; pages < 100; pages++) {
+      const r = await t.rest('GET', `/messages/events/partitions/${p}/events?fromSequenceNumber=${from}&maxCount=1000`)
+      expect(r.status).toBe(200)
+      if (r.body.events.length === 0) break
+      const bodyBytes = r.body.events.reduce((n: number, e: { body: string }) => n + Buffer.from(e.body, 'base64').length, 0)
+      expect(bodyBytes).toBeLessThanOrEqual(MAX_READ_BYTES)
+      seen.push(...r.body.events.map((e: { systemProperties: Record<string, string> }) => e.systemProperties['message-id']))
+      from = r.body.nextSequenceNumber
+    }
+    expect(seen.filter((m) => m.startsWith('big-'))).toEqual(Array.from({ length: 40 }, (_, i) => `big-${i}`))
+  })
+})
+
+describe('the stream', () => {
+  it(`sends frames of at most ${STREAM_FRAME_BODY_BYTES} bytes of bodies and properties (plus one event), large property bags too`, async () => {
+    for (let i = 0; i < 30; i++) await device.publish(`devices/big-reads/messages/events/${bag(i)}`, 'x', 1)
+    const frames: number[] = []
+    const ws = new WebSocket(`wss://localhost:${t.hub.ports.https}/messages/events/stream?from=earliest&partitions=${partitionOf('big-reads', 4)}`,
+      { ca: t.ca, headers: { Authorization: t.serviceToken('service') } })
+    const done = new Promise<void>((resolve) => ws.on('message', (data) => {
+      const text = data.toString()
+      frames.push(Buffer.byteLength(text))
+      if (text.includes('"bag-29"')) resolve()
+    }))
+    await done
+    ws.close()
+    const oneEvent = 6000 * 12 + 4000
+    for (const f of frames) expect(f).toBeLessThan(2 * (STREAM_FRAME_BODY_BYTES + oneEvent))
+  })
+
+  it(`admits at most ${MAX_STREAM_READERS} readers at once (429 after)`, async () => {
+    const open = () => new Promise<{ ws: WebSocket; status: number; code?: string }>((resolve) => {
+      const ws = new WebSocket(`wss://localhost:${t.hub.ports.https}/messages/events/stream`, { ca: t.ca, headers: { Authorization: t.serviceToken('service') } })
+      ws.once('open', () => resolve({ ws, status: 101 }))
+      ws.once('unexpected-response', (_req, res) => resolve({ ws, status: res.statusCode!, code: res.headers['iothub-errorcode'] as string }))
+      ws.once('error', () => {})
+    })
+    const readers = []
+    for (let i = 0; i < MAX_STREAM_READERS; i++) readers.push(await open())
+    expect(readers.every((r) => r.status === 101)).toBe(true)
+    const refused = await open()
+    expect({ status: refused.status, code: refused.code }).toEqual({ status: 429, code: 'ThrottlingException' })
+    for (const r of readers) r.ws.close()
+  })
+})
+
+describe('partition info', () => {
+  it('decodes no segment (their property bags may be large)', async () => {
+    const dir = tempDir()
+    const store = openHubStore(dir)
+    try {
+      const log = new PartitionLog(0, store.partition(0), store.partitionIndex(0))
+      const sender = { deviceId: 'd', generationId: 'g', authMethod: 'sas' }
+      await log.append(Array.from({ length: 50 }, (_, i) => ({ t: 1000 + i, sender, bag: bag(i), extra: null, body: Buffer.from('x') })))
+      const endpoint = new BuiltInEndpoint(store, 1)
+      const info = endpoint.partitionInfo(0)
+      expect(info).toMatchObject({ lastEnqueuedSequenceNumber: 49, lastEnqueuedTimeUtc: new Date(1049).toISOString(), isEmpty: false })
+      expect(endpoint.endOf(0)).toBe(50)
+      expect(endpoint.decodedSegments).toBe(0)
+    } finally {
+      await store.close()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
