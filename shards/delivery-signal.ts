@@ -50,4 +50,21 @@ export class DeliverySignal {
       this.stopSignal.addEventListener('abort', done, { once: true })
     })
   }
+
+  /**
+   * Runs `deliver` until it returns or the deliverer stops. When it throws (a write of the cursor or
+   * the file failed), nothing moved: `failed` hears of it (the first time and every tenth) and it
+   * runs again after `retryMs(failures)`.
+   */
+  async runUntilStopped(deliver: () => Promise<void>, failed: (e: Error) => void, retryMs: (failures: number) => number): Promise<void> {
+    for (let failures = 0; !this.isStopped; failures++) {
+      try {
+        await deliver()
+        return
+      } catch (e) {
+        if (failures === 0 || failures % 10 === 0) failed(e as Error)
+        await this.sleep(retryMs(failures))
+      }
+    }
+  }
 }

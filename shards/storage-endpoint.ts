@@ -69,19 +69,11 @@ export class StorageDeliverer {
     await this.done
   }
 
-  private async run(): Promise<void> {
-    for (let failures = 0; !this.signal.isStopped; failures++) {
-      try {
-        await this.deliver()
-        return
-      } catch (e) {
-        // disk full, permissions: nothing moved, so the window is staged again from the cursor
-        if (failures === 0 || failures % 10 === 0) {
-          this.o.problem('storage endpoint write failed; retrying', { endpoint: this.o.def.name, partition: this.o.partition, error: (e as Error).message })
-        }
-        await this.signal.sleep(RETRY_MS[Math.min(failures, RETRY_MS.length - 1)]!)
-      }
-    }
+  /** Disk full, permissions: nothing moved, so the window is staged again from the cursor. */
+  private run(): Promise<void> {
+    return this.signal.runUntilStopped(() => this.deliver(),
+      (e) => this.o.problem('storage endpoint write failed; retrying', { endpoint: this.o.def.name, partition: this.o.partition, error: e.message }),
+      (failures) => RETRY_MS[Math.min(failures, RETRY_MS.length - 1)]!)
   }
 
   private async deliver(): Promise<void> {

@@ -60,19 +60,11 @@ export class WebhookDeliverer {
     await this.dispatcher.destroy().catch(() => {})
   }
 
-  private async run(): Promise<void> {
-    for (let failures = 0; !this.signal.isStopped; failures++) {
-      try {
-        await this.deliver()
-        return
-      } catch (e) {
-        // the cursor could not be stored (disk full): the batch goes again from the stored cursor
-        if (failures === 0 || failures % 10 === 0) {
-          this.o.problem('webhook cursor update failed; retrying', { endpoint: this.o.def.name, partition: this.o.partition, error: (e as Error).message })
-        }
-        await this.signal.sleep(BACKOFF_MS[BACKOFF_MS.length - 1]!)
-      }
-    }
+  /** The cursor could not be stored (disk full): the batch goes again from the stored cursor. */
+  private run(): Promise<void> {
+    return this.signal.runUntilStopped(() => this.deliver(),
+      (e) => this.o.problem('webhook cursor update failed; retrying', { endpoint: this.o.def.name, partition: this.o.partition, error: e.message }),
+      () => BACKOFF_MS[BACKOFF_MS.length - 1]!)
   }
 
   private async deliver(): Promise<void> {

@@ -2,22 +2,14 @@
 // count is in LMDB before its PUBLISH leaves; a completion and its feedback record commit in one
 // transaction before the feedback is announced; the service's feedback queue commits a delivery
 // count before it hands records out and a removal before it answers complete.
-import { rmSync } from 'node:fs'
 import { afterAll, describe, expect, it } from 'vitest'
 import { C2dQueues, type FeedbackKey, type StoredFeedback } from '../shards/c2d-queue.js'
 import { FeedbackQueue } from '../src/c2d/feedback-queue.js'
-import { openHubStore } from '../src/store/hub-store.js'
-import { tempDir } from './helpers/test-hub.js'
+import { tempStore } from './helpers/temp-store.js'
 
-const dir = tempDir()
-const store = openHubStore(dir)
-afterAll(async () => { await store.close(); rmSync(dir, { recursive: true, force: true }) })
-
-/** What another process would see: the committed state only. */
-function committed<T>(read: () => T): T {
-  store.root.resetReadTxn()
-  return read()
-}
+const temp = tempStore()
+const { store, committed } = temp
+afterAll(() => temp.close())
 
 describe('C2D deliveries and completions', () => {
   it('commits the delivery count before the PUBLISH, and the removal with its feedback before announcing it', async () => {

@@ -1,7 +1,6 @@
 // A shard's stores promise only what is committed (issue 10, found by the review): a session resumed
 // from memory is "present" only once its write committed, a clean session cannot be brought back by
 // an earlier write landing after its removal, and a twin's readers see only committed versions.
-import { rmSync } from 'node:fs'
 import { getEventListeners } from 'node:events'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -9,18 +8,11 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { SessionStore } from '../shards/session-store.js'
 import { TwinStore } from '../shards/twin-store.js'
 import { postRecords, webhookDispatcher } from '../shards/webhook-request.js'
-import { openHubStore } from '../src/store/hub-store.js'
-import { tempDir } from './helpers/test-hub.js'
+import { tempStore } from './helpers/temp-store.js'
 
-const dir = tempDir()
-const store = openHubStore(dir)
-afterAll(async () => { await store.close(); rmSync(dir, { recursive: true, force: true }) })
-
-/** What another process would read now. */
-function committed<T>(read: () => T): T {
-  store.root.resetReadTxn()
-  return read()
-}
+const temp = tempStore()
+const { store, committed } = temp
+afterAll(() => temp.close())
 
 describe('sessions', () => {
   it('a session resumed from memory is present only once its first write committed', async () => {
