@@ -59,6 +59,8 @@ interface Entry {
   /** false until its LMDB write committed: not delivered before (and nothing after it, to keep order) */
   durable: boolean
   lock?: { connId: number; packetId: number; until: number }
+  /** where it was last sent: a redelivery on the same connection keeps the packet id (MQTT's rule for DUP) */
+  lastSent?: { connId: number; packetId: number }
 }
 
 interface Queue { entries: Entry[]; nextSeq: number }
@@ -70,6 +72,8 @@ export type FeedbackKey = [number, number, number]
 export interface C2dStores {
   root: RootDatabase
   c2d: Database
+  /** each device's next sequence number, written with each message */
+  c2dSequences: Database
   feedback: Database
   /** tells feedback keys of this shard from other shards' */
   shardIndex: number
@@ -98,6 +102,8 @@ export class C2dQueues {
   private readonly conns = new Map<number, { deviceId: string; nextPacketId: number; inflight: Map<number, Entry> }>()
   private readonly db: Database
   private feedbackCounter = 0
+  /** next sequence numbers stored for devices whose queue is not in memory */
+  private readonly sequences = new Map<string, number>()
   private readonly pendingWrites = new Set<Promise<unknown>>()
 
   constructor(private readonly stores: C2dStores, private readonly hooks: C2dHooks) {
@@ -114,12 +120,16 @@ export class C2dQueues {
       q.entries.push({ seq, expiry: r.expiry, deliveryCount: r.deliveryCount, ack: r.ack, messageId: r.messageId ?? '', generationId: r.generationId, durable: true })
       q.nextSeq = Math.max(q.nextSeq, seq + 1)
     }
+    // an empty queue starts where the device's numbers left off, not at 1 again
+    for (const { key, value } of this.stores.c2dSequences.getRange()) {
+      if (isMine(key as string)) this.sequences.set(key as string, value as number)
+    }
     for (const [deviceId, q] of this.queues) this.hooks.count(deviceId, q.entries.length)
   }
 
   private queue(deviceId: string): Queue {
     let q = this.queues.get(deviceId)
-    if (!q) this.queues.set(deviceId, (q = { entries: [], nextSeq: 1 }))
+    if (!q) this.queues.set(deviceId, (q = { entries: [], nextSeq: this.sequences.get(deviceId) ?? 1 }))
     return q
   }
 
@@ -141,7 +151,8 @@ export class C2dQueues {
     q.entries.push(entry)
     this.hooks.count(deviceId, q.entries.length)
     try {
-      await this.db.put([deviceId, seq], record)
+      // one transaction: the message and the device's next number
+      await Promise.all([this.db.put([deviceId, seq], record), this.stores.c2dSequences.put(deviceId, seq + 1)])
     } catch (e) {
       this.drop(deviceId, entry)
       throw e
@@ -170,7 +181,10 @@ export class C2dQueues {
     if (!q) return 0
     const entries = [...q.entries]
     const removals = entries.map((e) => this.finish(deviceId, e, withFeedback ? 'Purged' : undefined))
-    if (!withFeedback) this.queues.delete(deviceId)
+    if (!withFeedback) {
+      this.sequences.set(deviceId, q.nextSeq) // numbers go on, even for a device created again under this id
+      this.queues.delete(deviceId)
+    }
     await Promise.all(removals)
     return entries.length
   }
@@ -236,9 +250,15 @@ export class C2dQueues {
       if (!record) { this.drop(deviceId, e); continue }
       e.deliveryCount++
       record.deliveryCount = e.deliveryCount
-      let packetId = c.nextPacketId
-      while (c.inflight.has(packetId)) packetId = packetId === 65535 ? 1 : packetId + 1
-      c.nextPacketId = packetId === 65535 ? 1 : packetId + 1
+      let packetId: number
+      if (e.lastSent?.connId === connId && !c.inflight.has(e.lastSent.packetId)) {
+        packetId = e.lastSent.packetId
+      } else {
+        packetId = c.nextPacketId
+        while (c.inflight.has(packetId)) packetId = packetId === 65535 ? 1 : packetId + 1
+        c.nextPacketId = packetId === 65535 ? 1 : packetId + 1
+      }
+      e.lastSent = { connId, packetId }
       const lock = (e.lock = { connId, packetId, until: now + LOCK_TIMEOUT_MS })
       c.inflight.set(packetId, e)
       const topic = c2dTopic(deviceId, this.bag(deviceId, record))

@@ -7,6 +7,7 @@ import type { HubStore } from '../src/store/hub-store.js'
 import type { RawEvent } from '../src/events/segment-codec.js'
 import { defaultRoutingConfig, routingActive, type RouteSource, type RoutingConfig } from '../src/routing/routing-config.js'
 import type { DestinationPolicy } from '../src/routing/webhook-destination.js'
+import { MAX_MESSAGE_BYTES } from './message-limits.js'
 import { MessageRouter, type RouteTwin } from './message-router.js'
 import { PartitionLog } from './partition-log.js'
 import { OutboxEndpoints } from './outbox-endpoints.js'
@@ -23,10 +24,21 @@ export interface ShardRoutingDeps {
   problem(message: string, fields: Record<string, unknown>): void
   /** where webhooks may go (the hub's ports are known once it listens) */
   webhookPolicy(): DestinationPolicy
+  /** settles once what is queued and committing now is committed */
+  committed(): Promise<void>
+}
+
+/** What Azure counts toward the message size: body, properties' names and values. */
+function enrichedSize(e: RawEvent): number {
+  let n = e.body.length + e.bag.length
+  for (const k in e.extra) n += k.length + e.extra[k]!.length
+  return n
 }
 
 export class ShardRouting {
   private router: MessageRouter | null = null
+  /** messages enrichments pushed past 256 KB, dropped for that endpoint (reported with the shard's stats) */
+  droppedEnriched = 0
   private config: RoutingConfig = defaultRoutingConfig()
   private readonly logs = new Map<string, Map<number, PartitionLog>>()
   private readonly outboxes: OutboxEndpoints
@@ -57,14 +69,28 @@ export class ShardRouting {
     this.config = config
     this.router = routingActive(config) ? new MessageRouter(config, this.deps.hubName, this.deps.twin) : null
     const logNames = new Set(config.endpoints.logs.map((e) => e.name.toLowerCase()))
-    for (const n of [...this.logs.keys()]) if (!logNames.has(n)) this.logs.delete(n)
+    const removed: string[] = []
+    for (const n of [...this.logs.keys()]) if (!logNames.has(n)) { this.logs.delete(n); removed.push(n) }
     for (const n of logNames) {
       if (this.logs.has(n)) continue
       const parts = new Map<number, PartitionLog>()
       for (const p of this.deps.builtIn.keys()) parts.set(p, new PartitionLog(p, this.deps.store.endpointPartition(n, p), this.deps.store.endpointPartitionIndex(n, p)))
       this.logs.set(n, parts)
     }
-    return this.outboxes.apply(config)
+    return Promise.all([this.outboxes.apply(config), this.clearLogs(removed)]).then(() => {})
+  }
+
+  /**
+   * A removed log endpoint's data goes with it, once what was already queued for it is committed.
+   * Emptied rather than dropped: the main thread may still hold a handle on it.
+   */
+  private async clearLogs(names: string[]): Promise<void> {
+    if (names.length === 0) return
+    await this.deps.committed()
+    const dbs = names.flatMap((n) => [...this.deps.builtIn.keys()].flatMap((p) => [this.deps.store.endpointPartition(n, p), this.deps.store.endpointPartitionIndex(n, p)]))
+    await Promise.all(dbs.map((db) => db.clearAsync())).catch((e: unknown) => {
+      this.deps.problem('a removed log endpoint could not be emptied', { endpoints: names, error: (e as Error).message })
+    })
   }
 
   /** Routes one message of `partition` (owned by this shard) to its endpoints. */
@@ -85,6 +111,13 @@ export class ShardRouting {
     }
     for (const d of deliveries) {
       const event = d.enrichments ? { ...e, extra: { ...e.extra, ...d.enrichments } } : e
+      // Azure drops, for that endpoint, a message its enrichments push past 256 KB
+      if (d.enrichments && enrichedSize(event) > MAX_MESSAGE_BYTES) {
+        if (this.droppedEnriched++ % 1000 === 0) {
+          this.deps.problem('messages dropped for an endpoint: its enrichments made them larger than 256 KB', { endpoint: d.endpoint, dropped: this.droppedEnriched })
+        }
+        continue
+      }
       if (d.endpoint === 'events') { this.deps.queue(this.deps.builtIn.get(partition)!, event); continue }
       const log = this.logs.get(d.endpoint)?.get(partition) ?? this.outboxes.log(d.endpoint, partition)
       if (log) this.deps.queue(log, event)

@@ -25,9 +25,9 @@ import { containLmdbDiagnostics } from '../src/store/lmdb-diagnostics.js'
 import { STREAM_FRAME_BODY_BYTES } from '../src/events/event-stream.js'
 import { HubError } from '../src/rest/hub-error.js'
 import { TelemetryTally } from './telemetry-tally.js'
+import { MAX_MESSAGE_BYTES } from './message-limits.js'
 import type { DestinationPolicy } from '../src/routing/webhook-destination.js'
 
-export const MAX_MESSAGE_BYTES = 256 * 1024
 
 const init = workerData as ShardInit
 const port = parentPort!
@@ -64,7 +64,7 @@ function emit(op: unknown[]): void {
     setImmediate(flushOutbox)
   }
 }
-const c2d = new C2dQueues({ root: store.root, c2d: store.c2d, feedback: store.feedback, shardIndex: init.shardIndex }, {
+const c2d = new C2dQueues({ root: store.root, c2d: store.c2d, c2dSequences: store.c2dSequences, feedback: store.feedback, shardIndex: init.shardIndex }, {
   publish: (connId, topic, payload, qos, packetId, dup) => emit([OP_PUBLISH, connId, topic, payload, qos, packetId, dup]),
   feedback: (key, stored) => emit([OP_FEEDBACK, key, stored]),
   count: (deviceId, count) => emit([OP_C2D_COUNT, deviceId, count]),
@@ -81,6 +81,7 @@ for (let p = 0; p < init.partitions; p++) {
 const webhookPolicy: DestinationPolicy = { allowPrivate: init.allowPrivateWebhooks, hubPorts: [] }
 const routing = new ShardRouting({
   webhookPolicy: () => webhookPolicy,
+  committed: () => committedSoFar(),
   store, dataDir: init.dataDir, hubName: init.hubName, builtIn: logs,
   queue: (log, e) => queueWrite(log, e),
   twin: (deviceId) => { const d = twins.read(deviceId); return { tags: d.tags, properties: { desired: d.desired, reported: d.reported } } },
@@ -184,8 +185,9 @@ function handleBatch(ops: unknown[][]): void {
         break
       }
       case OP_SESSION_OPEN: {
-        const [, connId, clientId, clean, deviceId, generationId, authMethod] = op as [number, number, string, boolean, string, string, string]
-        const conn = { sender: { deviceId, generationId, authMethod }, log: logs.get(partitionOf(deviceId, init.partitions))! }
+        const [, connId, clientId, clean, deviceId, generationId, authMethod, modelId] = op as [number, number, string, boolean, string, string, string, string]
+        const sender: Sender = modelId ? { deviceId, generationId, authMethod, modelId } : { deviceId, generationId, authMethod }
+        const conn = { sender, log: logs.get(partitionOf(deviceId, init.partitions))! }
         connections.set(connId, conn)
         const { present, written } = sessions.open(clientId, clean, generationId)
         // CONNACK's session-present promises what is stored: it waits for the write, and so does
@@ -337,6 +339,13 @@ const retentionTimer = setInterval(() => {
 retentionTimer.unref()
 const c2dTimer = setInterval(() => c2d.sweep(), 1000)
 c2dTimer.unref()
+
+/** Settles once the commits under way, and the one that takes what is queued now, are done (unlike drained, it ends under load). */
+async function committedSoFar(): Promise<void> {
+  await Promise.all([...pendingCommits])
+  if (queuedCount > 0) writeQueued()
+  await Promise.all([...pendingCommits])
+}
 
 async function drained(): Promise<void> {
   while (pendingCommits.size > 0 || queuedCount > 0) {

@@ -80,6 +80,27 @@ function withoutNulls(doc: Json): Json {
   return out
 }
 
+/**
+ * A fetched twin written back (as the C# and Python SDKs do) carries read-only `$metadata` and
+ * `$version` in desired: the service's input ignores them, as Azure does (a device's input keeps
+ * the strict rule: `$` keys are refused).
+ */
+function withoutReadOnly(section: Json): Json {
+  const out: Json = {}
+  for (const [k, v] of Object.entries(section)) {
+    if (k === '$metadata' || k === '$version') continue
+    out[k] = isPlainObject(v) ? withoutReadOnly(v) : v
+  }
+  return out
+}
+
+/** A patch that removes every property of a section: `{"desired": null}` / `{"tags": null}` in a PATCH. */
+function removeAll(section: Json): Json {
+  const out: Json = {}
+  for (const k of Object.keys(section)) if (k !== '$metadata' && k !== '$version') out[k] = null
+  return out
+}
+
 function values(section: Json): Json {
   const out: Json = {}
   for (const [k, v] of Object.entries(section)) if (k !== '$metadata' && k !== '$version') out[k] = v
@@ -170,8 +191,10 @@ export class TwinStore {
     const tags = body.tags
     const properties = body.properties
     if (properties !== undefined && properties !== null && !isPlainObject(properties)) throw new HubError(400004, 'properties must be an object')
-    const desired = isPlainObject(properties) ? properties.desired : undefined
+    const rawDesired = isPlainObject(properties) ? properties.desired : undefined
     const isPatch = mode === 'patch'
+    // null in a PATCH removes the whole section (tags, or every desired property)
+    const desired = rawDesired === null ? (isPatch ? removeAll(doc.desired) : {}) : isPlainObject(rawDesired) ? withoutReadOnly(rawDesired) : rawDesired
     if (tags !== undefined && tags !== null) checkContent('tags', tags, isPatch)
     if (desired !== undefined && desired !== null) checkContent('desired', desired, isPatch)
     const now = timestamp()
@@ -179,7 +202,7 @@ export class TwinStore {
     if (isPlainObject(tags)) {
       nextTags = isPatch ? mergePlain(structuredClone(doc.tags), tags) : withoutNulls(tags)
       checkSize('tags', nextTags)
-    } else if (tags === null && !isPatch) {
+    } else if (tags === null) {
       nextTags = {}
     }
     let nextDesired = doc.desired

@@ -148,6 +148,9 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
   })
   for (const [deviceId, count] of earlyCounts.splice(0)) edge.c2dCount(deviceId, count)
   registry.onChange((e) => edge.registryChanged(e))
+  edge.onModelAnnounced = (deviceId, modelId) => {
+    registry.setModelId(deviceId, modelId).catch((e: unknown) => log.warn('model id not stored', { deviceId, error: e as Error }))
+  }
   // a device's twin and C2D queue live in its shard: created with the device, gone with it
   registry.onChange((e) => {
     // version 1 is a new identity (lifecycle event createDeviceIdentity)
@@ -173,7 +176,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
   stream.mount(app, edge.authenticator)
   const routes: Route[] = [
     ...registryRoutes(registry, edge), ...eventsRoutes(endpoint), ...twinRoutes(registry, shards), ...methodRoutes(registry, edge),
-    ...c2dRoutes(registry, shards, feedback), ...routingRoutes(routing), ...endpointLogRoutes((name) => routing.logEndpoint(name)),
+    ...c2dRoutes(registry, shards, feedback, eventHubName), ...routingRoutes(routing), ...endpointLogRoutes((name) => routing.logEndpoint(name)),
     ...queryRoutes(queries),
   ]
   mountRest(app, routes, edge.authenticator, log)
@@ -214,7 +217,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
     if (config.amqpPort !== null) {
       amqpServer = new AmqpServer({
         host: config.host, port: config.amqpPort, key, cert, hostNames: tlsNames, auth: edge.authenticator, eventHubs,
-        service: new ServiceLinks(registry, shards, feedback, log), log, limits: options.amqpLimits,
+        service: new ServiceLinks(registry, shards, feedback, log, eventHubName), log, limits: options.amqpLimits,
       })
       try {
         amqp = await amqpServer.listen()

@@ -26,7 +26,7 @@ export function shardOf(deviceId: string, partitions: number, shards: number): n
 
 // edge → shard ops
 export const OP_TELEMETRY = 1 // [op, connId, packetId (0 for QoS 0), bag, payload, extraProps|null]
-export const OP_SESSION_OPEN = 2 // [op, connId, clientId, clean, deviceId, generationId, authMethod]: also binds connId to its device
+export const OP_SESSION_OPEN = 2 // [op, connId, clientId, clean, deviceId, generationId, authMethod, modelId]: also binds connId to its device
 export const OP_CONNECTION_CLOSED = 6 // [op, connId]: unbinds connId (after its will, if any)
 export const OP_SUBSCRIBE = 3 // [op, connId, clientId, [[filter, qos], ...], packetId]: answered by OP_SUBSCRIBED once stored
 export const OP_UNSUBSCRIBE = 4 // [op, connId, clientId, [filter, ...], packetId]: answered by OP_SUBSCRIBED once stored

@@ -15,7 +15,7 @@ describe('C2D deliveries and completions', () => {
   it('commits the delivery count before the PUBLISH, and the removal with its feedback before announcing it', async () => {
     const seen: { count: number | undefined }[] = []
     const announced: { key: FeedbackKey; stillQueued: boolean; feedbackStored: boolean }[] = []
-    const q: C2dQueues = new C2dQueues({ root: store.root, c2d: store.c2d, feedback: store.feedback, shardIndex: 3 }, {
+    const q: C2dQueues = new C2dQueues({ root: store.root, c2d: store.c2d, c2dSequences: store.c2dSequences, feedback: store.feedback, shardIndex: 3 }, {
       publish: () => seen.push({ count: committed(() => (store.c2d.get(['order-dev', 1]) as { deliveryCount: number } | undefined)?.deliveryCount) }),
       feedback: (key: FeedbackKey, _stored: StoredFeedback) => announced.push({
         key, stillQueued: committed(() => store.c2d.get(['order-dev', 1]) !== undefined), feedbackStored: committed(() => store.feedback.get(key) !== undefined),

@@ -11,10 +11,10 @@ const store = openHubStore(dir)
 afterAll(async () => { await store.close(); rmSync(dir, { recursive: true, force: true }) })
 
 describe('C2dQueues', () => {
-  it('redelivers a message whose lock expired, flagged DUP, and completes it on the new PUBACK only', async () => {
+  it('redelivers a message whose lock expired with the same packet id, flagged DUP (issue 12), and completes it on its PUBACK', async () => {
     const published: { topic: string; packetId: number; dup: boolean }[] = []
     const feedback: Record<string, string>[] = []
-    const q = new C2dQueues({ root: store.root, c2d: store.c2d, feedback: store.feedback, shardIndex: 0 }, {
+    const q = new C2dQueues({ root: store.root, c2d: store.c2d, c2dSequences: store.c2dSequences, feedback: store.feedback, shardIndex: 0 }, {
       publish: (_c, topic, _p, _q, packetId, dup) => published.push({ topic, packetId, dup }),
       feedback: (_key, stored) => feedback.push(stored.record),
       count: () => {},
@@ -22,20 +22,18 @@ describe('C2dQueues', () => {
       writeFailed: (e) => { throw e },
     })
     await q.send('lock-dev', 'gen-1', { messageId: 'lk-1', ack: 'positive', properties: {}, body: Buffer.from('x') })
+    await q.send('lock-dev', 'gen-1', { messageId: 'lk-2', ack: 'none', properties: {}, body: Buffer.from('y') })
     q.attach('lock-dev', 7)
     // the delivery count is committed before the PUBLISH leaves
     expect(published).toHaveLength(0)
     await q.committed()
-    expect(published).toHaveLength(1)
-    expect(published[0]!.dup).toBe(false)
+    expect(published.map((p) => p.dup)).toEqual([false, false])
     q.sweep(Date.now() + LOCK_TIMEOUT_MS + 1)
     await q.committed()
-    expect(published).toHaveLength(2)
-    expect(published[1]!.dup).toBe(true)
-    q.puback(7, published[0]!.packetId) // the stale delivery's PUBACK completes nothing
-    await q.committed()
-    expect(feedback).toHaveLength(0)
-    q.puback(7, published[1]!.packetId)
+    expect(published).toHaveLength(4)
+    // MQTT: a message sent again keeps its packet id and says DUP
+    expect(published.slice(2).map((p) => ({ packetId: p.packetId, dup: p.dup }))).toEqual(published.slice(0, 2).map((p) => ({ packetId: p.packetId, dup: true })))
+    q.puback(7, published[0]!.packetId)
     await q.committed()
     expect(feedback).toEqual([expect.objectContaining({ originalMessageId: 'lk-1', statusCode: 'Success', deviceGenerationId: 'gen-1' })])
   })

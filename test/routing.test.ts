@@ -71,8 +71,10 @@ describe('routing configuration over REST', () => {
     await bad('PUT', '/routing/routes/bad%20name', { endpointNames: ['events'] }, /route name/)
     const routes = Array.from({ length: 101 }, (_, i) => ({ name: `r${i}`, condition: 'true', endpointNames: ['events'] }))
     await bad('PUT', '/routing', { routes }, /at most 100 routes/)
-    const logs = Array.from({ length: 11 }, (_, i) => ({ name: `l${i}` }))
-    await bad('PUT', '/routing', { endpoints: { logs } }, /at most 10 endpoints of a type/)
+    // Azure's 10 custom endpoints are 10 in all, not 10 of each type (issue 12)
+    const logs = Array.from({ length: 6 }, (_, i) => ({ name: `l${i}` }))
+    const webhooks = Array.from({ length: 5 }, (_, i) => ({ name: `w${i}`, url: 'http://127.0.0.1:9/' }))
+    await bad('PUT', '/routing', { endpoints: { logs, webhooks } }, /at most 10 custom endpoints in all \(got 11\)/)
     const enrichments = Array.from({ length: 11 }, (_, i) => ({ key: `k${i}`, value: 'v', endpointNames: ['events'] }))
     await bad('PUT', '/routing', { enrichments }, /at most 10 enrichments/)
     await bad('PUT', '/routing/endpoints/logs/events', {}, /reserved/)
@@ -110,7 +112,8 @@ describe('routed telemetry', () => {
     await ok('PUT', '/routing/enrichments/fixed', { value: 'v1', endpointNames: ['hook'] })
     const r = await t.rest('DELETE', '/routing/endpoints/logs/hot')
     expect(r.status).toBe(400) // still in use
-    expect(r.body.Message).toMatch(/endpoint hot does not exist/)
+    // the refusal says who still uses it (issue 12)
+    expect(r.body.Message).toBe('ErrorCode:ArgumentInvalid;endpoint hot is still used by route to-hot, route to-hot-too, route twin-site, enrichment site, enrichment hub, enrichment missing; remove it from them first')
 
     await t.createDevice('rt-dev')
     await ok('PATCH', '/twins/rt-dev', { tags: { site: 'lab' } })

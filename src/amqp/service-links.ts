@@ -50,7 +50,9 @@ export class ServiceLinks {
   private readonly locks = new WeakMap<rhea.Delivery, string>()
   private readonly timer: NodeJS.Timeout
 
-  constructor(private readonly registry: DeviceRegistry, private readonly shards: ShardPool, private readonly feedback: FeedbackQueue, private readonly log: Logger) {
+  /** `hubName`: feedback messages carry it as their user id, as Azure's do */
+  constructor(private readonly registry: DeviceRegistry, private readonly shards: ShardPool, private readonly feedback: FeedbackQueue, private readonly log: Logger,
+    private readonly hubName: string) {
     // feedback records appear as devices settle their messages: offer them once a second
     this.timer = setInterval(() => {
       for (const s of this.feedbackSenders.keys()) {
@@ -68,7 +70,8 @@ export class ServiceLinks {
   async c2d(msg: rhea.Message, delivery: rhea.Delivery): Promise<void> {
     try {
       const m = /^\/devices\/([^/]+)\/messages\/devicebound$/.exec(String(msg.to ?? ''))
-      if (!m) throw new HubError(400004, `'to' must be /devices/{deviceId}/messages/devicebound (got ${JSON.stringify(msg.to)})`)
+      // Azure answers a bad `to` as an operation it cannot do (400003 InvalidOperation)
+      if (!m) throw new HubError(400003, `'to' must be /devices/{deviceId}/messages/devicebound (got ${JSON.stringify(msg.to)})`)
       const deviceId = decodeURIComponent(m[1]!)
       const device = this.registry.get(deviceId)
       if (!device) throw new HubError(404001, `Device ${deviceId} not registered`)
@@ -134,7 +137,7 @@ export class ServiceLinks {
         return
       }
       const bytes = rhea.message.encode({
-        message_id: m.messageId, user_id: Buffer.from('hyperhub'), content_type: 'application/vnd.microsoft.iothub.feedback.json',
+        message_id: m.messageId, user_id: Buffer.from(this.hubName), content_type: 'application/vnd.microsoft.iothub.feedback.json',
         body: rhea.message.data_section(Buffer.from(JSON.stringify(m.records))),
       })
       const d = sender.send(bytes, undefined, 0)

@@ -222,6 +222,16 @@ export class BuiltInEndpoint {
     ]))
   }
 
+  /** A routing log endpoint removed: its consumer groups and checkpoints go with it. */
+  async forget(): Promise<void> {
+    if (this.builtIn) return
+    const groups = this.consumerGroups()
+    await this.write(() => Promise.all([
+      this.store.meta.remove(this.groupsKey),
+      ...groups.flatMap((g) => Array.from({ length: this.partitions }, (_, p) => this.store.checkpoints.remove(this.checkpointKey(g, p)))),
+    ]))
+  }
+
   checkpoint(group: string, p: number): Checkpoint | undefined {
     return this.store.checkpoints.get(this.checkpointKey(group, p)) as Checkpoint | undefined
   }

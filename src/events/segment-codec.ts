@@ -13,6 +13,8 @@ export interface Sender {
   deviceId: string
   generationId: string
   authMethod: string
+  /** IoT Plug and Play model announced at connect: stamped as `dt-dataschema` */
+  modelId?: string
 }
 
 /** A message as the shard stores it. */
@@ -56,7 +58,7 @@ export function nextOffset(offset: number, bodyLength: number): number {
 }
 
 export function encodeSegment(firstOffset: number, events: RawEvent[]): Uint8Array {
-  const senders: [string, string, string][] = []
+  const senders: ([string, string, string] | [string, string, string, string])[] = []
   const index = new Map<Sender, number>()
   const rows: Row[] = new Array(events.length)
   for (let i = 0; i < events.length; i++) {
@@ -64,7 +66,7 @@ export function encodeSegment(firstOffset: number, events: RawEvent[]): Uint8Arr
     let s = index.get(e.sender)
     if (s === undefined) {
       index.set(e.sender, (s = senders.length))
-      senders.push([e.sender.deviceId, e.sender.generationId, e.sender.authMethod])
+      senders.push(e.sender.modelId ? [e.sender.deviceId, e.sender.generationId, e.sender.authMethod, e.sender.modelId] : [e.sender.deviceId, e.sender.generationId, e.sender.authMethod])
     }
     // telemetry rows keep their old five fields; only events carry a sixth
     rows[i] = e.src === undefined ? [e.t, s, e.bag, e.extra, e.body] : [e.t, s, e.bag, e.extra, e.body, e.src]
@@ -82,14 +84,15 @@ export function toStoredEvent(t: number, sender: Sender, bag: string, extra: Rec
   system['iothub-connection-auth-generation-id'] = sender.generationId
   system['iothub-enqueuedtime'] = new Date(t).toISOString()
   system['iothub-message-source'] = source
+  if (sender.modelId) system['dt-dataschema'] = sender.modelId
   return { t, s: system, p: extra ? Object.assign(properties, extra) : properties, b }
 }
 
 export function decodeSegment(firstSequence: number, bytes: Uint8Array): DecodedSegment {
-  const [firstOffset, senders, rows] = packr.unpack(bytes) as [number, [string, string, string][], Row[]]
+  const [firstOffset, senders, rows] = packr.unpack(bytes) as [number, [string, string, string, string?][], Row[]]
   const events: StoredEvent[] = new Array(rows.length)
   const offsets: number[] = new Array(rows.length)
-  const senderObjects = senders.map(([deviceId, generationId, authMethod]) => ({ deviceId, generationId, authMethod }))
+  const senderObjects = senders.map(([deviceId, generationId, authMethod, modelId]): Sender => (modelId ? { deviceId, generationId, authMethod, modelId } : { deviceId, generationId, authMethod }))
   let offset = firstOffset
   for (let i = 0; i < rows.length; i++) {
     const [t, senderIndex, bag, extra, b, src] = rows[i]!

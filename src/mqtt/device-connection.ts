@@ -45,12 +45,25 @@ export const UNPAUSABLE_SLACK_BYTES = 1024 * 1024
 
 type State = 'awaiting-connect' | 'authenticating' | 'connected' | 'closed'
 
+/** `model-id` from the username's query (the SDKs do not URL-encode it: `dtmi:com:example:Thermostat;1`). */
+export function modelIdOf(username: string): string {
+  const q = username.indexOf('?') >= 0 ? username.slice(username.indexOf('?') + 1) : username.slice(username.lastIndexOf('/') + 1)
+  for (const pair of q.split('&')) {
+    if (!pair.startsWith('model-id=')) continue
+    const raw = pair.slice('model-id='.length)
+    try { return decodeURIComponent(raw).slice(0, 512) } catch { return raw.slice(0, 512) }
+  }
+  return ''
+}
+
 export class DeviceConnection implements FrameHandler {
   state: State = 'awaiting-connect'
   identity: DeviceIdentity | undefined
   clientId = ''
   deviceId = ''
   clean = true
+  /** the IoT Plug and Play model id in the CONNECT's username (`&model-id=`), or '' */
+  modelId = ''
   keepAliveMs = 0
   lastPacketAt = Date.now()
   unacked = 0
@@ -332,6 +345,7 @@ export class DeviceConnection implements FrameHandler {
     // username: {host}/{deviceId}/?api-version=... (legacy: {host}/{deviceId}/api-version=...)
     const userParts = (p.username ?? '').split('/')
     if (userParts.length < 3 || userParts[1] !== deviceId) return this.refuse(packets.CONNACK_NOT_AUTHORIZED, 'username is not {hostName}/{deviceId}/?api-version=...')
+    this.modelId = modelIdOf(p.username ?? '')
     let identity: DeviceIdentity
     try {
       identity = this.edge.authenticator.authenticateDevice(p.password?.toString('utf8'), deviceId)

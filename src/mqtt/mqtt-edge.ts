@@ -56,6 +56,8 @@ export class MqttEdge implements PresenceView {
   private preauthBytes = 0
   readonly methods: MethodCalls
   readonly admission = new Admission()
+  /** a device connected announcing another IoT Plug and Play model than its identity holds */
+  onModelAnnounced: (deviceId: string, modelId: string) => void = () => {}
   /** at most 20 warnings about refused connections every 10 s; the rest are counted */
   private readonly refusedLog = new LogRateLimit(20, 10_000, (count) => this.log.warn('refused connections not logged', { count, windowSeconds: 10 }))
 
@@ -134,7 +136,7 @@ export class MqttEdge implements PresenceView {
     this.byClientId.set(conn.clientId, conn)
     const d = conn.identity!.device
     conn.shard = this.shards.shardFor(conn.deviceId)
-    this.shards.send(conn.shard, [OP_SESSION_OPEN, conn.id, conn.clientId, conn.clean, d.deviceId, d.generationId, conn.identity!.authMethod])
+    this.shards.send(conn.shard, [OP_SESSION_OPEN, conn.id, conn.clientId, conn.clean, d.deviceId, d.generationId, conn.identity!.authMethod, conn.modelId])
   }
 
   sessionOpened(connId: number, sessionPresent: boolean, filters: string[] = [], errorCode = 0): void {
@@ -142,6 +144,7 @@ export class MqttEdge implements PresenceView {
     if (!conn) return
     conn.sessionOpened(sessionPresent, filters, errorCode)
     if (errorCode !== 0) return
+    if ((conn.identity!.device.modelId ?? '') !== conn.modelId) this.onModelAnnounced(conn.deviceId, conn.modelId)
     const now = new Date().toISOString()
     this.connectedAt.set(conn.deviceId, now)
     this.stateChangedAt.set(conn.deviceId, now)

@@ -25,6 +25,8 @@ export interface DeviceRecord {
   }
   capabilities: { iotEdge: boolean }
   deviceScope?: string
+  /** the IoT Plug and Play model the device announced when it last connected */
+  modelId?: string
 }
 
 /** Live facts the registry does not own: connections and activity come from the edge. */
@@ -146,11 +148,24 @@ export class DeviceRegistry {
       authentication: authenticationFrom(b, existing?.authentication),
       capabilities: { iotEdge: Boolean((b.capabilities as { iotEdge?: unknown } | undefined)?.iotEdge) },
       ...(typeof b.deviceScope === 'string' ? { deviceScope: b.deviceScope } : {}),
+      // announced by the device, not set by the service: kept across updates
+      ...(existing?.modelId ? { modelId: existing.modelId } : {}),
     }
     await this.write(() => this.db.put(deviceId, record))
     this.devices.set(deviceId, record)
     for (const l of this.listeners) l({ kind: 'updated', device: record })
     return record
+  }
+
+  /** The model id a device announced at connect (IoT Plug and Play); stored when it changes. The etag stays: the service did not change the identity. */
+  setModelId(deviceId: string, modelId: string): Promise<void> {
+    return this.serialized(deviceId, async () => {
+      const existing = this.devices.get(deviceId)
+      if (!existing || (existing.modelId ?? '') === modelId) return
+      const record: DeviceRecord = { ...existing, modelId }
+      await this.write(() => this.db.put(deviceId, record))
+      this.devices.set(deviceId, record)
+    })
   }
 
   delete(deviceId: string, ifMatch: string | undefined): Promise<void> {
@@ -202,6 +217,7 @@ export function identityJson(d: DeviceRecord, presence: PresenceView): Record<st
     authentication: d.authentication,
     capabilities: d.capabilities,
     ...(d.deviceScope ? { deviceScope: d.deviceScope } : {}),
+    modelId: d.modelId ?? '',
   }
 }
 

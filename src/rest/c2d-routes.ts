@@ -49,7 +49,8 @@ export function c2dFromHeaders(req: RestRequest, deviceId: string): Record<strin
   }
 }
 
-export function c2dRoutes(registry: DeviceRegistry, shards: ShardPool, feedback: FeedbackQueue): Route[] {
+/** `hubName`: feedback carries it as its user id, as Azure's does. */
+export function c2dRoutes(registry: DeviceRegistry, shards: ShardPool, feedback: FeedbackQueue, hubName: string): Route[] {
   const device = (id: string) => {
     const d = registry.get(id)
     if (!d) throw new HubError(404001, `Device ${id} not registered`)
@@ -84,7 +85,7 @@ export function c2dRoutes(registry: DeviceRegistry, shards: ShardPool, feedback:
           status: 200, body: m.records,
           headers: {
             ETag: `"${m.lockToken}"`, 'iothub-locktoken': m.lockToken, 'iothub-messageid': m.messageId, 'iothub-enqueuedtime': m.enqueuedTimeUtc,
-            'iothub-deliverycount': String(m.deliveryCount), 'iothub-contenttype': 'application/vnd.microsoft.iothub.feedback.json', 'iothub-userid': 'hyperhub',
+            'iothub-deliverycount': String(m.deliveryCount), 'iothub-contenttype': 'application/vnd.microsoft.iothub.feedback.json', 'iothub-userid': hubName,
           },
         }
       },

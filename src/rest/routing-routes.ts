@@ -106,8 +106,14 @@ export function routingRoutes(routing: RoutingService): Route[] {
       method: 'delete', pattern: /^\/routing\/endpoints\/([^/]+)\/([^/]+)\/?$/, right: 'ControlPlane',
       handle: async (req) => {
         const type = endpointType(req.params[0]!)
-        // an endpoint a route or enrichment still names is refused by validation (400)
-        await routing.update((d) => remove(d.endpoints[type] as { name: string }[], 'name', req.params[1]!, 'endpoint'))
+        const name = req.params[1]!
+        await routing.update((d) => {
+          // a route or enrichment that still names it would lose its target: say which
+          const users = [...d.routes.map((r) => ({ what: `route ${r.name}`, names: r.endpointNames })), { what: 'the fallback route', names: d.fallbackRoute.endpointNames },
+            ...d.enrichments.map((e) => ({ what: `enrichment ${e.key}`, names: e.endpointNames }))].filter((u) => u.names.some((n) => same(n, name)))
+          if (users.length > 0) throw new HubError(400004, `endpoint ${name} is still used by ${users.map((u) => u.what).join(', ')}; remove it from them first`)
+          remove(d.endpoints[type] as { name: string }[], 'name', name, 'endpoint')
+        })
         return { status: 204 }
       },
     },

@@ -10,7 +10,8 @@ export const ROUTE_SOURCES = ['DeviceMessages', 'TwinChangeEvents', 'DeviceLifec
 export type RouteSource = typeof ROUTE_SOURCES[number]
 
 export const MAX_ROUTES = 100
-export const MAX_ENDPOINTS_PER_TYPE = 10
+/** Azure allows 10 custom endpoints in all, whatever their types. */
+export const MAX_CUSTOM_ENDPOINTS = 10
 export const MAX_ENRICHMENTS = 10
 export const BUILT_IN_ENDPOINT = 'events'
 const RESERVED = new Set(['events', 'filenotifications', '$default'])
@@ -122,9 +123,8 @@ export function validateRoutingConfig(raw: unknown): RoutingConfig {
     storageContainers: list(eps.storageContainers, 'endpoints.storageContainers').map((e) => endpointOf(e, 'storage') as StorageEndpointDef),
     webhooks: list(eps.webhooks, 'endpoints.webhooks').map((e) => endpointOf(e, 'webhook') as WebhookEndpointDef),
   }
-  for (const [type, l] of Object.entries(endpoints)) {
-    if (l.length > MAX_ENDPOINTS_PER_TYPE) throw bad(`at most ${MAX_ENDPOINTS_PER_TYPE} endpoints of a type (${type}: ${l.length})`)
-  }
+  const custom = endpoints.logs.length + endpoints.storageContainers.length + endpoints.webhooks.length
+  if (custom > MAX_CUSTOM_ENDPOINTS) throw bad(`at most ${MAX_CUSTOM_ENDPOINTS} custom endpoints in all (got ${custom})`)
   // names are unique across all endpoint types, case-insensitively
   const known = new Set<string>([BUILT_IN_ENDPOINT])
   for (const e of [...endpoints.logs, ...endpoints.storageContainers, ...endpoints.webhooks]) {

@@ -32,6 +32,7 @@ export class RoutingService {
    */
   update(change: (draft: RoutingConfig) => unknown): Promise<RoutingConfig> {
     const run = this.changing.then(async () => {
+      const before = this.config
       const draft = structuredClone(this.config)
       change(draft)
       const next = validateRoutingConfig(draft)
@@ -42,6 +43,13 @@ export class RoutingService {
       await (this.health ? this.health.run(() => this.store.routing.put(KEY, next)) : this.store.routing.put(KEY, next))
       this.config = next
       await this.applyToShards(next)
+      // a removed log endpoint takes its readers, consumer groups and checkpoints along (the shards empty its data)
+      const kept = new Set(next.endpoints.logs.map((e) => e.name.toLowerCase()))
+      for (const name of before.endpoints.logs.map((e) => e.name.toLowerCase()).filter((n) => !kept.has(n))) {
+        const reader = this.readers.get(name) ?? new BuiltInEndpoint(this.store, this.partitions, name, this.health)
+        this.readers.delete(name)
+        await reader.forget()
+      }
       return next
     })
     this.changing = run.catch(() => {})

@@ -16,6 +16,8 @@ export interface HubStore {
   twins: Database
   /** C2D queues: key [deviceId, sequenceNumber] (written by the device's shard) */
   c2d: Database
+  /** the next C2D sequence number of each device that ever had one (they stay unique across restarts) */
+  c2dSequences: Database
   /** the service's C2D feedback queue (written by the main thread) */
   feedback: Database
   partition(p: number): Database
@@ -67,6 +69,7 @@ export function openHubStore(dataDir: string, durability: Durability = 'process'
     checkpoints: root.openDB({ name: 'checkpoints' }),
     twins: root.openDB({ name: 'twins' }),
     c2d: root.openDB({ name: 'c2d' }),
+    c2dSequences: root.openDB({ name: 'c2d-sequences' }),
     feedback: root.openDB({ name: 'feedback' }),
     partition: (p) => named(`events.${p}`, true),
     partitionIndex: (p) => named(`events.${p}.index`, false),
