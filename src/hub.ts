@@ -28,6 +28,7 @@ import { QueryPool } from './query/query-pool.js'
 import { methodRoutes } from './rest/method-routes.js'
 import { twinRoutes } from './rest/twin-routes.js'
 import { mountRest, type Route } from './rest/http-server.js'
+import { notYetRoutes } from './rest/not-yet-routes.js'
 import { registryRoutes } from './rest/registry-routes.js'
 import { ShardPool } from './shard-pool.js'
 import { OP_STREAM_TAIL, shardOfPartition } from './shard-protocol.js'
@@ -177,7 +178,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
   const routes: Route[] = [
     ...registryRoutes(registry, edge), ...eventsRoutes(endpoint), ...twinRoutes(registry, shards), ...methodRoutes(registry, edge),
     ...c2dRoutes(registry, shards, feedback, eventHubName), ...routingRoutes(routing), ...endpointLogRoutes((name) => routing.logEndpoint(name)),
-    ...queryRoutes(queries),
+    ...queryRoutes(queries), ...notYetRoutes(),
   ]
   mountRest(app, routes, edge.authenticator, log)
 

@@ -46,6 +46,15 @@ export const AMQP_ENTITY_RIGHTS = {
   eventHubsPartitionReceiver: 'ServiceConnect', management: 'ServiceConnect',
 } as const satisfies Record<string, Right>
 
+/** Devices over AMQP (azure-iot-device-amqp) are not here yet: said as such, not as a bad credential. */
+const DEVICES_OVER_AMQP = 'device connections over AMQP are not supported by this hub yet; use MQTT (see "Not yet" in its README)'
+const DEVICE_LINK = /^\/?devices\/[^/]+\//i
+
+/** A put-token of a device (signed with its own key, no policy name) for the device's audience. */
+function isDeviceToken(token: string, audience: string): boolean {
+  return /\/devices\/[^/]+/i.test(audience) && !/[&\s]skn=/i.test(token)
+}
+
 /** Why the hub ended a connection itself. */
 export type DropReason = FrameViolation | 'open-timeout' | 'cbs-timeout' | 'output-stalled' | 'internal-error'
 
@@ -295,6 +304,7 @@ export class AmqpServer {
     receiver.set_target({ address })
     if (address === '$cbs' || address === '$management') return
     if (address === C2D_ADDRESS) return this.authorize(ctx.connection, address, AMQP_ENTITY_RIGHTS.c2dSender, receiver)
+    if (DEVICE_LINK.test(address)) throw new AmqpError('amqp:not-implemented', DEVICES_OVER_AMQP)
     throw new AmqpError('amqp:not-found', `The messaging entity '${address}' could not be found.`)
   }
 
@@ -319,6 +329,7 @@ export class AmqpServer {
       this.o.eventHubs.attach(sender, partition.group, partition.partition, this.connState(ctx.connection).budget)
       return
     }
+    if (DEVICE_LINK.test(address)) throw new AmqpError('amqp:not-implemented', DEVICES_OVER_AMQP)
     throw new AmqpError('amqp:not-found', `The messaging entity '${address}' could not be found.`)
   }
 
@@ -341,6 +352,12 @@ export class AmqpServer {
       let status = 200, description = 'OK'
       try {
         if (props.operation !== 'put-token') throw new TokenError(`operation ${String(props.operation)} is not supported`, 'malformed')
+        if (isDeviceToken(String(msg.body), String(props.name))) {
+          status = 403
+          description = `ErrorCode:OperationNotAvailableInCurrentTier;${DEVICES_OVER_AMQP}`
+          ctx.delivery!.accept()
+          return this.reply(ctx.connection, msg, '$cbs', status, description)
+        }
         this.connState(ctx.connection).grants.add(this.cbs.verify(String(msg.body), String(props.name)))
         this.authenticated(ctx.connection)
       } catch (e) {

@@ -27,9 +27,11 @@ export interface RestResponse {
 }
 
 export interface Route {
-  method: 'get' | 'put' | 'post' | 'delete' | 'patch'
+  /** `any`: every method (the answers for features the hub does not have yet) */
+  method: 'get' | 'put' | 'post' | 'delete' | 'patch' | 'any'
   pattern: RegExp
-  right: Permission
+  /** `None`: answered without a credential (only to say a feature does not exist yet) */
+  right: Permission | 'None'
   handle(req: RestRequest): Promise<RestResponse> | RestResponse
 }
 
@@ -66,7 +68,7 @@ export function mountRest(app: TemplatedApp, routes: Route[], auth: Authenticato
       reply({ status: err.status, body: errorBody(err), headers: { 'iothub-errorcode': err.codeName } })
     }
     const matches = routes.filter((r) => r.pattern.test(path))
-    const route = matches.find((r) => r.method === method)
+    const route = matches.find((r) => r.method === method) ?? matches.find((r) => r.method === 'any')
     if (!route) return fail(matches.length ? new HubError(405000, `${method.toUpperCase()} is not allowed on ${path}`) : new HubError(404000, `no resource at ${path}`))
     const params = route.pattern.exec(path)!.slice(1).map((p) => {
       try { return decodeURIComponent(p) } catch { return p }
@@ -74,7 +76,7 @@ export function mountRest(app: TemplatedApp, routes: Route[], auth: Authenticato
     const apiVersion = query.get('api-version')
     if (apiVersion !== null && !API_VERSION.test(apiVersion)) return fail(new HubError(400001, `api-version ${apiVersion} is not supported`))
     try {
-      auth.authorizeService(headers.authorization, route.right)
+      if (route.right !== 'None') auth.authorizeService(headers.authorization, route.right)
     } catch (e) {
       return fail(e)
     }

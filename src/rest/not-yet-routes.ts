@@ -1,0 +1,26 @@
+// What the hub does not offer yet answers as Azure answers an operation a hub's tier does not offer
+// (403 OperationNotAvailableInCurrentTier), naming the feature, rather than as "not found" (which the
+// SDKs report as a missing device) or "unauthorized". No credential is needed to learn it.
+import { HubError } from './hub-error.js'
+import type { Route } from './http-server.js'
+
+const NOT_YET: { pattern: RegExp; method: Route['method']; feature: string }[] = [
+  // the device HTTPS API (azure-iot-device-http)
+  { method: 'post', pattern: /^\/devices\/[^/]+\/messages\/events\/?$/i, feature: 'device telemetry over HTTPS' },
+  { method: 'get', pattern: /^\/devices\/[^/]+\/messages\/devicebound\/?$/i, feature: 'receiving C2D messages over HTTPS' },
+  { method: 'any', pattern: /^\/devices\/[^/]+\/messages\/devicebound\/[^/]+(\/(abandon|reject))?\/?$/i, feature: 'settling C2D messages over HTTPS' },
+  { method: 'any', pattern: /^\/devices\/[^/]+\/files(\/.*)?$/i, feature: 'file upload' },
+  // modules, and what has no home here yet
+  { method: 'any', pattern: /^\/(devices|twins)\/[^/]+\/modules(\/.*)?$/i, feature: 'module identities and module twins' },
+  { method: 'any', pattern: /^\/configurations(\/.*)?$/i, feature: 'automatic device configurations' },
+  { method: 'any', pattern: /^\/digitaltwins(\/.*)?$/i, feature: 'the digital twins API' },
+  { method: 'any', pattern: /^\/jobs(\/.*)?$/i, feature: 'jobs' },
+  { method: 'post', pattern: /^\/devices\/?$/i, feature: 'bulk registry operations' },
+]
+
+export function notYetRoutes(): Route[] {
+  return NOT_YET.map(({ method, pattern, feature }) => ({
+    method, pattern, right: 'None',
+    handle: () => { throw new HubError(403010, `${feature} is not supported by this hub yet (see "Not yet" in its README)`) },
+  }))
+}
