@@ -100,6 +100,12 @@ describe('what a device or back end names', () => {
     const good = t.serviceToken('service')
     expect(() => parseSasToken(`${good}&x1=${'a'.repeat(100)}`)).toThrow('unexpected token field "x1"')
     expect(() => parseSasToken(`SharedAccessSignature ${'sr=a&'.repeat(1000)}`)).toThrow(`token longer than ${MAX_TOKEN_LENGTH} characters`)
+    // base64 decoding skips junk, so a padded signature would still verify, as a new cache entry each time
+    const sig = /sig=([^&]+)/.exec(good)![1]!
+    for (const padded of [`${sig}${encodeURIComponent('一'.repeat(50))}`, `${sig}!!!!`, `!${sig}`, sig.replace(/%3D$/, ''), `${sig}%3D`]) {
+      expect(() => parseSasToken(good.replace(sig, padded))).toThrow('sig must be the base64 of an HMAC-SHA256 (44 characters)')
+    }
+    expect(parseSasToken(good).signature).toMatch(/^[A-Za-z0-9+/]{43}=$/)
     const cache = new SasVerifierCache(100, () => {})
     const fields = good.replace('SharedAccessSignature ', '').split('&')
     cache.verify(good, ['k'])

@@ -5,7 +5,7 @@ import { rmSync } from 'node:fs'
 import WebSocket from 'ws'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { BuiltInEndpoint } from '../src/events/built-in-endpoint.js'
-import { MAX_STREAM_READERS, STREAM_FRAME_BODY_BYTES } from '../src/events/event-stream.js'
+import { EventStream, MAX_STREAM_READERS, PUSH_TURN_BYTES, STREAM_FRAME_BODY_BYTES, type Reader } from '../src/events/event-stream.js'
 import { MAX_READ_BYTES } from '../src/rest/events-routes.js'
 import { openHubStore } from '../src/store/hub-store.js'
 import { PartitionLog } from '../shards/partition-log.js'
@@ -42,6 +42,23 @@ describe('REST reads', () => {
       from = r.body.nextSequenceNumber
     }
     expect(seen.filter((m) => m.startsWith('big-'))).toEqual(Array.from({ length: 40 }, (_, i) => `big-${i}`))
+  })
+
+  it('count each property with its JSON overhead: a page of bare property names stays near the bound', async () => {
+    const bare = (i: number) => `%24.mid=bare-${i}&${Array.from({ length: 8000 }, (_, k) => `q${k}`).join('&')}`
+    for (let i = 0; i < 100; i++) await device.publish(`devices/big-reads/messages/events/${bare(i)}`, 'x', 1)
+    const p = partitionOf('big-reads', 4)
+    const seen: string[] = []
+    for (let from = 0, pages = 0; pages < 100; pages++) {
+      const r = await t.rest('GET', `/messages/events/partitions/${p}/events?fromSequenceNumber=${from}&maxCount=1000`)
+      expect(r.status).toBe(200)
+      if (r.body.events.length === 0) break
+      // bodies are base64 in JSON (4/3); names and values with their quotes are counted as they are written
+      expect(JSON.stringify(r.body).length).toBeLessThan((MAX_READ_BYTES * 4) / 3 + 200_000)
+      seen.push(...r.body.events.map((e: { systemProperties: Record<string, string> }) => e.systemProperties['message-id']))
+      from = r.body.nextSequenceNumber
+    }
+    expect(seen.filter((m) => m.startsWith('bare-'))).toEqual(Array.from({ length: 100 }, (_, i) => `bare-${i}`))
   })
 })
 
@@ -91,6 +108,37 @@ describe('partition info', () => {
       expect(info).toMatchObject({ lastEnqueuedSequenceNumber: 49, lastEnqueuedTimeUtc: new Date(1049).toISOString(), isEmpty: false })
       expect(endpoint.endOf(0)).toBe(50)
       expect(endpoint.decodedSegments).toBe(0)
+    } finally {
+      await store.close()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
+
+describe('a reader catching up', () => {
+  it(`that takes everything at once is sent at most ${PUSH_TURN_BYTES} bytes (plus a frame) a turn; the rest follows in order on later turns`, async () => {
+    const dir = tempDir()
+    const store = openHubStore(dir)
+    try {
+      const log = new PartitionLog(0, store.partition(0), store.partitionIndex(0))
+      const sender = { deviceId: 'd', generationId: 'g', authMethod: 'sas' }
+      // 24 MB of backlog, far more than one turn
+      for (let batch = 0; batch < 4; batch++) {
+        await log.append(Array.from({ length: 24 }, (_, i) => ({ t: 1000, sender, bag: `%24.mid=m-${batch * 24 + i}`, extra: null, body: Buffer.alloc(250_000, i) })))
+      }
+      const stream = new EventStream(new BuiltInEndpoint(store, 1), () => {})
+      const reader: Reader = { positions: new Map([[0, 0]]), closed: false, expiresAt: Infinity, turn: 0 }
+      const frames: string[] = []
+      // a socket that never fills: a fast reader on loopback
+      const ws = { getUserData: () => reader, getBufferedAmount: () => 0, send: (f: string) => { frames.push(f); return 1 as const } }
+      stream.push(ws as never)
+      const firstTurn = frames.reduce((n, f) => n + f.length, 0)
+      expect(firstTurn).toBeGreaterThan(0)
+      expect(firstTurn).toBeLessThan(PUSH_TURN_BYTES + 2 * (STREAM_FRAME_BODY_BYTES * 4) / 3 + 4096)
+      const ids = () => frames.flatMap((f) => (JSON.parse(f) as { systemProperties: Record<string, string> }[]).map((e) => e.systemProperties['message-id']))
+      for (let turns = 0; turns < 200 && ids().length < 96; turns++) await new Promise((r) => setImmediate(r))
+      expect(ids()).toEqual(Array.from({ length: 96 }, (_, i) => `m-${i}`))
+      reader.closed = true
     } finally {
       await store.close()
       rmSync(dir, { recursive: true, force: true })

@@ -26,6 +26,7 @@ export class TokenError extends Error {
 /** Far above any real token (~300 characters): the signature covers only sr and se, so nothing else may grow it. */
 export const MAX_TOKEN_LENGTH = 4096
 const FIELDS = new Set(['sr', 'sig', 'se', 'skn'])
+const CANONICAL_SIGNATURE = /^[A-Za-z0-9+/]{43}=$/
 
 export function parseSasToken(token: string): SasToken {
   if (token.length > MAX_TOKEN_LENGTH) throw new TokenError(`token longer than ${MAX_TOKEN_LENGTH} characters`, 'malformed')
@@ -54,6 +55,9 @@ export function parseSasToken(token: string): SasToken {
   } catch {
     throw new TokenError('token is not URL-encoded correctly', 'malformed')
   }
+  // base64 decoding skips characters outside its alphabet: only the canonical form of an HMAC-SHA256
+  // is taken, or one signature padded with junk would be a new token each time
+  if (!CANONICAL_SIGNATURE.test(signature)) throw new TokenError('sig must be the base64 of an HMAC-SHA256 (44 characters)', 'malformed')
   return { rawResource, resource, signature, expiry: Number(rawExpiry), rawExpiry, keyName }
 }
 

@@ -32,11 +32,13 @@ export function toEventJson(partition: number, seq: number, offset: number, e: S
   }
 }
 
-/** What an event weighs once written out: its body and its properties' names and values. */
+/** JSON's quotes, colon and comma around each property, and what decoding one costs beyond its characters. */
+const PROPERTY_OVERHEAD = 8
+/** What an event weighs once written out: its body and its properties' names and values, each property with its overhead. */
 export function storedSize(e: StoredEvent): number {
   let n = e.b.length
-  for (const k in e.s) n += k.length + e.s[k]!.length
-  for (const k in e.p) n += k.length + e.p[k]!.length
+  for (const k in e.s) n += k.length + e.s[k]!.length + PROPERTY_OVERHEAD
+  for (const k in e.p) n += k.length + e.p[k]!.length + PROPERTY_OVERHEAD
   return n
 }
 

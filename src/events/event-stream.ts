@@ -1,7 +1,9 @@
 // The built-in endpoint as a WebSocket push stream: each text frame is a JSON array of events
 // committed since the previous frame. A reader is never sent more than it can take: pushing stops
 // while its socket holds more than HIGH_WATER bytes and resumes on drain from the first event it
-// has not been sent. A send uWS did not take (past maxBackpressure) does not count as sent.
+// has not been sent. A send uWS did not take (past maxBackpressure) does not count as sent. One
+// push sends at most PUSH_TURN_BYTES or runs PUSH_TURN_MS, then yields the event loop: a fast reader
+// catching up on a long backlog never fills its socket, and would otherwise hold the hub for seconds.
 import type { TemplatedApp, WebSocket } from 'uWebSockets.js'
 import type { Authenticator } from '../auth/authenticator.js'
 import { errorBody, HubError } from '../rest/hub-error.js'
@@ -14,6 +16,9 @@ export const STREAM_HIGH_WATER = 1024 * 1024
 export const STREAM_FRAME_BODY_BYTES = 256 * 1024
 /** Readers at once: each may hold STREAM_HIGH_WATER in its socket, and the kernel holds more. */
 export const MAX_STREAM_READERS = 64
+/** What one push may send, and how long it may run, before it lets the event loop serve the others. */
+export const PUSH_TURN_BYTES = 4 * 1024 * 1024
+const PUSH_TURN_MS = 10
 /** Events read from the store per frame. */
 const FRAME_EVENTS = 200
 /**
@@ -25,7 +30,7 @@ const MAX_BACKPRESSURE = 16 * 1024 * 1024
 /** uWS send results */
 const DROPPED = 2
 
-interface Reader {
+export interface Reader {
   /** partition → next sequence number to send */
   positions: Map<number, number>
   closed: boolean
@@ -34,7 +39,12 @@ interface Reader {
   expiryTimer?: NodeJS.Timeout
   /** round-robin start, so a partition with a long backlog cannot starve the others */
   turn: number
+  /** a push that used its turn goes on in a later one */
+  resumeScheduled?: boolean
 }
+
+/** What a push needs of a reader's socket. */
+export type StreamSocket = Pick<WebSocket<Reader>, 'getUserData' | 'getBufferedAmount' | 'send'>
 
 export class EventStream {
   private readonly readers = new Set<WebSocket<Reader>>()
@@ -126,12 +136,19 @@ export class EventStream {
     }
   }
 
-  /** Sends from the store, one frame per partition in turn, until the socket is full or every partition is caught up. */
-  private push(ws: WebSocket<Reader>): void {
+  /**
+   * Sends from the store, one frame per partition in turn, until the socket is full, every partition
+   * is caught up, or the turn's bytes or time are used (then it goes on after the event loop's other work).
+   */
+  push(ws: StreamSocket): void {
     const reader = ws.getUserData()
+    if (reader.resumeScheduled) return
     const partitions = [...reader.positions.keys()]
+    const began = performance.now()
+    let sent = 0
     let idle = 0
     while (!reader.closed && idle < partitions.length && ws.getBufferedAmount() < STREAM_HIGH_WATER) {
+      if (sent >= PUSH_TURN_BYTES || performance.now() - began >= PUSH_TURN_MS) return this.resumeLater(ws)
       const p = partitions[reader.turn % partitions.length]!
       reader.turn++
       const frame = this.readFrame(p, reader.positions.get(p)!)
@@ -139,7 +156,19 @@ export class EventStream {
       idle = 0
       if (ws.send(frame.json, false) === DROPPED) return // not taken: resent from the same position on drain
       reader.positions.set(p, frame.next)
+      sent += frame.json.length
     }
+  }
+
+  private resumeLater(ws: StreamSocket): void {
+    const reader = ws.getUserData()
+    reader.resumeScheduled = true
+    setImmediate(() => {
+      reader.resumeScheduled = false
+      if (reader.closed) return
+      this.endpoint.refresh()
+      this.push(ws)
+    })
   }
 
   /** The next frame of partition `p` from `from`: bounded by count and by bytes of bodies and properties, at least one event. */

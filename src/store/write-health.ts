@@ -114,7 +114,11 @@ export class WriteHealth {
     this.probing = true
     try {
       const low = await this.lowSpace().catch(() => undefined)
-      if (low) return this.failed({ message: low })
+      if (low) {
+        // the reason stays current while the disk fills further (it is what refused writes answer)
+        if (this.failure !== null && this.failure.startsWith('the disk of the data directory has')) this.failure = low
+        return this.failed({ message: low })
+      }
       if (this.failure === null) return
       const wait = Math.min(this.intervalMs * 2 ** (this.failures - 1), MAX_BACKOFF_MS)
       if (Date.now() - this.failedAt < wait) return
