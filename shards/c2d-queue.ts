@@ -1,7 +1,8 @@
 // Cloud-to-device queues of the devices a shard owns (c2d-messaging.md). Records live in LMDB
 // (`c2d`, key [deviceId, sequenceNumber]); memory holds each queue's order, expiry, delivery count
-// and lock. A message is Enqueued, then Invisible while a PUBLISH awaits its PUBACK (the lock), then
-// Completed by the PUBACK, or dead-lettered when it expires or is delivered more than
+// and lock. A message is Enqueued, then Invisible while a delivery awaits its settlement (the lock),
+// then Completed (MQTT PUBACK, AMQP accept), Rejected (AMQP reject: dead-lettered) or Abandoned (AMQP
+// release or modify: Enqueued again), or dead-lettered when it expires or is delivered more than
 // maxDeliveryCount times. Locks end when the connection closes or after the lock timeout.
 //
 // What a crash must not undo is written first: a delivery's count is committed before its PUBLISH
@@ -12,6 +13,7 @@ import { formatPropertyBag } from '../src/mqtt/property-bag.js'
 import { c2dTopic } from '../src/mqtt/iothub-topics.js'
 import { MAX_TOPIC_BYTES } from '../src/mqtt/packets.js'
 import { HubError } from '../src/rest/hub-error.js'
+import type { C2dOutcome } from '../src/edge/edge-connection.js'
 
 export const MAX_QUEUE_DEPTH = 50
 export const MAX_C2D_BYTES = 64 * 1024
@@ -207,11 +209,22 @@ export class C2dQueues {
 
   /** PUBACK completes the message. */
   puback(connId: number, packetId: number): void {
+    this.settle(connId, packetId, 'complete')
+  }
+
+  /**
+   * The device settled a message it holds the lock of: complete removes it (feedback Success),
+   * reject dead-letters it (feedback Rejected), abandon puts it back, Enqueued, its delivery count kept.
+   */
+  settle(connId: number, packetId: number, outcome: C2dOutcome): void {
     const c = this.conns.get(connId)
     const e = c?.inflight.get(packetId)
     if (!c || !e) return
     c.inflight.delete(packetId)
-    if (e.lock?.connId === connId && e.lock.packetId === packetId) this.finish(c.deviceId, e, 'Success')
+    if (e.lock?.connId === connId && e.lock.packetId === packetId) {
+      if (outcome === 'abandon') e.lock = undefined
+      else this.finish(c.deviceId, e, outcome === 'complete' ? 'Success' : 'Rejected')
+    }
     this.pump(c.deviceId)
   }
 

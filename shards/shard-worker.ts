@@ -10,6 +10,7 @@ import {
   partitionOf, postBatch, shardOf, shardOfPartition, type ControlMessage, type ShardInit,
 } from '../src/shard-protocol.js'
 import { parsePropertyBag } from '../src/mqtt/property-bag.js'
+import type { C2dOutcome } from '../src/edge/edge-connection.js'
 import { PartitionLog, type LogMark } from './partition-log.js'
 import { nextOffset, toStoredEvent, type RawEvent, type Sender } from '../src/events/segment-codec.js'
 import { toEventJson } from '../src/events/built-in-endpoint.js'
@@ -224,7 +225,7 @@ function handleBatch(ops: unknown[][]): void {
         break
       }
       case OP_PUBACK:
-        c2d.puback(op[1] as number, op[2] as number)
+        c2d.settle(op[1] as number, op[2] as number, (op[3] as C2dOutcome | undefined) ?? 'complete')
         break
       case OP_TWIN_DEVICE:
         services.twinFromDevice(op[1] as number, op[2] as 'get' | 'patch', op[3] as string, op[4] as Uint8Array)

@@ -16,7 +16,7 @@ import { EventHubsEndpoint } from './amqp/event-hubs-endpoint.js'
 import { ServiceLinks } from './amqp/service-links.js'
 import type { Logger } from './log.js'
 import { createTcpListener, createTlsListener, listen, mountMqttOverWebSocket } from './mqtt/listeners.js'
-import { MqttEdge } from './mqtt/mqtt-edge.js'
+import { DeviceEdge } from './edge/device-edge.js'
 import { DeviceRegistry } from './registry/device-registry.js'
 import { FeedbackQueue } from './c2d/feedback-queue.js'
 import { c2dRoutes } from './rest/c2d-routes.js'
@@ -47,7 +47,7 @@ export interface RunningHub {
   /** the Event Hubs entity (EntityPath) of the built-in endpoint */
   eventHubName: string
   registry: DeviceRegistry
-  edge: MqttEdge
+  edge: DeviceEdge
   /** every REST route the hub serves, with the permission it checks (the rights tests enumerate it) */
   routes: readonly Route[]
   stop(): Promise<void>
@@ -95,7 +95,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
   // the Event Hubs entity name of the built-in endpoint: the hub's name
   const eventHubName = config.hostName.split('.')[0]!.replace(/:\d+$/, '')
   const eventHubs = new EventHubsEndpoint(eventHubName, endpoint, log)
-  let edge!: MqttEdge
+  let edge!: DeviceEdge
   const feedback = new FeedbackQueue(store.root, store.feedback, health)
   // every shard applies a routing change before the REST call that made it is answered
   const hubPorts: number[] = []
@@ -138,7 +138,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
     lastActivityTime: (id) => edge.lastActivityTime(id),
     cloudToDeviceMessageCount: (id) => edge.cloudToDeviceMessageCount(id),
   }, health)
-  edge = new MqttEdge(new Authenticator(tlsNames, policies, registry, config.sasVerifier, config.maxTokenLifetimeDays * 86_400), shards, log, config.mqttFramer, {
+  edge = new DeviceEdge(new Authenticator(tlsNames, policies, registry, config.sasVerifier, config.maxTokenLifetimeDays * 86_400), shards, log, config.mqttFramer, {
     load: () => [...store.activity.getRange()].map(({ key, value }) => [key as string, value as number] as [string, number]),
     // written as a device disconnects: rare enough to need no batching
     record: (deviceId, at) => {

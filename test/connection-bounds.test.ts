@@ -4,7 +4,7 @@
 // unauthenticated client, and what a WebSocket client (which cannot be paused) sends while held.
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import mqttPacket from 'mqtt-packet'
-import { MqttEdge, PREAUTH_BUDGET_BYTES, TELEMETRY_HIGH_WATER_BYTES } from '../src/mqtt/mqtt-edge.js'
+import { DeviceEdge, PREAUTH_BUDGET_BYTES, TELEMETRY_HIGH_WATER_BYTES } from '../src/edge/device-edge.js'
 import {
   MAX_EARLY_BYTES, MAX_SUBSCRIBES_IN_FLIGHT, MAX_TELEMETRY_BYTES_IN_FLIGHT, MAX_TWIN_IN_FLIGHT, PREAUTH_FREE_BYTES, UNPAUSABLE_SLACK_BYTES, WRITE_DRAIN_TIMEOUT_MS, WRITE_HIGH_WATER_BYTES, WRITE_LIMIT_BYTES,
   type DeviceConnection,
@@ -22,13 +22,13 @@ function setup() {
   const sent: unknown[][] = []
   const shards = { send: (_s: number, op: unknown[]) => { sent.push(op) }, shardFor: () => 0 } as unknown as ShardPool
   const auth = { authenticateDevice: (_p: string, deviceId: string) => ({ device: { deviceId, generationId: 'g' }, authMethod: 'sas', expiry: Date.now() / 1000 + 3600 }) } as unknown as Authenticator
-  const edge = new MqttEdge(auth, shards, createLogger('silent'))
+  const edge = new DeviceEdge(auth, shards, createLogger('silent'))
   return { edge, sent }
 }
 
 /** A connection past CONNACK, as the shard's session open leaves it. */
 let nextDevice = 0
-function connected(edge: MqttEdge, kind: 'tcp' | 'wss' = 'tcp'): { conn: DeviceConnection; t: FakeTransport } {
+function connected(edge: DeviceEdge, kind: 'tcp' | 'wss' = 'tcp'): { conn: DeviceConnection; t: FakeTransport } {
   const t = fakeTransport(kind)
   const conn = edge.accept(t)!
   const id = `dev-${nextDevice++}`

@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import type tls from 'node:tls'
 import { afterEach, describe, expect, it } from 'vitest'
 import { createTlsListener } from '../src/mqtt/listeners.js'
-import type { MqttEdge } from '../src/mqtt/mqtt-edge.js'
+import type { DeviceEdge } from '../src/edge/device-edge.js'
 import { Admission } from '../src/mqtt/admission.js'
 import { ConnectionGate, type GateRefusal, type GateTicket } from '../src/tls/connection-gate.js'
 import { closeOf, firstBytes, tcpConnect, tlsConnect } from './helpers/amqp-client.js'
@@ -101,7 +101,7 @@ describe('connection gate', () => {
 describe('the MQTT TLS listener', () => {
   it('drops a connection that never starts its handshake, and serves one that does', async () => {
     const accepted: string[] = []
-    const edge = { admission: new Admission(), accept: () => { accepted.push('tls'); return { receive: () => {}, lost: () => {} } } } as unknown as MqttEdge
+    const edge = { admission: new Admission(), accept: () => { accepted.push('tls'); return { receive: () => {}, lost: () => {} } } } as unknown as DeviceEdge
     const server = createTlsListener(edge, key, cert, 200)
     stops.push(() => new Promise<void>((resolve) => server.close(() => resolve())))
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))

@@ -1,7 +1,7 @@
 // The edge bounds telemetry in flight to the shards: QoS 0 has no acknowledgement to wait for, so
 // without this a fast publisher fills the hub's memory faster than the shards commit.
 import { describe, expect, it } from 'vitest'
-import { MqttEdge, TELEMETRY_HIGH_WATER } from '../src/mqtt/mqtt-edge.js'
+import { DeviceEdge, TELEMETRY_HIGH_WATER } from '../src/edge/device-edge.js'
 import { fakeTransport } from './helpers/fake-transport.js'
 import type { ShardPool } from '../src/shard-pool.js'
 import type { Authenticator } from '../src/auth/authenticator.js'
@@ -16,7 +16,7 @@ describe('edge backpressure', () => {
   it('stops every connection reading above the high-water mark and resumes at the low one', () => {
     const sent: unknown[][] = []
     const shards = { send: (_shard: number, op: unknown[]) => { sent.push(op) } } as unknown as ShardPool
-    const edge = new MqttEdge({} as Authenticator, shards, createLogger('silent'))
+    const edge = new DeviceEdge({} as Authenticator, shards, createLogger('silent'))
     const a = transport(), b = transport()
     const connA = edge.accept(a.pipe)!
     edge.accept(b.pipe)

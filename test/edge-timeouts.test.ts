@@ -1,7 +1,7 @@
 // Deadlines the edge enforces on its own clock: a client that trickles a CONNECT byte by byte is
 // still dropped 30 s after it connected.
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { MqttEdge } from '../src/mqtt/mqtt-edge.js'
+import { DeviceEdge } from '../src/edge/device-edge.js'
 import { fakeTransport } from './helpers/fake-transport.js'
 import type { ShardPool } from '../src/shard-pool.js'
 import type { Authenticator } from '../src/auth/authenticator.js'
@@ -13,7 +13,7 @@ describe('edge deadlines', () => {
   it('a CONNECT trickled in byte by byte does not extend the 30 s deadline', () => {
     vi.useFakeTimers()
     const transport = fakeTransport()
-    const edge = new MqttEdge({} as Authenticator, { send: () => {} } as unknown as ShardPool, createLogger('silent'))
+    const edge = new DeviceEdge({} as Authenticator, { send: () => {} } as unknown as ShardPool, createLogger('silent'))
     const conn = edge.accept(transport)!
     // a CONNECT announcing 200 bytes, then one byte every 5 s
     conn.receive(Buffer.from([0x10, 0xc8, 0x01]))
@@ -31,7 +31,7 @@ describe('edge deadlines', () => {
   it('keep-alive does not run out while the hub itself has stopped reading the connection', () => {
     vi.useFakeTimers()
     const transport = fakeTransport()
-    const edge = new MqttEdge({} as Authenticator, { send: () => {} } as unknown as ShardPool, createLogger('silent'))
+    const edge = new DeviceEdge({} as Authenticator, { send: () => {} } as unknown as ShardPool, createLogger('silent'))
     const conn = edge.accept(transport)!
     conn.state = 'connected' // as after CONNACK; the keep-alive check only looks at these fields
     conn.keepAliveMs = 1500

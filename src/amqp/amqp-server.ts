@@ -15,7 +15,8 @@ import { ConnectionGate, type GateTicket } from '../tls/connection-gate.js'
 import { amqpLimits, type AmqpLimits } from './amqp-limits.js'
 import { CbsAuthority, ConnectionGrants } from './cbs-auth.js'
 import { AmqpError, type EventHubsEndpoint } from './event-hubs-endpoint.js'
-import { AmqpFrameGuard, type FrameViolation } from './frame-guard.js'
+import { AmqpFrameGuard, type AmqpByteSocket, type FrameViolation } from './frame-guard.js'
+import type { WebSocketByteStream } from './websocket-stream.js'
 import { limitIncomingTransfers } from './incoming-transfer-limits.js'
 import { OutgoingBudget } from './outgoing-budget.js'
 import { diagnosticWording, withRheaConsoleCaptured } from './rhea-console.js'
@@ -160,10 +161,21 @@ export class AmqpServer {
     })
   }
 
-  /** A TLS handshake finished in time: rhea gets the socket through a frame guard. */
-  private accept(socket: tls.TLSSocket, ticket: GateTicket): void {
+  /**
+   * An AMQP connection over WebSocket (the HTTPS server upgraded it, AMQPWSB10): the same engine and
+   * bounds as on 5671. False when its address is over a bound (the caller closes it).
+   */
+  acceptWebSocket(stream: WebSocketByteStream): boolean {
+    const ticket = this.gate.enter(stream.remoteAddress)
+    if (!ticket) return false
+    this.accept(stream, ticket)
+    return true
+  }
+
+  /** A TLS handshake finished in time (or a WebSocket was upgraded): rhea gets the socket through a frame guard. */
+  private accept(socket: AmqpByteSocket, ticket: GateTicket): void {
     const L = this.limits
-    const peer = `${socket.remoteAddress}:${socket.remotePort}`
+    const peer = socket.remotePort === undefined ? `${socket.remoteAddress} (WebSocket)` : `${socket.remoteAddress}:${socket.remotePort}`
     socket.setNoDelay(true)
     const conn = this.container.create_connection({
       transport: 'tls', autoaccept: false, max_frame_size: L.maxFrameBytes, channel_max: L.maxSessionsPerConnection - 1,

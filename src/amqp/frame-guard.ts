@@ -6,6 +6,28 @@
 import { EventEmitter } from 'node:events'
 import type tls from 'node:tls'
 
+/**
+ * What the guard needs of the byte pipe under a connection: a TLS socket, or a WebSocket carrying
+ * AMQP (websocket-stream.ts). It emits 'data' (Buffer), 'error' and 'close'.
+ */
+export interface AmqpByteSocket extends EventEmitter {
+  readonly authorized: boolean
+  readonly remoteAddress: string | undefined
+  readonly remotePort: number | undefined
+  readonly destroyed: boolean
+  readonly writableEnded: boolean
+  /** bytes written and not yet taken by the network */
+  readonly writableLength: number
+  getPeerCertificate(): tls.PeerCertificate
+  setNoDelay(noDelay?: boolean): unknown
+  /** `flushed` runs once the bytes left (or the socket closed) */
+  write(data: Buffer, flushed: () => void): boolean
+  end(): unknown
+  destroy(): unknown
+  pause(): unknown
+  resume(): unknown
+}
+
 const PROTOCOL_HEADER_BYTES = 8
 const FRAME_SIZE_BYTES = 4
 /** the smallest frame: its 8-byte header alone (an empty frame is a heartbeat) */
@@ -13,6 +35,8 @@ const MIN_FRAME_BYTES = 8
 /** "AMQP", the start of every protocol header */
 const AMQP_MAGIC = 0x414d5150
 const SASL_PROTOCOL_ID = 3
+
+export type PauseReason = 'output' | 'devices'
 
 export type FrameViolation = 'frame-too-large' | 'frame-too-small' | 'bad-protocol-header' | 'unauthenticated-input-over-bound'
 
@@ -38,13 +62,14 @@ export class AmqpFrameGuard extends EventEmitter {
   private lastProtocolId = -1
   private unauthenticatedBytes = 0
   private isAuthenticated = false
+  private readonly pausedFor = new Set<PauseReason>()
   private isDiscarding = false
   private hasReportedEnd = false
   private closeTimer: NodeJS.Timeout | undefined
   /** bytes received in all (diagnostics) */
   receivedBytes = 0
 
-  constructor(readonly socket: tls.TLSSocket, private readonly o: FrameGuardOptions) {
+  constructor(readonly socket: AmqpByteSocket, private readonly o: FrameGuardOptions) {
     super()
     socket.on('data', (chunk: Buffer) => this.input(chunk))
     socket.on('error', () => {}) // 'close' follows and reports the end to rhea
@@ -97,8 +122,20 @@ export class AmqpFrameGuard extends EventEmitter {
     return this.socket.writableLength
   }
 
-  pauseInput(): void { this.socket.pause() }
-  resumeInput(): void { if (!this.isDiscarding) this.socket.resume() }
+  /** Reading stops while any reason holds it (the output budget, a device's telemetry window). */
+  pauseInput(reason: PauseReason = 'output'): void {
+    const wasReading = this.pausedFor.size === 0
+    this.pausedFor.add(reason)
+    if (wasReading) this.socket.pause()
+  }
+
+  resumeInput(reason: PauseReason = 'output'): void {
+    if (!this.pausedFor.delete(reason) || this.pausedFor.size > 0 || this.isDiscarding) return
+    this.socket.resume()
+  }
+
+  /** Whether the hub has stopped reading this connection. */
+  get isInputPaused(): boolean { return this.pausedFor.size > 0 }
 
   /** Stops passing input to rhea; the socket is destroyed after the grace period unless it closes first. */
   discardInput(): void {

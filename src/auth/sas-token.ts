@@ -26,7 +26,8 @@ export class TokenError extends Error {
 /** Far above any real token (~300 characters): the signature covers only sr and se, so nothing else may grow it. */
 export const MAX_TOKEN_LENGTH = 4096
 const FIELDS = new Set(['sr', 'sig', 'se', 'skn'])
-const CANONICAL_SIGNATURE = /^[A-Za-z0-9+/]{43}=$/
+/** 32 bytes: 42 characters, one whose low 2 bits are unused (so 16 of 64), and the padding */
+const CANONICAL_SIGNATURE = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/
 
 export function parseSasToken(token: string): SasToken {
   if (token.length > MAX_TOKEN_LENGTH) throw new TokenError(`token longer than ${MAX_TOKEN_LENGTH} characters`, 'malformed')

@@ -34,11 +34,27 @@ export function toEventJson(partition: number, seq: number, offset: number, e: S
 
 /** JSON's quotes, colon and comma around each property, and what decoding one costs beyond its characters. */
 const PROPERTY_OVERHEAD = 8
-/** What an event weighs once written out: its body and its properties' names and values, each property with its overhead. */
+
+/** What `text` takes in UTF-8 JSON: control characters become `\u00XX`, quotes and backslashes get a backslash. */
+export function jsonTextSize(text: string): number {
+  let n = 0
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (c < 0x20) n += 6
+    else if (c === 0x22 || c === 0x5c) n += 2
+    else if (c < 0x80) n += 1
+    else if (c < 0x800) n += 2
+    else if (c >= 0xd800 && c <= 0xdfff) n += 6 // a lone surrogate is escaped; a pair counts 12 for 4 bytes, an over-count
+    else n += 3
+  }
+  return n
+}
+
+/** What an event weighs once written out: its body and its properties' names and values as JSON, each property with its overhead. */
 export function storedSize(e: StoredEvent): number {
   let n = e.b.length
-  for (const k in e.s) n += k.length + e.s[k]!.length + PROPERTY_OVERHEAD
-  for (const k in e.p) n += k.length + e.p[k]!.length + PROPERTY_OVERHEAD
+  for (const k in e.s) n += jsonTextSize(k) + jsonTextSize(e.s[k]!) + PROPERTY_OVERHEAD
+  for (const k in e.p) n += jsonTextSize(k) + jsonTextSize(e.p[k]!) + PROPERTY_OVERHEAD
   return n
 }
 

@@ -1,9 +1,10 @@
 // The built-in endpoint as a WebSocket push stream: each text frame is a JSON array of events
 // committed since the previous frame. A reader is never sent more than it can take: pushing stops
 // while its socket holds more than HIGH_WATER bytes and resumes on drain from the first event it
-// has not been sent. A send uWS did not take (past maxBackpressure) does not count as sent. One
-// push sends at most PUSH_TURN_BYTES or runs PUSH_TURN_MS, then yields the event loop: a fast reader
-// catching up on a long backlog never fills its socket, and would otherwise hold the hub for seconds.
+// has not been sent. A send uWS did not take (past maxBackpressure) does not count as sent. All
+// readers together send at most PUSH_TURN_BYTES, or for PUSH_TURN_MS, per event-loop turn: a fast
+// reader catching up on a long backlog never fills its socket, and would otherwise hold the hub for
+// seconds (64 of them, 64 times as long).
 import type { TemplatedApp, WebSocket } from 'uWebSockets.js'
 import type { Authenticator } from '../auth/authenticator.js'
 import { errorBody, HubError } from '../rest/hub-error.js'
@@ -39,8 +40,6 @@ export interface Reader {
   expiryTimer?: NodeJS.Timeout
   /** round-robin start, so a partition with a long backlog cannot starve the others */
   turn: number
-  /** a push that used its turn goes on in a later one */
-  resumeScheduled?: boolean
 }
 
 /** What a push needs of a reader's socket. */
@@ -50,6 +49,10 @@ export class EventStream {
   private readonly readers = new Set<WebSocket<Reader>>()
 
   private readonly readersPerPartition = new Map<number, number>()
+  /** readers waiting for the next turn's budget, in turn order */
+  private readonly waiting = new Set<StreamSocket>()
+  /** what pushes have spent of this event-loop turn */
+  private spent = { open: false, since: 0, bytes: 0 }
 
   /** `tail(p, on)` asks the owning shard to send each commit of p as a ready frame while anyone reads live. */
   constructor(private readonly endpoint: BuiltInEndpoint, private readonly tail: (partition: number, on: boolean) => void) {}
@@ -109,6 +112,7 @@ export class EventStream {
       },
       close: (ws) => {
         ws.getUserData().closed = true
+        this.waiting.delete(ws)
         clearTimeout(ws.getUserData().expiryTimer)
         if (this.readers.delete(ws)) this.count(ws, -1)
       },
@@ -138,17 +142,15 @@ export class EventStream {
 
   /**
    * Sends from the store, one frame per partition in turn, until the socket is full, every partition
-   * is caught up, or the turn's bytes or time are used (then it goes on after the event loop's other work).
+   * is caught up, or this event-loop turn's budget is used (then it goes on in a later turn).
    */
   push(ws: StreamSocket): void {
     const reader = ws.getUserData()
-    if (reader.resumeScheduled) return
+    if (this.waiting.has(ws)) return
     const partitions = [...reader.positions.keys()]
-    const began = performance.now()
-    let sent = 0
     let idle = 0
     while (!reader.closed && idle < partitions.length && ws.getBufferedAmount() < STREAM_HIGH_WATER) {
-      if (sent >= PUSH_TURN_BYTES || performance.now() - began >= PUSH_TURN_MS) return this.resumeLater(ws)
+      if (!this.budgetLeft()) { this.waiting.add(ws); return }
       const p = partitions[reader.turn % partitions.length]!
       reader.turn++
       const frame = this.readFrame(p, reader.positions.get(p)!)
@@ -156,19 +158,34 @@ export class EventStream {
       idle = 0
       if (ws.send(frame.json, false) === DROPPED) return // not taken: resent from the same position on drain
       reader.positions.set(p, frame.next)
-      sent += frame.json.length
+      this.spent.bytes += frame.json.length
     }
   }
 
-  private resumeLater(ws: StreamSocket): void {
-    const reader = ws.getUserData()
-    reader.resumeScheduled = true
-    setImmediate(() => {
-      reader.resumeScheduled = false
-      if (reader.closed) return
-      this.endpoint.refresh()
-      this.push(ws)
-    })
+  /**
+   * One budget for all readers per event-loop turn, so that many readers catching up at once cost
+   * the loop no more than one does. The first push of a turn opens it; readers that found it used
+   * go on, in order, at the start of the next.
+   */
+  private budgetLeft(): boolean {
+    if (!this.spent.open) {
+      this.spent = { open: true, since: performance.now(), bytes: 0 }
+      setImmediate(() => this.nextTurn())
+    }
+    return this.spent.bytes < PUSH_TURN_BYTES && performance.now() - this.spent.since < PUSH_TURN_MS
+  }
+
+  private nextTurn(): void {
+    this.spent.open = false
+    if (this.waiting.size === 0) return
+    this.endpoint.refresh()
+    // round robin: each reader goes to the back as it takes its turn
+    for (const ws of [...this.waiting]) {
+      this.waiting.delete(ws)
+      if (ws.getUserData().closed) continue
+      this.push(ws) // if the budget ran out it is back in the queue, behind those not reached yet
+      if (!this.budgetLeft()) return
+    }
   }
 
   /** The next frame of partition `p` from `from`: bounded by count and by bytes of bodies and properties, at least one event. */

@@ -12,7 +12,9 @@ import { DeviceAuthError, type DeviceIdentity } from '../auth/authenticator.js'
 import { FrameError, type FrameHandler } from './framer.js'
 import * as packets from './packets.js'
 import type { MqttTransport } from './transport.js'
-import type { MqttEdge } from './mqtt-edge.js'
+import type { DeviceEdge } from '../edge/device-edge.js'
+import type { EdgeConnection } from '../edge/edge-connection.js'
+import { methodRequestTopic, TWIN_RESPONSE_PREFIX } from './iothub-topics.js'
 
 /** The largest packet worth reading: a 256 KB message plus a full topic and headers. */
 export const MAX_PACKET_BYTES = 256 * 1024 + 65_535 + 16
@@ -56,7 +58,7 @@ export function modelIdOf(username: string): string {
   return ''
 }
 
-export class DeviceConnection implements FrameHandler {
+export class DeviceConnection implements FrameHandler, EdgeConnection {
   state: State = 'awaiting-connect'
   identity: DeviceIdentity | undefined
   clientId = ''
@@ -101,10 +103,10 @@ export class DeviceConnection implements FrameHandler {
   private preauthReserved = 0
   private eventsPrefix = ''
   private will: { payload: Buffer; bag: string; retain: boolean } | undefined
-  private readonly framer: ReturnType<MqttEdge['createFramer']>
+  private readonly framer: ReturnType<DeviceEdge['createFramer']>
   private expiryTimer: NodeJS.Timeout | undefined
 
-  constructor(readonly id: number, readonly transport: MqttTransport, private readonly edge: MqttEdge,
+  constructor(readonly id: number, readonly transport: MqttTransport, private readonly edge: DeviceEdge,
     /** releases this connection's place among its address's unauthenticated connections */
     private admissionTicket?: () => void) {
     this.framer = edge.createFramer(MAX_PACKET_BYTES)
@@ -200,10 +202,30 @@ export class DeviceConnection implements FrameHandler {
     this.edge.telemetry(this, packetId, bag, payload, extra)
   }
 
-  /** Called by the edge when the shard committed messages of this connection. */
-  acked(count: number): void {
-    this.unacked -= count
+  /** Called by the edge when the shard committed messages of this connection: their PUBACKs leave in one write. */
+  acked(packetIds: number[]): void {
+    this.unacked -= packetIds.length
     this.checkWindow()
+    this.send(packets.pubacks(packetIds))
+  }
+
+  get transportKind(): string { return this.transport.kind }
+
+  /** A shard's PUBLISH to this device (C2D, twin responses, desired-property patches). */
+  deliver(topic: string, payload: Uint8Array, qos: number, packetId: number, dup: boolean): void {
+    if (topic.startsWith(TWIN_RESPONSE_PREFIX)) this.twinAnswered()
+    if (qos === 1) this.c2dSent()
+    let packet: Buffer
+    try {
+      packet = packets.publish(topic, payload, qos, packetId, dup)
+    } catch (e) {
+      return this.close('the hub cannot encode a packet for this connection', { error: e as Error })
+    }
+    this.send(packet)
+  }
+
+  methodRequest(methodName: string, rid: string, payload: Buffer): void {
+    this.send(packets.publish(methodRequestTopic(methodName, rid), payload, 0, 0, false))
   }
 
   /** The edge sent a message of this connection to its shard. */
@@ -297,7 +319,7 @@ export class DeviceConnection implements FrameHandler {
       // completes a C2D message; one the hub did not send (or already completed) is not passed on
       if (this.c2dAwaitingPuback > 0) {
         this.c2dAwaitingPuback--
-        this.edge.deviceAcked(this, packet.readUInt16BE(2))
+        this.edge.c2dSettled(this, packet.readUInt16BE(2))
       }
       return
     }
@@ -325,7 +347,7 @@ export class DeviceConnection implements FrameHandler {
         // completes a C2D message (the only QoS 1 PUBLISH the hub sends); the usual ones took the fast path above
         if (this.state === 'connected' && this.c2dAwaitingPuback > 0) {
           this.c2dAwaitingPuback--
-          this.edge.deviceAcked(this, decoded.messageId!)
+          this.edge.c2dSettled(this, decoded.messageId!)
         }
         return
       default:

@@ -5,7 +5,7 @@ import type tls from 'node:tls'
 import type { TemplatedApp, WebSocket } from 'uWebSockets.js'
 import { ConnectionGate } from '../tls/connection-gate.js'
 import { MAX_PACKET_BYTES, WRITE_LIMIT_BYTES, type DeviceConnection } from './device-connection.js'
-import type { MqttEdge } from './mqtt-edge.js'
+import type { DeviceEdge } from '../edge/device-edge.js'
 import { socketTransport, type MqttTransport } from './transport.js'
 
 /** Connection storms: Node's default backlog of 511 resets connections under load. */
@@ -13,7 +13,7 @@ const BACKLOG = 4096
 /** uWS send results */
 const DROPPED = 2
 
-function attach(socket: net.Socket, kind: 'tls' | 'tcp', edge: MqttEdge): void {
+function attach(socket: net.Socket, kind: 'tls' | 'tcp', edge: DeviceEdge): void {
   // a TLS socket's raw socket was admitted as it was accepted, before its handshake
   if (kind === 'tcp') edge.admission.admitRaw(socket)
   if (socket.destroyed) return
@@ -39,7 +39,7 @@ export function listen(server: net.Server, port: number, host: string): Promise<
 /** TCP accept → end of the TLS handshake: a socket that never sends a ClientHello must not stay open. */
 export const TLS_HANDSHAKE_TIMEOUT_MS = 10_000
 
-export function createTlsListener(edge: MqttEdge, key: string, cert: string, handshakeTimeoutMs = TLS_HANDSHAKE_TIMEOUT_MS): tls.Server {
+export function createTlsListener(edge: DeviceEdge, key: string, cert: string, handshakeTimeoutMs = TLS_HANDSHAKE_TIMEOUT_MS): tls.Server {
   // the gate keeps the handshake deadline; the edge's admission bounds the connections per address
   // that have not authenticated yet (it needs the CONNECT outcome)
   const gate = new ConnectionGate({ handshakeTimeoutMs, maxUnauthenticatedPerAddress: Infinity, maxConnectionsPerAddress: Infinity })
@@ -48,7 +48,7 @@ export function createTlsListener(edge: MqttEdge, key: string, cert: string, han
   return server
 }
 
-export function createTcpListener(edge: MqttEdge): net.Server {
+export function createTcpListener(edge: DeviceEdge): net.Server {
   return net.createServer((socket) => attach(socket, 'tcp', edge))
 }
 
@@ -74,7 +74,7 @@ function wsTransport(ws: WebSocket<WsMqtt>, remoteAddress: string): MqttTranspor
   }
 }
 
-export function mountMqttOverWebSocket(app: TemplatedApp, edge: MqttEdge): void {
+export function mountMqttOverWebSocket(app: TemplatedApp, edge: DeviceEdge): void {
   app.ws<WsMqtt>('/$iothub/websocket', {
     maxPayloadLength: MAX_PACKET_BYTES + 1024,
     // the connection closes itself past WRITE_LIMIT_BYTES; uWS must never drop a send below that

@@ -1,9 +1,8 @@
-// Direct methods (direct-methods.md): in flight only, so they live on the edge. A call is published
-// to the device's connection on `$iothub/methods/POST/{name}/?$rid={rid}` (QoS 0) and completes when
-// the device answers on `$iothub/methods/res/{status}/?$rid={rid}`, or fails with 404103 when the
+// Direct methods (direct-methods.md): in flight only, so they live on the edge. A call goes to the
+// device's connection (over MQTT on `$iothub/methods/POST/{name}/?$rid={rid}`, QoS 0; over AMQP on
+// its methods link) and completes when the device answers with the same rid, or fails with 404103 when the
 // device is not online (after connectTimeout) and 504101 when it does not answer in time.
 import { HubError } from '../rest/hub-error.js'
-import { methodRequestTopic } from './iothub-topics.js'
 import { jsonDeeperThan, MAX_JSON_DEPTH } from '../json-depth.js'
 
 export const MAX_METHOD_PAYLOAD_BYTES = 128 * 1024
@@ -13,7 +12,8 @@ export const MAX_INFLIGHT_PER_DEVICE = 1000
 export interface MethodTarget {
   readonly id: number
   readonly deviceId: string
-  write(bytes: Buffer): void
+  /** sends the call to the device in its protocol's form */
+  request(methodName: string, rid: string, payload: Buffer): void
 }
 
 export interface MethodResult { status: number; payload: unknown }
@@ -32,9 +32,8 @@ export class MethodCalls {
   private readonly perDevice = new Map<string, number>()
 
   constructor(
-    /** the device's live connection when it is subscribed to `$iothub/methods/POST/#` */
+    /** the device's live connection when it is subscribed to `$iothub/methods/POST/#` (or has a methods link) */
     private readonly target: (deviceId: string) => MethodTarget | undefined,
-    private readonly publishPacket: (topic: string, payload: Buffer) => Buffer,
   ) {}
 
   get inFlight(): number { return this.pending.size }
@@ -60,7 +59,7 @@ export class MethodCalls {
       }, responseTimeoutMs)
       timer.unref()
       this.pending.set(rid, { deviceId, connId: target.id, resolve, reject, timer })
-      target.write(this.publishPacket(methodRequestTopic(methodName, rid), payload))
+      target.request(methodName, rid, payload)
     })
   }
 

@@ -1,5 +1,5 @@
 // Direct method invocation (direct-methods.md): `POST /twins/{id}/methods`.
-import type { MqttEdge } from '../mqtt/mqtt-edge.js'
+import type { DeviceEdge } from '../edge/device-edge.js'
 import { MAX_METHOD_PAYLOAD_BYTES } from '../mqtt/method-calls.js'
 import type { DeviceRegistry } from '../registry/device-registry.js'
 import { HubError } from './hub-error.js'
@@ -14,7 +14,7 @@ function seconds(v: unknown, name: string, dflt: number, min: number, max: numbe
   return v
 }
 
-export function methodRoutes(registry: DeviceRegistry, edge: MqttEdge): Route[] {
+export function methodRoutes(registry: DeviceRegistry, edge: DeviceEdge): Route[] {
   return [{
     method: 'post', pattern: /^\/twins\/([^/]+)\/methods\/?$/, right: 'ServiceConnect',
     async handle(req) {

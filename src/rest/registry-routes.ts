@@ -1,12 +1,12 @@
 // Identity registry REST routes (api-version 2021-04-12).
 import type { DeviceRegistry } from '../registry/device-registry.js'
-import type { MqttEdge } from '../mqtt/mqtt-edge.js'
+import type { DeviceEdge } from '../edge/device-edge.js'
 import { HubError } from './hub-error.js'
 import type { Route } from './http-server.js'
 
 const DEVICE = /^\/devices\/([^/]+)\/?$/
 
-export function registryRoutes(registry: DeviceRegistry, edge: MqttEdge): Route[] {
+export function registryRoutes(registry: DeviceRegistry, edge: DeviceEdge): Route[] {
   const deviceReply = (d: Parameters<DeviceRegistry['toJson']>[0]) => ({ status: 200, body: registry.toJson(d), headers: { ETag: `"${d.etag}"` } })
   return [
     {

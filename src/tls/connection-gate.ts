@@ -89,16 +89,35 @@ export class ConnectionGate {
     for (const h of this.handshaking.values()) h.raw.destroy()
   }
 
-  private admit(raw: net.Socket): void {
-    const address = sourceAddress(raw)
-    if (!address) return void raw.destroy() // already gone
+  /**
+   * A connection secured elsewhere (a WebSocket upgraded by the HTTPS server) counts against its
+   * address like the others; undefined when the address is over a bound. Release the ticket when it closes.
+   */
+  enter(address: string): GateTicket | undefined {
+    const unmapped = address.startsWith('::ffff:') ? address.slice(7) : address
+    const ticket = this.ticketFor(unmapped)
+    if (typeof ticket === 'string') {
+      this.o.onRefused?.(unmapped, ticket)
+      return undefined
+    }
+    return ticket
+  }
+
+  private ticketFor(address: string): GateTicket | GateRefusal {
     let counts = this.byAddress.get(address)
-    if (counts && counts.total >= this.o.maxConnectionsPerAddress) return this.refuse(raw, address, 'too-many-connections')
-    if (counts && counts.unauthenticated >= this.o.maxUnauthenticatedPerAddress) return this.refuse(raw, address, 'too-many-unauthenticated')
+    if (counts && counts.total >= this.o.maxConnectionsPerAddress) return 'too-many-connections'
+    if (counts && counts.unauthenticated >= this.o.maxUnauthenticatedPerAddress) return 'too-many-unauthenticated'
     if (!counts) this.byAddress.set(address, (counts = { unauthenticated: 0, total: 0 }))
     counts.unauthenticated++
     counts.total++
-    const ticket = new GateTicket(address, counts, () => this.byAddress.delete(address))
+    return new GateTicket(address, counts, () => this.byAddress.delete(address))
+  }
+
+  private admit(raw: net.Socket): void {
+    const address = sourceAddress(raw)
+    if (!address) return void raw.destroy() // already gone
+    const ticket = this.ticketFor(address)
+    if (typeof ticket === 'string') return this.refuse(raw, address, ticket)
     const key = socketKey(raw)
     // an absolute deadline: Node's own handshakeTimeout restarts on every byte, so a slow ClientHello would hold it
     const timer = setTimeout(() => {

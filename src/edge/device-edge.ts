@@ -1,7 +1,9 @@
-// The edge's view of every MQTT connection: it authenticates, hands telemetry to the owning shard,
-// writes back the PUBACKs the shards release (all acks of one connection in one write), enforces
+// The edge's view of every device connection, MQTT or AMQP: it hands telemetry to the owning shard,
+// passes back the acknowledgements the shards release (all acks of one connection at once), enforces
 // one connection per client id, and answers the registry's presence questions. It also carries
-// twins, direct methods and C2D between devices and their shards (iothubPublish, publishFromShard).
+// twins, direct methods and C2D between devices and their shards (twinRequest, publishFromShard).
+// Each connection translates for its protocol (edge-connection.ts); MQTT's listeners come in here
+// through accept().
 import type { Authenticator } from '../auth/authenticator.js'
 import type { Logger } from '../log.js'
 import { NEVER, type PresenceView, type RegistryEvent } from '../registry/device-registry.js'
@@ -9,15 +11,15 @@ import type { ShardPool } from '../shard-pool.js'
 import {
   OP_CONNECTION_CLOSED, OP_PUBACK, OP_SESSION_END, OP_SESSION_OPEN, OP_SUBSCRIBE, OP_TELEMETRY, OP_TWIN_DEVICE, OP_UNSUBSCRIBE,
 } from '../shard-protocol.js'
-import { DeviceConnection, WRITE_DRAIN_TIMEOUT_MS } from './device-connection.js'
-import { Admission } from './admission.js'
+import { DeviceConnection, WRITE_DRAIN_TIMEOUT_MS } from '../mqtt/device-connection.js'
+import type { C2dOutcome, EdgeConnection } from './edge-connection.js'
+import { Admission } from '../mqtt/admission.js'
 import { LogRateLimit } from '../log-rate-limit.js'
-import { MqttFramer } from './framer.js'
+import { MqttFramer } from '../mqtt/framer.js'
 import { WasmMqttFramer } from '../wasm/wasm-framer.js'
-import { METHODS_FILTER, parseIotHubTopic, TWIN_RESPONSE_PREFIX } from './iothub-topics.js'
-import { MethodCalls } from './method-calls.js'
-import { publish as publishPacket, pubacks } from './packets.js'
-import type { MqttTransport } from './transport.js'
+import { METHODS_FILTER, parseIotHubTopic } from '../mqtt/iothub-topics.js'
+import { MethodCalls } from '../mqtt/method-calls.js'
+import type { MqttTransport } from '../mqtt/transport.js'
 
 /** Where the last activity of disconnected devices is kept across restarts. */
 export interface ActivityLog {
@@ -44,13 +46,13 @@ const CONNECT_TIMEOUT_MS = 30_000
 /** What all unauthenticated connections together may hold of CONNECT packets larger than the free size. */
 export const PREAUTH_BUDGET_BYTES = 64 * 1024 * 1024
 
-export class MqttEdge implements PresenceView {
+export class DeviceEdge implements PresenceView {
   private nextConnId = 1
-  private readonly byId = new Map<number, DeviceConnection>()
+  private readonly byId = new Map<number, EdgeConnection>()
   private telemetryInFlight = 0
   private telemetryBytesInFlight = 0
   private holding = false
-  private readonly byClientId = new Map<string, DeviceConnection>()
+  private readonly byClientId = new Map<string, EdgeConnection>()
   private readonly connectedAt = new Map<string, string>()
   private readonly stateChangedAt = new Map<string, string>()
   private readonly lastActivity = new Map<string, number>()
@@ -72,8 +74,8 @@ export class MqttEdge implements PresenceView {
     this.methods = new MethodCalls((deviceId) => {
       const conn = this.byClientId.get(deviceId)
       if (conn?.state !== 'connected' || !conn.subscriptions.has(METHODS_FILTER)) return undefined
-      return { id: conn.id, deviceId, write: (b) => conn.send(b) }
-    }, (topic, payload) => publishPacket(topic, payload, 0, 0, false))
+      return { id: conn.id, deviceId, request: (name, rid, payload) => conn.methodRequest(name, rid, payload) }
+    })
   }
 
   get connectionCount(): number { return this.byId.size }
@@ -91,9 +93,19 @@ export class MqttEdge implements PresenceView {
     const ticket = transport.kind === 'wss' ? this.admission.enter(transport.remoteAddress) : this.admission.ticketOf(transport.remoteAddress, transport.remotePort)
     if (!ticket && transport.kind === 'wss') return undefined
     const conn = new DeviceConnection(this.nextConnId++, transport, this, ticket)
+    this.register(conn)
+    return conn
+  }
+
+  /** A connection id for a connection made elsewhere (an AMQP device session). */
+  newConnectionId(): number {
+    return this.nextConnId++
+  }
+
+  /** The edge knows of the connection from now on (it is authenticating or about to). */
+  register(conn: EdgeConnection): void {
     this.byId.set(conn.id, conn)
     if (this.holding) conn.hold(true)
-    return conn
   }
 
   /** A CONNECT larger than the free size takes its bytes from the hub-wide budget, or is refused. */
@@ -108,7 +120,7 @@ export class MqttEdge implements PresenceView {
   }
 
   /** The shard knows the connection's device from the session open, so only the message crosses. */
-  telemetry(conn: DeviceConnection, packetId: number, bag: string, payload: Buffer, extra: Record<string, string> | null): void {
+  telemetry(conn: EdgeConnection, packetId: number, bag: string, payload: Buffer, extra: Record<string, string> | null): void {
     this.shards.send(conn.shard, [OP_TELEMETRY, conn.id, packetId, bag, payload, extra])
     // QoS 0 has no acknowledgement to wait for: without a bound, a fast publisher fills memory
     // faster than the shards commit. Past the mark every connection stops reading until they catch up.
@@ -133,7 +145,7 @@ export class MqttEdge implements PresenceView {
     for (const conn of this.byId.values()) conn.hold(on)
   }
 
-  openSession(conn: DeviceConnection): void {
+  openSession(conn: EdgeConnection): void {
     // one connection per identity: the newest wins (Azure: 400027 ConnectionForcefullyClosedOnNewConnection)
     this.byClientId.get(conn.clientId)?.close('taken over by a new connection for the same client id')
     this.byClientId.set(conn.clientId, conn)
@@ -151,12 +163,12 @@ export class MqttEdge implements PresenceView {
     const now = new Date().toISOString()
     this.connectedAt.set(conn.deviceId, now)
     this.stateChangedAt.set(conn.deviceId, now)
-    this.log.info('device connected', { deviceId: conn.deviceId, transport: conn.transport.kind, sessionPresent })
+    this.log.info('device connected', { deviceId: conn.deviceId, transport: conn.transportKind, sessionPresent })
   }
 
   acks(flat: number[], from: number): void {
     // group by connection so each gets one write however many acks it earned
-    const byConn = new Map<DeviceConnection, number[]>()
+    const byConn = new Map<EdgeConnection, number[]>()
     for (let i = from; i < flat.length; i += 2) {
       const conn = this.byId.get(flat[i]!)
       if (!conn) continue
@@ -164,10 +176,7 @@ export class MqttEdge implements PresenceView {
       if (!ids) byConn.set(conn, (ids = []))
       ids.push(flat[i + 1]!)
     }
-    for (const [conn, ids] of byConn) {
-      conn.acked(ids.length)
-      conn.send(pubacks(ids))
-    }
+    for (const [conn, ids] of byConn) conn.acked(ids)
   }
 
   rejected(connId: number, code: number, message: string): void {
@@ -178,34 +187,33 @@ export class MqttEdge implements PresenceView {
   publishFromShard(connId: number, topic: string, payload: Uint8Array, qos: number, packetId: number, dup: boolean): void {
     const conn = this.byId.get(connId)
     if (conn?.state !== 'connected') return // the shard learns of the close through OP_CONNECTION_CLOSED and unlocks
-    if (topic.startsWith(TWIN_RESPONSE_PREFIX)) conn.twinAnswered()
-    if (qos === 1) conn.c2dSent()
-    let packet: Buffer
-    try {
-      packet = publishPacket(topic, payload, qos, packetId, dup)
-    } catch (e) {
-      return conn.close('the hub cannot encode a packet for this connection', { error: e as Error })
-    }
-    conn.send(packet)
+    conn.deliver(topic, payload, qos, packetId, dup)
   }
 
   /** A device's PUBLISH on `$iothub/...`: twin requests go to its shard, method answers to the caller. */
   iothubPublish(conn: DeviceConnection, topic: string, payload: Buffer): void {
     const req = parseIotHubTopic(topic)
     if (!req) return conn.close('publish to an unsupported topic', { topic })
-    if (req.kind === 'method-response') {
-      if (!this.methods.response(conn.deviceId, req.rid, req.status, payload)) {
-        this.log.warn('direct method response refused', { deviceId: conn.deviceId, bytes: payload.length })
-      }
-      return
-    }
+    if (req.kind === 'method-response') return this.methodResponse(conn, req.rid, req.status, payload)
     conn.twinRequested()
-    this.shards.send(conn.shard, [OP_TWIN_DEVICE, conn.id, req.kind === 'twin-get' ? 'get' : 'patch', req.rid, payload])
+    this.twinRequest(conn, req.kind === 'twin-get' ? 'get' : 'patch', req.rid, payload)
   }
 
-  /** PUBACK from a device: completes a C2D message in its shard. */
-  deviceAcked(conn: DeviceConnection, packetId: number): void {
-    this.shards.send(conn.shard, [OP_PUBACK, conn.id, packetId])
+  /** A device's answer to a direct method call. */
+  methodResponse(conn: EdgeConnection, rid: string, status: number, payload: Buffer): void {
+    if (!this.methods.response(conn.deviceId, rid, status, payload)) {
+      this.log.warn('direct method response refused', { deviceId: conn.deviceId, bytes: payload.length })
+    }
+  }
+
+  /** A device's twin GET or reported-properties PATCH: its shard answers with a twin response topic carrying `rid`. */
+  twinRequest(conn: EdgeConnection, kind: 'get' | 'patch', rid: string, payload: Buffer): void {
+    this.shards.send(conn.shard, [OP_TWIN_DEVICE, conn.id, kind, rid, payload])
+  }
+
+  /** The device settled a C2D message the shard sent it (MQTT's PUBACK completes it). */
+  c2dSettled(conn: EdgeConnection, packetId: number, outcome: C2dOutcome = 'complete'): void {
+    this.shards.send(conn.shard, outcome === 'complete' ? [OP_PUBACK, conn.id, packetId] : [OP_PUBACK, conn.id, packetId, outcome])
   }
 
   /** Shards report each change of a device's queue depth (cloudToDeviceMessageCount). */
@@ -221,12 +229,12 @@ export class MqttEdge implements PresenceView {
   }
 
   /** The shard stores the change and answers OP_SUBSCRIBED; only then does the SUBACK leave. */
-  subscribe(conn: DeviceConnection, filters: [string, number][], packetId: number): void {
+  subscribe(conn: EdgeConnection, filters: [string, number][], packetId: number): void {
     this.log.debug('subscribed', { deviceId: conn.deviceId, filters: filters.map((f) => f[0]) })
     this.shards.send(conn.shard, [OP_SUBSCRIBE, conn.id, conn.clientId, filters, packetId])
   }
 
-  unsubscribe(conn: DeviceConnection, filters: string[], packetId: number): void {
+  unsubscribe(conn: EdgeConnection, filters: string[], packetId: number): void {
     this.shards.send(conn.shard, [OP_UNSUBSCRIBE, conn.id, conn.clientId, filters, packetId])
   }
 
@@ -234,7 +242,7 @@ export class MqttEdge implements PresenceView {
     this.byId.get(connId)?.subscriptionStored(packetId, errorCode)
   }
 
-  closed(conn: DeviceConnection, reason: string, fields: Record<string, unknown> | undefined, wasConnected: boolean): void {
+  closed(conn: EdgeConnection, reason: string, fields: Record<string, unknown> | undefined, wasConnected: boolean): void {
     this.byId.delete(conn.id)
     if (conn.shard >= 0) this.shards.send(conn.shard, [OP_CONNECTION_CLOSED, conn.id])
     if (conn.clientId && this.byClientId.get(conn.clientId) === conn) {
@@ -252,7 +260,7 @@ export class MqttEdge implements PresenceView {
     const level = wasConnected || reason === 'connection lost' ? 'info' : 'warn'
     // refused connections come in floods: their warnings are bounded
     if (level === 'warn' && !this.refusedLog.allow()) return
-    this.log[level]('connection closed', { deviceId: conn.deviceId || undefined, transport: conn.transport.kind, reason, ...fields })
+    this.log[level]('connection closed', { deviceId: conn.deviceId || undefined, transport: conn.transportKind, reason, ...fields })
   }
 
   /** Disabled or deleted devices lose their connection at once. */

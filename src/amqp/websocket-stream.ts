@@ -1,0 +1,107 @@
+// AMQP over WebSocket (subprotocol AMQPWSB10): binary messages carry the AMQP byte stream, so a
+// uWS WebSocket is made to look like the socket the frame guard and rhea expect. uWS cannot stop
+// reading a WebSocket, so while the hub holds the connection what arrives is kept, up to
+// `slackBytes`, and given to rhea when reading resumes; a peer that sends more than that while held
+// (beyond the credit it was given) is closed.
+import { EventEmitter } from 'node:events'
+import type tls from 'node:tls'
+import type { WebSocket } from 'uWebSockets.js'
+import type { AmqpByteSocket } from './frame-guard.js'
+
+/** uWS send results */
+const DROPPED = 2
+
+export interface AmqpWebSocketData {
+  stream?: WebSocketByteStream
+}
+
+export class WebSocketByteStream extends EventEmitter implements AmqpByteSocket {
+  private isPaused = false
+  private held: Buffer[] = []
+  private heldBytes = 0
+  private waitingForDrain: (() => void)[] = []
+  destroyed = false
+  writableEnded = false
+
+  constructor(private readonly ws: WebSocket<AmqpWebSocketData>, readonly remoteAddress: string, private readonly slackBytes: number) {
+    super()
+  }
+
+  get authorized(): boolean { return false }
+  get remotePort(): number | undefined { return undefined }
+  getPeerCertificate(): tls.PeerCertificate { return {} as tls.PeerCertificate }
+  setNoDelay(): this { return this }
+
+  get writableLength(): number {
+    return this.destroyed ? 0 : this.ws.getBufferedAmount()
+  }
+
+  write(data: Buffer, flushed: () => void): boolean {
+    if (this.destroyed || this.writableEnded) return false
+    // a send uWS did not take would leave a hole in the AMQP byte stream: the connection ends
+    if (this.ws.send(data, true) === DROPPED) {
+      this.destroy()
+      return false
+    }
+    if (this.ws.getBufferedAmount() === 0) queueMicrotask(flushed)
+    else this.waitingForDrain.push(flushed)
+    return this.ws.getBufferedAmount() === 0
+  }
+
+  end(): void {
+    if (this.destroyed || this.writableEnded) return
+    this.writableEnded = true
+    this.ws.end(1000)
+  }
+
+  destroy(): void {
+    if (this.destroyed) return
+    this.destroyed = true
+    try { this.ws.close() } catch { /* already closed */ }
+  }
+
+  pause(): void { this.isPaused = true }
+
+  resume(): void {
+    this.isPaused = false
+    while (!this.isPaused && this.held.length > 0 && !this.destroyed) {
+      const chunk = this.held.shift()!
+      this.heldBytes -= chunk.length
+      this.emit('data', chunk)
+    }
+  }
+
+  // --- from the uWS handlers ---
+
+  /** A binary message (the caller copied it out of uWS's buffer). */
+  received(chunk: Buffer): void {
+    if (this.destroyed) return
+    if (!this.isPaused) {
+      this.emit('data', chunk)
+      return
+    }
+    this.heldBytes += chunk.length
+    if (this.heldBytes > this.slackBytes) {
+      this.held = []
+      this.heldBytes = 0
+      this.emit('error', new Error(`more than ${this.slackBytes} bytes sent while the hub was holding the connection`))
+      this.destroy()
+      return
+    }
+    this.held.push(chunk)
+  }
+
+  drained(): void {
+    if (!this.destroyed && this.ws.getBufferedAmount() > 0) return
+    const waiting = this.waitingForDrain
+    this.waitingForDrain = []
+    for (const flushed of waiting) flushed()
+  }
+
+  closed(): void {
+    this.destroyed = true
+    this.held = []
+    this.drained()
+    this.emit('close')
+  }
+}
