@@ -168,7 +168,7 @@ function handleBatch(ops: unknown[][]): void {
         if (!conn) { telemetryRefused.add(connId, bytes); continue } // cannot happen: the edge binds before it sends telemetry
         const error = health.writable ? invalid(bag, payload) : [503005, health.error().message] as [number, string]
         if (error) {
-          replies.push([OP_REJECTED, connId, ...error])
+          replies.push([OP_REJECTED, connId, ...error, packetId])
           telemetryRefused.add(connId, bytes)
           continue
         }
@@ -321,7 +321,7 @@ function writeQueued(): void {
       const out: unknown[][] = []
       const done = telemetry.take()
       if (done) out.push(done)
-      for (let i = 0; i < acks.length; i += 2) out.push([OP_REJECTED, acks[i], refused.code, refused.message])
+      for (let i = 0; i < acks.length; i += 2) out.push([OP_REJECTED, acks[i], refused.code, refused.message, acks[i + 1]])
       postBatch(port, packr, out)
     },
   ).finally(() => {

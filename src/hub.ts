@@ -15,9 +15,11 @@ import { AmqpServer } from './amqp/amqp-server.js'
 import { EventHubsEndpoint } from './amqp/event-hubs-endpoint.js'
 import { ServiceLinks } from './amqp/service-links.js'
 import type { Logger } from './log.js'
-import { createTcpListener, createTlsListener, listen, mountMqttOverWebSocket } from './mqtt/listeners.js'
+import { createTcpListener, createTlsListener, listen } from './mqtt/listeners.js'
+import { mountWebSockets } from './edge/websocket-endpoints.js'
 import { DeviceEdge } from './edge/device-edge.js'
 import { DeviceRegistry } from './registry/device-registry.js'
+import { AmqpDevices } from './amqp/amqp-devices.js'
 import { FeedbackQueue } from './c2d/feedback-queue.js'
 import { c2dRoutes } from './rest/c2d-routes.js'
 import { endpointLogRoutes, eventsRoutes } from './rest/events-routes.js'
@@ -121,7 +123,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
         stream.advanced(p, first, last, frame)
         eventHubs.advanced(p)
       },
-      rejected: (connId, code, message) => edge.rejected(connId, code, message),
+      rejected: (connId, code, message, packetId) => edge.rejected(connId, code, message, packetId),
       log: (level, message, fields) => log[level](message, fields),
       fatal: (shard, error) => {
         log.error('shard failed; stopping the hub', { shard, error })
@@ -173,7 +175,14 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
 
   const queries = new QueryPool(config.dataDir, config.durability, edge)
   const app = uWS.SSLApp({ key_file_name: pki.serverKeyFile, cert_file_name: pki.serverCertFile })
-  mountMqttOverWebSocket(app, edge)
+  const key = readFileSync(pki.serverKeyFile, 'utf8')
+  const cert = readFileSync(pki.serverCertFile, 'utf8')
+  // one AMQP engine for 5671 and for AMQP over WebSocket on the HTTPS port (which works with 5671 off)
+  const amqpServer = new AmqpServer({
+    host: config.host, port: config.amqpPort ?? 0, key, cert, hostNames: tlsNames, auth: edge.authenticator, eventHubs,
+    service: new ServiceLinks(registry, shards, feedback, log, eventHubName), devices: new AmqpDevices(edge, registry, log), log, limits: options.amqpLimits,
+  })
+  mountWebSockets(app, edge, amqpServer)
   stream.mount(app, edge.authenticator)
   const routes: Route[] = [
     ...registryRoutes(registry, edge), ...eventsRoutes(endpoint), ...twinRoutes(registry, shards), ...methodRoutes(registry, edge),
@@ -183,13 +192,12 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
   mountRest(app, routes, edge.authenticator, log)
 
   let httpsSocket: us_listen_socket | undefined
-  let amqpServer: AmqpServer | undefined
   let stopping: Promise<void> | undefined
   async function stop(): Promise<void> {
     stopping ??= (async () => {
       for (const s of servers) s.close()
       if (httpsSocket) uWS.us_listen_socket_close(httpsSocket)
-      await amqpServer?.close()
+      await amqpServer.close()
       edge.pauseAll()
       await shards.stop() // every ack the shards release is written before this resolves
       await queries.close()
@@ -203,8 +211,6 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
   }
 
   try {
-    const key = readFileSync(pki.serverKeyFile, 'utf8')
-    const cert = readFileSync(pki.serverCertFile, 'utf8')
     const mqtt = await bind(createTlsListener(edge, key, cert), config.mqttPort, 'mqttPort', 'MQTT over TLS')
     const mqttTcp = config.mqttTcpPort === null ? null : await bind(createTcpListener(edge), config.mqttTcpPort, 'mqttTcpPort', 'MQTT over TCP')
     const https = await new Promise<number>((resolve, reject) => {
@@ -216,10 +222,6 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
     })
     let amqp: number | null = null
     if (config.amqpPort !== null) {
-      amqpServer = new AmqpServer({
-        host: config.host, port: config.amqpPort, key, cert, hostNames: tlsNames, auth: edge.authenticator, eventHubs,
-        service: new ServiceLinks(registry, shards, feedback, log, eventHubName), log, limits: options.amqpLimits,
-      })
       try {
         amqp = await amqpServer.listen()
       } catch (e) {

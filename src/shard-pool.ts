@@ -21,7 +21,7 @@ export interface ShardEvents {
   feedback(key: unknown[], stored: unknown): void
   /** one commit's events on a partition, with the stream frame when tailing was asked for */
   partitionAdvanced(partition: number, lastSequenceNumber: number, firstSequenceNumber: number, frame: Uint8Array | null): void
-  rejected(connId: number, code: number, message: string): void
+  rejected(connId: number, code: number, message: string, packetId: number): void
   log(level: 'info' | 'warn' | 'error', message: string, fields: Record<string, unknown>): void
   fatal(shard: number, error: Error): void
 }
@@ -136,7 +136,7 @@ export class ShardPool {
         break
       }
       case OP_PARTITION_ADVANCED: this.events.partitionAdvanced(op[1] as number, op[2] as number, op[3] as number, op[4] as Uint8Array | null); break
-      case OP_REJECTED: this.events.rejected(op[1] as number, op[2] as number, op[3] as string); break
+      case OP_REJECTED: this.events.rejected(op[1] as number, op[2] as number, op[3] as string, op[4] as number); break
       case OP_LOG: this.events.log(op[1] as 'info', op[2] as string, (op[3] as Record<string, unknown> | undefined) ?? {}); break
     }
   }

@@ -139,14 +139,14 @@ describe('token expiry', () => {
 
   it(`holds at most ${MAX_GRANTS_PER_CONNECTION} tokens on one connection (a renewal replaces its audience's)`, async () => {
     const conn = await connection()
-    for (let i = 0; i < MAX_GRANTS_PER_CONNECTION; i++) expect(await putToken(conn, t.serviceToken('service'), `localhost/devices/d${i}`)).toBe(200)
-    expect(await putToken(conn, t.serviceToken('service'), 'localhost/devices/d0')).toBe(200)
+    for (let i = 0; i < MAX_GRANTS_PER_CONNECTION; i++) expect(await putToken(conn, t.serviceToken('service'), `localhost/messages/n${i}`)).toBe(200)
+    expect(await putToken(conn, t.serviceToken('service'), 'localhost/messages/n0')).toBe(200)
     const replyTo = 'cbs-over'
     const receiver = conn.open_receiver({ source: { address: '$cbs' }, target: { address: replyTo } })
     const sender = conn.open_sender({ target: { address: '$cbs' } })
     await Promise.all([next(receiver, 'receiver_open'), next(sender, 'sendable')])
     const reply = next(receiver, 'message')
-    sender.send({ reply_to: replyTo, message_id: replyTo, application_properties: { operation: 'put-token', type: 'servicebus.windows.net:sastoken', name: 'localhost/devices/one-more' }, body: t.serviceToken('service') })
+    sender.send({ reply_to: replyTo, message_id: replyTo, application_properties: { operation: 'put-token', type: 'servicebus.windows.net:sastoken', name: 'localhost/messages/one-more' }, body: t.serviceToken('service') })
     const r = (await reply).message!.application_properties!
     expect({ status: r['status-code'], description: r['status-description'] }).toEqual({ status: 401, description: `Unauthorized: a connection holds at most ${MAX_GRANTS_PER_CONNECTION} tokens` })
   })

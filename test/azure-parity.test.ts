@@ -126,21 +126,21 @@ describe('what the hub does not offer yet', () => {
     expect(m.body.Message).toBe('ErrorCode:OperationNotAvailableInCurrentTier;module identities and module twins is not supported by this hub yet (see "Not yet" in its README)')
   })
 
-  it('answers a device\'s AMQP token and links as not offered, not as a bad credential', async () => {
+  it('answers a module\'s AMQP token and links as not offered, not as a bad credential', async () => {
     const { primaryKey } = await t.createDevice('amqp-device')
     const conn = await amqpConnect(t.hub.ports.amqp!, t.ca)
-    const replyTo = 'cbs-device'
+    const replyTo = 'cbs-module'
     const receiver = conn.open_receiver({ source: { address: '$cbs' }, target: { address: replyTo } })
     const sender = conn.open_sender({ target: { address: '$cbs' } })
     await Promise.all([next(receiver, 'receiver_open'), next(sender, 'sendable')])
     const reply = next(receiver, 'message')
-    const audience = 'localhost/devices/amqp-device'
+    const audience = 'localhost/devices/amqp-device/modules/m1'
     sender.send({ reply_to: replyTo, message_id: replyTo, application_properties: { operation: 'put-token', type: 'servicebus.windows.net:sastoken', name: audience }, body: createSasToken(encodeURIComponent(audience), primaryKey) })
     const props = (await reply).message!.application_properties!
     expect({ status: props['status-code'], description: props['status-description'] }).toEqual({
-      status: 403, description: 'ErrorCode:OperationNotAvailableInCurrentTier;device connections over AMQP are not supported by this hub yet; use MQTT (see "Not yet" in its README)',
+      status: 401, description: 'Unauthorized: module identities are not supported by this hub yet (see "Not yet" in its README)',
     })
-    const link = conn.open_sender({ target: { address: '/devices/amqp-device/messages/events' } })
+    const link = conn.open_sender({ target: { address: '/devices/amqp-device/modules/m1/messages/events' } })
     const closed = await next(link, 'sender_close')
     expect((closed.sender as unknown as { remote: { detach: { error: rhea.AmqpError } } }).remote.detach.error.condition).toBe('amqp:not-implemented')
     conn.close()

@@ -45,6 +45,8 @@ function reference(chunks: Buffer[]): { packets: Seen[]; error: boolean; headerE
   parser.on('packet', (p: any) => {
     if (error) return
     if (p.cmd === 'publish') {
+      // mqtt-packet lets a QoS 1/2 PUBLISH through without a packet id (messageId -1); the spec does not
+      if (p.qos > 0 && p.messageId === -1) { error = true; return }
       packets.push({ type: 3, topic: p.topic, payload: Buffer.from(p.payload).toString('hex'), qos: p.qos, packetId: p.qos > 0 ? p.messageId : 0, retain: p.retain, dup: p.dup })
     } else packets.push({ type: TYPES[p.cmd]! })
   })

@@ -21,6 +21,9 @@ import { limitIncomingTransfers } from './incoming-transfer-limits.js'
 import { OutgoingBudget } from './outgoing-budget.js'
 import { diagnosticWording, withRheaConsoleCaptured } from './rhea-console.js'
 import { C2D_ADDRESS, FEEDBACK_ADDRESS, FILE_NOTIFICATIONS_ADDRESS, type ServiceLinks } from './service-links.js'
+import type { AmqpDevices } from './amqp-devices.js'
+import { deviceOfAudience, decodedAudience, parseDeviceAddress } from './device-addresses.js'
+import { ReceiverCredit } from './receiver-credit.js'
 
 interface ConnectionState {
   grants: ConnectionGrants
@@ -34,6 +37,8 @@ interface ConnectionState {
   ticket: GateTicket
   isAuthenticated: boolean
   isDropped: boolean
+  /** credit of the links the hub receives on, refilled as it settles */
+  credits: WeakMap<rhea.Receiver, ReceiverCredit>
   openTimer: NodeJS.Timeout | undefined
   cbsTimer: NodeJS.Timeout | undefined
 }
@@ -47,17 +52,13 @@ export const AMQP_ENTITY_RIGHTS = {
   eventHubsPartitionReceiver: 'ServiceConnect', management: 'ServiceConnect',
 } as const satisfies Record<string, Right>
 
-/** Devices over AMQP (azure-iot-device-amqp) are not here yet: said as such, not as a bad credential. */
-const DEVICES_OVER_AMQP = 'device connections over AMQP are not supported by this hub yet; use MQTT (see "Not yet" in its README)'
-const DEVICE_LINK = /^\/?devices\/[^/]+\//i
-
-/** A put-token of a device (signed with its own key, no policy name) for the device's audience. */
-function isDeviceToken(token: string, audience: string): boolean {
-  return /\/devices\/[^/]+/i.test(audience) && !/[&\s]skn=/i.test(token)
-}
+/** Messages the hub takes on a link before it settles them: put-tokens and management requests are answered at once, C2D sends once stored. */
+const CBS_CREDIT = 8
+const MANAGEMENT_CREDIT = 8
+const C2D_SEND_CREDIT = 100
 
 /** Why the hub ended a connection itself. */
-export type DropReason = FrameViolation | 'open-timeout' | 'cbs-timeout' | 'output-stalled' | 'internal-error'
+export type DropReason = FrameViolation | 'open-timeout' | 'cbs-timeout' | 'output-stalled' | 'internal-error' | 'transfer-without-credit'
 
 /** rhea's view of a connection's sessions and their links, which its typings leave out. */
 interface SessionMap { local_channel_map: Record<string, { links: Record<string, rhea.link> }> }
@@ -77,6 +78,7 @@ export interface AmqpServerOptions {
   auth: Authenticator
   eventHubs: EventHubsEndpoint
   service: ServiceLinks
+  devices: AmqpDevices
   log: Logger
   /** overrides of DEFAULT_AMQP_LIMITS */
   limits?: Partial<AmqpLimits>
@@ -118,7 +120,9 @@ export class AmqpServer {
     on('sender_close', (ctx) => {
       o.eventHubs.detached(ctx.sender!)
       o.service.detached(ctx.sender!)
+      o.devices.detached(ctx.sender!)
     })
+    on('receiver_close', (ctx) => o.devices.detached(ctx.receiver!))
     on('accepted', (ctx) => o.service.settled(ctx.delivery!, 'accepted'))
     on('rejected', (ctx) => o.service.settled(ctx.delivery!, 'rejected'))
     on('released', (ctx) => o.service.settled(ctx.delivery!, 'released'))
@@ -146,9 +150,10 @@ export class AmqpServer {
     clearInterval(this.expiryTimer)
     this.o.service.close()
     return new Promise((resolve) => {
-      if (!this.server) return resolve()
-      const done = setTimeout(resolve, 5000) // a peer that never answers the close must not hold the hub
-      this.server.close(() => { clearTimeout(done); resolve() })
+      // a peer that never answers the close must not hold the hub
+      const done = setTimeout(resolve, this.server ? 5000 : 1100)
+      if (this.server) this.server.close(() => { clearTimeout(done); resolve() })
+      else if (this.connections.size === 0) { clearTimeout(done); resolve() }
       this.gate.destroyHandshaking()
       for (const conn of this.connections) {
         if (conn.is_open()) conn.close()
@@ -178,7 +183,8 @@ export class AmqpServer {
     const peer = socket.remotePort === undefined ? `${socket.remoteAddress} (WebSocket)` : `${socket.remoteAddress}:${socket.remotePort}`
     socket.setNoDelay(true)
     const conn = this.container.create_connection({
-      transport: 'tls', autoaccept: false, max_frame_size: L.maxFrameBytes, channel_max: L.maxSessionsPerConnection - 1,
+      // credit is the hub's to give, as it settles (receiver-credit.ts)
+      transport: 'tls', autoaccept: false, credit_window: 0, max_frame_size: L.maxFrameBytes, channel_max: L.maxSessionsPerConnection - 1,
     } as rhea.ConnectionOptions)
     const guard = new AmqpFrameGuard(socket, {
       ...L,
@@ -198,12 +204,16 @@ export class AmqpServer {
       onBackedUp: (heldBytes) => this.o.log.debug('amqp output waits for the peer', { peer, heldBytes }),
     })
     const s: ConnectionState = {
-      grants: new ConnectionGrants(), granted: new Map(), replySenders: new Map(), peer, guard, budget, ticket, isAuthenticated: false, isDropped: false,
+      grants: new ConnectionGrants(), granted: new Map(), replySenders: new Map(), peer, guard, budget, ticket, isAuthenticated: false, isDropped: false, credits: new WeakMap(),
       openTimer: setTimeout(() => { if (!conn.is_remote_open()) this.drop(conn, 'open-timeout') }, L.openTimeoutMs).unref(),
       cbsTimer: setTimeout(() => { if (!s.isAuthenticated) this.drop(conn, 'cbs-timeout') }, L.cbsTimeoutMs).unref(),
     }
     this.state.set(conn, s)
     this.connections.add(conn)
+    this.o.devices.connected(conn, {
+      transportKind: socket.remotePort === undefined ? 'amqpwss' : 'amqps', guard, budget, grants: s.grants,
+      violation: () => this.drop(conn, 'transfer-without-credit'),
+    })
     limitIncomingTransfers(conn, L.maxMessageBytes)
     // with handlers here rhea prints nothing itself (on a read error it would hex-dump its whole buffer)
     conn.on('protocol_error', (e: Error) => this.o.log.info('amqp protocol error', { peer, reason: diagnosticWording(e.message) }))
@@ -233,6 +243,7 @@ export class AmqpServer {
       case 'unauthenticated-input-over-bound': return { condition: 'amqp:resource-limit-exceeded', description: `at most ${L.maxUnauthenticatedBytes} bytes before a token is put on $cbs` }
       case 'cbs-timeout': return { condition: 'amqp:unauthorized-access', description: `no valid token was put on $cbs within ${L.cbsTimeoutMs / 1000} s` }
       case 'internal-error': return { condition: 'amqp:internal-error', description: 'internal error' }
+      case 'transfer-without-credit': return { condition: 'amqp:link:transfer-limit-exceeded', description: 'a transfer arrived on a link the hub had given no credit' }
       // no AMQP open to answer, or a peer that does not read what we write
       case 'open-timeout':
       case 'output-stalled': return undefined
@@ -306,6 +317,7 @@ export class AmqpServer {
         s.granted.delete(link)
         link.close({ condition: 'amqp:unauthorized-access', description: `the token for '${need.address}' expired; put a new one on $cbs before it does` })
       }
+      this.o.devices.sweep(conn)
     }
   }
 
@@ -314,10 +326,26 @@ export class AmqpServer {
     const receiver = ctx.receiver!
     const address = receiver.target?.address ?? ''
     receiver.set_target({ address })
-    if (address === '$cbs' || address === '$management') return
-    if (address === C2D_ADDRESS) return this.authorize(ctx.connection, address, AMQP_ENTITY_RIGHTS.c2dSender, receiver)
-    if (DEVICE_LINK.test(address)) throw new AmqpError('amqp:not-implemented', DEVICES_OVER_AMQP)
+    const credit = (window: number) => {
+      const c = new ReceiverCredit(receiver, window, () => this.drop(ctx.connection, 'transfer-without-credit'))
+      this.connState(ctx.connection).credits.set(receiver, c)
+      c.open()
+    }
+    if (address === '$cbs') return credit(CBS_CREDIT)
+    if (address === '$management') return credit(MANAGEMENT_CREDIT)
+    if (address === C2D_ADDRESS) {
+      this.authorize(ctx.connection, address, AMQP_ENTITY_RIGHTS.c2dSender, receiver)
+      return credit(C2D_SEND_CREDIT)
+    }
+    const device = parseDeviceAddress(address, true)
+    if (device) return this.attachDeviceLink(ctx.connection, receiver, address, device)
     throw new AmqpError('amqp:not-found', `The messaging entity '${address}' could not be found.`)
+  }
+
+  /** A device's link: the devices authorise it; it is watched for its token's expiry like the others. */
+  private attachDeviceLink(conn: rhea.Connection, link: rhea.link, address: string, device: NonNullable<ReturnType<typeof parseDeviceAddress>>): void {
+    this.o.devices.attach(conn, link, address, device)
+    this.connState(conn).granted.set(link, { address, right: 'DeviceConnect' })
   }
 
   /** The client attached a receiver: we send from its source address. */
@@ -341,7 +369,8 @@ export class AmqpServer {
       this.o.eventHubs.attach(sender, partition.group, partition.partition, this.connState(ctx.connection).budget)
       return
     }
-    if (DEVICE_LINK.test(address)) throw new AmqpError('amqp:not-implemented', DEVICES_OVER_AMQP)
+    const device = parseDeviceAddress(address, false)
+    if (device) return this.attachDeviceLink(ctx.connection, sender, address, device)
     throw new AmqpError('amqp:not-found', `The messaging entity '${address}' could not be found.`)
   }
 
@@ -358,20 +387,35 @@ export class AmqpServer {
 
   private message(ctx: rhea.EventContext): void {
     const msg = ctx.message!
-    const node = ctx.receiver?.target?.address
+    const receiver = ctx.receiver!
+    if (this.o.devices.message(receiver, msg, ctx.delivery!)) return
+    const credit = this.connState(ctx.connection).credits.get(receiver)
+    if (!credit?.arrived()) return // no credit given: the connection is being dropped
+    const node = receiver.target?.address
+    if (node === C2D_ADDRESS) {
+      if (!this.connState(ctx.connection).grants.allows(C2D_ADDRESS, AMQP_ENTITY_RIGHTS.c2dSender)) {
+        ctx.delivery!.reject({ condition: 'amqp:unauthorized-access', description: 'no token with ServiceConnect' })
+        return credit.settled()
+      }
+      void this.o.service.c2d(msg, ctx.delivery!).finally(() => credit.settled())
+      return
+    }
+    // everything else is answered now
+    credit.settled()
     const props = (msg.application_properties ?? {}) as Record<string, unknown>
     if (node === '$cbs') {
       let status = 200, description = 'OK'
       try {
         if (props.operation !== 'put-token') throw new TokenError(`operation ${String(props.operation)} is not supported`, 'malformed')
-        if (isDeviceToken(String(msg.body), String(props.name))) {
-          status = 403
-          description = `ErrorCode:OperationNotAvailableInCurrentTier;${DEVICES_OVER_AMQP}`
-          ctx.delivery!.accept()
-          return this.reply(ctx.connection, msg, '$cbs', status, description)
-        }
-        this.connState(ctx.connection).grants.add(this.cbs.verify(String(msg.body), String(props.name)))
+        const audience = String(props.name)
+        const device = deviceOfAudience(audience)
+        if (device?.moduleId !== undefined) throw new TokenError('module identities are not supported by this hub yet (see "Not yet" in its README)', 'scope')
+        const grant = device
+          ? this.cbs.verifyDevice(String(msg.body), decodedAudience(audience)!, device.deviceId)
+          : this.cbs.verify(String(msg.body), audience)
+        this.connState(ctx.connection).grants.add(grant)
         this.authenticated(ctx.connection)
+        this.o.devices.authenticated(ctx.connection, grant)
       } catch (e) {
         if (!(e instanceof TokenError)) throw e
         status = 401
@@ -395,12 +439,6 @@ export class AmqpServer {
       if (!allowed) return this.reply(ctx.connection, msg, '$management', 401, 'Unauthorized: no token with ServiceConnect')
       const r = this.o.eventHubs.management(props)
       this.reply(ctx.connection, msg, '$management', r.status, r.description, r.body)
-    } else if (node === C2D_ADDRESS) {
-      if (!this.connState(ctx.connection).grants.allows(C2D_ADDRESS, AMQP_ENTITY_RIGHTS.c2dSender)) {
-        ctx.delivery!.reject({ condition: 'amqp:unauthorized-access', description: 'no token with ServiceConnect' })
-        return
-      }
-      void this.o.service.c2d(msg, ctx.delivery!)
     } else {
       ctx.delivery?.reject({ condition: 'amqp:not-found', description: 'no such node' })
     }
@@ -413,6 +451,7 @@ export class AmqpServer {
     this.detachAll(conn)
     this.o.eventHubs.connectionClosed(conn)
     this.o.service.connectionClosed(conn)
+    this.o.devices.connectionClosed(conn)
     if (!s) return
     clearTimeout(s.openTimer)
     clearTimeout(s.cbsTimer)

@@ -3,11 +3,17 @@
 // conventions reach this endpoint: IoT Hub clients HMAC with the base64-decoded key, Event Hubs
 // clients with the key string's UTF-8 bytes; both are accepted.
 import { createHmac, timingSafeEqual } from 'node:crypto'
-import type { Authenticator } from '../auth/authenticator.js'
+import { DeviceAuthError, type Authenticator, type DeviceIdentity } from '../auth/authenticator.js'
 import { hasRight, type Right } from '../auth/policies.js'
 import { parseSasToken, splitResource, CLOCK_SKEW_SECONDS, TokenError } from '../auth/sas-token.js'
 
-export interface Grant { path: string[]; expiry: number; rights: Right[] }
+export interface Grant {
+  path: string[]
+  expiry: number
+  rights: Right[]
+  /** a device's own token (or a policy token for one device): who it is */
+  device?: DeviceIdentity
+}
 
 /** An audience or address as host (port dropped) and path segments; scheme ignored. */
 export function parseAudience(audience: string): { host: string; path: string[] } {
@@ -22,6 +28,24 @@ function signatureMatches(key: Buffer, rawResource: string, rawExpiry: string, g
 
 export class CbsAuthority {
   constructor(private readonly auth: Authenticator, private readonly hosts: Set<string>) {}
+
+  /**
+   * A device's put-token (azure-iot-device-amqp): the audience is `{host}/devices/{id}`, still
+   * URL-encoded; the token is signed with the device's key, or with a DeviceConnect policy's (skn).
+   * Returns the grant for that device's links, or throws TokenError.
+   */
+  verifyDevice(token: string, audience: string, deviceId: string, nowSeconds = Date.now() / 1000): Grant {
+    const aud = parseAudience(audience)
+    if (!this.hosts.has(aud.host)) throw new TokenError('audience is not this hub', 'scope')
+    let identity: DeviceIdentity
+    try {
+      identity = this.auth.authenticateDevice(token, deviceId, nowSeconds)
+    } catch (e) {
+      if (e instanceof DeviceAuthError) throw new TokenError(e.message, e.failure === 'unauthorized' ? 'signature' : 'scope')
+      throw e
+    }
+    return { path: ['devices', deviceId], expiry: identity.expiry + CLOCK_SKEW_SECONDS, rights: ['DeviceConnect'], device: identity }
+  }
 
   /** Validates a put-token; returns the grant, or throws TokenError. */
   verify(token: string, audience: string, nowSeconds = Date.now() / 1000): Grant {
@@ -61,8 +85,18 @@ export class ConnectionGrants {
 
   /** Whether a live grant whose path is a segment-wise prefix of a link address (a path, no host) carries `right`. */
   allows(address: string, right: Right, nowSeconds = Date.now() / 1000): boolean {
+    return this.grantFor(address, right, nowSeconds) !== undefined
+  }
+
+  /** The live grant that allows it (the most specific one: a device's own before a policy's). */
+  grantFor(address: string, right: Right, nowSeconds = Date.now() / 1000): Grant | undefined {
     const path = address.split('/').filter(Boolean).map((s) => s.toLowerCase())
-    return this.grants.some((g) => g.expiry >= nowSeconds && g.rights.includes(right)
-      && g.path.length <= path.length && g.path.every((s, i) => s.toLowerCase() === path[i]))
+    let best: Grant | undefined
+    for (const g of this.grants) {
+      if (g.expiry < nowSeconds || !g.rights.includes(right) || g.path.length > path.length) continue
+      if (!g.path.every((s, i) => s.toLowerCase() === path[i])) continue
+      if (!best || g.path.length > best.path.length) best = g
+    }
+    return best
   }
 }

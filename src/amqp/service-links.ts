@@ -10,37 +10,12 @@ import { HubError } from '../rest/hub-error.js'
 import { clientKeyed } from '../mqtt/property-bag.js'
 import type { ShardPool } from '../shard-pool.js'
 import type { OutgoingRoom } from './outgoing-budget.js'
+import { bodyBytes, hubErrorCondition as condition, idText } from './amqp-values.js'
 
 export const C2D_ADDRESS = '/messages/devicebound'
 export const FEEDBACK_ADDRESS = '/messages/serviceBound/feedback'
 export const FILE_NOTIFICATIONS_ADDRESS = '/messages/serviceBound/filenotifications'
 const ACKS = new Set(['none', 'positive', 'negative', 'full'])
-
-/** AMQP ids arrive as strings, numbers, or 16-byte uuids. */
-function idText(id: unknown): string | undefined {
-  if (id === undefined || id === null) return undefined
-  if (Buffer.isBuffer(id) && id.length === 16) {
-    const h = id.toString('hex')
-    return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`
-  }
-  return String(id)
-}
-
-function bodyBytes(body: unknown): Buffer {
-  const b = body as { typecode?: number; content?: unknown } | undefined
-  const content = b && typeof b === 'object' && 'typecode' in b ? b.content : body
-  if (content === undefined || content === null) return Buffer.alloc(0)
-  if (Buffer.isBuffer(content)) return content
-  return Buffer.from(typeof content === 'string' ? content : JSON.stringify(content))
-}
-
-function condition(e: unknown): { condition: string; description: string } {
-  if (!(e instanceof HubError)) return { condition: 'amqp:internal-error', description: 'internal error' }
-  const byCode: Record<number, string> = {
-    404001: 'amqp:not-found', 400003: 'amqp:not-allowed', 403004: 'amqp:resource-limit-exceeded', 413001: 'amqp:link:message-size-exceeded', 503001: 'com.microsoft:timeout', 503005: 'com.microsoft:server-busy',
-  }
-  return { condition: byCode[e.code] ?? (e.status === 400 ? 'com.microsoft:argument-error' : 'amqp:internal-error'), description: e.message }
-}
 
 export class ServiceLinks {
   /** feedback links and their connection's output */

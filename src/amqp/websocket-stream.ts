@@ -11,9 +11,8 @@ import type { AmqpByteSocket } from './frame-guard.js'
 /** uWS send results */
 const DROPPED = 2
 
-export interface AmqpWebSocketData {
-  stream?: WebSocketByteStream
-}
+/** What the stream needs of a uWS WebSocket. */
+export type AmqpWebSocket = Pick<WebSocket<unknown>, 'send' | 'getBufferedAmount' | 'end' | 'close'>
 
 export class WebSocketByteStream extends EventEmitter implements AmqpByteSocket {
   private isPaused = false
@@ -23,7 +22,7 @@ export class WebSocketByteStream extends EventEmitter implements AmqpByteSocket 
   destroyed = false
   writableEnded = false
 
-  constructor(private readonly ws: WebSocket<AmqpWebSocketData>, readonly remoteAddress: string, private readonly slackBytes: number) {
+  constructor(private readonly ws: AmqpWebSocket, readonly remoteAddress: string, private readonly slackBytes: number) {
     super()
   }
 

@@ -179,8 +179,8 @@ export class DeviceEdge implements PresenceView {
     for (const [conn, ids] of byConn) conn.acked(ids)
   }
 
-  rejected(connId: number, code: number, message: string): void {
-    this.byId.get(connId)?.close('message rejected', { errorCode: code, error: message })
+  rejected(connId: number, code: number, message: string, packetId: number): void {
+    this.byId.get(connId)?.refused(packetId, code, message)
   }
 
   /** A shard's PUBLISH to one of its devices (C2D, twin responses, desired-property patches). */

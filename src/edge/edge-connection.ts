@@ -35,6 +35,8 @@ export interface EdgeConnection {
   sessionOpened(sessionPresent: boolean, filters: string[], errorCode?: number): void
   /** the shard committed these messages of this connection */
   acked(packetIds: number[]): void
+  /** the shard did not store this message (MQTT cannot say so: it closes the connection) */
+  refused(packetId: number, code: number, message: string): void
   /** the edge sent telemetry of this many bytes to the shard / the shard finished with it */
   telemetrySent(bytes: number): void
   telemetryFinished(bytes: number): void

@@ -211,6 +211,11 @@ export class DeviceConnection implements FrameHandler, EdgeConnection {
 
   get transportKind(): string { return this.transport.kind }
 
+  /** MQTT 3.1.1 has no negative acknowledgement: a message the hub did not store closes the connection. */
+  refused(_packetId: number, code: number, message: string): void {
+    this.close('message rejected', { errorCode: code, error: message })
+  }
+
   /** A shard's PUBLISH to this device (C2D, twin responses, desired-property patches). */
   deliver(topic: string, payload: Uint8Array, qos: number, packetId: number, dup: boolean): void {
     if (topic.startsWith(TWIN_RESPONSE_PREFIX)) this.twinAnswered()

@@ -1,10 +1,11 @@
 // Where MQTT bytes come from: TLS on 8883 (node:tls: uWS has no raw TCP server), optional plain TCP
-// for local use and benchmarks, and WebSocket at /$iothub/websocket (subprotocol mqtt) on the uWS app.
+// for local use and benchmarks, and WebSocket at /$iothub/websocket (subprotocol mqtt) on the uWS app
+// (edge/websocket-endpoints.ts).
 import net from 'node:net'
 import type tls from 'node:tls'
-import type { TemplatedApp, WebSocket } from 'uWebSockets.js'
+import type { WebSocket } from 'uWebSockets.js'
 import { ConnectionGate } from '../tls/connection-gate.js'
-import { MAX_PACKET_BYTES, WRITE_LIMIT_BYTES, type DeviceConnection } from './device-connection.js'
+import type { DeviceConnection } from './device-connection.js'
 import type { DeviceEdge } from '../edge/device-edge.js'
 import { socketTransport, type MqttTransport } from './transport.js'
 
@@ -52,9 +53,10 @@ export function createTcpListener(edge: DeviceEdge): net.Server {
   return net.createServer((socket) => attach(socket, 'tcp', edge))
 }
 
-interface WsMqtt { conn?: DeviceConnection; closed: boolean; drained?: () => void }
+/** What a WebSocket carrying MQTT holds (websocket-endpoints.ts mounts the route). */
+export interface WsMqtt { conn?: DeviceConnection; closed: boolean; drained?: () => void }
 
-function wsTransport(ws: WebSocket<WsMqtt>, remoteAddress: string): MqttTransport {
+export function wsTransport(ws: WebSocket<WsMqtt>, remoteAddress: string): MqttTransport {
   const data = ws.getUserData()
   const end = () => { if (!data.closed) { data.closed = true; ws.end(1000) } }
   return {
@@ -72,36 +74,4 @@ function wsTransport(ws: WebSocket<WsMqtt>, remoteAddress: string): MqttTranspor
     onDrain: (listener) => { data.drained = listener },
     end,
   }
-}
-
-export function mountMqttOverWebSocket(app: TemplatedApp, edge: DeviceEdge): void {
-  app.ws<WsMqtt>('/$iothub/websocket', {
-    maxPayloadLength: MAX_PACKET_BYTES + 1024,
-    // the connection closes itself past WRITE_LIMIT_BYTES; uWS must never drop a send below that
-    maxBackpressure: WRITE_LIMIT_BYTES + MAX_PACKET_BYTES,
-    idleTimeout: 0, // MQTT keep-alive governs idleness
-    upgrade: (res, req, context) => {
-      const protocols = req.getHeader('sec-websocket-protocol').split(',').map((p) => p.trim())
-      if (!protocols.includes('mqtt')) {
-        res.writeStatus('400 Bad Request').end('MQTT over WebSocket needs the subprotocol "mqtt"')
-        return
-      }
-      res.upgrade<WsMqtt>({ closed: false }, req.getHeader('sec-websocket-key'), 'mqtt', req.getHeader('sec-websocket-extensions'), context)
-    },
-    open: (ws) => {
-      const data = ws.getUserData()
-      data.conn = edge.accept(wsTransport(ws, Buffer.from(ws.getRemoteAddressAsText()).toString()))
-      if (!data.conn) { data.closed = true; ws.end(1013, 'too many connections from this address') }
-    },
-    message: (ws, message) => {
-      // the ArrayBuffer is only valid during this callback: copy it
-      ws.getUserData().conn?.receive(Buffer.from(new Uint8Array(message)))
-    },
-    drain: (ws) => ws.getUserData().drained?.(),
-    close: (ws) => {
-      const data = ws.getUserData()
-      data.closed = true
-      data.conn?.lost()
-    },
-  })
 }

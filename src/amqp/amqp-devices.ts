@@ -1,0 +1,147 @@
+// Devices on the AMQP endpoint: their put-tokens (`{host}/devices/{id}`), their links, and one
+// device session (device-session.ts) per device and connection. A device token opens the session at
+// once (the device shows as connected, and a newer connection of the device, MQTT or AMQP, takes
+// over); a DeviceConnect policy token for the whole hub opens one when a link of a device attaches.
+import type rhea from 'rhea'
+import type { DeviceIdentity } from '../auth/authenticator.js'
+import type { DeviceEdge } from '../edge/device-edge.js'
+import type { Logger } from '../log.js'
+import type { DeviceRegistry } from '../registry/device-registry.js'
+import type { ConnectionGrants, Grant } from './cbs-auth.js'
+import { DEVICE_LINK_RIGHTS, type DeviceLinkAddress } from './device-addresses.js'
+import { AmqpDeviceSession, type AmqpDeviceHost } from './device-session.js'
+import { AmqpError } from './event-hubs-endpoint.js'
+import type { AmqpFrameGuard } from './frame-guard.js'
+import type { OutgoingBudget } from './outgoing-budget.js'
+
+/** What the devices need of one AMQP connection. */
+export interface DeviceConnectionPort {
+  readonly transportKind: 'amqps' | 'amqpwss'
+  readonly guard: AmqpFrameGuard
+  readonly budget: OutgoingBudget
+  readonly grants: ConnectionGrants
+  /** the connection broke a rule (a transfer without credit): it is closed */
+  violation(description: string): void
+}
+
+class ConnectionDevices implements AmqpDeviceHost {
+  readonly sessions = new Map<string, AmqpDeviceSession>()
+  private readonly holding = new Set<AmqpDeviceSession>()
+
+  constructor(readonly port: DeviceConnectionPort, readonly log: Logger) {}
+
+  get transportKind(): 'amqps' | 'amqpwss' { return this.port.transportKind }
+  get budget(): OutgoingBudget { return this.port.budget }
+
+  holdReading(session: AmqpDeviceSession, hold: boolean): void {
+    if (hold) this.holding.add(session)
+    else this.holding.delete(session)
+    if (this.holding.size > 0) this.port.guard.pauseInput('devices')
+    else this.port.guard.resumeInput('devices')
+  }
+
+  violation(description: string): void { this.port.violation(description) }
+
+  sessionClosed(session: AmqpDeviceSession): void {
+    if (this.sessions.get(session.deviceId) === session) this.sessions.delete(session.deviceId)
+    this.holding.delete(session)
+  }
+}
+
+export class AmqpDevices {
+  private readonly byConnection = new WeakMap<rhea.Connection, ConnectionDevices>()
+  private readonly linkSessions = new WeakMap<rhea.link, AmqpDeviceSession>()
+
+  constructor(private readonly edge: DeviceEdge, private readonly registry: DeviceRegistry, private readonly log: Logger) {}
+
+  /** The connection was accepted: its devices live here until it closes. */
+  connected(conn: rhea.Connection, port: DeviceConnectionPort): void {
+    this.byConnection.set(conn, new ConnectionDevices(port, this.log))
+  }
+
+  /** A device's put-token was accepted: its session opens, or takes the renewed identity. */
+  authenticated(conn: rhea.Connection, grant: Grant): void {
+    if (grant.device) this.session(conn, grant.device)
+  }
+
+  /**
+   * A link to a device address attached; refused (AmqpError) unless a live grant of the connection
+   * covers that device with DeviceConnect and the device may connect.
+   */
+  attach(conn: rhea.Connection, link: rhea.link, address: string, parsed: DeviceLinkAddress): void {
+    const devices = this.devicesOf(conn)
+    if (parsed.moduleId !== undefined) throw new AmqpError('amqp:not-implemented', 'module identities are not supported by this hub yet (see "Not yet" in its README)')
+    if (!parsed.kind) throw new AmqpError('amqp:not-found', `The messaging entity '${address}' could not be found.`)
+    const grant = devices.port.grants.grantFor(address, DEVICE_LINK_RIGHTS[parsed.kind])
+    // grants compare paths without case; device ids do not
+    if (!grant || (grant.device && grant.device.device.deviceId !== parsed.deviceId)) {
+      throw new AmqpError('amqp:unauthorized-access', `Unauthorized access to '${address}': put a token for device ${parsed.deviceId} on $cbs first.`)
+    }
+    const identity = grant.device ?? this.policyIdentity(parsed.deviceId, grant)
+    const session = this.session(conn, identity)
+    this.linkSessions.set(link, session)
+    session.attach(parsed.kind, link)
+  }
+
+  /** A message on a device link; false when the link is not one. */
+  message(receiver: rhea.Receiver, msg: rhea.Message, delivery: rhea.Delivery): boolean {
+    const session = this.linkSessions.get(receiver)
+    if (!session) return false
+    session.message(receiver, msg, delivery)
+    return true
+  }
+
+  /** A device link closed, from either side. */
+  detached(link: rhea.link): void {
+    const session = this.linkSessions.get(link)
+    if (!session) return
+    this.linkSessions.delete(link)
+    session.detached(link)
+  }
+
+  /** Sessions whose device no grant covers any more (tokens expired, not renewed) end, as an MQTT connection does. */
+  sweep(conn: rhea.Connection): void {
+    const devices = this.byConnection.get(conn)
+    if (!devices) return
+    for (const session of [...devices.sessions.values()]) {
+      if (!devices.port.grants.allows(`/devices/${session.deviceId}`, 'DeviceConnect')) session.close('the device\'s token expired')
+    }
+  }
+
+  connectionClosed(conn: rhea.Connection): void {
+    const devices = this.byConnection.get(conn)
+    if (!devices) return
+    for (const session of [...devices.sessions.values()]) session.close('connection lost')
+    this.byConnection.delete(conn)
+  }
+
+  private devicesOf(conn: rhea.Connection): ConnectionDevices {
+    const devices = this.byConnection.get(conn)
+    if (!devices) throw new Error('a connection the AMQP server did not announce')
+    return devices
+  }
+
+  private session(conn: rhea.Connection, identity: DeviceIdentity): AmqpDeviceSession {
+    const devices = this.devicesOf(conn)
+    const existing = devices.sessions.get(identity.device.deviceId)
+    if (existing && existing.state !== 'closed') {
+      existing.renewed(identity)
+      return existing
+    }
+    const session = new AmqpDeviceSession(this.edge, devices, identity)
+    devices.sessions.set(identity.device.deviceId, session)
+    session.open()
+    return session
+  }
+
+  /** A device acting under a DeviceConnect policy token for the hub (or all devices): it must exist and be enabled. */
+  private policyIdentity(deviceId: string, grant: Grant): DeviceIdentity {
+    const device = this.registry.get(deviceId)
+    if (!device) throw new AmqpError('amqp:not-found', `device ${deviceId} is not registered`)
+    if (device.status === 'disabled') throw new AmqpError('amqp:unauthorized-access', `device ${deviceId} is disabled`)
+    return {
+      device, expiry: grant.expiry,
+      authMethod: JSON.stringify({ scope: 'hub', type: 'sas', issuer: 'iothub', acceptingIpFilterRule: null }),
+    }
+  }
+}
