@@ -7,6 +7,7 @@ import WebSocket from 'ws'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { AMQP_ENTITY_RIGHTS } from '../src/amqp/amqp-server.js'
 import { MAX_GRANTS_PER_CONNECTION } from '../src/amqp/cbs-auth.js'
+import { DEVICE_LINK_RIGHTS } from '../src/amqp/device-addresses.js'
 import { createSasToken } from '../src/auth/sas-token.js'
 import { hasRight, type AccessPolicy } from '../src/auth/policies.js'
 import { amqpConnect, next, putToken } from './helpers/amqp-client.js'
@@ -95,6 +96,50 @@ describe('AMQP entities', () => {
         if (ok ? outcome !== true : outcome !== refusal) wrong.push(`${entity} with ${c.name}: ${String(outcome)}`)
       }
       conn.close()
+    }
+    expect(wrong).toEqual([])
+  }, 60_000)
+})
+
+const DEVICE_PROBES: Record<keyof typeof DEVICE_LINK_RIGHTS, { role: 'sender' | 'receiver'; path: string }> = {
+  'telemetry': { role: 'sender', path: '/messages/events' },
+  'c2d': { role: 'receiver', path: '/messages/devicebound' },
+  'twin-requests': { role: 'sender', path: '/twin' },
+  'twin-answers': { role: 'receiver', path: '/twin' },
+  'method-answers': { role: 'sender', path: '/methods/devicebound' },
+  'method-requests': { role: 'receiver', path: '/methods/devicebound' },
+}
+
+describe('AMQP device links', () => {
+  it('every device link in the hub\'s table has a probe here', () => {
+    expect(Object.keys(DEVICE_PROBES).sort()).toEqual(Object.keys(DEVICE_LINK_RIGHTS).sort())
+  })
+
+  it('allows every device link to exactly the credentials that carry DeviceConnect for that device', async () => {
+    const deviceId = 'amqp-rights-links'
+    const { primaryKey } = await t.createDevice(deviceId)
+    const other = await t.createDevice('amqp-rights-other')
+    const deviceAudience = (id: string) => encodeURIComponent(`localhost/devices/${id}`)
+    const cases: { name: string; put: (c: rhea.Connection) => Promise<number | undefined>; allowed: boolean }[] = [
+      ...t.hub.policies.map((p) => ({ name: `policy ${p.keyName}`, put: (c: rhea.Connection) => putToken(c, t.serviceToken(p.keyName), 'localhost'), allowed: hasRight(p, 'DeviceConnect') })),
+      { name: 'the device\'s token', put: (c) => putToken(c, t.deviceToken(deviceId, primaryKey), deviceAudience(deviceId)), allowed: true },
+      { name: 'another device\'s token', put: (c) => putToken(c, t.deviceToken('amqp-rights-other', other.primaryKey), deviceAudience('amqp-rights-other')), allowed: false },
+      { name: 'the device\'s token under another device\'s name', put: (c) => putToken(c, t.deviceToken(deviceId, primaryKey), deviceAudience('amqp-rights-other')), allowed: false },
+      { name: 'another hub\'s token', put: (c) => putToken(c, createSasToken(`otherhub.azure-devices.net/devices/${deviceId}`, primaryKey), encodeURIComponent(`otherhub.azure-devices.net/devices/${deviceId}`)), allowed: false },
+      { name: 'expired token', put: (c) => putToken(c, t.deviceToken(deviceId, primaryKey, -400), deviceAudience(deviceId)), allowed: false },
+      { name: 'malformed token', put: (c) => putToken(c, 'SharedAccessSignature sr=localhost&sig=%%%&se=x', deviceAudience(deviceId)), allowed: false },
+      { name: 'no token', put: async () => undefined, allowed: false },
+    ]
+    const wrong: string[] = []
+    for (const c of cases) {
+      const conn = await connection()
+      await c.put(conn)
+      for (const [kind, probe] of Object.entries(DEVICE_PROBES)) {
+        const outcome = await attach(conn, probe.role, `/devices/${deviceId}${probe.path}`)
+        if (c.allowed ? outcome !== true : outcome !== 'amqp:unauthorized-access') wrong.push(`${kind} with ${c.name}: ${String(outcome)}`)
+      }
+      conn.close()
+      await next(conn, 'connection_close')
     }
     expect(wrong).toEqual([])
   }, 60_000)

@@ -1,11 +1,13 @@
 // Durability of the real hub process: under QoS 1 load from many devices, every message whose PUBACK
-// a client received survives a SIGKILL, and a SIGTERM drains without losing one.
+// (or, over AMQP, whose accepted settlement) a client received survives a SIGKILL, and a SIGTERM
+// drains without losing one.
 import { rmSync } from 'node:fs'
 import { afterAll, describe, expect, it } from 'vitest'
 import { createSasToken } from '../src/auth/sas-token.js'
 import { MqttTestClient } from './helpers/mqtt-test-client.js'
 import { allEvents, spawnHub, type HubProcess } from './helpers/hub-process.js'
 import { tempDir } from './helpers/test-hub.js'
+import { amqpConnect, putToken } from './helpers/amqp-client.js'
 
 const DEVICES = 20
 const WINDOW = 10
@@ -37,6 +39,44 @@ async function loadHub(hub: HubProcess, prefix: string): Promise<{ stop: () => v
   return { stop: () => { running = false }, acked, clients }
 }
 
+const AMQP_DEVICES = 5
+
+/** Devices sending over AMQP with WINDOW unsettled messages each; `acked` gets what the hub accepted. */
+async function loadHubOverAmqp(hub: HubProcess, prefix: string, acked: Map<string, string[]>): Promise<{ stop: () => void; close: () => void }> {
+  let running = true
+  const conns: { close(): void }[] = []
+  for (let d = 0; d < AMQP_DEVICES; d++) {
+    const deviceId = `${prefix}-amqp-${d}`
+    const r = await hub.rest('PUT', `/devices/${deviceId}`, { deviceId })
+    const audience = encodeURIComponent(`localhost/devices/${deviceId}`)
+    const conn = await amqpConnect(hub.ports.amqp!, hub.ca)
+    conns.push(conn)
+    expect(await putToken(conn, createSasToken(audience, r.body.authentication.symmetricKey.primaryKey), audience)).toBe(200)
+    const sender = conn.open_sender({ target: { address: `/devices/${deviceId}/messages/events` } })
+    await new Promise((resolve) => sender.once('sendable', resolve))
+    acked.set(deviceId, [])
+    let n = 0
+    const sent = new Map<unknown, string>()
+    const pump = () => {
+      if (!running || n >= 100_000) return
+      const mid = `${deviceId}-${n++}`
+      sent.set(sender.send({ message_id: mid, body: Buffer.alloc(256, 1) }), mid)
+    }
+    sender.on('accepted', (ctx) => {
+      const mid = sent.get(ctx.delivery)
+      if (mid === undefined) return
+      sent.delete(ctx.delivery)
+      acked.get(deviceId)!.push(mid)
+      pump()
+    })
+    for (let w = 0; w < WINDOW; w++) pump()
+  }
+  return {
+    stop: () => { running = false },
+    close: () => { for (const c of conns) try { (c as unknown as { socket?: { destroy(): void } }).socket?.destroy() } catch { /* gone */ } },
+  }
+}
+
 function expectAllAckedStored(acked: Map<string, string[]>, events: { systemProperties: Record<string, string> }[]): number {
   const stored = new Set(events.map((e) => `${e.systemProperties['iothub-connection-device-id']}|${e.systemProperties['message-id']}`))
   let count = 0
@@ -57,13 +97,18 @@ describe('the hub process', () => {
     dirs.push(dataDir)
     const hub = await spawnHub(dataDir, ['--shards', '2'])
     const load = await loadHub(hub, 'crash')
+    const overAmqp = await loadHubOverAmqp(hub, 'crash', load.acked)
     await new Promise((r) => setTimeout(r, 1500))
     hub.child.kill('SIGKILL')
     await hub.exited
     load.stop()
+    overAmqp.stop()
     for (const c of load.clients) c.destroy()
+    overAmqp.close()
     const ackedCount = [...load.acked.values()].reduce((s, l) => s + l.length, 0)
     expect(ackedCount).toBeGreaterThan(DEVICES * WINDOW)
+    const ackedOverAmqp = [...load.acked].filter(([id]) => id.includes('-amqp-')).reduce((s, [, l]) => s + l.length, 0)
+    expect(ackedOverAmqp).toBeGreaterThan(AMQP_DEVICES * WINDOW)
 
     const again = await spawnHub(dataDir, ['--shards', '2'])
     try {

@@ -17,6 +17,7 @@ import { CbsAuthority, ConnectionGrants } from './cbs-auth.js'
 import { AmqpError, type EventHubsEndpoint } from './event-hubs-endpoint.js'
 import { AmqpFrameGuard, type AmqpByteSocket, type FrameViolation } from './frame-guard.js'
 import type { WebSocketByteStream } from './websocket-stream.js'
+import { ignoreLateSessionFrames } from './ended-session-frames.js'
 import { limitIncomingTransfers } from './incoming-transfer-limits.js'
 import { OutgoingBudget } from './outgoing-budget.js'
 import { diagnosticWording, withRheaConsoleCaptured } from './rhea-console.js'
@@ -82,6 +83,12 @@ export interface AmqpServerOptions {
   log: Logger
   /** overrides of DEFAULT_AMQP_LIMITS */
   limits?: Partial<AmqpLimits>
+}
+
+/** The container id the peer announced in its open (clients name themselves: a diagnostic, not a credential). */
+function idOfPeer(conn: rhea.Connection): string | undefined {
+  const id = (conn as unknown as { remote?: { open?: { container_id?: unknown } } }).remote?.open?.container_id
+  return typeof id === 'string' ? id.slice(0, 100) : undefined
 }
 
 export class AmqpServer {
@@ -215,8 +222,9 @@ export class AmqpServer {
       violation: () => this.drop(conn, 'transfer-without-credit'),
     })
     limitIncomingTransfers(conn, L.maxMessageBytes)
+    ignoreLateSessionFrames(conn, (kind) => this.o.log.debug('amqp frame for an ended session dropped', { peer, kind }))
     // with handlers here rhea prints nothing itself (on a read error it would hex-dump its whole buffer)
-    conn.on('protocol_error', (e: Error) => this.o.log.info('amqp protocol error', { peer, reason: diagnosticWording(e.message) }))
+    conn.on('protocol_error', (e: Error) => this.o.log.info('amqp protocol error', { peer, container: idOfPeer(conn), reason: diagnosticWording(e.message) }))
     conn.on('error', (e: Error) => this.o.log.warn('amqp connection error', { peer, error: e }))
     socket.once('close', () => this.closed(conn))
     conn.accept(guard)

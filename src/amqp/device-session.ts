@@ -106,6 +106,7 @@ export class AmqpDeviceSession implements EdgeConnection {
   /** A renewed token for the same device: its expiry and generation. */
   renewed(identity: DeviceIdentity): void {
     this.identity = identity
+    this.host.log.info('amqp device token renewed', { deviceId: this.deviceId })
   }
 
   // --- links ---

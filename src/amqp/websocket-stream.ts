@@ -18,6 +18,7 @@ export class WebSocketByteStream extends EventEmitter implements AmqpByteSocket 
   private isPaused = false
   private held: Buffer[] = []
   private heldBytes = 0
+  private flushScheduled = false
   private waitingForDrain: (() => void)[] = []
   destroyed = false
   writableEnded = false
@@ -61,13 +62,27 @@ export class WebSocketByteStream extends EventEmitter implements AmqpByteSocket 
 
   pause(): void { this.isPaused = true }
 
+  /**
+   * What was held is given on a later turn, never from inside resume(): rhea resumes while it is
+   * still handling the frames of a chunk, and bytes fed to it then would be read before the rest of
+   * that chunk (a disposition before the begin of its session).
+   */
   resume(): void {
     this.isPaused = false
-    while (!this.isPaused && this.held.length > 0 && !this.destroyed) {
-      const chunk = this.held.shift()!
-      this.heldBytes -= chunk.length
-      this.emit('data', chunk)
-    }
+    if (this.held.length > 0) this.flushLater()
+  }
+
+  private flushLater(): void {
+    if (this.flushScheduled) return
+    this.flushScheduled = true
+    setImmediate(() => {
+      this.flushScheduled = false
+      while (!this.isPaused && this.held.length > 0 && !this.destroyed) {
+        const chunk = this.held.shift()!
+        this.heldBytes -= chunk.length
+        this.emit('data', chunk)
+      }
+    })
   }
 
   // --- from the uWS handlers ---
@@ -75,10 +90,12 @@ export class WebSocketByteStream extends EventEmitter implements AmqpByteSocket 
   /** A binary message (the caller copied it out of uWS's buffer). */
   received(chunk: Buffer): void {
     if (this.destroyed) return
-    if (!this.isPaused) {
+    if (!this.isPaused && this.held.length === 0) {
       this.emit('data', chunk)
       return
     }
+    // held chunks go first: this one waits behind them
+    if (!this.isPaused) this.flushLater()
     this.heldBytes += chunk.length
     if (this.heldBytes > this.slackBytes) {
       this.held = []
