@@ -18,7 +18,9 @@ export interface HubProcess {
 }
 
 export async function spawnHub(dataDir: string, extraArgs: string[] = []): Promise<HubProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', '--data-dir', dataDir, '--host', '127.0.0.1',
+  // HYPERHUB_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles a hub a benchmark spawns
+  const nodeArgs = (process.env.HYPERHUB_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean)
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', 'src/main.ts', '--data-dir', dataDir, '--host', '127.0.0.1',
     '--mqtt-port', '0', '--https-port', '0', '--mqtt-tcp-port', '0', '--amqp-port', '0', '--log-level', 'warn', '--allow-private-webhooks', 'true', ...extraArgs], { stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   child.stdout!.on('data', (d: Buffer) => { out += d.toString() })
