@@ -6,6 +6,7 @@ import { availableParallelism } from 'node:os'
 import { resolve } from 'node:path'
 import type { LogLevel } from './log.js'
 import type { Durability } from './store/hub-store.js'
+import { parseTier, tierLimits, TierError } from './throttle/tiers.js'
 
 export interface HubConfig {
   hostName: string
@@ -29,9 +30,11 @@ export interface HubConfig {
   allowPrivateWebhooks: boolean
   /** SAS tokens valid for longer than this are refused */
   maxTokenLifetimeDays: number
+  /** Azure tier and units (`S1`, `S1:10`, …) whose throttles and daily quota apply; `unlimited` applies none */
+  tier: string
 }
 
-type Kind = 'port' | 'optionalPort' | 'string' | 'names' | 'int' | 'level' | 'durability' | 'wasmOrJs' | 'bool'
+type Kind = 'port' | 'optionalPort' | 'string' | 'names' | 'int' | 'level' | 'durability' | 'wasmOrJs' | 'bool' | 'tier'
 interface Setting { key: keyof HubConfig; flag: string; env: string; kind: Kind; min?: number; max?: number; help: string }
 
 export const SETTINGS: Setting[] = [
@@ -52,6 +55,7 @@ export const SETTINGS: Setting[] = [
   { key: 'minFreeDiskMb', flag: '--min-free-disk-mb', env: 'HYPERHUB_MIN_FREE_DISK_MB', kind: 'int', min: 0, max: 1_000_000, help: 'writes are refused (ServerBusy) while the data disk has less than this many MB free' },
   { key: 'maxTokenLifetimeDays', flag: '--max-token-lifetime-days', env: 'HYPERHUB_MAX_TOKEN_LIFETIME_DAYS', kind: 'int', min: 1, max: 36_500, help: 'SAS tokens that stay valid for longer than this are refused' },
   { key: 'allowPrivateWebhooks', flag: '--allow-private-webhooks', env: 'HYPERHUB_ALLOW_PRIVATE_WEBHOOKS', kind: 'bool', help: 'true: webhook endpoints may send to loopback, link-local and private addresses (default false)' },
+  { key: 'tier', flag: '--tier', env: 'HYPERHUB_TIER', kind: 'tier', help: 'unlimited (default) | F1 | B1..B3 | S1..S3, with units as S1:10: Azure\'s throttles and daily quota for that tier' },
   { key: 'logLevel', flag: '--log-level', env: 'HYPERHUB_LOG_LEVEL', kind: 'level', help: 'debug | info | warn | error | silent' },
 ]
 
@@ -59,7 +63,7 @@ export function defaultConfig(): HubConfig {
   return {
     hostName: 'localhost', tlsNames: [], host: '0.0.0.0', dataDir: './data',
     mqttPort: 8883, httpsPort: 443, mqttTcpPort: null, amqpPort: 5671,
-    shards: Math.max(1, availableParallelism() - 1), partitions: 4, retentionDays: 1, logLevel: 'info', durability: 'process', sasVerifier: 'wasm', mqttFramer: 'wasm', minFreeDiskMb: 100, allowPrivateWebhooks: false, maxTokenLifetimeDays: 365,
+    shards: Math.max(1, availableParallelism() - 1), partitions: 4, retentionDays: 1, logLevel: 'info', durability: 'process', sasVerifier: 'wasm', mqttFramer: 'wasm', minFreeDiskMb: 100, allowPrivateWebhooks: false, maxTokenLifetimeDays: 365, tier: 'unlimited',
   }
 }
 
@@ -103,6 +107,14 @@ function parseValue(s: Setting, raw: unknown): unknown {
     case 'durability':
       if (raw !== 'process' && raw !== 'power') throw bad('must be process or power')
       return raw
+    case 'tier':
+      try {
+        tierLimits(parseTier(String(raw)))
+      } catch (e) {
+        if (e instanceof TierError) throw bad(e.message)
+        throw e
+      }
+      return String(raw)
     case 'level':
       if (!['debug', 'info', 'warn', 'error', 'silent'].includes(String(raw))) throw bad('must be debug, info, warn, error or silent')
       return raw

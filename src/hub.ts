@@ -30,6 +30,10 @@ import { QueryPool } from './query/query-pool.js'
 import { methodRoutes } from './rest/method-routes.js'
 import { twinRoutes } from './rest/twin-routes.js'
 import { mountRest, type Route } from './rest/http-server.js'
+import { withTierLimits } from './rest/route-limits.js'
+import { tierRoutes } from './rest/tier-routes.js'
+import { HubThrottles, type HubThrottlesOptions } from './throttle/hub-throttles.js'
+import { parseTier } from './throttle/tiers.js'
 import { notYetRoutes } from './rest/not-yet-routes.js'
 import { registryRoutes } from './rest/registry-routes.js'
 import { ShardPool } from './shard-pool.js'
@@ -52,6 +56,8 @@ export interface RunningHub {
   edge: DeviceEdge
   /** every REST route the hub serves, with the permission it checks (the rights tests enumerate it) */
   routes: readonly Route[]
+  /** the tier's throttles and the daily meter */
+  throttles: HubThrottles
   stop(): Promise<void>
 }
 
@@ -61,6 +67,8 @@ export class StartupError extends Error {}
 export interface StartHubOptions {
   /** overrides of the AMQP endpoint's bounds (tests shorten its deadlines) */
   amqpLimits?: Partial<AmqpLimits>
+  /** the throttles' and quota's clock and how queued requests wait (tests move time themselves) */
+  throttleClock?: HubThrottlesOptions
 }
 
 async function loadPolicies(store: ReturnType<typeof openHubStore>): Promise<AccessPolicy[]> {
@@ -134,6 +142,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
   )
   await shards.start()
 
+  const throttles = new HubThrottles(parseTier(config.tier), options.throttleClock)
   // the registry asks the edge who is connected; the edge asks the registry (through the authenticator) who may connect
   const registry = new DeviceRegistry(store.devices, {
     connectionState: (id) => edge.connectionState(id),
@@ -150,6 +159,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
     forget: (deviceId) => { store.activity.remove(deviceId).catch((e: unknown) => health.failed(e)) },
   })
   for (const [deviceId, count] of earlyCounts.splice(0)) edge.c2dCount(deviceId, count)
+  edge.throttles = throttles
   registry.onChange((e) => edge.registryChanged(e))
   edge.onModelAnnounced = (deviceId, modelId) => {
     registry.setModelId(deviceId, modelId).catch((e: unknown) => log.warn('model id not stored', { deviceId, error: e as Error }))
@@ -189,7 +199,8 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
     ...c2dRoutes(registry, shards, feedback, eventHubName), ...routingRoutes(routing), ...endpointLogRoutes((name) => routing.logEndpoint(name)),
     ...queryRoutes(queries), ...notYetRoutes(),
   ]
-  mountRest(app, routes, edge.authenticator, log)
+  routes.push(...tierRoutes(throttles))
+  mountRest(app, routes.map((r) => withTierLimits(r, throttles)), edge.authenticator, log)
 
   let httpsSocket: us_listen_socket | undefined
   let stopping: Promise<void> | undefined
@@ -232,7 +243,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
     hubPorts.push(...[mqtt, https, mqttTcp, amqp].filter((p): p is number => p !== null))
     await shards.broadcast('hub.ports', [...hubPorts])
     log.info('hub started', { hostName: config.hostName, mqtt, https, mqttTcp, amqp, shards: config.shards, partitions: config.partitions })
-    return { config, policies, caCertFile: pki.caCertFile, ports: { mqtt, https, mqttTcp, amqp }, eventHubName, registry, edge, routes, stop }
+    return { config, policies, caCertFile: pki.caCertFile, ports: { mqtt, https, mqttTcp, amqp }, eventHubName, registry, edge, routes, throttles, stop }
   } catch (e) {
     await stop()
     throw e

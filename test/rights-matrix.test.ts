@@ -39,6 +39,9 @@ const EXPECTED: { method: string; path: string; needs: Needs }[] = [
   { method: 'delete', path: '/messages/servicebound/feedback/no-such-lock', needs: 'ServiceConnect' },
   { method: 'post', path: '/messages/servicebound/feedback/no-such-lock/abandon', needs: 'ServiceConnect' },
   { method: 'post', path: '/devices/query', needs: 'ServiceConnect' },
+  { method: 'get', path: '/hyperhub/tier', needs: 'ControlPlane' },
+  { method: 'put', path: '/hyperhub/tier', needs: 'ControlPlane' },
+  { method: 'get', path: '/hyperhub/metering', needs: 'ServiceConnect' },
   ...['/messages/events', '/messages/endpoints/rmlog'].flatMap((base): { method: string; path: string; needs: Needs }[] => [
     { method: 'get', path: `${base}/partitions`, needs: 'ServiceConnect' },
     { method: 'get', path: `${base}/partitions/0`, needs: 'ServiceConnect' },

@@ -61,7 +61,7 @@ export class AmqpDevices {
 
   /** A device's put-token was accepted: its session opens, or takes the renewed identity. */
   authenticated(conn: rhea.Connection, grant: Grant): void {
-    if (grant.device) this.session(conn, grant.device)
+    if (grant.device) this.session(conn, grant.device, true)
   }
 
   /**
@@ -121,11 +121,11 @@ export class AmqpDevices {
     return devices
   }
 
-  private session(conn: rhea.Connection, identity: DeviceIdentity): AmqpDeviceSession {
+  private session(conn: rhea.Connection, identity: DeviceIdentity, fromToken = false): AmqpDeviceSession {
     const devices = this.devicesOf(conn)
     const existing = devices.sessions.get(identity.device.deviceId)
     if (existing && existing.state !== 'closed') {
-      existing.renewed(identity)
+      if (fromToken) existing.renewed(identity)
       return existing
     }
     const session = new AmqpDeviceSession(this.edge, devices, identity)

@@ -77,7 +77,9 @@ export class ConnectionGrants {
 
   /** A renewal replaces the grant for the same audience; expired grants are dropped; past the bound, refused. */
   add(g: Grant, nowSeconds = Date.now() / 1000): void {
-    const same = (a: Grant) => a.path.length === g.path.length && a.path.every((s, i) => s.toLowerCase() === g.path[i]!.toLowerCase())
+    // device ids are case-sensitive: a token for `CX` must not replace (and so extend) one for `cx`
+    const same = (a: Grant) => a.path.length === g.path.length && a.device?.device.deviceId === g.device?.device.deviceId
+      && a.path.every((s, i) => s.toLowerCase() === g.path[i]!.toLowerCase())
     this.grants = this.grants.filter((a) => a.expiry >= nowSeconds && !same(a))
     if (this.grants.length >= MAX_GRANTS_PER_CONNECTION) throw new TokenError(`a connection holds at most ${MAX_GRANTS_PER_CONNECTION} tokens`, 'scope')
     this.grants.push(g)
@@ -95,6 +97,8 @@ export class ConnectionGrants {
     for (const g of this.grants) {
       if (g.expiry < nowSeconds || !g.rights.includes(right) || g.path.length > path.length) continue
       if (!g.path.every((s, i) => s.toLowerCase() === path[i])) continue
+      // a device's grant covers that device only, in its exact case
+      if (g.device && address.split('/').filter(Boolean)[1] !== g.device.device.deviceId) continue
       if (!best || g.path.length > best.path.length) best = g
     }
     return best

@@ -44,6 +44,14 @@ export interface AmqpDeviceHost {
 interface TelemetryLink { receiver: rhea.Receiver; credit: ReceiverCredit }
 interface PendingTelemetry { delivery: rhea.Delivery; credit: ReceiverCredit }
 
+/** rhea's outgoing ring per session holds 2,048 deliveries; this many are kept free */
+const RING_RESERVE = 64
+
+/** A second link of a kind replaces the first, which is closed so nothing it held lingers. */
+function replaced(old: rhea.link | undefined, link: rhea.link): void {
+  if (old && old !== link && old.is_open()) old.close({ condition: 'amqp:link:stolen', description: 'another link of this kind attached for the device' })
+}
+
 /** Why the hub ended a session → the condition its links are detached with (what the SDK does next follows from it). */
 function detachCondition(reason: string): string {
   if (reason.startsWith('taken over')) return 'amqp:link:stolen' // the SDK gives up rather than take it back
@@ -84,6 +92,9 @@ export class AmqpDeviceSession implements EdgeConnection {
   private readonly subscriptionAnswers = new Map<number, (errorCode: number) => void>()
 
   private windowFull = false
+  /** the tier's traffic shaping stopped reading it for a while */
+  private shaped = false
+  private shapingTimer: NodeJS.Timeout | undefined
   private held = false
   private draining = false
   private reading = true
@@ -128,7 +139,7 @@ export class AmqpDeviceSession implements EdgeConnection {
       }
       case 'c2d': {
         const sender = link as rhea.Sender
-        if (this.c2dSender && this.c2dSender !== sender) this.c2dSender.close({ condition: 'amqp:link:stolen', description: 'another C2D link of this device attached' })
+        replaced(this.c2dSender, sender)
         this.c2dSender = sender
         for (const outcome of ['accepted', 'rejected', 'released', 'modified'] as const) {
           sender.on(outcome, (ctx: rhea.EventContext) => this.c2dSettled(ctx.delivery!, outcome))
@@ -137,17 +148,21 @@ export class AmqpDeviceSession implements EdgeConnection {
         break
       }
       case 'twin-requests':
+        replaced(this.twinRequests?.receiver, link)
         this.twinRequests = { receiver: link as rhea.Receiver, credit: this.credit(link as rhea.Receiver, MAX_TWIN_IN_FLIGHT) }
         this.twinRequests.credit.open()
         break
       case 'twin-answers':
+        replaced(this.twinAnswers, link)
         this.twinAnswers = link as rhea.Sender
         break
       case 'method-requests':
+        replaced(this.methodRequests, link)
         this.methodRequests = link as rhea.Sender
         this.subscriptions.add(METHODS_FILTER)
         break
       case 'method-answers':
+        replaced(this.methodAnswers?.receiver, link)
         this.methodAnswers = { receiver: link as rhea.Receiver, credit: this.credit(link as rhea.Receiver, METHOD_ANSWER_CREDIT) }
         this.methodAnswers.credit.open()
         break
@@ -157,6 +172,7 @@ export class AmqpDeviceSession implements EdgeConnection {
   /** A link of this session went away (the client detached it, or the connection). */
   detached(link: rhea.link): void {
     for (const t of this.telemetryLinks) if (t.receiver === link) this.telemetryLinks.delete(t)
+    for (const d of this.c2dInFlight.keys()) if (d.link === link) this.c2dInFlight.delete(d)
     if (link === this.c2dSender) {
       this.c2dSender = undefined
       // the shard ends the locks of this connection's deliveries when the subscription goes
@@ -192,6 +208,8 @@ export class AmqpDeviceSession implements EdgeConnection {
 
   private telemetry(link: TelemetryLink, msg: rhea.Message, delivery: rhea.Delivery): void {
     if (!link.credit.arrived()) return
+    // rhea frees a received delivery only once this side settles it too, pre-settled or not
+    if (delivery.remote_settled) delivery.update(true)
     if (this.state !== 'connected' || this.draining) return // shutting down: never acknowledged, the device sends it again
     const t = telemetryFromAmqp(msg)
     if (t.size > MAX_MESSAGE_BYTES) {
@@ -214,7 +232,7 @@ export class AmqpDeviceSession implements EdgeConnection {
   private twinRequest(msg: rhea.Message, delivery: rhea.Delivery): void {
     const credit = this.twinRequests!.credit
     if (!credit.arrived()) return
-    if (!delivery.remote_settled) delivery.accept()
+    delivery.accept() // pre-settled (the SDK's way) or not, rhea frees it once this side settles
     const rid = idText(msg.correlation_id)
     const annotations = (msg.message_annotations ?? {}) as Record<string, unknown>
     const operation = String(annotations.operation ?? '')
@@ -311,7 +329,7 @@ export class AmqpDeviceSession implements EdgeConnection {
     if (!push) return
     if (push.kind === 'answer') return this.twinAnswer(push.rid, push.status, Buffer.from(payload), push.version)
     if (this.twinAnswers?.is_open()) {
-      this.send(this.twinAnswers, { message_annotations: { version: push.version }, body: rhea.message.data_section(Buffer.from(payload)) })
+      this.send(this.twinAnswers, { message_annotations: { version: push.version }, body: rhea.message.data_section(Buffer.from(payload)) }, true)
     }
   }
 
@@ -319,7 +337,7 @@ export class AmqpDeviceSession implements EdgeConnection {
     if (!this.methodRequests?.is_open()) return // the call times out, as it would for a device that went away
     this.send(this.methodRequests, {
       correlation_id: rid, application_properties: { 'IoThub-methodname': methodName }, body: rhea.message.data_section(payload),
-    })
+    }, true)
   }
 
   subscriptionStored(packetId: number, errorCode: number): void {
@@ -343,6 +361,7 @@ export class AmqpDeviceSession implements EdgeConnection {
     if (this.state === 'closed') return
     const wasConnected = this.state === 'connected'
     this.state = 'closed'
+    clearTimeout(this.shapingTimer)
     this.waitingLinks = []
     this.subscriptionAnswers.clear()
     if (!this.reading) this.host.holdReading(this, false)
@@ -365,7 +384,7 @@ export class AmqpDeviceSession implements EdgeConnection {
     if (!this.twinAnswers?.is_open()) return
     const annotations: Record<string, number> = { status }
     if (version !== undefined) annotations.version = version
-    this.send(this.twinAnswers, { correlation_id: correlation, message_annotations: annotations, ...(body && body.length > 0 ? { body: rhea.message.data_section(body) } : {}) } as rhea.Message)
+    this.send(this.twinAnswers, { correlation_id: correlation, message_annotations: annotations, ...(body && body.length > 0 ? { body: rhea.message.data_section(body) } : {}) } as rhea.Message, true)
   }
 
   /** An MQTT-style subscription change through the shard; `answered` runs once it is stored (or failed). */
@@ -384,10 +403,22 @@ export class AmqpDeviceSession implements EdgeConnection {
     }
   }
 
-  /** Encodes and sends; what the client has not read counts against it, as for MQTT. */
-  private send(sender: rhea.Sender, msg: rhea.Message): rhea.Delivery | undefined {
+  /**
+   * Encodes and sends; what the client has not read counts against it, as for MQTT. `settled`:
+   * sent pre-settled (twin answers and method requests ask for no outcome), so rhea can let it go
+   * once written. rhea keeps a session's deliveries in a ring of 2,048 freed only from its oldest end:
+   * one the device never settles holds everything behind it, and an overflow would wedge the
+   * session for good, so a session near the end of its ring is closed (the device reconnects).
+   */
+  private send(sender: rhea.Sender, msg: rhea.Message, settled = false): rhea.Delivery | undefined {
+    const ring = (sender.session as unknown as { outgoing: { deliveries: { capacity: number; size: number } } }).outgoing.deliveries
+    if (ring.capacity - ring.size <= RING_RESERVE) {
+      this.close('the device leaves what the hub sends unsettled', { unsettledDeliveries: ring.size })
+      return undefined
+    }
     const bytes = rhea.message.encode(msg)
     const delivery = sender.send(bytes, undefined, 0)
+    if (settled) (delivery as { settled: boolean }).settled = true
     this.host.budget.queued(delivery, bytes.length)
     const held = this.host.budget.heldBytes()
     if (held > WRITE_LIMIT_BYTES) {
@@ -407,8 +438,30 @@ export class AmqpDeviceSession implements EdgeConnection {
     if (this.windowFull && this.pendingTelemetry.size <= MAX_UNACKED / 2 && this.telemetryBytes <= MAX_TELEMETRY_BYTES_IN_FLIGHT / 2) this.setWindowFull(false)
   }
 
+  pauseReadingFor(ms: number): void {
+    if (this.state === 'closed') return
+    clearTimeout(this.shapingTimer)
+    this.shaped = true
+    this.updateReading()
+    this.shapingTimer = setTimeout(() => {
+      this.shaped = false
+      this.updateReading()
+    }, ms)
+  }
+
+  throttled(code: number, message: string, packetId?: number): void {
+    if (this.state === 'authenticating') return this.close(message, { errorCode: code })
+    const p = packetId === undefined ? undefined : this.pendingTelemetry.get(packetId)
+    if (!p) return
+    this.pendingTelemetry.delete(packetId!)
+    // the SDK maps this condition to its ThrottlingError and retries
+    p.delivery.reject({ condition: code === 403002 ? 'amqp:resource-limit-exceeded' : 'com.microsoft:device-container-throttled', description: message })
+    p.credit.settled()
+    this.checkWindow()
+  }
+
   private updateReading(): void {
-    const reading = !(this.windowFull || this.held || this.draining)
+    const reading = !(this.windowFull || this.held || this.shaped || this.draining)
     if (reading === this.reading || this.state === 'closed') return
     this.reading = reading
     for (const t of this.telemetryLinks) t.credit.hold(!reading)

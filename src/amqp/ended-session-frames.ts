@@ -1,21 +1,35 @@
-// A disposition or flow for a session the peer has just ended is dropped rather than treated as a
-// protocol error that closes the whole connection: rhea clients (the SDKs' 1.x and the Event Hubs
-// client's 3.x) write settlements a tick late, so one can follow the client's own `end` on the wire.
-// Neither frame carries data; a transfer or attach on an unknown channel stays an error.
+// Two kinds of session frame rhea mishandles, made safe before it sees them:
+// - a disposition or flow for a session the peer has just ended is dropped rather than treated as a
+//   protocol error that closes the whole connection: rhea clients (the SDKs' 1.x and the Event Hubs
+//   client's 3.x) write settlements a tick late, so one can follow the client's own `end` on the
+//   wire. Neither frame carries data; a transfer or attach on an unknown channel stays an error.
+// - a disposition's range is cut to what can be outstanding: rhea visits every id from `first` to
+//   `last`, and one 100-byte frame saying 0..2^32 held the event loop for half a minute, token or
+//   none. A session never has more than its ring of 2,048 deliveries unsettled.
 import type rhea from 'rhea'
 
-type FrameHandler = (frame: { channel: number }) => void
+interface SessionFrame { channel: number; performative?: { first?: number; last?: number | null } }
+type FrameHandler = (frame: SessionFrame) => void
 interface ChannelMap { remote_channel_map: Record<number, unknown> }
 
-const LENIENT = ['on_disposition', 'on_flow'] as const
+/** rhea's per-session delivery ring (session.js) */
+export const MAX_DISPOSITION_RANGE = 2048
 
 export function ignoreLateSessionFrames(conn: rhea.Connection, dropped: (kind: string) => void): void {
-  const target = conn as unknown as ChannelMap & Record<(typeof LENIENT)[number], FrameHandler>
-  for (const name of LENIENT) {
-    const original = target[name]
-    target[name] = function (this: ChannelMap, frame) {
-      if (!this.remote_channel_map[frame.channel]) return dropped(name.slice(3))
-      original.call(this, frame)
+  const target = conn as unknown as ChannelMap & Record<'on_disposition' | 'on_flow', FrameHandler>
+  const onDisposition = target.on_disposition
+  const onFlow = target.on_flow
+  target.on_disposition = function (this: ChannelMap, frame) {
+    if (!this.remote_channel_map[frame.channel]) return dropped('disposition')
+    const p = frame.performative
+    if (p && typeof p.first === 'number' && typeof p.last === 'number' && p.last - p.first > MAX_DISPOSITION_RANGE) {
+      p.last = p.first + MAX_DISPOSITION_RANGE
+      dropped('disposition range')
     }
+    onDisposition.call(this, frame)
+  }
+  target.on_flow = function (this: ChannelMap, frame) {
+    if (!this.remote_channel_map[frame.channel]) return dropped('flow')
+    onFlow.call(this, frame)
   }
 }

@@ -20,6 +20,8 @@ import { WasmMqttFramer } from '../wasm/wasm-framer.js'
 import { METHODS_FILTER, parseIotHubTopic } from '../mqtt/iothub-topics.js'
 import { MethodCalls } from '../mqtt/method-calls.js'
 import type { MqttTransport } from '../mqtt/transport.js'
+import type { HubThrottles } from '../throttle/hub-throttles.js'
+import { meteredSize } from '../throttle/metered-size.js'
 
 /** Where the last activity of disconnected devices is kept across restarts. */
 export interface ActivityLog {
@@ -119,8 +121,12 @@ export class DeviceEdge implements PresenceView {
     this.preauthBytes -= bytes
   }
 
+  /** The tier's throttles and daily meter (the hub sets them; without them nothing is throttled or metered). */
+  throttles: HubThrottles | undefined = undefined
+
   /** The shard knows the connection's device from the session open, so only the message crosses. */
   telemetry(conn: EdgeConnection, packetId: number, bag: string, payload: Buffer, extra: Record<string, string> | null): void {
+    if (this.throttles && extra === null && !this.admitTelemetry(conn, packetId, bag, payload)) return
     this.shards.send(conn.shard, [OP_TELEMETRY, conn.id, packetId, bag, payload, extra])
     // QoS 0 has no acknowledgement to wait for: without a bound, a fast publisher fills memory
     // faster than the shards commit. Past the mark every connection stops reading until they catch up.
@@ -128,6 +134,28 @@ export class DeviceEdge implements PresenceView {
     conn.telemetrySent(bytes)
     this.telemetryBytesInFlight += bytes
     if ((++this.telemetryInFlight > TELEMETRY_HIGH_WATER || this.telemetryBytesInFlight > TELEMETRY_HIGH_WATER_BYTES) && !this.holding) this.hold(true)
+  }
+
+  /**
+   * D2C under the tier, on this thread with no step across: the daily quota, then the D2C throttle
+   * (queued: the connection stops reading for its wait, so the accepted rate falls to the limit;
+   * refused: MQTT closes, AMQP rejects the message). Metered by payload size, on 4 KB chunks.
+   */
+  private admitTelemetry(conn: EdgeConnection, packetId: number, bag: string, payload: Buffer): boolean {
+    const t = this.throttles!
+    if (t.meter.exhausted) {
+      t.meter.bill('d2c', 1) // counted as refused
+      conn.throttled(403002, `the daily message quota of ${t.limits.messagesPerDay} is used up; it resets at midnight UTC`, packetId)
+      return false
+    }
+    const a = t.admit('d2c')
+    if (a.kind === 'refused') {
+      conn.throttled(429001, `more than ${t.limits.throttles.d2c} device-to-cloud messages/s on tier ${t.limits.tier}`, packetId)
+      return false
+    }
+    if (a.kind === 'queued') conn.pauseReadingFor(a.waitMs)
+    t.meter.bill('d2c', t.meter.chunks(meteredSize(bag, payload, t.meter.chunkBytes)))
+    return true
   }
 
   /** The shards finished with telemetry: flat [connId, count, bytes, ...] from `from`. */
@@ -146,6 +174,16 @@ export class DeviceEdge implements PresenceView {
   }
 
   openSession(conn: EdgeConnection): void {
+    const a = this.throttles?.admit('connections')
+    if (a?.kind === 'refused') return conn.throttled(429001, `more than ${this.throttles!.limits.throttles.connections} new device connections/s on tier ${this.throttles!.limits.tier}`)
+    if (a?.kind === 'queued') {
+      setTimeout(() => { if (conn.state === 'authenticating') this.openSessionNow(conn) }, a.waitMs)
+      return
+    }
+    this.openSessionNow(conn)
+  }
+
+  private openSessionNow(conn: EdgeConnection): void {
     // one connection per identity: the newest wins (Azure: 400027 ConnectionForcefullyClosedOnNewConnection)
     this.byClientId.get(conn.clientId)?.close('taken over by a new connection for the same client id')
     this.byClientId.set(conn.clientId, conn)

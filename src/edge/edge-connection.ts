@@ -48,6 +48,14 @@ export interface EdgeConnection {
   subscriptionStored(packetId: number, errorCode: number): void
   /** the edge's hub-wide backpressure */
   hold(on: boolean): void
+  /** the tier's traffic shaping queued this device's traffic: read nothing more for `ms` */
+  pauseReadingFor(ms: number): void
+  /**
+   * A throttle or the daily quota refused it (429001 / 403002): before the session opens, the
+   * connection is refused (MQTT: CONNACK 3); after, MQTT closes the connection as Azure does, AMQP
+   * rejects that message (`packetId`) with the throttling condition
+   */
+  throttled(code: number, message: string, packetId?: number): void
   /** shutdown: read nothing more */
   stopReading(): void
   close(reason: string, fields?: Record<string, unknown>, graceful?: boolean): void

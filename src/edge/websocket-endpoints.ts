@@ -17,8 +17,12 @@ interface WsSocket extends WsMqtt {
   stream?: WebSocketByteStream
 }
 
-/** While the hub holds an AMQP connection, what its peer may still send (the credit it had, a few frames more). */
-const AMQP_HELD_SLACK_BYTES = 4 * UNPAUSABLE_SLACK_BYTES
+/**
+ * While the hub holds an AMQP connection, what its peer may still send: the credit it had (a device's
+ * telemetry link: 64 messages of up to 256 KB) and a few frames more. A peer with more links than
+ * that in flight at once is closed when held.
+ */
+const AMQP_HELD_SLACK_BYTES = 64 * 256 * 1024 + 4 * UNPAUSABLE_SLACK_BYTES
 
 function remoteAddress(ws: WebSocket<WsSocket>): string {
   return Buffer.from(ws.getRemoteAddressAsText()).toString()

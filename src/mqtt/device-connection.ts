@@ -78,6 +78,9 @@ export class DeviceConnection implements FrameHandler, EdgeConnection {
   /** why the hub is not reading: each reason on its own, reading resumes when none is left */
   private windowFull = false
   private held = false
+  /** the tier's traffic shaping stopped reading it for a while */
+  private shaped = false
+  private shapingTimer: NodeJS.Timeout | undefined
   private writeBlockedSince = 0
   private twinsInFlight = 0
   /** C2D PUBLISHes the hub sent that have not been PUBACKed */
@@ -262,6 +265,22 @@ export class DeviceConnection implements FrameHandler, EdgeConnection {
     this.updateReading()
   }
 
+  pauseReadingFor(ms: number): void {
+    if (this.state === 'closed') return
+    clearTimeout(this.shapingTimer)
+    this.shaped = true
+    this.updateReading()
+    this.shapingTimer = setTimeout(() => {
+      this.shaped = false
+      this.updateReading()
+    }, ms)
+  }
+
+  throttled(code: number, message: string): void {
+    if (this.state === 'authenticating') return this.refuse(packets.CONNACK_SERVER_UNAVAILABLE, message, { errorCode: code })
+    this.close('throttled', { errorCode: code, error: message })
+  }
+
   /** A twin request went to the shard; past MAX_TWIN_IN_FLIGHT unanswered ones the hub stops reading. */
   twinRequested(): void {
     if (++this.twinsInFlight === MAX_TWIN_IN_FLIGHT) this.updateReading()
@@ -273,7 +292,7 @@ export class DeviceConnection implements FrameHandler, EdgeConnection {
   }
 
   private updateReading(): void {
-    const stop = this.windowFull || this.held || this.writeBlockedSince > 0 || this.twinsInFlight >= MAX_TWIN_IN_FLIGHT
+    const stop = this.windowFull || this.held || this.shaped || this.writeBlockedSince > 0 || this.twinsInFlight >= MAX_TWIN_IN_FLIGHT
       || this.pendingAcks.size >= MAX_SUBSCRIBES_IN_FLIGHT || this.draining
     if (stop === !this.reading || this.state === 'closed') return
     this.reading = !stop
@@ -497,6 +516,7 @@ export class DeviceConnection implements FrameHandler, EdgeConnection {
     const wasConnected = this.state === 'connected'
     this.state = 'closed'
     clearTimeout(this.expiryTimer)
+    clearTimeout(this.shapingTimer)
     this.releasePreauth()
     this.admissionTicket?.()
     this.admissionTicket = undefined

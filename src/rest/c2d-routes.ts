@@ -6,6 +6,7 @@ import type { ShardPool } from '../shard-pool.js'
 import { HubError } from './hub-error.js'
 import { clientKeyed } from '../mqtt/property-bag.js'
 import type { RestRequest, Route } from './http-server.js'
+import type { RouteLimits } from './route-limits.js'
 
 const ACKS = new Set(['none', 'positive', 'negative', 'full'])
 // message ids: at most 128 ASCII characters (as for D2C)
@@ -50,6 +51,8 @@ export function c2dFromHeaders(req: RestRequest, deviceId: string): Record<strin
 }
 
 /** `hubName`: feedback carries it as its user id, as Azure's does. */
+const C2D_ONLY: RouteLimits = { standardOnly: 'cloud-to-device messages' }
+
 export function c2dRoutes(registry: DeviceRegistry, shards: ShardPool, feedback: FeedbackQueue, hubName: string): Route[] {
   const device = (id: string) => {
     const d = registry.get(id)
@@ -58,7 +61,7 @@ export function c2dRoutes(registry: DeviceRegistry, shards: ShardPool, feedback:
   }
   return [
     {
-      method: 'post', pattern: /^\/devices\/([^/]+)\/messages\/devicebound\/?$/i, right: 'ServiceConnect',
+      method: 'post', pattern: /^\/devices\/([^/]+)\/messages\/devicebound\/?$/i, right: 'ServiceConnect', limits: { throttle: 'c2dSends', meter: { op: 'c2d', bytes: 'request' }, standardOnly: 'cloud-to-device messages' },
       async handle(req) {
         const d = device(req.params[0]!)
         const msg = c2dFromHeaders(req, d.deviceId)
@@ -69,7 +72,7 @@ export function c2dRoutes(registry: DeviceRegistry, shards: ShardPool, feedback:
       },
     },
     {
-      method: 'delete', pattern: /^\/devices\/([^/]+)\/commands\/?$/, right: 'ServiceConnect',
+      method: 'delete', pattern: /^\/devices\/([^/]+)\/commands\/?$/, right: 'ServiceConnect', limits: C2D_ONLY,
       async handle(req) {
         const d = device(req.params[0]!)
         const purged = await shards.request<number>('c2d.purge', d.deviceId)
@@ -77,7 +80,7 @@ export function c2dRoutes(registry: DeviceRegistry, shards: ShardPool, feedback:
       },
     },
     {
-      method: 'get', pattern: /^\/messages\/servicebound\/feedback\/?$/i, right: 'ServiceConnect',
+      method: 'get', pattern: /^\/messages\/servicebound\/feedback\/?$/i, right: 'ServiceConnect', limits: C2D_ONLY,
       async handle() {
         const m = await feedback.receive()
         if (!m) return { status: 204 }
@@ -91,14 +94,14 @@ export function c2dRoutes(registry: DeviceRegistry, shards: ShardPool, feedback:
       },
     },
     {
-      method: 'delete', pattern: /^\/messages\/servicebound\/feedback\/([^/]+)\/?$/i, right: 'ServiceConnect',
+      method: 'delete', pattern: /^\/messages\/servicebound\/feedback\/([^/]+)\/?$/i, right: 'ServiceConnect', limits: C2D_ONLY,
       async handle(req) {
         await feedback.complete(req.params[0]!)
         return { status: 204 }
       },
     },
     {
-      method: 'post', pattern: /^\/messages\/servicebound\/feedback\/([^/]+)\/abandon\/?$/i, right: 'ServiceConnect',
+      method: 'post', pattern: /^\/messages\/servicebound\/feedback\/([^/]+)\/abandon\/?$/i, right: 'ServiceConnect', limits: C2D_ONLY,
       handle(req) {
         feedback.abandon(req.params[0]!)
         return { status: 204 }

@@ -7,6 +7,7 @@ import type { Permission } from '../auth/policies.js'
 import type { Logger } from '../log.js'
 import { errorBody, HubError } from './hub-error.js'
 import { jsonDeeperThan, MAX_JSON_DEPTH } from '../json-depth.js'
+import type { RouteLimits } from './route-limits.js'
 
 export const MAX_REST_BODY_BYTES = 1024 * 1024
 
@@ -33,6 +34,8 @@ export interface Route {
   /** `None`: answered without a credential (only to say a feature does not exist yet) */
   right: Permission | 'None'
   handle(req: RestRequest): Promise<RestResponse> | RestResponse
+  /** what the route costs under a tier (rest/route-limits.ts) */
+  limits?: RouteLimits
 }
 
 const STATUS_TEXT: Record<number, string> = {

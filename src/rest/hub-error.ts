@@ -8,7 +8,7 @@ const NAMES: Record<number, string> = {
   404000: 'GenericNotFound', 404001: 'DeviceNotFound', 404103: 'DeviceNotOnline', 405000: 'GenericMethodNotAllowed',
   409000: 'GenericConflict', 409001: 'DeviceAlreadyExists', 412001: 'PreconditionFailed', 412002: 'DeviceMessageLockLost',
   413000: 'GenericRequestEntityTooLarge', 413001: 'MessageTooLarge', 415000: 'GenericUnsupportedMediaType',
-  429001: 'ThrottlingException', 500001: 'ServerError', 503001: 'ServiceUnavailable', 503005: 'ServerBusy', 504101: 'GatewayTimeout',
+  429001: 'ThrottlingException', 429002: 'ThrottleBacklogLimitExceeded', 403002: 'IotHubQuotaExceeded', 500001: 'ServerError', 503001: 'ServiceUnavailable', 503005: 'ServerBusy', 504101: 'GatewayTimeout',
 }
 
 export class HubError extends Error {

@@ -17,6 +17,8 @@ function seconds(v: unknown, name: string, dflt: number, min: number, max: numbe
 export function methodRoutes(registry: DeviceRegistry, edge: DeviceEdge): Route[] {
   return [{
     method: 'post', pattern: /^\/twins\/([^/]+)\/methods\/?$/, right: 'ServiceConnect',
+    // the methods throttle meters KB on a 4 KB meter: a call of up to 4 KB costs 4
+    limits: { throttle: 'methodKB', cost: (req) => 4 * Math.max(1, Math.ceil(req.body.length / 4096)), meter: { op: 'methods', bytes: 'both' }, standardOnly: 'direct methods' },
     async handle(req) {
       const deviceId = req.params[0]!
       const body = req.json<Record<string, unknown>>()

@@ -4,6 +4,7 @@ import type { DeviceRecord, DeviceRegistry } from '../registry/device-registry.j
 import type { ShardPool } from '../shard-pool.js'
 import { HubError } from './hub-error.js'
 import type { Route, RestRequest } from './http-server.js'
+import type { RouteLimits } from './route-limits.js'
 
 interface TwinCore { etag: string; version: number; tags: Record<string, unknown>; properties: { desired: unknown; reported: unknown } }
 
@@ -34,6 +35,9 @@ export function twinJson(registry: Pick<DeviceRegistry, 'toJson'>, d: DeviceReco
   }
 }
 
+const TWIN_READ: RouteLimits = { throttle: 'twinReads', meter: { op: 'twinReads', bytes: 'response' }, standardOnly: 'device twins' }
+const TWIN_UPDATE: RouteLimits = { throttle: 'twinUpdates', meter: { op: 'twinUpdates', bytes: 'request' }, standardOnly: 'device twins' }
+
 export function twinRoutes(registry: DeviceRegistry, shards: ShardPool): Route[] {
   const device = (req: RestRequest) => {
     const d = registry.get(req.params[0]!)
@@ -49,13 +53,13 @@ export function twinRoutes(registry: DeviceRegistry, shards: ShardPool): Route[]
   }
   return [
     {
-      method: 'get', pattern: TWIN, right: 'ServiceConnect',
+      method: 'get', pattern: TWIN, right: 'ServiceConnect', limits: TWIN_READ,
       async handle(req) {
         const d = device(req)
         return reply(d, await shards.request<TwinCore>('twin.get', d.deviceId))
       },
     },
-    { method: 'patch', pattern: TWIN, right: 'ServiceConnect', handle: update('patch') },
-    { method: 'put', pattern: TWIN, right: 'ServiceConnect', handle: update('replace') },
+    { method: 'patch', pattern: TWIN, right: 'ServiceConnect', limits: TWIN_UPDATE, handle: update('patch') },
+    { method: 'put', pattern: TWIN, right: 'ServiceConnect', limits: TWIN_UPDATE, handle: update('replace') },
   ]
 }

@@ -51,6 +51,8 @@ export interface TestHubOptions {
   amqpLimits?: StartHubOptions['amqpLimits']
   /** let the hub create its own CA instead of reusing the suite's */
   ownPki?: boolean
+  /** the throttles' clock, shaping and wait (tests of tiers move time themselves) */
+  throttleClock?: StartHubOptions['throttleClock']
 }
 
 export async function startTestHub(overrides: Partial<HubConfig> = {}, opts: TestHubOptions = {}): Promise<TestHub> {
@@ -60,7 +62,7 @@ export async function startTestHub(overrides: Partial<HubConfig> = {}, opts: Tes
   const log = opts.logRecords
     ? createLogger('debug', {}, (line) => { opts.logRecords!.push(JSON.parse(line) as Record<string, unknown>) })
     : createLogger((process.env.HYPERHUB_TEST_LOG as 'debug') ?? 'silent')
-  const hub = await startHub(testConfig(dataDir, overrides), log, { amqpLimits: opts.amqpLimits })
+  const hub = await startHub(testConfig(dataDir, overrides), log, { amqpLimits: opts.amqpLimits, throttleClock: opts.throttleClock })
   const ca = readFileSync(hub.caCertFile, 'utf8')
   const policyKey = (name: string) => hub.policies.find((p) => p.keyName === name)!.primaryKey
   const serviceToken = (policy = 'iothubowner') => createSasToken(hub.config.hostName, policyKey(policy), policy)
