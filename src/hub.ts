@@ -32,6 +32,8 @@ import { twinRoutes } from './rest/twin-routes.js'
 import { mountRest, type Route } from './rest/http-server.js'
 import { withTierLimits } from './rest/route-limits.js'
 import { tierRoutes } from './rest/tier-routes.js'
+import { operatorRoutes } from './rest/operator-routes.js'
+import { HubMetrics } from './metrics/hub-metrics.js'
 import { HubThrottles, type HubThrottlesOptions } from './throttle/hub-throttles.js'
 import { parseTier } from './throttle/tiers.js'
 import { notYetRoutes } from './rest/not-yet-routes.js'
@@ -200,6 +202,17 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
     ...queryRoutes(queries), ...notYetRoutes(),
   ]
   routes.push(...tierRoutes(throttles))
+  const metrics = new HubMetrics({
+    edge, throttles,
+    partitionDepths: () => Array.from({ length: config.partitions }, (_, p) => {
+      const info = endpoint.partitionInfo(p)
+      return Math.max(0, info.lastEnqueuedSequenceNumber - info.beginSequenceNumber + 1)
+    }),
+  })
+  let started = false
+  routes.push(...operatorRoutes(metrics, {
+    notReady: () => (stopping ? ['the hub is stopping'] : started ? [] : ['listeners', 'shards']),
+  }))
   mountRest(app, routes.map((r) => withTierLimits(r, throttles)), edge.authenticator, log)
 
   let httpsSocket: us_listen_socket | undefined
@@ -242,6 +255,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
     // webhooks to the hub's own ports would loop back into it: the shards learn the bound ports
     hubPorts.push(...[mqtt, https, mqttTcp, amqp].filter((p): p is number => p !== null))
     await shards.broadcast('hub.ports', [...hubPorts])
+    started = true
     log.info('hub started', { hostName: config.hostName, mqtt, https, mqttTcp, amqp, shards: config.shards, partitions: config.partitions })
     return { config, policies, caCertFile: pki.caCertFile, ports: { mqtt, https, mqttTcp, amqp }, eventHubName, registry, edge, routes, throttles, stop }
   } catch (e) {

@@ -19,7 +19,7 @@ beforeAll(async () => {
 afterAll(async () => { await t.stop() })
 
 /** What Azure requires for each operation (auth.md "What rights allow"); ControlPlane: hub configuration, owner only. */
-type Needs = Permission | 'None'
+type Needs = Permission | 'None' | 'Anyone'
 
 /** What Azure requires for each operation (auth.md "What rights allow"); ControlPlane: hub configuration, owner only; None: a feature not here yet says so to anyone. */
 const EXPECTED: { method: string; path: string; needs: Needs }[] = [
@@ -42,6 +42,10 @@ const EXPECTED: { method: string; path: string; needs: Needs }[] = [
   { method: 'get', path: '/hyperhub/tier', needs: 'ControlPlane' },
   { method: 'put', path: '/hyperhub/tier', needs: 'ControlPlane' },
   { method: 'get', path: '/hyperhub/metering', needs: 'ServiceConnect' },
+  { method: 'get', path: '/metrics', needs: 'ServiceConnect' },
+  // probes say only whether the hub serves: open to anyone, as a load balancer's are
+  { method: 'get', path: '/health', needs: 'Anyone' },
+  { method: 'get', path: '/ready', needs: 'Anyone' },
   ...['/messages/events', '/messages/endpoints/rmlog'].flatMap((base): { method: string; path: string; needs: Needs }[] => [
     { method: 'get', path: `${base}/partitions`, needs: 'ServiceConnect' },
     { method: 'get', path: `${base}/partitions/0`, needs: 'ServiceConnect' },
@@ -95,7 +99,7 @@ function credentials(): Credential[] {
 
 /** Where a request that passed the rights check must not arrive: its answer is the handler's, never 401. */
 function allowed(c: Credential, needs: Needs): boolean {
-  return needs === 'None' || (c.policy !== undefined && hasRight(c.policy(), needs))
+  return needs === 'None' || needs === 'Anyone' || (c.policy !== undefined && hasRight(c.policy(), needs))
 }
 
 describe('REST routes', () => {

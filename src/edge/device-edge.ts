@@ -21,6 +21,7 @@ import { METHODS_FILTER, parseIotHubTopic } from '../mqtt/iothub-topics.js'
 import { MethodCalls } from '../mqtt/method-calls.js'
 import type { MqttTransport } from '../mqtt/transport.js'
 import type { HubThrottles } from '../throttle/hub-throttles.js'
+import { EdgeStats } from './edge-stats.js'
 import { meteredSize } from '../throttle/metered-size.js'
 
 /** Where the last activity of disconnected devices is kept across restarts. */
@@ -82,6 +83,23 @@ export class DeviceEdge implements PresenceView {
 
   get connectionCount(): number { return this.byId.size }
 
+  /** Open connections per transport and whether they are connected (for /metrics; a scrape walks them once). */
+  connectionsByTransport(): Map<string, { connected: number; opening: number }> {
+    const out = new Map<string, { connected: number; opening: number }>()
+    for (const c of this.byId.values()) {
+      let e = out.get(c.transportKind)
+      if (!e) out.set(c.transportKind, (e = { connected: 0, opening: 0 }))
+      if (c.state === 'connected') e.connected++
+      else e.opening++
+    }
+    return out
+  }
+
+  /** Telemetry the shards have not finished with: messages and bytes (for /metrics). */
+  get telemetryQueue(): { messages: number; bytes: number } {
+    return { messages: this.telemetryInFlight, bytes: this.telemetryBytesInFlight }
+  }
+
   get connectedDeviceCount(): number { return this.connectedAt.size }
 
   /** The WASM framer by default; the JS one on `--mqtt-framer js` (same interface, same errors). */
@@ -123,10 +141,13 @@ export class DeviceEdge implements PresenceView {
 
   /** The tier's throttles and daily meter (the hub sets them; without them nothing is throttled or metered). */
   throttles: HubThrottles | undefined = undefined
+  /** counts for /metrics (the hub gives it the latency histogram) */
+  stats = new EdgeStats()
 
   /** The shard knows the connection's device from the session open, so only the message crosses. */
   telemetry(conn: EdgeConnection, packetId: number, bag: string, payload: Buffer, extra: Record<string, string> | null): void {
     if (this.throttles && extra === null && !this.admitTelemetry(conn, packetId, bag, payload)) return
+    this.stats.telemetry(conn, packetId)
     this.shards.send(conn.shard, [OP_TELEMETRY, conn.id, packetId, bag, payload, extra])
     // QoS 0 has no acknowledgement to wait for: without a bound, a fast publisher fills memory
     // faster than the shards commit. Past the mark every connection stops reading until they catch up.
@@ -210,6 +231,7 @@ export class DeviceEdge implements PresenceView {
     for (let i = from; i < flat.length; i += 2) {
       const conn = this.byId.get(flat[i]!)
       if (!conn) continue
+      this.stats.acked(flat[i]!, flat[i + 1]!)
       let ids = byConn.get(conn)
       if (!ids) byConn.set(conn, (ids = []))
       ids.push(flat[i + 1]!)
@@ -225,6 +247,7 @@ export class DeviceEdge implements PresenceView {
   publishFromShard(connId: number, topic: string, payload: Uint8Array, qos: number, packetId: number, dup: boolean): void {
     const conn = this.byId.get(connId)
     if (conn?.state !== 'connected') return // the shard learns of the close through OP_CONNECTION_CLOSED and unlocks
+    this.stats.delivered(conn.transportKind)
     conn.deliver(topic, payload, qos, packetId, dup)
   }
 
@@ -282,6 +305,7 @@ export class DeviceEdge implements PresenceView {
 
   closed(conn: EdgeConnection, reason: string, fields: Record<string, unknown> | undefined, wasConnected: boolean): void {
     this.byId.delete(conn.id)
+    this.stats.forget(conn.id)
     if (conn.shard >= 0) this.shards.send(conn.shard, [OP_CONNECTION_CLOSED, conn.id])
     if (conn.clientId && this.byClientId.get(conn.clientId) === conn) {
       this.byClientId.delete(conn.clientId)

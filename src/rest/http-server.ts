@@ -31,8 +31,8 @@ export interface Route {
   /** `any`: every method (the answers for features the hub does not have yet) */
   method: 'get' | 'put' | 'post' | 'delete' | 'patch' | 'any'
   pattern: RegExp
-  /** `None`: answered without a credential (only to say a feature does not exist yet) */
-  right: Permission | 'None'
+  /** `None`: answered without a credential (only to say a feature does not exist yet); `Anyone`: liveness and readiness probes */
+  right: Permission | 'None' | 'Anyone'
   handle(req: RestRequest): Promise<RestResponse> | RestResponse
   /** what the route costs under a tier (rest/route-limits.ts) */
   limits?: RouteLimits
@@ -61,7 +61,7 @@ export function mountRest(app: TemplatedApp, routes: Route[], auth: Authenticato
         res.writeStatus(`${r.status} ${STATUS_TEXT[r.status] ?? ''}`)
         for (const [k, v] of Object.entries(r.headers ?? {})) res.writeHeader(k, v)
         if (r.body === undefined) return void res.end()
-        res.writeHeader('Content-Type', 'application/json; charset=utf-8')
+        if (!r.headers?.['Content-Type']) res.writeHeader('Content-Type', 'application/json; charset=utf-8')
         res.end(typeof r.body === 'string' ? r.body : JSON.stringify(r.body))
       })
     }
@@ -79,7 +79,7 @@ export function mountRest(app: TemplatedApp, routes: Route[], auth: Authenticato
     const apiVersion = query.get('api-version')
     if (apiVersion !== null && !API_VERSION.test(apiVersion)) return fail(new HubError(400001, `api-version ${apiVersion} is not supported`))
     try {
-      if (route.right !== 'None') auth.authorizeService(headers.authorization, route.right)
+      if (route.right !== 'None' && route.right !== 'Anyone') auth.authorizeService(headers.authorization, route.right)
     } catch (e) {
       return fail(e)
     }
