@@ -118,7 +118,8 @@ function connectionEvent(deviceId: string, generationId: string, opType: 'device
 /**
  * One commit at a time: when a commit fails, no later append exists yet, so every log it touched
  * can be rewound and sequence numbers stay dense (Event Hubs numbers have no gaps). Two in flight
- * measured ~5% faster (bench/RESULTS.md) but could leave a gap behind a failed commit.
+ * could leave a gap behind a failed commit; whatever speed they might add was never measured
+ * beyond this machine's noise, so it is not worth that.
  */
 const MAX_COMMITS_IN_FLIGHT = 1
 let queuedWrites = new Map<PartitionLog, RawEvent[]>()

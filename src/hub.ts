@@ -32,6 +32,7 @@ import { twinRoutes } from './rest/twin-routes.js'
 import { mountRest, type Route } from './rest/http-server.js'
 import { withTierLimits } from './rest/route-limits.js'
 import { tierRoutes } from './rest/tier-routes.js'
+import { faultRoutes } from './rest/fault-routes.js'
 import { operatorRoutes } from './rest/operator-routes.js'
 import { HubMetrics } from './metrics/hub-metrics.js'
 import { HubThrottles, type HubThrottlesOptions } from './throttle/hub-throttles.js'
@@ -201,7 +202,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
     ...c2dRoutes(registry, shards, feedback, eventHubName), ...routingRoutes(routing), ...endpointLogRoutes((name) => routing.logEndpoint(name)),
     ...queryRoutes(queries), ...notYetRoutes(),
   ]
-  routes.push(...tierRoutes(throttles))
+  routes.push(...tierRoutes(throttles), ...faultRoutes(throttles.faults, edge))
   const metrics = new HubMetrics({
     edge, throttles,
     partitionDepths: () => Array.from({ length: config.partitions }, (_, p) => {

@@ -26,6 +26,7 @@ async function deviceConnection(id: string, ttl?: number): Promise<rhea.Connecti
   expect(await putToken(conn, t.deviceToken(id, keys.get(id)!, ttl), audienceOf(id))).toBe(200)
   return conn
 }
+const types = createRequire(import.meta.url)('rhea/lib/types.js') as Record<'wrap_uint' | 'wrap_string' | 'wrap_double' | 'wrap_ulong' | 'Null', (v?: unknown) => unknown>
 const frames = createRequire(import.meta.url)('rhea/lib/frames.js') as {
   amqp_frame(channel: number, performative: unknown): unknown
   disposition(fields: Record<string, unknown>): unknown
@@ -43,6 +44,14 @@ describe('issue 13 review findings', () => {
       socket.write(frames.write_frame(frames.amqp_frame(session.local.channel, frames.disposition({ role, first: 0, last: 2 ** 30, settled: true, state: (rhea.message as unknown as { accepted(): unknown }).accepted() }))))
     }
     await tap.waitFor((r) => r.msg === 'amqp frame for an ended session dropped' && r.kind === 'disposition range')
+    // ids in other types than uint made rhea's walk endless (2^53 + 1 is 2^53 again): the frame is dropped
+    for (const [first, last] of [[types.wrap_uint(0), types.wrap_string('30000000')], [types.wrap_double(2 ** 53), types.Null()], [types.wrap_ulong(2 ** 53), types.wrap_ulong(2 ** 53)], [types.wrap_double(-Infinity), types.wrap_uint(0)]]) {
+      const performative = frames.disposition({ role: true, first: 0, last: 1, settled: true }) as { value: unknown[] }
+      performative.value[1] = first
+      performative.value[2] = last
+      socket.write(frames.write_frame(frames.amqp_frame(session.local.channel, performative)))
+    }
+    await tap.waitFor((r) => r.msg === 'amqp frame for an ended session dropped' && r.kind === 'disposition malformed')
     expect(await putToken(conn, t.deviceToken('rv-ring', keys.get('rv-ring')!), audienceOf('rv-ring'))).toBe(200)
     conn.close()
   })
@@ -59,16 +68,17 @@ describe('issue 13 review findings', () => {
     await Promise.all([next(answers, 'receiver_open'), next(requests, 'sendable')])
     let got = 0
     answers.on('message', () => { got++ })
-    const closed = next(answers, 'receiver_close')
+    const closed = next(conn, 'connection_close')
     for (let sent = 0; sent < 2100 && answers.is_open(); sent++) {
       requests.send({ correlation_id: `r${sent}`, message_annotations: { operation: 'GET' }, body: '' })
       if (sent - got >= 16) await until(() => got, (n) => sent - n < 16 || !answers.is_open(), 5000)
     }
     await closed
+    // the whole connection goes: rhea would keep the session's ring, and what it holds, otherwise
+    expect((conn.error as rhea.AmqpError).condition).toBe('amqp:resource-limit-exceeded')
     const record = await tap.waitFor((r) => r.msg === 'connection closed' && r.deviceId === 'rv-ring' && r.reason !== 'connection lost')
     expect(record.reason).toBe('the device leaves what the hub sends unsettled')
     expect(got).toBeGreaterThan(1900)
-    conn.close()
   }, 30_000)
 
   it('2,100 pre-settled messages do not close the session\'s window: an unsettled one after them is accepted', async () => {
@@ -98,6 +108,25 @@ describe('issue 13 review findings', () => {
     expect(t.hub.edge.connectionState('RV-CASE').connected).toBe(true)
     conn.close()
   }, 20_000)
+
+  it('a device whose id holds `%` attaches with the id as written (Node SDK) and URL-encoded (.NET SDK)', async () => {
+    const id = 'rv%41'
+    const { primaryKey } = await t.createDevice(id)
+    keys.set(id, primaryKey)
+    const conn = await deviceConnection(id)
+    for (const written of [id, encodeURIComponent(id)]) {
+      const sender = conn.open_sender({ target: { address: `/devices/${written}/messages/events` } })
+      await next(sender, 'sendable')
+      sender.send({ message_id: `via-${written}`, body: 'x' })
+      await next(sender, 'accepted')
+      sender.close()
+    }
+    expect(eventsOf(await readAllEvents(t), id).map((e) => e.systemProperties['message-id'])).toEqual(['via-rv%41', 'via-rv%2541'])
+    // and not as another device whose id it decodes to
+    const other = conn.open_sender({ target: { address: '/devices/rvA/messages/events' } })
+    await next(other, 'sender_close')
+    conn.close()
+  })
 
   it('C2D deliveries of a detached link are let go (they come again on the next link)', async () => {
     const conn = await deviceConnection('rv-c2d')

@@ -43,6 +43,9 @@ const EXPECTED: { method: string; path: string; needs: Needs }[] = [
   { method: 'put', path: '/hyperhub/tier', needs: 'ControlPlane' },
   { method: 'get', path: '/hyperhub/metering', needs: 'ServiceConnect' },
   { method: 'get', path: '/metrics', needs: 'ServiceConnect' },
+  { method: 'post', path: '/hyperhub/faults', needs: 'ControlPlane' },
+  { method: 'get', path: '/hyperhub/faults', needs: 'ControlPlane' },
+  { method: 'delete', path: '/hyperhub/faults/999', needs: 'ControlPlane' },
   // probes say only whether the hub serves: open to anyone, as a load balancer's are
   { method: 'get', path: '/health', needs: 'Anyone' },
   { method: 'get', path: '/ready', needs: 'Anyone' },

@@ -2,7 +2,7 @@
 // (also when the reader pauses and resumes from inside its own data handler, as rhea does), the
 // bound on what a held peer may still send, and no holes in the output.
 import { describe, expect, it } from 'vitest'
-import { WebSocketByteStream, type AmqpWebSocket } from '../src/amqp/websocket-stream.js'
+import { HeldInputBudget, WebSocketByteStream, type AmqpWebSocket } from '../src/amqp/websocket-stream.js'
 
 /** A stand-in for the uWS WebSocket: records sends, reports a chosen buffered amount and send result. */
 function fakeSocket(result = 1) {
@@ -73,5 +73,25 @@ describe('WebSocketByteStream', () => {
     state.buffered = 0
     stream.drained()
     expect(flushed).toEqual(['x'])
+  })
+})
+
+describe('the hub-wide bound on held WebSocket input', () => {
+  it('closes the connection whose held bytes would pass what all held connections together may keep', () => {
+    const budget = new HeldInputBudget(150)
+    const a = fakeSocket(), b = fakeSocket()
+    const sa = new WebSocketByteStream(a.ws, 'a', 100, budget)
+    const sb = new WebSocketByteStream(b.ws, 'b', 100, budget)
+    const errors: string[] = []
+    sb.on('error', (e: Error) => errors.push(e.message))
+    sa.pause(); sb.pause()
+    sa.received(Buffer.alloc(90))
+    sb.received(Buffer.alloc(50))
+    expect(budget.held).toBe(140)
+    sb.received(Buffer.alloc(20)) // within b's own slack, not within the hub's
+    expect(errors).toEqual(['more than the 150 bytes all held WebSockets may keep sent while the hub was holding the connection'])
+    expect({ a: a.state.closed, b: b.state.closed, held: budget.held }).toEqual({ a: false, b: true, held: 90 })
+    sa.closed()
+    expect(budget.held).toBe(0)
   })
 })

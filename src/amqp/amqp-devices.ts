@@ -21,7 +21,7 @@ export interface DeviceConnectionPort {
   readonly budget: OutgoingBudget
   readonly grants: ConnectionGrants
   /** the connection broke a rule (a transfer without credit): it is closed */
-  violation(description: string): void
+  violation(kind: 'transfer-without-credit' | 'deliveries-unsettled'): void
 }
 
 class ConnectionDevices implements AmqpDeviceHost {
@@ -40,7 +40,7 @@ class ConnectionDevices implements AmqpDeviceHost {
     else this.port.guard.resumeInput('devices')
   }
 
-  violation(description: string): void { this.port.violation(description) }
+  violation(kind: 'transfer-without-credit' | 'deliveries-unsettled'): void { this.port.violation(kind) }
 
   sessionClosed(session: AmqpDeviceSession): void {
     if (this.sessions.get(session.deviceId) === session) this.sessions.delete(session.deviceId)
@@ -68,19 +68,28 @@ export class AmqpDevices {
    * A link to a device address attached; refused (AmqpError) unless a live grant of the connection
    * covers that device with DeviceConnect and the device may connect.
    */
-  attach(conn: rhea.Connection, link: rhea.link, address: string, parsed: DeviceLinkAddress): void {
+  attach(conn: rhea.Connection, link: rhea.link, address: string, parsed: DeviceLinkAddress): string {
     const devices = this.devicesOf(conn)
     if (parsed.moduleId !== undefined) throw new AmqpError('amqp:not-implemented', 'module identities are not supported by this hub yet (see "Not yet" in its README)')
-    if (!parsed.kind) throw new AmqpError('amqp:not-found', `The messaging entity '${address}' could not be found.`)
-    const grant = devices.port.grants.grantFor(address, DEVICE_LINK_RIGHTS[parsed.kind])
-    // grants compare paths without case; device ids do not
-    if (!grant || (grant.device && grant.device.device.deviceId !== parsed.deviceId)) {
+    const kind = parsed.kind
+    if (!kind) throw new AmqpError('amqp:not-found', `The messaging entity '${address}' could not be found.`)
+    // the id as written first (an id may hold `%`), then URL-decoded; device ids compare exactly
+    let found: { deviceId: string; grant: Grant } | undefined
+    for (const deviceId of new Set([parsed.rawDeviceId, parsed.deviceId])) {
+      const grant = devices.port.grants.grantFor(`/devices/${deviceId}`, DEVICE_LINK_RIGHTS[kind])
+      if (grant && (!grant.device || grant.device.device.deviceId === deviceId) && (grant.device || this.registry.get(deviceId))) { found = { deviceId, grant }; break }
+    }
+    if (!found) {
+      // a DeviceConnect policy for a device that does not exist: not found, as Azure answers
+      const policy = devices.port.grants.grantFor(`/devices/${parsed.deviceId}`, DEVICE_LINK_RIGHTS[kind])
+      if (policy && !policy.device) this.policyIdentity(parsed.deviceId, policy)
       throw new AmqpError('amqp:unauthorized-access', `Unauthorized access to '${address}': put a token for device ${parsed.deviceId} on $cbs first.`)
     }
-    const identity = grant.device ?? this.policyIdentity(parsed.deviceId, grant)
+    const identity = found.grant.device ?? this.policyIdentity(found.deviceId, found.grant)
     const session = this.session(conn, identity)
     this.linkSessions.set(link, session)
-    session.attach(parsed.kind, link)
+    session.attach(kind, link)
+    return found.deviceId
   }
 
   /** A message on a device link; false when the link is not one. */

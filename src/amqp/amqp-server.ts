@@ -59,7 +59,7 @@ const MANAGEMENT_CREDIT = 8
 const C2D_SEND_CREDIT = 100
 
 /** Why the hub ended a connection itself. */
-export type DropReason = FrameViolation | 'open-timeout' | 'cbs-timeout' | 'output-stalled' | 'internal-error' | 'transfer-without-credit'
+export type DropReason = FrameViolation | 'open-timeout' | 'cbs-timeout' | 'output-stalled' | 'internal-error' | 'transfer-without-credit' | 'deliveries-unsettled'
 
 /** rhea's view of a connection's sessions and their links, which its typings leave out. */
 interface SessionMap { local_channel_map: Record<string, { links: Record<string, rhea.link> }> }
@@ -219,7 +219,7 @@ export class AmqpServer {
     this.connections.add(conn)
     this.o.devices.connected(conn, {
       transportKind: socket.remotePort === undefined ? 'amqpwss' : 'amqps', guard, budget, grants: s.grants,
-      violation: () => this.drop(conn, 'transfer-without-credit'),
+      violation: (kind) => this.drop(conn, kind),
     })
     limitIncomingTransfers(conn, L.maxMessageBytes)
     ignoreLateSessionFrames(conn, (kind) => this.o.log.debug('amqp frame for an ended session dropped', { peer, kind }))
@@ -252,6 +252,7 @@ export class AmqpServer {
       case 'cbs-timeout': return { condition: 'amqp:unauthorized-access', description: `no valid token was put on $cbs within ${L.cbsTimeoutMs / 1000} s` }
       case 'internal-error': return { condition: 'amqp:internal-error', description: 'internal error' }
       case 'transfer-without-credit': return { condition: 'amqp:link:transfer-limit-exceeded', description: 'a transfer arrived on a link the hub had given no credit' }
+      case 'deliveries-unsettled': return { condition: 'amqp:resource-limit-exceeded', description: 'a session left nearly 2,048 deliveries of the hub unsettled' }
       // no AMQP open to answer, or a peer that does not read what we write
       case 'open-timeout':
       case 'output-stalled': return undefined
@@ -352,8 +353,9 @@ export class AmqpServer {
 
   /** A device's link: the devices authorise it; it is watched for its token's expiry like the others. */
   private attachDeviceLink(conn: rhea.Connection, link: rhea.link, address: string, device: NonNullable<ReturnType<typeof parseDeviceAddress>>): void {
-    this.o.devices.attach(conn, link, address, device)
-    this.connState(conn).granted.set(link, { address, right: 'DeviceConnect' })
+    const deviceId = this.o.devices.attach(conn, link, address, device)
+    // watched under the device it was granted for (the address may spell the id URL-encoded)
+    this.connState(conn).granted.set(link, { address: `/devices/${deviceId}`, right: 'DeviceConnect' })
   }
 
   /** The client attached a receiver: we send from its source address. */

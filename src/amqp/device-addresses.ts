@@ -18,7 +18,10 @@ export const DEVICE_LINK_RIGHTS = {
 } as const satisfies Record<DeviceLinkKind, Right>
 
 export interface DeviceLinkAddress {
+  /** URL-decoded (as .NET's SDK encodes ids in addresses) */
   deviceId: string
+  /** as written (Node's SDK puts ids in addresses unencoded, and an id may hold `%`) */
+  rawDeviceId: string
   /** set for the module forms (/devices/{id}/modules/{module}/...), which this hub does not serve yet */
   moduleId?: string
   kind: DeviceLinkKind | undefined
@@ -42,10 +45,10 @@ export function parseDeviceAddress(address: string, hubReceives: boolean): Devic
     deviceId = decodeURIComponent(m[1]!)
     moduleId = m[2] === undefined ? undefined : decodeURIComponent(m[2])
   } catch {
-    return { deviceId: m[1]!, kind: undefined }
+    return { deviceId: m[1]!, rawDeviceId: m[1]!, kind: undefined }
   }
   const entry = Object.hasOwn(BY_PATH, m[3] ?? '') ? BY_PATH[m[3]!] : undefined
-  return { deviceId, ...(moduleId !== undefined ? { moduleId } : {}), kind: hubReceives ? entry?.hubReceives : entry?.hubSends }
+  return { deviceId, rawDeviceId: m[1]!, ...(moduleId !== undefined ? { moduleId } : {}), kind: hubReceives ? entry?.hubReceives : entry?.hubSends }
 }
 
 /** An audience as the device SDK sends it (`host%2Fdevices%2Fid`, URL-encoded) or as others do (plain). */

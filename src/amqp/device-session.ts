@@ -37,7 +37,7 @@ export interface AmqpDeviceHost {
   /** the session wants the connection read, or not (any session holding it stops reading for all) */
   holdReading(session: AmqpDeviceSession, hold: boolean): void
   /** a link broke the protocol (a transfer without credit): the connection goes */
-  violation(description: string): void
+  violation(kind: 'transfer-without-credit' | 'deliveries-unsettled'): void
   sessionClosed(session: AmqpDeviceSession): void
 }
 
@@ -193,7 +193,7 @@ export class AmqpDeviceSession implements EdgeConnection {
   }
 
   private credit(receiver: rhea.Receiver, window: number): ReceiverCredit {
-    return new ReceiverCredit(receiver, window, () => this.host.violation(`a transfer on '${receiver.target?.address ?? ''}' without credit`))
+    return new ReceiverCredit(receiver, window, () => this.host.violation('transfer-without-credit'))
   }
 
   // --- from the device ---
@@ -413,7 +413,9 @@ export class AmqpDeviceSession implements EdgeConnection {
   private send(sender: rhea.Sender, msg: rhea.Message, settled = false): rhea.Delivery | undefined {
     const ring = (sender.session as unknown as { outgoing: { deliveries: { capacity: number; size: number } } }).outgoing.deliveries
     if (ring.capacity - ring.size <= RING_RESERVE) {
+      // closing the links alone would leave the ring (and what it holds) to the rhea session: the connection goes
       this.close('the device leaves what the hub sends unsettled', { unsettledDeliveries: ring.size })
+      this.host.violation('deliveries-unsettled')
       return undefined
     }
     const bytes = rhea.message.encode(msg)
@@ -455,7 +457,8 @@ export class AmqpDeviceSession implements EdgeConnection {
     if (!p) return
     this.pendingTelemetry.delete(packetId!)
     // the SDK maps this condition to its ThrottlingError and retries
-    p.delivery.reject({ condition: code === 403002 ? 'amqp:resource-limit-exceeded' : 'com.microsoft:device-container-throttled', description: message })
+    const condition = code === 403002 ? 'amqp:resource-limit-exceeded' : code >= 503000 ? 'com.microsoft:server-busy' : 'com.microsoft:device-container-throttled'
+    p.delivery.reject({ condition, description: message })
     p.credit.settled()
     this.checkWindow()
   }

@@ -11,6 +11,12 @@ import type { AmqpByteSocket } from './frame-guard.js'
 /** uWS send results */
 const DROPPED = 2
 
+/** What all held WebSocket connections together may keep: each may hold its slack, but not all at once. */
+export class HeldInputBudget {
+  held = 0
+  constructor(readonly maxBytes: number) {}
+}
+
 /** What the stream needs of a uWS WebSocket. */
 export type AmqpWebSocket = Pick<WebSocket<unknown>, 'send' | 'getBufferedAmount' | 'end' | 'close'>
 
@@ -23,7 +29,8 @@ export class WebSocketByteStream extends EventEmitter implements AmqpByteSocket 
   destroyed = false
   writableEnded = false
 
-  constructor(private readonly ws: AmqpWebSocket, readonly remoteAddress: string, private readonly slackBytes: number) {
+  constructor(private readonly ws: AmqpWebSocket, readonly remoteAddress: string, private readonly slackBytes: number,
+    private readonly hubWide: HeldInputBudget = new HeldInputBudget(Infinity)) {
     super()
   }
 
@@ -57,6 +64,7 @@ export class WebSocketByteStream extends EventEmitter implements AmqpByteSocket 
   destroy(): void {
     if (this.destroyed) return
     this.destroyed = true
+    this.dropHeld()
     try { this.ws.close() } catch { /* already closed */ }
   }
 
@@ -80,6 +88,7 @@ export class WebSocketByteStream extends EventEmitter implements AmqpByteSocket 
       while (!this.isPaused && this.held.length > 0 && !this.destroyed) {
         const chunk = this.held.shift()!
         this.heldBytes -= chunk.length
+        this.hubWide.held -= chunk.length
         this.emit('data', chunk)
       }
     })
@@ -96,14 +105,15 @@ export class WebSocketByteStream extends EventEmitter implements AmqpByteSocket 
     }
     // held chunks go first: this one waits behind them
     if (!this.isPaused) this.flushLater()
-    this.heldBytes += chunk.length
-    if (this.heldBytes > this.slackBytes) {
-      this.held = []
-      this.heldBytes = 0
-      this.emit('error', new Error(`more than ${this.slackBytes} bytes sent while the hub was holding the connection`))
+    if (this.heldBytes + chunk.length > this.slackBytes || this.hubWide.held + chunk.length > this.hubWide.maxBytes) {
+      const whose = this.heldBytes + chunk.length > this.slackBytes ? `more than ${this.slackBytes} bytes` : `more than the ${this.hubWide.maxBytes} bytes all held WebSockets may keep`
+      this.dropHeld()
+      this.emit('error', new Error(`${whose} sent while the hub was holding the connection`))
       this.destroy()
       return
     }
+    this.heldBytes += chunk.length
+    this.hubWide.held += chunk.length
     this.held.push(chunk)
   }
 
@@ -114,9 +124,15 @@ export class WebSocketByteStream extends EventEmitter implements AmqpByteSocket 
     for (const flushed of waiting) flushed()
   }
 
+  private dropHeld(): void {
+    this.hubWide.held -= this.heldBytes
+    this.held = []
+    this.heldBytes = 0
+  }
+
   closed(): void {
     this.destroyed = true
-    this.held = []
+    this.dropHeld()
     this.drained()
     this.emit('close')
   }

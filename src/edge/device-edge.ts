@@ -22,6 +22,7 @@ import { MethodCalls } from '../mqtt/method-calls.js'
 import type { MqttTransport } from '../mqtt/transport.js'
 import type { HubThrottles } from '../throttle/hub-throttles.js'
 import { EdgeStats } from './edge-stats.js'
+import { protocolOf, type Fault } from '../throttle/faults.js'
 import { meteredSize } from '../throttle/metered-size.js'
 
 /** Where the last activity of disconnected devices is kept across restarts. */
@@ -82,6 +83,18 @@ export class DeviceEdge implements PresenceView {
   }
 
   get connectionCount(): number { return this.byId.size }
+
+  /** A drop-connections fault: the connections it covers close now (new ones are refused while it lasts). */
+  dropConnections(fault: Fault): number {
+    let n = 0
+    for (const c of [...this.byId.values()]) {
+      if (fault.protocol !== undefined && fault.protocol !== protocolOf(c.transportKind)) continue
+      if (fault.deviceId !== undefined && fault.deviceId !== c.deviceId) continue
+      c.close('dropped (a fault injected through /hyperhub/faults)')
+      n++
+    }
+    return n
+  }
 
   /** Open connections per transport and whether they are connected (for /metrics; a scrape walks them once). */
   connectionsByTransport(): Map<string, { connected: number; opening: number }> {
@@ -164,6 +177,11 @@ export class DeviceEdge implements PresenceView {
    */
   private admitTelemetry(conn: EdgeConnection, packetId: number, bag: string, payload: Buffer): boolean {
     const t = this.throttles!
+    if (t.faults.active) {
+      const protocol = protocolOf(conn.transportKind)
+      if (t.faults.find('throttle', protocol, conn.deviceId)) { conn.throttled(429001, 'throttled (a fault injected through /hyperhub/faults)', packetId); return false }
+      if (t.faults.find('server-busy', protocol, conn.deviceId)) { conn.throttled(503005, 'the hub is busy (a fault injected through /hyperhub/faults)', packetId); return false }
+    }
     if (t.meter.exhausted) {
       t.meter.bill('d2c', 1) // counted as refused
       conn.throttled(403002, `the daily message quota of ${t.limits.messagesPerDay} is used up; it resets at midnight UTC`, packetId)
@@ -195,6 +213,9 @@ export class DeviceEdge implements PresenceView {
   }
 
   openSession(conn: EdgeConnection): void {
+    if (this.throttles?.faults.find('drop-connections', protocolOf(conn.transportKind), conn.deviceId)) {
+      return conn.throttled(503005, 'the hub refuses connections for now (a fault injected through /hyperhub/faults)')
+    }
     const a = this.throttles?.admit('connections')
     if (a?.kind === 'refused') return conn.throttled(429001, `more than ${this.throttles!.limits.throttles.connections} new device connections/s on tier ${this.throttles!.limits.tier}`)
     if (a?.kind === 'queued') {
@@ -236,7 +257,12 @@ export class DeviceEdge implements PresenceView {
       if (!ids) byConn.set(conn, (ids = []))
       ids.push(flat[i + 1]!)
     }
-    for (const [conn, ids] of byConn) conn.acked(ids)
+    const faults = this.throttles?.faults
+    for (const [conn, ids] of byConn) {
+      const delay = faults?.active ? faults.find('delay-acks', protocolOf(conn.transportKind), conn.deviceId) : undefined
+      if (delay) setTimeout(() => conn.acked(ids), delay.delayMs)
+      else conn.acked(ids)
+    }
   }
 
   rejected(connId: number, code: number, message: string, packetId: number): void {

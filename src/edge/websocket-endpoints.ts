@@ -4,7 +4,7 @@
 // WebSocket runs on the same engine and bounds as on 5671 (amqp/websocket-stream.ts).
 import type { HttpRequest, HttpResponse, TemplatedApp, us_socket_context_t, WebSocket } from 'uWebSockets.js'
 import type { AmqpServer } from '../amqp/amqp-server.js'
-import { WebSocketByteStream } from '../amqp/websocket-stream.js'
+import { HeldInputBudget, WebSocketByteStream } from '../amqp/websocket-stream.js'
 import { MAX_PACKET_BYTES, UNPAUSABLE_SLACK_BYTES, WRITE_LIMIT_BYTES } from '../mqtt/device-connection.js'
 import { wsTransport, type WsMqtt } from '../mqtt/listeners.js'
 import type { DeviceEdge } from './device-edge.js'
@@ -23,12 +23,15 @@ interface WsSocket extends WsMqtt {
  * that in flight at once is closed when held.
  */
 const AMQP_HELD_SLACK_BYTES = 64 * 256 * 1024 + 4 * UNPAUSABLE_SLACK_BYTES
+/** ... and all of them together: past it, the connection whose bytes would not fit is closed */
+export const AMQP_HELD_HUB_BYTES = 128 * 1024 * 1024
 
 function remoteAddress(ws: WebSocket<WsSocket>): string {
   return Buffer.from(ws.getRemoteAddressAsText()).toString()
 }
 
 export function mountWebSockets(app: TemplatedApp, edge: DeviceEdge, amqp: AmqpServer): void {
+  const heldBudget = new HeldInputBudget(AMQP_HELD_HUB_BYTES)
   const upgrade = (allowed: readonly string[]) => (res: HttpResponse, req: HttpRequest, context: us_socket_context_t) => {
     const offered = req.getHeader('sec-websocket-protocol').split(',').map((p) => p.trim())
     const protocol = allowed.find((p) => offered.includes(p))
@@ -48,7 +51,7 @@ export function mountWebSockets(app: TemplatedApp, edge: DeviceEdge, amqp: AmqpS
     open: (ws: WebSocket<WsSocket>) => {
       const data = ws.getUserData()
       if (data.protocol === 'amqp') {
-        data.stream = new WebSocketByteStream(ws, remoteAddress(ws), AMQP_HELD_SLACK_BYTES)
+        data.stream = new WebSocketByteStream(ws, remoteAddress(ws), AMQP_HELD_SLACK_BYTES, heldBudget)
         if (!amqp.acceptWebSocket(data.stream)) { data.closed = true; ws.end(1013, 'too many connections from this address') }
         return
       }

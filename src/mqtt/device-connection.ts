@@ -278,7 +278,7 @@ export class DeviceConnection implements FrameHandler, EdgeConnection {
 
   throttled(code: number, message: string): void {
     if (this.state === 'authenticating') return this.refuse(packets.CONNACK_SERVER_UNAVAILABLE, message, { errorCode: code })
-    this.close('throttled', { errorCode: code, error: message })
+    this.close(code >= 503000 ? 'server busy' : 'throttled', { errorCode: code, error: message })
   }
 
   /** A twin request went to the shard; past MAX_TWIN_IN_FLIGHT unanswered ones the hub stops reading. */

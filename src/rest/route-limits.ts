@@ -23,12 +23,27 @@ function bodyBytes(body: unknown): number {
   return Buffer.byteLength(typeof body === 'string' ? body : JSON.stringify(body))
 }
 
+/** The device a request is about, for faults injected for one device. */
+function deviceOf(req: RestRequest): string | undefined {
+  return /^\/(devices|twins)\/[^/]/i.test(req.path) && !/^\/devices\/query/i.test(req.path) ? req.params[0] : undefined
+}
+
+async function injectedFaults(req: RestRequest, throttles: HubThrottles): Promise<void> {
+  // the control plane stays reachable, so a hub-wide fault can be taken back
+  if (!throttles.faults.active || req.path.startsWith('/hyperhub/')) return
+  const device = deviceOf(req)
+  if (throttles.faults.find('throttle', 'rest', device)) throw new HubError(429001, 'throttled (a fault injected through /hyperhub/faults)')
+  if (throttles.faults.find('server-busy', 'rest', device)) throw new HubError(503005, 'the hub is busy (a fault injected through /hyperhub/faults)')
+  const delay = throttles.faults.find('delay-acks', 'rest', device)
+  if (delay) await new Promise((resolve) => setTimeout(resolve, delay.delayMs))
+}
+
 export function withTierLimits(route: Route & { limits?: RouteLimits }, throttles: HubThrottles): Route {
-  const limits = route.limits
-  if (!limits) return route
+  const limits = route.limits ?? {}
   return {
     ...route,
     async handle(req: RestRequest): Promise<RestResponse> {
+      await injectedFaults(req, throttles)
       if (limits.standardOnly && throttles.limits.basic) {
         throw new HubError(403010, `${limits.standardOnly} is not available on tier ${throttles.limits.tier} (Basic tiers lack it)`)
       }

@@ -4,6 +4,7 @@
 import { HubError } from '../rest/hub-error.js'
 import { systemClock, type Clock } from './clock.js'
 import { DailyMeter, type MeteredOperation } from './daily-meter.js'
+import { FaultInjector } from './faults.js'
 import { AZURE_SHAPING, ShapedThrottle, type Admission, type ShapingOptions } from './shaped-throttle.js'
 import { THROTTLES, tierLimits, type ThrottleName, type TierLimits, type TierSetting } from './tiers.js'
 
@@ -20,6 +21,8 @@ export class HubThrottles {
   private limitsNow: TierLimits
   private throttles = new Map<ThrottleName, ShapedThrottle>()
   readonly meter: DailyMeter
+  /** faults injected for integration tests (throttle, server busy, dropped connections, delayed acks) */
+  readonly faults: FaultInjector
   private readonly clock: Clock
   private readonly shaping: ShapingOptions
   private readonly delay: (ms: number) => Promise<void>
@@ -32,6 +35,7 @@ export class HubThrottles {
     this.delay = o.delay ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)))
     this.limitsNow = tierLimits(setting)
     this.meter = new DailyMeter(this.clock, this.limitsNow.meterChunkBytes, this.limitsNow.messagesPerDay)
+    this.faults = new FaultInjector(this.clock)
     this.build()
   }
 
