@@ -274,7 +274,16 @@ export class DeviceEdge implements PresenceView {
     const conn = this.byId.get(connId)
     if (conn?.state !== 'connected') return // the shard learns of the close through OP_CONNECTION_CLOSED and unlocks
     this.stats.delivered(conn.transportKind)
+    if (this.throttles) this.meterDelivery(topic, payload, dup)
     conn.deliver(topic, payload, qos, packetId, dup)
+  }
+
+  /** What Azure bills of what reaches a device: a C2D message once (not its redeliveries), a twin it read, a desired patch delivered. */
+  private meterDelivery(topic: string, payload: Uint8Array, dup: boolean): void {
+    const meter = this.throttles!.meter
+    if (topic.startsWith('$iothub/twin/res/200/')) meter.bill('twinReads', meter.chunks(payload.length))
+    else if (topic.startsWith('$iothub/twin/PATCH/properties/desired/')) meter.bill('twinUpdates', meter.chunks(payload.length))
+    else if (!dup && topic.includes('/messages/devicebound')) meter.bill('c2d', meter.chunks(payload.length))
   }
 
   /** A device's PUBLISH on `$iothub/...`: twin requests go to its shard, method answers to the caller. */
@@ -295,6 +304,8 @@ export class DeviceEdge implements PresenceView {
 
   /** A device's twin GET or reported-properties PATCH: its shard answers with a twin response topic carrying `rid`. */
   twinRequest(conn: EdgeConnection, kind: 'get' | 'patch', rid: string, payload: Buffer): void {
+    // a device's reported patch is billed by its size (its GET by the twin it gets back)
+    if (kind === 'patch') this.throttles?.meter.bill('twinUpdates', this.throttles.meter.chunks(payload.length))
     this.shards.send(conn.shard, [OP_TWIN_DEVICE, conn.id, kind, rid, payload])
   }
 

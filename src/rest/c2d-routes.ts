@@ -61,7 +61,7 @@ export function c2dRoutes(registry: DeviceRegistry, shards: ShardPool, feedback:
   }
   return [
     {
-      method: 'post', pattern: /^\/devices\/([^/]+)\/messages\/devicebound\/?$/i, right: 'ServiceConnect', limits: { throttle: 'c2dSends', meter: { op: 'c2d', bytes: 'request' }, standardOnly: 'cloud-to-device messages' },
+      method: 'post', pattern: /^\/devices\/([^/]+)\/messages\/devicebound\/?$/i, right: 'ServiceConnect', limits: { throttle: 'c2dSends', standardOnly: 'cloud-to-device messages' }, // billed when delivered (device-edge.ts)
       async handle(req) {
         const d = device(req.params[0]!)
         const msg = c2dFromHeaders(req, d.deviceId)
