@@ -46,4 +46,23 @@ describe('metering what devices get and send', () => {
     expect(d('d2c')).toEqual({ messages: 0, operations: 0 })
     await client.disconnect()
   })
+
+  it('bills a direct method as its request\'s chunks plus its answer\'s, each at least one', async () => {
+    const client = await connectDevice(t, 'meter-method')
+    await client.subscribe('$iothub/methods/POST/#', 0)
+    const before = (await ops()).methods!
+    const request = nextPublish(client, '$iothub/methods/POST/')
+    const body = JSON.stringify({ methodName: 'small', payload: { n: 1 }, responseTimeoutInSeconds: 10 })
+    const call = t.rest('POST', '/twins/meter-method/methods', { raw: body, headers: { 'Content-Type': 'application/json' } })
+    const rid = /\?\$rid=(.+)$/.exec((await request).topic)![1]!
+    const answer = JSON.stringify({ big: 'a'.repeat(5000) })
+    client.send({ cmd: 'publish', topic: `$iothub/methods/res/200/?$rid=${rid}`, payload: Buffer.from(answer), qos: 0, retain: false, dup: false } as mqttPacket.IPublishPacket)
+    const r = await call
+    expect(r.status).toBe(200)
+    const after = (await ops()).methods!
+    // a small request (1 chunk) and an answer of ~5 KB (2 chunks)
+    expect({ messages: after.messages - before.messages, operations: after.operations - before.operations }).toEqual({ messages: 1 + chunks(Buffer.byteLength(r.text)), operations: 1 })
+    expect(chunks(Buffer.byteLength(r.text))).toBe(2)
+    await client.disconnect()
+  })
 })

@@ -52,9 +52,11 @@ export function withTierLimits(route: Route & { limits?: RouteLimits }, throttle
       const res = await route.handle(req)
       if (limits.meter && res.status < 300) {
         const m = limits.meter
-        const bytes = (m.bytes === 'response' ? 0 : req.body.length) + (m.bytes === 'request' ? 0 : bodyBytes(res.body))
+        const meter = throttles.meter
+        // a method is billed as its request's chunks plus its answer's, each at least one
+        const chunks = (m.bytes === 'response' ? 0 : meter.chunks(req.body.length)) + (m.bytes === 'request' ? 0 : meter.chunks(bodyBytes(res.body)))
         // the operation is done: an answer past the quota still goes out, the next one is refused
-        try { throttles.bill(m.op, bytes) } catch (e) { if (!(e instanceof HubError)) throw e }
+        try { throttles.bill(m.op, 0, chunks) } catch (e) { if (!(e instanceof HubError)) throw e }
       }
       return res
     },

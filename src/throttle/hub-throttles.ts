@@ -69,8 +69,8 @@ export class HubThrottles {
   }
 
   /** Bills a metered operation of `bytes`; throws 403002 once the day's quota is used up. */
-  bill(op: MeteredOperation, bytes: number): void {
-    if (!this.meter.bill(op, this.meter.chunks(bytes))) throw new HubError(403002, `the daily message quota of ${this.limitsNow.messagesPerDay} is used up; it resets at midnight UTC`)
+  bill(op: MeteredOperation, bytes: number, chunks = this.meter.chunks(bytes)): void {
+    if (!this.meter.bill(op, chunks)) throw new HubError(403002, `the daily message quota of ${this.limitsNow.messagesPerDay} is used up; it resets at midnight UTC`)
   }
 
   /** Today's counters, the tier, and each throttle's counts. */
