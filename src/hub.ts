@@ -193,7 +193,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
   // one AMQP engine for 5671 and for AMQP over WebSocket on the HTTPS port (which works with 5671 off)
   const amqpServer = new AmqpServer({
     host: config.host, port: config.amqpPort ?? 0, key, cert, hostNames: tlsNames, auth: edge.authenticator, eventHubs,
-    service: new ServiceLinks(registry, shards, feedback, log, eventHubName), devices: new AmqpDevices(edge, registry, log), log, limits: options.amqpLimits,
+    service: new ServiceLinks(registry, shards, feedback, log, eventHubName, throttles), devices: new AmqpDevices(edge, registry, log), log, limits: options.amqpLimits,
   })
   mountWebSockets(app, edge, amqpServer)
   stream.mount(app, edge.authenticator)

@@ -89,4 +89,19 @@ describe('injected faults', () => {
     expect(order).toEqual(['marker', 'delayed device'])
     conn.close()
   })
+
+  it('acknowledgements a delay-acks fault holds are not overtaken once it ends', async () => {
+    const { id } = await inject({ kind: 'delay-acks', deviceId: 'fi-b', delayMs: 400, seconds: 60 })
+    const b = (await mqtt('fi-b')).client
+    const order: string[] = []
+    const before = (await t.rest('GET', '/hyperhub/metering')).body.quota.operations.d2c.operations
+    const held = b.publish('devices/fi-b/messages/events/%24.mid=held', 'x', 1).then(() => order.push('held'))
+    await until(async () => (await t.rest('GET', '/hyperhub/metering')).body.quota.operations.d2c.operations, (n) => n > before)
+    await new Promise((r) => setTimeout(r, 100)) // committed, its PUBACK held by the fault
+    expect((await t.rest('DELETE', `/hyperhub/faults/${id}`)).status).toBe(204)
+    const after = b.publish('devices/fi-b/messages/events/%24.mid=after', 'x', 1).then(() => order.push('after'))
+    await Promise.all([held, after])
+    expect(order).toEqual(['held', 'after'])
+    await b.disconnect()
+  })
 })

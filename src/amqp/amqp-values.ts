@@ -25,7 +25,7 @@ export function bodyBytes(body: unknown): Buffer {
 export function hubErrorCondition(e: unknown): { condition: string; description: string } {
   if (!(e instanceof HubError)) return { condition: 'amqp:internal-error', description: 'internal error' }
   const byCode: Record<number, string> = {
-    404001: 'amqp:not-found', 400003: 'amqp:not-allowed', 403004: 'amqp:resource-limit-exceeded', 413001: 'amqp:link:message-size-exceeded', 503001: 'com.microsoft:timeout', 503005: 'com.microsoft:server-busy',
+    404001: 'amqp:not-found', 400003: 'amqp:not-allowed', 403010: 'amqp:not-allowed', 429001: 'com.microsoft:device-container-throttled', 429002: 'com.microsoft:device-container-throttled', 403004: 'amqp:resource-limit-exceeded', 413001: 'amqp:link:message-size-exceeded', 503001: 'com.microsoft:timeout', 503005: 'com.microsoft:server-busy',
   }
   return { condition: byCode[e.code] ?? (e.status === 400 ? 'com.microsoft:argument-error' : 'amqp:internal-error'), description: e.message }
 }

@@ -11,6 +11,7 @@ import { clientKeyed } from '../mqtt/property-bag.js'
 import type { ShardPool } from '../shard-pool.js'
 import type { OutgoingRoom } from './outgoing-budget.js'
 import { bodyBytes, hubErrorCondition as condition, idText } from './amqp-values.js'
+import type { HubThrottles } from '../throttle/hub-throttles.js'
 
 export const C2D_ADDRESS = '/messages/devicebound'
 export const FEEDBACK_ADDRESS = '/messages/serviceBound/feedback'
@@ -27,7 +28,7 @@ export class ServiceLinks {
 
   /** `hubName`: feedback messages carry it as their user id, as Azure's do */
   constructor(private readonly registry: DeviceRegistry, private readonly shards: ShardPool, private readonly feedback: FeedbackQueue, private readonly log: Logger,
-    private readonly hubName: string) {
+    private readonly hubName: string, private readonly throttles?: HubThrottles) {
     // feedback records appear as devices settle their messages: offer them once a second
     this.timer = setInterval(() => {
       for (const s of this.feedbackSenders.keys()) {
@@ -50,6 +51,9 @@ export class ServiceLinks {
       const deviceId = decodeURIComponent(m[1]!)
       const device = this.registry.get(deviceId)
       if (!device) throw new HubError(404001, `Device ${deviceId} not registered`)
+      // the tier applies as to REST sends: Basic lacks C2D, and sends are throttled
+      if (this.throttles?.limits.basic) throw new HubError(403010, `cloud-to-device messages are not available on tier ${this.throttles.limits.tier}`)
+      await this.throttles?.admitRequest('c2dSends')
       const app = { ...((msg.application_properties ?? {}) as Record<string, unknown>) }
       const ack = String(app['iothub-ack'] ?? 'none').toLowerCase()
       delete app['iothub-ack']

@@ -22,6 +22,7 @@ import { MethodCalls } from '../mqtt/method-calls.js'
 import type { MqttTransport } from '../mqtt/transport.js'
 import type { HubThrottles } from '../throttle/hub-throttles.js'
 import { EdgeStats } from './edge-stats.js'
+import { deviceErrorBody, HubError } from '../rest/hub-error.js'
 import { protocolOf, type Fault } from '../throttle/faults.js'
 import { meteredSize } from '../throttle/metered-size.js'
 
@@ -156,10 +157,12 @@ export class DeviceEdge implements PresenceView {
   throttles: HubThrottles | undefined = undefined
   /** counts for /metrics (the hub gives it the latency histogram) */
   stats = new EdgeStats()
+  /** acknowledgements a delay-acks fault holds, per connection, in the order they are due */
+  private readonly heldAcks = new Map<number, { at: number; ids: number[] }[]>()
 
   /** The shard knows the connection's device from the session open, so only the message crosses. */
   telemetry(conn: EdgeConnection, packetId: number, bag: string, payload: Buffer, extra: Record<string, string> | null): void {
-    if (this.throttles && extra === null && !this.admitTelemetry(conn, packetId, bag, payload)) return
+    if (this.throttles && !this.admitTelemetry(conn, packetId, bag, payload, extra?.['iothub-MessageType'] === 'Will')) return
     this.stats.telemetry(conn, packetId)
     this.shards.send(conn.shard, [OP_TELEMETRY, conn.id, packetId, bag, payload, extra])
     // QoS 0 has no acknowledgement to wait for: without a bound, a fast publisher fills memory
@@ -175,8 +178,13 @@ export class DeviceEdge implements PresenceView {
    * (queued: the connection stops reading for its wait, so the accepted rate falls to the limit;
    * refused: MQTT closes, AMQP rejects the message). Metered by payload size, on 4 KB chunks.
    */
-  private admitTelemetry(conn: EdgeConnection, packetId: number, bag: string, payload: Buffer): boolean {
+  private admitTelemetry(conn: EdgeConnection, packetId: number, bag: string, payload: Buffer, isWill: boolean): boolean {
     const t = this.throttles!
+    // a will is sent for a connection that is gone: billed, never refused or queued
+    if (isWill) {
+      t.meter.bill('d2c', t.meter.chunks(meteredSize(bag, payload, t.meter.chunkBytes)))
+      return true
+    }
     if (t.faults.active) {
       const protocol = protocolOf(conn.transportKind)
       if (t.faults.find('throttle', protocol, conn.deviceId)) { conn.throttled(429001, 'throttled (a fault injected through /hyperhub/faults)', packetId); return false }
@@ -260,9 +268,28 @@ export class DeviceEdge implements PresenceView {
     const faults = this.throttles?.faults
     for (const [conn, ids] of byConn) {
       const delay = faults?.active ? faults.find('delay-acks', protocolOf(conn.transportKind), conn.deviceId) : undefined
-      if (delay) setTimeout(() => conn.acked(ids), delay.delayMs)
-      else conn.acked(ids)
+      const held = this.heldAcks.get(conn.id)
+      if (!delay && !held) { conn.acked(ids); continue }
+      // acknowledgements leave in order (MQTT requires it): none overtakes one a fault still holds
+      const now = performance.now()
+      const queue = held ?? []
+      const at = Math.max(delay ? now + delay.delayMs! : 0, queue.at(-1)?.at ?? 0)
+      queue.push({ at, ids })
+      if (!held) {
+        this.heldAcks.set(conn.id, queue)
+        this.releaseHeldAcks(conn)
+      }
     }
+  }
+
+  /** Releases a connection's held acknowledgements that are due, in order; one timer for the next. */
+  private releaseHeldAcks(conn: EdgeConnection): void {
+    const queue = this.heldAcks.get(conn.id)
+    if (!queue) return
+    const now = performance.now()
+    while (queue.length > 0 && queue[0]!.at <= now) conn.acked(queue.shift()!.ids)
+    if (queue.length === 0) { this.heldAcks.delete(conn.id); return }
+    setTimeout(() => this.releaseHeldAcks(conn), queue[0]!.at - now)
   }
 
   rejected(connId: number, code: number, message: string, packetId: number): void {
@@ -304,8 +331,25 @@ export class DeviceEdge implements PresenceView {
 
   /** A device's twin GET or reported-properties PATCH: its shard answers with a twin response topic carrying `rid`. */
   twinRequest(conn: EdgeConnection, kind: 'get' | 'patch', rid: string, payload: Buffer): void {
-    // a device's reported patch is billed by its size (its GET by the twin it gets back)
-    if (kind === 'patch') this.throttles?.meter.bill('twinUpdates', this.throttles.meter.chunks(payload.length))
+    const t = this.throttles
+    if (t) {
+      // the tier applies as to the service's twin calls: Basic lacks twins, the quota, the twin throttles
+      const refuse = (status: number, code: number, message: string) =>
+        conn.deliver(`$iothub/twin/res/${status}/?$rid=${rid}`, Buffer.from(deviceErrorBody(new HubError(code, message))), 0, 0, false)
+      if (t.limits.basic) return refuse(403, 403010, `device twins are not available on tier ${t.limits.tier}`)
+      if (t.meter.exhausted) {
+        t.meter.bill(kind === 'get' ? 'twinReads' : 'twinUpdates', 1) // counted as refused
+        return refuse(403, 403002, 'the daily message quota is used up; it resets at midnight UTC')
+      }
+      const a = t.admit(kind === 'get' ? 'twinReads' : 'twinUpdates')
+      if (a.kind === 'refused') return refuse(429, 429002, `the twin ${kind === 'get' ? 'read' : 'update'} throttle's backlog is full on tier ${t.limits.tier}`)
+      // a device's reported patch is billed by its size (its GET by the twin it gets back)
+      if (kind === 'patch') t.meter.bill('twinUpdates', t.meter.chunks(payload.length))
+      if (a.kind === 'queued') {
+        setTimeout(() => { if (conn.state === 'connected') this.shards.send(conn.shard, [OP_TWIN_DEVICE, conn.id, kind, rid, payload]) }, a.waitMs)
+        return
+      }
+    }
     this.shards.send(conn.shard, [OP_TWIN_DEVICE, conn.id, kind, rid, payload])
   }
 
@@ -343,6 +387,7 @@ export class DeviceEdge implements PresenceView {
   closed(conn: EdgeConnection, reason: string, fields: Record<string, unknown> | undefined, wasConnected: boolean): void {
     this.byId.delete(conn.id)
     this.stats.forget(conn.id)
+    this.heldAcks.delete(conn.id)
     if (conn.shard >= 0) this.shards.send(conn.shard, [OP_CONNECTION_CLOSED, conn.id])
     if (conn.clientId && this.byClientId.get(conn.clientId) === conn) {
       this.byClientId.delete(conn.clientId)

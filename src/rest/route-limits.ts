@@ -28,14 +28,29 @@ function deviceOf(req: RestRequest): string | undefined {
   return /^\/(devices|twins)\/[^/]/i.test(req.path) && !/^\/devices\/query/i.test(req.path) ? req.params[0] : undefined
 }
 
+/**
+ * Requests waiting (a queued throttle admission, a delay-acks fault) hold their bodies: at most this
+ * many wait at once, hub-wide; past it a request that would wait is refused at once.
+ */
+export const MAX_WAITING_REQUESTS = 128
+let waiting = 0
+
+async function wait(ms: number, refusal: () => HubError): Promise<void> {
+  if (waiting >= MAX_WAITING_REQUESTS) throw refusal()
+  waiting++
+  try { await new Promise((resolve) => setTimeout(resolve, ms)) } finally { waiting-- }
+}
+
+/** Never faulted: the control plane (so a hub-wide fault can be taken back) and the operators' probes. */
+const UNFAULTED = /^\/(hyperhub\/|health\/?$|ready\/?$|metrics\/?$)/
+
 async function injectedFaults(req: RestRequest, throttles: HubThrottles): Promise<void> {
-  // the control plane stays reachable, so a hub-wide fault can be taken back
-  if (!throttles.faults.active || req.path.startsWith('/hyperhub/')) return
+  if (!throttles.faults.active || UNFAULTED.test(req.path)) return
   const device = deviceOf(req)
   if (throttles.faults.find('throttle', 'rest', device)) throw new HubError(429001, 'throttled (a fault injected through /hyperhub/faults)')
   if (throttles.faults.find('server-busy', 'rest', device)) throw new HubError(503005, 'the hub is busy (a fault injected through /hyperhub/faults)')
   const delay = throttles.faults.find('delay-acks', 'rest', device)
-  if (delay) await new Promise((resolve) => setTimeout(resolve, delay.delayMs))
+  if (delay) await wait(delay.delayMs!, () => new HubError(503005, `more than ${MAX_WAITING_REQUESTS} requests are waiting out an injected delay`))
 }
 
 export function withTierLimits(route: Route & { limits?: RouteLimits }, throttles: HubThrottles): Route {
@@ -48,8 +63,23 @@ export function withTierLimits(route: Route & { limits?: RouteLimits }, throttle
         throw new HubError(403010, `${limits.standardOnly} is not available on tier ${throttles.limits.tier} (Basic tiers lack it)`)
       }
       if (limits.meter && throttles.meter.exhausted) throttles.bill(limits.meter.op, 0) // throws 403002
-      if (limits.throttle) await throttles.admitRequest(limits.throttle, limits.cost?.(req) ?? 1)
-      const res = await route.handle(req)
+      if (limits.throttle) {
+        const name = limits.throttle
+        const a = throttles.admit(name, limits.cost?.(req) ?? 1)
+        const backlogFull = () => new HubError(429002, `the ${name} throttle's backlog is full: more than ${throttles.limits.throttles[name]}/s on tier ${throttles.limits.tier}; retry later`)
+        if (a.kind === 'refused') throw backlogFull()
+        if (a.kind === 'queued') await throttles.wait(a.waitMs, () => wait(a.waitMs, backlogFull))
+      }
+      let res: RestResponse
+      try {
+        res = await route.handle(req)
+      } catch (e) {
+        // a method for a device that is not online is billed as its request's chunks plus one
+        if (limits.meter?.op === 'methods' && e instanceof HubError && e.code === 404103) {
+          try { throttles.bill('methods', 0, throttles.meter.chunks(req.body.length) + 1) } catch (b) { if (!(b instanceof HubError)) throw b }
+        }
+        throw e
+      }
       if (limits.meter && res.status < 300) {
         const m = limits.meter
         const meter = throttles.meter

@@ -26,6 +26,7 @@ export class HubThrottles {
   private readonly clock: Clock
   private readonly shaping: ShapingOptions
   private readonly delay: (ms: number) => Promise<void>
+  private readonly testDelay: ((ms: number) => Promise<void>) | undefined
   /** counts kept across tier changes */
   private readonly totals = new Map<ThrottleName, { admitted: number; queued: number; refused: number }>()
 
@@ -33,6 +34,7 @@ export class HubThrottles {
     this.clock = o.clock ?? systemClock
     this.shaping = o.shaping ?? AZURE_SHAPING
     this.delay = o.delay ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)))
+    this.testDelay = o.delay
     this.limitsNow = tierLimits(setting)
     this.meter = new DailyMeter(this.clock, this.limitsNow.meterChunkBytes, this.limitsNow.messagesPerDay)
     this.faults = new FaultInjector(this.clock)
@@ -66,6 +68,11 @@ export class HubThrottles {
     if (a.kind === 'now') return
     if (a.kind === 'refused') throw new HubError(429002, `the ${name} throttle's backlog is full: more than ${this.limitsNow.throttles[name]}/s on tier ${this.limitsNow.tier}; retry later`)
     await this.delay(a.waitMs)
+  }
+
+  /** How a queued REST request waits: the tests' delay if they gave one, else `real` (a bounded timer). */
+  wait(ms: number, real: () => Promise<void>): Promise<void> {
+    return this.testDelay ? this.testDelay(ms) : real()
   }
 
   /** Bills a metered operation of `bytes`; throws 403002 once the day's quota is used up. */

@@ -72,10 +72,10 @@ export class MqttTestClient {
     })
   }
 
-  async publish(topic: string, payload: string | Buffer, qos: 0 | 1 = 1): Promise<number> {
+  async publish(topic: string, payload: string | Buffer, qos: 0 | 1 = 1, retain = false): Promise<number> {
     const messageId = qos ? this.nextId++ : undefined
     const acked = qos ? this.next('puback', (p) => p.messageId === messageId) : undefined
-    this.send({ cmd: 'publish', topic, payload: Buffer.from(payload), qos, retain: false, dup: false, messageId } as mqttPacket.IPublishPacket)
+    this.send({ cmd: 'publish', topic, payload: Buffer.from(payload), qos, retain, dup: false, messageId } as mqttPacket.IPublishPacket)
     if (acked) await acked
     return messageId ?? 0
   }
