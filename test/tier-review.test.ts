@@ -8,7 +8,7 @@ import { ManualClock } from '../src/throttle/clock.js'
 import { MAX_WAITING_REQUESTS } from '../src/rest/route-limits.js'
 import { MqttTestClient } from './helpers/mqtt-test-client.js'
 import { amqpConnect, next, putToken } from './helpers/amqp-client.js'
-import { connectDevice, twinRequest } from './helpers/device-mqtt.js'
+import { connectDevice, twinRequest, until } from './helpers/device-mqtt.js'
 import { startTestHub, type TestHub } from './helpers/test-hub.js'
 
 const clock = new ManualClock()
@@ -94,4 +94,19 @@ describe('issue 14 review findings', () => {
     expect(statuses.filter((s) => s === 503)).toHaveLength(20)
     expect(statuses.filter((s) => s === 200)).toHaveLength(MAX_WAITING_REQUESTS)
   }, 30_000)
+
+  it('a device disabled while its CONNACK waits for the connection throttle is refused, not connected', async () => {
+    const first = await t.createDevice('tr-conn-a')
+    const second = await t.createDevice('tr-conn-b')
+    await setTier({ tier: 'S1', units: 1, overrides: { connections: 1 } })
+    const a = await MqttTestClient.connect({ port: t.hub.ports.mqttTcp!, clientId: 'tr-conn-a', password: t.deviceToken('tr-conn-a', first.primaryKey) })
+    expect(a.connack.returnCode).toBe(0)
+    // the burst (1) is spent: this one waits a second for its turn
+    const waiting = MqttTestClient.connect({ port: t.hub.ports.mqttTcp!, clientId: 'tr-conn-b', password: t.deviceToken('tr-conn-b', second.primaryKey) })
+    await until(() => (t.hub.throttles.report().throttles as Record<string, { queued: number }>).connections!.queued, (n) => n > 0)
+    expect((await t.rest('PUT', '/devices/tr-conn-b', { body: { deviceId: 'tr-conn-b', status: 'disabled' }, headers: { 'If-Match': '*' } })).status).toBe(200)
+    await expect(waiting).rejects.toThrow('connection closed while waiting for connack')
+    expect(t.hub.edge.connectionState('tr-conn-b').connected).toBe(false)
+    a.client.destroy()
+  })
 })

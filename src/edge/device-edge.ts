@@ -157,6 +157,8 @@ export class DeviceEdge implements PresenceView {
   throttles: HubThrottles | undefined = undefined
   /** counts for /metrics (the hub gives it the latency histogram) */
   stats = new EdgeStats()
+  /** connections the connection throttle queued, before their session opens */
+  private readonly waitingToOpen = new Set<EdgeConnection>()
   /** acknowledgements a delay-acks fault holds, per connection, in the order they are due */
   private readonly heldAcks = new Map<number, { at: number; ids: number[] }[]>()
 
@@ -227,7 +229,12 @@ export class DeviceEdge implements PresenceView {
     const a = this.throttles?.admit('connections')
     if (a?.kind === 'refused') return conn.throttled(429001, `more than ${this.throttles!.limits.throttles.connections} new device connections/s on tier ${this.throttles!.limits.tier}`)
     if (a?.kind === 'queued') {
-      setTimeout(() => { if (conn.state === 'authenticating') this.openSessionNow(conn) }, a.waitMs)
+      // waiting for its turn, it is in no table a registry change looks at: it waits here
+      this.waitingToOpen.add(conn)
+      setTimeout(() => {
+        if (!this.waitingToOpen.delete(conn)) return
+        if (conn.state === 'authenticating') this.openSessionNow(conn)
+      }, a.waitMs)
       return
     }
     this.openSessionNow(conn)
@@ -388,6 +395,7 @@ export class DeviceEdge implements PresenceView {
     this.byId.delete(conn.id)
     this.stats.forget(conn.id)
     this.heldAcks.delete(conn.id)
+    this.waitingToOpen.delete(conn)
     if (conn.shard >= 0) this.shards.send(conn.shard, [OP_CONNECTION_CLOSED, conn.id])
     if (conn.clientId && this.byClientId.get(conn.clientId) === conn) {
       this.byClientId.delete(conn.clientId)
@@ -416,7 +424,13 @@ export class DeviceEdge implements PresenceView {
       this.activity?.forget(e.device.deviceId)
     }
     if (e.kind === 'deleted' || e.device.status === 'disabled') {
-      this.byClientId.get(e.device.deviceId)?.close(e.kind === 'deleted' ? 'device deleted' : 'device disabled')
+      const reason = e.kind === 'deleted' ? 'device deleted' : 'device disabled'
+      this.byClientId.get(e.device.deviceId)?.close(reason)
+      for (const c of this.waitingToOpen) {
+        if (c.deviceId !== e.device.deviceId) continue
+        this.waitingToOpen.delete(c)
+        c.close(reason)
+      }
     }
   }
 
