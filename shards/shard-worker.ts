@@ -6,7 +6,7 @@ import { Packr } from 'msgpackr'
 import { openHubStore } from '../src/store/hub-store.js'
 import {
   OP_ACKS, OP_STREAM_TAIL, OP_C2D_COUNT, OP_CONNECTION_CLOSED, OP_DEVICE_CHANGED, OP_FEEDBACK, OP_LOG, OP_PARTITION_ADVANCED, OP_PUBACK, OP_PUBLISH, OP_REJECTED, OP_REPLY,
-  OP_REQUEST, OP_SESSION_END, OP_SESSION_OPEN, OP_SESSION_OPENED, OP_SUBSCRIBE, OP_SUBSCRIBED, OP_TELEMETRY, OP_TWIN_DEVICE, OP_UNSUBSCRIBE,
+  OP_BIND_SENDER, OP_REQUEST, OP_SESSION_END, OP_SESSION_OPEN, OP_SESSION_OPENED, OP_SUBSCRIBE, OP_SUBSCRIBED, OP_TELEMETRY, OP_TWIN_DEVICE, OP_UNSUBSCRIBE,
   partitionOf, postBatch, shardOf, shardOfPartition, type ControlMessage, type ShardInit,
 } from '../src/shard-protocol.js'
 import { parsePropertyBag } from '../src/mqtt/property-bag.js'
@@ -200,6 +200,11 @@ function handleBatch(ops: unknown[][]): void {
           services.opened(connId, clientId, deviceId)
           connectionEvent(deviceId, generationId, 'deviceConnected')
         }, (e: unknown) => emit([OP_SESSION_OPENED, connId, false, [], storeFailure(e).code]))
+        break
+      }
+      case OP_BIND_SENDER: {
+        const [, connId, deviceId, generationId, authMethod] = op as [number, number, string, string, string]
+        connections.set(connId, { sender: { deviceId, generationId, authMethod }, log: logs.get(partitionOf(deviceId, init.partitions))! })
         break
       }
       case OP_STREAM_TAIL:

@@ -33,6 +33,8 @@ import { mountRest, type Route } from './rest/http-server.js'
 import { withTierLimits } from './rest/route-limits.js'
 import { tierRoutes } from './rest/tier-routes.js'
 import { faultRoutes } from './rest/fault-routes.js'
+import { deviceHttpRoutes } from './rest/device-http-routes.js'
+import { HttpDevices } from './edge/http-device.js'
 import { operatorRoutes } from './rest/operator-routes.js'
 import { HubMetrics } from './metrics/hub-metrics.js'
 import { HubThrottles, type HubThrottlesOptions } from './throttle/hub-throttles.js'
@@ -202,7 +204,8 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
     ...c2dRoutes(registry, shards, feedback, eventHubName), ...routingRoutes(routing), ...endpointLogRoutes((name) => routing.logEndpoint(name)),
     ...queryRoutes(queries), ...notYetRoutes(),
   ]
-  routes.push(...tierRoutes(throttles), ...faultRoutes(throttles.faults, edge))
+  const httpDevices = new HttpDevices(edge, shards)
+  routes.push(...tierRoutes(throttles), ...faultRoutes(throttles.faults, edge), ...deviceHttpRoutes(httpDevices))
   const metrics = new HubMetrics({
     edge, throttles,
     partitionDepths: () => Array.from({ length: config.partitions }, (_, p) => {
@@ -224,7 +227,8 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
       if (httpsSocket) uWS.us_listen_socket_close(httpsSocket)
       await amqpServer.close()
       edge.pauseAll()
-      await shards.stop() // every ack the shards release is written before this resolves
+      await shards.stop()
+      httpDevices.close() // every ack the shards release is written before this resolves
       await queries.close()
       edge.closeAll('hub shutting down')
       stream.closeAll()

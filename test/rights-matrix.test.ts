@@ -19,7 +19,7 @@ beforeAll(async () => {
 afterAll(async () => { await t.stop() })
 
 /** What Azure requires for each operation (auth.md "What rights allow"); ControlPlane: hub configuration, owner only. */
-type Needs = Permission | 'None' | 'Anyone'
+type Needs = Permission | 'None' | 'Anyone' | 'Device'
 
 /** What Azure requires for each operation (auth.md "What rights allow"); ControlPlane: hub configuration, owner only; None: a feature not here yet says so to anyone. */
 const EXPECTED: { method: string; path: string; needs: Needs }[] = [
@@ -75,7 +75,8 @@ const EXPECTED: { method: string; path: string; needs: Needs }[] = [
   { method: 'get', path: '/routing/enrichments/nosuchkey', needs: 'ControlPlane' },
   { method: 'put', path: '/routing/enrichments/rm-key', needs: 'ControlPlane' },
   { method: 'delete', path: '/routing/enrichments/nosuchkey', needs: 'ControlPlane' },
-  { method: 'post', path: '/devices/rm-dev/messages/events', needs: 'None' },
+  // a device's own path: its token, or a DeviceConnect policy's
+  { method: 'post', path: '/devices/rm-dev/messages/events', needs: 'Device' },
   { method: 'get', path: '/devices/rm-dev/messages/devicebound', needs: 'None' },
   { method: 'any', path: '/devices/rm-dev/messages/devicebound/some-etag', needs: 'None' },
   { method: 'any', path: '/devices/rm-dev/files', needs: 'None' },
@@ -102,6 +103,7 @@ function credentials(): Credential[] {
 
 /** Where a request that passed the rights check must not arrive: its answer is the handler's, never 401. */
 function allowed(c: Credential, needs: Needs): boolean {
+  if (needs === 'Device') return c.name === 'device token' || (c.policy !== undefined && hasRight(c.policy(), 'DeviceConnect'))
   return needs === 'None' || needs === 'Anyone' || (c.policy !== undefined && hasRight(c.policy(), needs))
 }
 

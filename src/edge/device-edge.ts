@@ -415,6 +415,13 @@ export class DeviceEdge implements PresenceView {
     this.log[level]('connection closed', { deviceId: conn.deviceId || undefined, transport: conn.transportKind, reason, ...fields })
   }
 
+  /** A device's HTTPS channel (http-device.ts) was let go: the shard unbinds it; it was never a connection. */
+  closedChannel(conn: EdgeConnection): void {
+    this.byId.delete(conn.id)
+    this.stats.forget(conn.id)
+    this.shards.send(conn.shard, [OP_CONNECTION_CLOSED, conn.id])
+  }
+
   /** Disabled or deleted devices lose their connection at once. */
   registryChanged(e: RegistryEvent): void {
     if (e.kind === 'deleted') {

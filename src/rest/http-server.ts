@@ -2,7 +2,7 @@
 // needs; the Authorization header is checked before the handler runs. Errors leave as IoT Hub error
 // bodies.
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js'
-import type { Authenticator } from '../auth/authenticator.js'
+import { DeviceAuthError, type Authenticator, type DeviceIdentity } from '../auth/authenticator.js'
 import type { Permission } from '../auth/policies.js'
 import type { Logger } from '../log.js'
 import { errorBody, HubError } from './hub-error.js'
@@ -19,6 +19,8 @@ export interface RestRequest {
   headers: Record<string, string>
   body: Buffer
   json<T = unknown>(): T
+  /** routes with right `Device`: the device the caller authenticated as (the path's device) */
+  device?: DeviceIdentity
 }
 
 export interface RestResponse {
@@ -32,7 +34,7 @@ export interface Route {
   method: 'get' | 'put' | 'post' | 'delete' | 'patch' | 'any'
   pattern: RegExp
   /** `None`: answered without a credential (only to say a feature does not exist yet); `Anyone`: liveness and readiness probes */
-  right: Permission | 'None' | 'Anyone'
+  right: Permission | 'None' | 'Anyone' | 'Device'
   handle(req: RestRequest): Promise<RestResponse> | RestResponse
   /** what the route costs under a tier (rest/route-limits.ts) */
   limits?: RouteLimits
@@ -42,6 +44,16 @@ const STATUS_TEXT: Record<number, string> = {
   200: 'OK', 201: 'Created', 204: 'No Content', 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden',
   404: 'Not Found', 405: 'Method Not Allowed', 409: 'Conflict', 412: 'Precondition Failed', 413: 'Payload Too Large',
   415: 'Unsupported Media Type', 429: 'Too Many Requests', 500: 'Internal Server Error', 503: 'Service Unavailable', 504: 'Gateway Timeout',
+}
+
+/** A device's own route: its SAS token (or a DeviceConnect policy's) for the device the path names. */
+function authenticateDevice(auth: Authenticator, header: string | undefined, deviceId: string): DeviceIdentity {
+  try {
+    return auth.authenticateDevice(header, deviceId)
+  } catch (e) {
+    if (e instanceof DeviceAuthError) throw new HubError(401003, `Unauthorized: ${e.message}`)
+    throw e
+  }
 }
 
 const API_VERSION = /^\d{4}-\d{2}-\d{2}(-preview)?$/
@@ -78,14 +90,16 @@ export function mountRest(app: TemplatedApp, routes: Route[], auth: Authenticato
     })
     const apiVersion = query.get('api-version')
     if (apiVersion !== null && !API_VERSION.test(apiVersion)) return fail(new HubError(400001, `api-version ${apiVersion} is not supported`))
+    let device: DeviceIdentity | undefined
     try {
-      if (route.right !== 'None' && route.right !== 'Anyone') auth.authorizeService(headers.authorization, route.right)
+      if (route.right === 'Device') device = authenticateDevice(auth, headers.authorization, params[0] ?? '')
+      else if (route.right !== 'None' && route.right !== 'Anyone') auth.authorizeService(headers.authorization, route.right)
     } catch (e) {
       return fail(e)
     }
     const handle = (body: Buffer) => {
       const request: RestRequest = {
-        method, path, params, query, headers, body,
+        method, path, params, query, headers, body, ...(device ? { device } : {}),
         json<T>() {
           if (body.length === 0) throw new HubError(400005, 'the request body is empty')
           // checked before parsing: a deep document would overflow whatever serialises it next
