@@ -197,7 +197,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
     host: config.host, port: config.amqpPort ?? 0, key, cert, hostNames: tlsNames, auth: edge.authenticator, eventHubs,
     service: new ServiceLinks(registry, shards, feedback, log, eventHubName, throttles), devices: new AmqpDevices(edge, registry, log), log, limits: options.amqpLimits,
   })
-  mountWebSockets(app, edge, amqpServer)
+  const webSocketHeldInput = mountWebSockets(app, edge, amqpServer)
   stream.mount(app, edge.authenticator)
   const routes: Route[] = [
     ...registryRoutes(registry, edge), ...eventsRoutes(endpoint), ...twinRoutes(registry, shards), ...methodRoutes(registry, edge),
@@ -207,7 +207,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
   const httpDevices = new HttpDevices(edge, shards)
   routes.push(...tierRoutes(throttles), ...faultRoutes(throttles.faults, edge), ...deviceHttpRoutes(httpDevices))
   const metrics = new HubMetrics({
-    edge, throttles,
+    edge, throttles, webSocketHeldInputBytes: () => webSocketHeldInput.held,
     partitionDepths: () => Array.from({ length: config.partitions }, (_, p) => {
       const info = endpoint.partitionInfo(p)
       return Math.max(0, info.lastEnqueuedSequenceNumber - info.beginSequenceNumber + 1)

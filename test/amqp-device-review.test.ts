@@ -149,13 +149,9 @@ describe('issue 13 review findings', () => {
 describe('AMQP over WebSocket', () => {
   it('a device held by the hub while it sends 64 messages of 200 KB, as its credit allows, is served once released', async () => {
     const { default: WebSocket } = await import('ws')
-    const made: InstanceType<typeof WebSocket>[] = []
-    class Tracked extends WebSocket {
-      constructor(address: string, protocols: string[], options: object) { super(address, protocols, options); made.push(this) }
-    }
     const container = rhea.create_container({ id: 'rv-ws' })
     container.on('error', () => {})
-    const connect = container.websocket_connect(Tracked as never)
+    const connect = container.websocket_connect(WebSocket as never)
     const conn = container.connect({ connection_details: connect(`wss://localhost:${t.hub.ports.https}/$iothub/websocket`, ['AMQPWSB10'], { ca: t.ca }), reconnect: false } as unknown as rhea.ConnectionOptions)
     conn.on('disconnected', () => {})
     await next(conn, 'connection_open')
@@ -169,9 +165,9 @@ describe('AMQP over WebSocket', () => {
     const edge = t.hub.edge as unknown as { hold(on: boolean): void }
     edge.hold(true)
     for (let i = 0; i < credit; i++) sender.send({ message_id: `w${i}`, body: rhea.message.data_section(Buffer.alloc(200_000, i)) })
-    await until(() => made[0]!.bufferedAmount, (n) => n === 0, 10_000)
-    // written by the client; a moment for loopback to carry it to the hub before the release
-    await new Promise((r) => setTimeout(r, 200))
+    // every byte the credit let in is with the hub, held, before the release
+    const heldBytes = async () => Number(/^hyperhub_websocket_held_input_bytes (\d+)$/m.exec((await t.rest('GET', '/metrics')).text)?.[1] ?? 0)
+    await until(heldBytes, (n) => n >= credit * 200_000 || !conn.is_open(), 10_000)
     edge.hold(false)
     await until(() => accepted, (n) => n === credit || !conn.is_open(), 15_000)
     expect({ accepted, open: conn.is_open() }).toEqual({ accepted: 64, open: true })

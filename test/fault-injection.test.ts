@@ -94,10 +94,10 @@ describe('injected faults', () => {
     const { id } = await inject({ kind: 'delay-acks', deviceId: 'fi-b', delayMs: 400, seconds: 60 })
     const b = (await mqtt('fi-b')).client
     const order: string[] = []
-    const before = (await t.rest('GET', '/hyperhub/metering')).body.quota.operations.d2c.operations
     const held = b.publish('devices/fi-b/messages/events/%24.mid=held', 'x', 1).then(() => order.push('held'))
-    await until(async () => (await t.rest('GET', '/hyperhub/metering')).body.quota.operations.d2c.operations, (n) => n > before)
-    await new Promise((r) => setTimeout(r, 100)) // committed, its PUBACK held by the fault
+    // committed, and its PUBACK held by the fault
+    const heldAcks = () => (t.hub.edge as unknown as { heldAcks: Map<number, unknown> }).heldAcks.size
+    await until(heldAcks, (n) => n === 1)
     expect((await t.rest('DELETE', `/hyperhub/faults/${id}`)).status).toBe(204)
     const after = b.publish('devices/fi-b/messages/events/%24.mid=after', 'x', 1).then(() => order.push('after'))
     await Promise.all([held, after])

@@ -30,7 +30,8 @@ function remoteAddress(ws: WebSocket<WsSocket>): string {
   return Buffer.from(ws.getRemoteAddressAsText()).toString()
 }
 
-export function mountWebSockets(app: TemplatedApp, edge: DeviceEdge, amqp: AmqpServer): void {
+/** Mounts the endpoints; returns what held AMQP WebSockets keep, hub-wide (for /metrics). */
+export function mountWebSockets(app: TemplatedApp, edge: DeviceEdge, amqp: AmqpServer): HeldInputBudget {
   const heldBudget = new HeldInputBudget(AMQP_HELD_HUB_BYTES)
   const upgrade = (allowed: readonly string[]) => (res: HttpResponse, req: HttpRequest, context: us_socket_context_t) => {
     const offered = req.getHeader('sec-websocket-protocol').split(',').map((p) => p.trim())
@@ -79,4 +80,5 @@ export function mountWebSockets(app: TemplatedApp, edge: DeviceEdge, amqp: AmqpS
   }
   app.ws<WsSocket>('/$iothub/websocket', { ...handlers, upgrade: upgrade([MQTT_WS_PROTOCOL, AMQP_WS_PROTOCOL]) })
   app.ws<WsSocket>('/$servicebus/websocket', { ...handlers, upgrade: upgrade([AMQP_WS_PROTOCOL]) })
+  return heldBudget
 }

@@ -12,6 +12,8 @@ import { THROTTLES } from '../throttle/tiers.js'
 export interface MetricsSources {
   edge: DeviceEdge
   throttles: HubThrottles
+  /** bytes held AMQP WebSockets sent while the hub held them, all together */
+  webSocketHeldInputBytes: () => number
   /** events the built-in endpoint holds per partition */
   partitionDepths: () => number[]
 }
@@ -54,6 +56,10 @@ export class HubMetrics {
     new client.Gauge({
       name: 'hyperhub_telemetry_queue_bytes', help: 'bytes of telemetry read from devices that the shards have not committed yet', registers: [r],
       collect() { this.set(s.edge.telemetryQueue.bytes) },
+    })
+    new client.Gauge({
+      name: 'hyperhub_websocket_held_input_bytes', help: 'what AMQP WebSocket peers sent while the hub held their connections, all together (bounded hub-wide)', registers: [r],
+      collect() { this.set(s.webSocketHeldInputBytes()) },
     })
     new client.Gauge({
       name: 'hyperhub_partition_events', help: 'events the built-in endpoint holds, per partition', labelNames: ['partition'], registers: [r],
