@@ -6,7 +6,7 @@ import { createRequire } from 'node:module'
 import rhea from 'rhea'
 import WebSocket from 'ws'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { amqpConnect, logTap, next, putToken } from './helpers/amqp-client.js'
+import { amqpConnect, deviceAmqpConnection, deviceAudience, logTap, next, putToken } from './helpers/amqp-client.js'
 import { startTestHub, type TestHub } from './helpers/test-hub.js'
 import { eventsOf, readAllEvents } from './helpers/events.js'
 import { partitionOf } from '../src/shard-protocol.js'
@@ -22,14 +22,8 @@ beforeAll(async () => {
 })
 afterAll(() => t.stop())
 
-/** The audience as azure-iot-device-amqp names it: the token's still-encoded resource. */
-const audienceOf = (deviceId: string) => encodeURIComponent(`localhost/devices/${deviceId}`)
-
-async function deviceConnection(deviceId: string): Promise<rhea.Connection> {
-  const conn = await amqpConnect(t.hub.ports.amqp!, t.ca)
-  expect(await putToken(conn, t.deviceToken(deviceId, keys.get(deviceId)!), audienceOf(deviceId))).toBe(200)
-  return conn
-}
+const audienceOf = (deviceId: string) => deviceAudience(deviceId)
+const deviceConnection = (deviceId: string) => deviceAmqpConnection(t.hub.ports.amqp!, t.ca, deviceId, t.deviceToken(deviceId, keys.get(deviceId)!))
 
 function detachCondition(link: rhea.link): string | undefined {
   return (link as unknown as { remote: { detach?: { error?: rhea.AmqpError } } }).remote.detach?.error?.condition

@@ -6,7 +6,7 @@
 import { createRequire } from 'node:module'
 import rhea from 'rhea'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { amqpConnect, logTap, next, putToken } from './helpers/amqp-client.js'
+import { amqpConnect, deviceAmqpConnection, deviceAudience, logTap, next, putToken } from './helpers/amqp-client.js'
 import { eventsOf, readAllEvents } from './helpers/events.js'
 import { until } from './helpers/device-mqtt.js'
 import { startTestHub, type TestHub } from './helpers/test-hub.js'
@@ -20,12 +20,8 @@ beforeAll(async () => {
 })
 afterAll(() => t.stop())
 
-const audienceOf = (id: string) => encodeURIComponent(`localhost/devices/${id}`)
-async function deviceConnection(id: string, ttl?: number): Promise<rhea.Connection> {
-  const conn = await amqpConnect(t.hub.ports.amqp!, t.ca)
-  expect(await putToken(conn, t.deviceToken(id, keys.get(id)!, ttl), audienceOf(id))).toBe(200)
-  return conn
-}
+const audienceOf = (id: string) => deviceAudience(id)
+const deviceConnection = (id: string, ttl?: number) => deviceAmqpConnection(t.hub.ports.amqp!, t.ca, id, t.deviceToken(id, keys.get(id)!, ttl))
 const types = createRequire(import.meta.url)('rhea/lib/types.js') as Record<'wrap_uint' | 'wrap_string' | 'wrap_double' | 'wrap_ulong' | 'Null', (v?: unknown) => unknown>
 const frames = createRequire(import.meta.url)('rhea/lib/frames.js') as {
   amqp_frame(channel: number, performative: unknown): unknown

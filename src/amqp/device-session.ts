@@ -22,6 +22,7 @@ import type { DeviceLinkKind } from './device-addresses.js'
 import { c2dToAmqp, parseTwinTopic, telemetryFromAmqp } from './device-messages.js'
 import type { OutgoingBudget } from './outgoing-budget.js'
 import { ReceiverCredit } from './receiver-credit.js'
+import { ReadingPause } from '../edge/reading-pause.js'
 
 /** Telemetry messages a device may have unsettled on its events link (and awaiting commit). */
 export const TELEMETRY_CREDIT = 64
@@ -92,9 +93,8 @@ export class AmqpDeviceSession implements EdgeConnection {
   private readonly subscriptionAnswers = new Map<number, (errorCode: number) => void>()
 
   private windowFull = false
-  /** the tier's traffic shaping stopped reading it for a while */
-  private shaped = false
-  private shapingTimer: NodeJS.Timeout | undefined
+  /** the tier's traffic shaping stops reading it for a while */
+  private readonly shaping = new ReadingPause(() => this.updateReading())
   private held = false
   private draining = false
   private reading = true
@@ -361,7 +361,7 @@ export class AmqpDeviceSession implements EdgeConnection {
     if (this.state === 'closed') return
     const wasConnected = this.state === 'connected'
     this.state = 'closed'
-    clearTimeout(this.shapingTimer)
+    this.shaping.clear()
     this.waitingLinks = []
     this.subscriptionAnswers.clear()
     if (!this.reading) this.host.holdReading(this, false)
@@ -441,14 +441,7 @@ export class AmqpDeviceSession implements EdgeConnection {
   }
 
   pauseReadingFor(ms: number): void {
-    if (this.state === 'closed') return
-    clearTimeout(this.shapingTimer)
-    this.shaped = true
-    this.updateReading()
-    this.shapingTimer = setTimeout(() => {
-      this.shaped = false
-      this.updateReading()
-    }, ms)
+    if (this.state !== 'closed') this.shaping.for(ms)
   }
 
   throttled(code: number, message: string, packetId?: number): void {
@@ -464,7 +457,7 @@ export class AmqpDeviceSession implements EdgeConnection {
   }
 
   private updateReading(): void {
-    const reading = !(this.windowFull || this.held || this.shaped || this.draining)
+    const reading = !(this.windowFull || this.held || this.shaping.active || this.draining)
     if (reading === this.reading || this.state === 'closed') return
     this.reading = reading
     for (const t of this.telemetryLinks) t.credit.hold(!reading)

@@ -15,6 +15,7 @@ import type { MqttTransport } from './transport.js'
 import type { DeviceEdge } from '../edge/device-edge.js'
 import type { EdgeConnection } from '../edge/edge-connection.js'
 import { methodRequestTopic, TWIN_RESPONSE_PREFIX } from './iothub-topics.js'
+import { ReadingPause } from '../edge/reading-pause.js'
 
 /** The largest packet worth reading: a 256 KB message plus a full topic and headers. */
 export const MAX_PACKET_BYTES = 256 * 1024 + 65_535 + 16
@@ -78,9 +79,8 @@ export class DeviceConnection implements FrameHandler, EdgeConnection {
   /** why the hub is not reading: each reason on its own, reading resumes when none is left */
   private windowFull = false
   private held = false
-  /** the tier's traffic shaping stopped reading it for a while */
-  private shaped = false
-  private shapingTimer: NodeJS.Timeout | undefined
+  /** the tier's traffic shaping stops reading it for a while */
+  private readonly shaping = new ReadingPause(() => this.updateReading())
   private writeBlockedSince = 0
   private twinsInFlight = 0
   /** C2D PUBLISHes the hub sent that have not been PUBACKed */
@@ -266,14 +266,7 @@ export class DeviceConnection implements FrameHandler, EdgeConnection {
   }
 
   pauseReadingFor(ms: number): void {
-    if (this.state === 'closed') return
-    clearTimeout(this.shapingTimer)
-    this.shaped = true
-    this.updateReading()
-    this.shapingTimer = setTimeout(() => {
-      this.shaped = false
-      this.updateReading()
-    }, ms)
+    if (this.state !== 'closed') this.shaping.for(ms)
   }
 
   throttled(code: number, message: string): void {
@@ -292,7 +285,7 @@ export class DeviceConnection implements FrameHandler, EdgeConnection {
   }
 
   private updateReading(): void {
-    const stop = this.windowFull || this.held || this.shaped || this.writeBlockedSince > 0 || this.twinsInFlight >= MAX_TWIN_IN_FLIGHT
+    const stop = this.windowFull || this.held || this.shaping.active || this.writeBlockedSince > 0 || this.twinsInFlight >= MAX_TWIN_IN_FLIGHT
       || this.pendingAcks.size >= MAX_SUBSCRIBES_IN_FLIGHT || this.draining
     if (stop === !this.reading || this.state === 'closed') return
     this.reading = !stop
@@ -516,7 +509,7 @@ export class DeviceConnection implements FrameHandler, EdgeConnection {
     const wasConnected = this.state === 'connected'
     this.state = 'closed'
     clearTimeout(this.expiryTimer)
-    clearTimeout(this.shapingTimer)
+    this.shaping.clear()
     this.releasePreauth()
     this.admissionTicket?.()
     this.admissionTicket = undefined

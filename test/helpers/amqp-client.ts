@@ -154,3 +154,14 @@ export function logTap(): { records: Record<string, unknown>[]; waitFor(match: (
     }),
   }
 }
+
+/** A put-token's audience as azure-iot-device-amqp names it: the token's still-encoded resource. */
+export const deviceAudience = (deviceId: string, host = 'localhost') => encodeURIComponent(`${host}/devices/${deviceId}`)
+
+/** A connection that put a device's own token on $cbs (it must be accepted). */
+export async function deviceAmqpConnection(port: number, ca: string, deviceId: string, token: string): Promise<rhea.Connection> {
+  const conn = await amqpConnect(port, ca)
+  const status = await putToken(conn, token, deviceAudience(deviceId))
+  if (status !== 200) throw new Error(`put-token for ${deviceId}: ${status}`)
+  return conn
+}
