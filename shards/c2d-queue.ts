@@ -8,6 +8,7 @@
 // What a crash must not undo is written first: a delivery's count is committed before its PUBLISH
 // leaves (so a message cannot exceed maxDeliveryCount across restarts), and a message's removal
 // commits in one transaction with its feedback record (so feedback is neither lost nor doubled).
+import { randomUUID } from 'node:crypto'
 import type { Database, RootDatabase } from 'lmdb'
 import { formatPropertyBag } from '../src/mqtt/property-bag.js'
 import { c2dTopic } from '../src/mqtt/iothub-topics.js'
@@ -21,6 +22,8 @@ export const DEFAULT_TTL_MS = 3600_000
 export const MAX_TTL_MS = 48 * 3600_000
 export const MAX_DELIVERY_COUNT = 10
 export const LOCK_TIMEOUT_MS = 60_000
+/** the connId of locks taken over HTTPS: no connection holds them, their lock token does */
+const HTTP_LOCK = -1
 /** PUBLISHes awaiting PUBACK per connection; the next wait in order. */
 const WINDOW = 16
 
@@ -60,7 +63,8 @@ interface Entry {
   generationId: string
   /** false until its LMDB write committed: not delivered before (and nothing after it, to keep order) */
   durable: boolean
-  lock?: { connId: number; packetId: number; until: number }
+  /** held by a connection's delivery (connId, packetId) or by a device's HTTPS receive (`token`, connId HTTP_LOCK) */
+  lock?: { connId: number; packetId: number; until: number; token?: string }
   /** where it was last sent: a redelivery on the same connection keeps the packet id (MQTT's rule for DUP) */
   lastSent?: { connId: number; packetId: number }
 }
@@ -226,6 +230,55 @@ export class C2dQueues {
       else this.finish(c.deviceId, e, outcome === 'complete' ? 'Success' : 'Rejected')
     }
     this.pump(c.deviceId)
+  }
+
+  /**
+   * HTTPS receive: the first message no one holds, locked for LOCK_TIMEOUT_MS under a new lock token
+   * (a GUID, as Azure's). Its delivery count is committed before it is returned; null when none waits.
+   */
+  async receive(deviceId: string): Promise<(Stored & { lockToken: string }) | null> {
+    const q = this.queues.get(deviceId)
+    if (!q) return null
+    if (!this.hooks.writable()) throw new HubError(503001, 'the hub is not accepting writes; retry later')
+    const now = Date.now()
+    for (const e of [...q.entries]) {
+      if (e.lock) continue
+      if (!e.durable) return null // order: nothing after a message still being written
+      if (e.expiry <= now) { this.finish(deviceId, e, 'Expired'); continue }
+      if (e.deliveryCount >= MAX_DELIVERY_COUNT) { this.finish(deviceId, e, 'DeliveryCountExceeded'); continue }
+      const record = this.db.get([deviceId, e.seq]) as Stored | undefined
+      if (!record) { this.drop(deviceId, e); continue }
+      e.deliveryCount++
+      record.deliveryCount = e.deliveryCount
+      const lock = (e.lock = { connId: HTTP_LOCK, packetId: 0, until: now + LOCK_TIMEOUT_MS, token: randomUUID() })
+      e.lastSent = undefined
+      const written = this.db.put([deviceId, e.seq], record)
+      this.track(written)
+      try {
+        await written
+      } catch (err) {
+        if (e.lock === lock) e.lock = undefined
+        this.hooks.writeFailed(err)
+        throw err
+      }
+      return { ...record, lockToken: lock.token }
+    }
+    return null
+  }
+
+  /**
+   * HTTPS complete, reject or abandon of the message locked under `lockToken`; resolves once the
+   * outcome is committed. A token no lock holds (never issued, settled, or timed out) is 412002.
+   */
+  async settleLocked(deviceId: string, lockToken: string, outcome: C2dOutcome): Promise<void> {
+    const e = this.queues.get(deviceId)?.entries.find((x) => x.lock?.token !== undefined && x.lock.token === lockToken)
+    if (!e) throw new HubError(412002, `no message of device ${deviceId} is locked under ${lockToken}: it was settled, or its lock expired`)
+    if (outcome === 'abandon') {
+      e.lock = undefined
+      this.pump(deviceId)
+      return
+    }
+    await this.finish(deviceId, e, outcome === 'complete' ? 'Success' : 'Rejected')
   }
 
   /** Expiry and lock timeouts; called about once a second. */

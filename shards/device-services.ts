@@ -5,6 +5,7 @@ import { OP_PUBLISH, OP_REPLY } from '../src/shard-protocol.js'
 import { HubError, deviceErrorBody } from '../src/rest/hub-error.js'
 import { c2dFilter, desiredPatchTopic, TWIN_DESIRED_FILTER, twinResponseTopic } from '../src/mqtt/iothub-topics.js'
 import type { C2dQueues, C2dSend } from './c2d-queue.js'
+import type { C2dOutcome } from '../src/edge/edge-connection.js'
 import type { SessionStore } from './session-store.js'
 import type { TwinDoc, TwinStore } from './twin-store.js'
 import { twinChangeBody, twinSnapshot, type HubEventSink } from './twin-events.js'
@@ -170,6 +171,14 @@ export class DeviceServices {
           this.health?.check()
           const [generationId, msg] = args as [string, C2dSend]
           this.track(this.c2d.send(deviceId, generationId, msg).then(reply, (e: unknown) => fail(this.writeError(e))))
+          return
+        }
+        case 'c2d.receive':
+          this.track(this.c2d.receive(deviceId).then(reply, (e: unknown) => fail(this.writeError(e))))
+          return
+        case 'c2d.settle': {
+          const [lockToken, outcome] = args as [string, C2dOutcome]
+          this.track(this.c2d.settleLocked(deviceId, lockToken, outcome).then(reply, (e: unknown) => fail(this.writeError(e))))
           return
         }
         case 'c2d.purge': {

@@ -35,6 +35,7 @@ import { tierRoutes } from './rest/tier-routes.js'
 import { faultRoutes } from './rest/fault-routes.js'
 import { deviceHttpRoutes } from './rest/device-http-routes.js'
 import { HttpDevices } from './edge/http-device.js'
+import { deviceC2dRoutes } from './rest/device-c2d-routes.js'
 import { operatorRoutes } from './rest/operator-routes.js'
 import { HubMetrics } from './metrics/hub-metrics.js'
 import { HubThrottles, type HubThrottlesOptions } from './throttle/hub-throttles.js'
@@ -205,7 +206,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
     ...queryRoutes(queries), ...notYetRoutes(),
   ]
   const httpDevices = new HttpDevices(edge, shards)
-  routes.push(...tierRoutes(throttles), ...faultRoutes(throttles.faults, edge), ...deviceHttpRoutes(httpDevices))
+  routes.push(...tierRoutes(throttles), ...faultRoutes(throttles.faults, edge), ...deviceHttpRoutes(httpDevices), ...deviceC2dRoutes(shards, throttles))
   const metrics = new HubMetrics({
     edge, throttles, webSocketHeldInputBytes: () => webSocketHeldInput.held,
     partitionDepths: () => Array.from({ length: config.partitions }, (_, p) => {

@@ -1,8 +1,9 @@
 // The shard's C2D queue on its own (LMDB in a temp dir): lock timeout and redelivery, which the
-// end-to-end tests cannot wait a minute for.
+// end-to-end tests cannot wait a minute for, over MQTT and over HTTPS (lock tokens).
 import { rmSync } from 'node:fs'
 import { afterAll, describe, expect, it } from 'vitest'
-import { C2dQueues, LOCK_TIMEOUT_MS } from '../shards/c2d-queue.js'
+import { C2dQueues, LOCK_TIMEOUT_MS, type C2dHooks } from '../shards/c2d-queue.js'
+import { HubError } from '../src/rest/hub-error.js'
 import { openHubStore } from '../src/store/hub-store.js'
 import { tempDir } from './helpers/test-hub.js'
 
@@ -36,5 +37,54 @@ describe('C2dQueues', () => {
     q.puback(7, published[0]!.packetId)
     await q.committed()
     expect(feedback).toEqual([expect.objectContaining({ originalMessageId: 'lk-1', statusCode: 'Success', deviceGenerationId: 'gen-1' })])
+  })
+
+  it('HTTPS: a lock token settles once; after the lock timeout it is 412002 and the message is received again, counted', async () => {
+    const feedback: Record<string, string>[] = []
+    const published: string[] = []
+    const hooks: C2dHooks = {
+      publish: (_c, topic) => published.push(topic), feedback: (_key, stored) => feedback.push(stored.record),
+      count: () => {}, writable: () => true, writeFailed: (e) => { throw e },
+    }
+    const q = new C2dQueues({ root: store.root, c2d: store.c2d, c2dSequences: store.c2dSequences, feedback: store.feedback, shardIndex: 0 }, hooks)
+    await q.send('http-lock', 'gen-1', { messageId: 'h-1', ack: 'full', properties: {}, body: Buffer.from('x') })
+    await q.send('http-lock', 'gen-1', { messageId: 'h-2', ack: 'full', properties: {}, body: Buffer.from('y') })
+    const first = (await q.receive('http-lock'))!
+    expect({ mid: first.messageId, count: first.deliveryCount }).toEqual({ mid: 'h-1', count: 1 })
+    // a locked message is skipped: the next receive gets the next one
+    const second = (await q.receive('http-lock'))!
+    expect(second.messageId).toBe('h-2')
+    expect(await q.receive('http-lock')).toBeNull()
+    // nor does a subscriber get what HTTPS holds
+    q.attach('http-lock', 9)
+    await q.committed()
+    expect(published).toEqual([])
+    q.detach(9)
+    q.sweep(Date.now() + LOCK_TIMEOUT_MS + 1)
+    const lost = await q.settleLocked('http-lock', first.lockToken, 'complete').catch((e: unknown) => e)
+    expect(lost).toEqual(new HubError(412002, `no message of device http-lock is locked under ${first.lockToken}: it was settled, or its lock expired`))
+    const again = (await q.receive('http-lock'))!
+    expect({ mid: again.messageId, count: again.deliveryCount, fresh: again.lockToken !== first.lockToken }).toEqual({ mid: 'h-1', count: 2, fresh: true })
+    await q.settleLocked('http-lock', again.lockToken, 'complete')
+    await expect(q.settleLocked('http-lock', again.lockToken, 'complete')).rejects.toMatchObject({ code: 412002 })
+    const third = (await q.receive('http-lock'))!
+    await q.settleLocked('http-lock', third.lockToken, 'reject')
+    expect(feedback.map((f) => [f.originalMessageId, f.statusCode])).toEqual([['h-1', 'Success'], ['h-2', 'Rejected']])
+    expect(await q.receive('http-lock')).toBeNull()
+  })
+
+  it('HTTPS abandon hands the message to the device\'s MQTT subscription at once', async () => {
+    const published: { topic: string }[] = []
+    const q = new C2dQueues({ root: store.root, c2d: store.c2d, c2dSequences: store.c2dSequences, feedback: store.feedback, shardIndex: 0 }, {
+      publish: (_c, topic) => published.push({ topic }), feedback: () => {}, count: () => {}, writable: () => true, writeFailed: (e) => { throw e },
+    })
+    await q.send('http-mqtt', 'gen-1', { messageId: 'hm-1', ack: 'none', properties: {}, body: Buffer.from('x') })
+    const held = (await q.receive('http-mqtt'))!
+    q.attach('http-mqtt', 11)
+    await q.committed()
+    expect(published).toEqual([])
+    await q.settleLocked('http-mqtt', held.lockToken, 'abandon')
+    await q.committed()
+    expect(published.map((p) => p.topic)).toEqual([expect.stringContaining('%24.mid=hm-1')])
   })
 })

@@ -77,8 +77,9 @@ const EXPECTED: { method: string; path: string; needs: Needs }[] = [
   { method: 'delete', path: '/routing/enrichments/nosuchkey', needs: 'ControlPlane' },
   // a device's own path: its token, or a DeviceConnect policy's
   { method: 'post', path: '/devices/rm-dev/messages/events', needs: 'Device' },
-  { method: 'get', path: '/devices/rm-dev/messages/devicebound', needs: 'None' },
-  { method: 'any', path: '/devices/rm-dev/messages/devicebound/some-etag', needs: 'None' },
+  { method: 'get', path: '/devices/rm-dev/messages/devicebound', needs: 'Device' },
+  { method: 'delete', path: '/devices/rm-dev/messages/devicebound/0f8fad5b-d9cb-469f-a165-70867728950e', needs: 'Device' },
+  { method: 'post', path: '/devices/rm-dev/messages/devicebound/0f8fad5b-d9cb-469f-a165-70867728950e/abandon', needs: 'Device' },
   { method: 'any', path: '/devices/rm-dev/files', needs: 'None' },
   { method: 'any', path: '/devices/rm-dev/modules/m1', needs: 'None' },
   { method: 'any', path: '/configurations', needs: 'None' },

@@ -74,7 +74,7 @@ export function mountRest(app: TemplatedApp, routes: Route[], auth: Authenticato
         for (const [k, v] of Object.entries(r.headers ?? {})) res.writeHeader(k, v)
         if (r.body === undefined) return void res.end()
         if (!r.headers?.['Content-Type']) res.writeHeader('Content-Type', 'application/json; charset=utf-8')
-        res.end(typeof r.body === 'string' ? r.body : JSON.stringify(r.body))
+        res.end(typeof r.body === 'string' || Buffer.isBuffer(r.body) ? r.body : JSON.stringify(r.body))
       })
     }
     const fail = (e: unknown) => {

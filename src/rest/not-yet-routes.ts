@@ -5,9 +5,7 @@ import { HubError } from './hub-error.js'
 import type { Route } from './http-server.js'
 
 const NOT_YET: { pattern: RegExp; method: Route['method']; feature: string }[] = [
-  // the device HTTPS API (azure-iot-device-http) beyond telemetry
-  { method: 'get', pattern: /^\/devices\/[^/]+\/messages\/devicebound\/?$/i, feature: 'receiving C2D messages over HTTPS' },
-  { method: 'any', pattern: /^\/devices\/[^/]+\/messages\/devicebound\/[^/]+(\/(abandon|reject))?\/?$/i, feature: 'settling C2D messages over HTTPS' },
+  // the device HTTPS API (azure-iot-device-http) beyond telemetry and C2D
   { method: 'any', pattern: /^\/devices\/[^/]+\/files(\/.*)?$/i, feature: 'file upload' },
   // modules, and what has no home here yet
   { method: 'any', pattern: /^\/(devices|twins)\/[^/]+\/modules(\/.*)?$/i, feature: 'module identities and module twins' },
