@@ -32,9 +32,21 @@ export interface HubConfig {
   maxTokenLifetimeDays: number
   /** Azure tier and units (`S1`, `S1:10`, …) whose throttles and daily quota apply; `unlimited` applies none */
   tier: string
+  /** `embedded` (Azurite, run by the hub), `off`, or an Azure Storage connection string */
+  blobStore: string
+  /** the embedded blob store's port (0: one picked once and kept in the data directory) */
+  blobPort: number
+  /** `boot`: the embedded blob store starts with the hub; `first-use`: with the first upload or storage route */
+  blobStoreStart: 'boot' | 'first-use'
+  fileUploadContainer: string
+  fileUploadSasTtlMinutes: number
+  fileUploadNotifications: boolean
+  fileNotificationTtlMinutes: number
+  fileNotificationLockSeconds: number
+  fileNotificationMaxDeliveries: number
 }
 
-type Kind = 'port' | 'optionalPort' | 'string' | 'names' | 'int' | 'level' | 'durability' | 'wasmOrJs' | 'bool' | 'tier'
+type Kind = 'port' | 'optionalPort' | 'string' | 'names' | 'int' | 'level' | 'durability' | 'wasmOrJs' | 'bool' | 'tier' | 'blobStore' | 'blobStoreStart' | 'container'
 interface Setting { key: keyof HubConfig; flag: string; env: string; kind: Kind; min?: number; max?: number; help: string }
 
 export const SETTINGS: Setting[] = [
@@ -56,6 +68,15 @@ export const SETTINGS: Setting[] = [
   { key: 'maxTokenLifetimeDays', flag: '--max-token-lifetime-days', env: 'HYPERHUB_MAX_TOKEN_LIFETIME_DAYS', kind: 'int', min: 1, max: 36_500, help: 'SAS tokens that stay valid for longer than this are refused' },
   { key: 'allowPrivateWebhooks', flag: '--allow-private-webhooks', env: 'HYPERHUB_ALLOW_PRIVATE_WEBHOOKS', kind: 'bool', help: 'true: webhook endpoints may send to loopback, link-local and private addresses (default false)' },
   { key: 'tier', flag: '--tier', env: 'HYPERHUB_TIER', kind: 'tier', help: 'unlimited (default) | F1 | B1..B3 | S1..S3, with units as S1:10: Azure\'s throttles and daily quota for that tier' },
+  { key: 'blobStore', flag: '--blob-store', env: 'HYPERHUB_BLOB_STORE', kind: 'blobStore', help: 'embedded (Azurite, run by the hub; default) | off | an Azure Storage connection string: where file uploads and storage endpoints write' },
+  { key: 'blobPort', flag: '--blob-port', env: 'HYPERHUB_BLOB_PORT', kind: 'port', help: 'the embedded blob store\'s HTTPS port on 127.0.0.1 (0: picked once, then kept)' },
+  { key: 'blobStoreStart', flag: '--blob-store-start', env: 'HYPERHUB_BLOB_STORE_START', kind: 'blobStoreStart', help: 'boot (default) | first-use: when the embedded blob store starts' },
+  { key: 'fileUploadContainer', flag: '--file-upload-container', env: 'HYPERHUB_FILE_UPLOAD_CONTAINER', kind: 'container', help: 'blob container file uploads go to (created if missing)' },
+  { key: 'fileUploadSasTtlMinutes', flag: '--file-upload-sas-ttl-minutes', env: 'HYPERHUB_FILE_UPLOAD_SAS_TTL_MINUTES', kind: 'int', min: 1, max: 1440, help: 'how long an upload\'s SAS (and its slot) lasts' },
+  { key: 'fileUploadNotifications', flag: '--file-upload-notifications', env: 'HYPERHUB_FILE_UPLOAD_NOTIFICATIONS', kind: 'bool', help: 'true (default): completed uploads notify the service' },
+  { key: 'fileNotificationTtlMinutes', flag: '--file-notification-ttl-minutes', env: 'HYPERHUB_FILE_NOTIFICATION_TTL_MINUTES', kind: 'int', min: 1, max: 2880, help: 'how long a file notification waits for the service' },
+  { key: 'fileNotificationLockSeconds', flag: '--file-notification-lock-seconds', env: 'HYPERHUB_FILE_NOTIFICATION_LOCK_SECONDS', kind: 'int', min: 5, max: 300, help: 'how long a received file notification stays locked' },
+  { key: 'fileNotificationMaxDeliveries', flag: '--file-notification-max-deliveries', env: 'HYPERHUB_FILE_NOTIFICATION_MAX_DELIVERIES', kind: 'int', min: 1, max: 100, help: 'deliveries of a file notification before it is dropped' },
   { key: 'logLevel', flag: '--log-level', env: 'HYPERHUB_LOG_LEVEL', kind: 'level', help: 'debug | info | warn | error | silent' },
 ]
 
@@ -64,6 +85,8 @@ export function defaultConfig(): HubConfig {
     hostName: 'localhost', tlsNames: [], host: '0.0.0.0', dataDir: './data',
     mqttPort: 8883, httpsPort: 443, mqttTcpPort: null, amqpPort: 5671,
     shards: Math.max(1, availableParallelism() - 1), partitions: 4, retentionDays: 1, logLevel: 'info', durability: 'process', sasVerifier: 'wasm', mqttFramer: 'wasm', minFreeDiskMb: 100, allowPrivateWebhooks: false, maxTokenLifetimeDays: 365, tier: 'unlimited',
+    blobStore: 'embedded', blobPort: 0, blobStoreStart: 'boot', fileUploadContainer: 'fileupload', fileUploadSasTtlMinutes: 60, fileUploadNotifications: true,
+    fileNotificationTtlMinutes: 60, fileNotificationLockSeconds: 60, fileNotificationMaxDeliveries: 10,
   }
 }
 
@@ -115,6 +138,21 @@ function parseValue(s: Setting, raw: unknown): unknown {
         throw e
       }
       return String(raw)
+    case 'blobStore': {
+      const v = typeof raw === 'string' ? raw.trim() : ''
+      if (v === 'embedded' || v === 'off') return v
+      // a connection string: checked in full when the hub opens it (storage-connection-string.ts)
+      // never echoed: a connection string holds the account key
+      if (!/AccountName=/i.test(v) && !/BlobEndpoint=/i.test(v)) throw new ConfigError(`${s.key}: must be embedded, off or a storage connection string (AccountName=…;AccountKey=…); ${where(s)}`)
+      return v
+    }
+    case 'blobStoreStart':
+      if (raw !== 'boot' && raw !== 'first-use') throw bad('must be boot or first-use')
+      return raw
+    case 'container':
+      // Azure's container names: 3-63 lowercase letters, digits and single hyphens, starting with a letter or digit
+      if (typeof raw !== 'string' || !/^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$/.test(raw)) throw bad('must be 3-63 lowercase letters, digits and single hyphens')
+      return raw
     case 'level':
       if (!['debug', 'info', 'warn', 'error', 'silent'].includes(String(raw))) throw bad('must be debug, info, warn, error or silent')
       return raw

@@ -20,7 +20,7 @@ import { mountWebSockets } from './edge/websocket-endpoints.js'
 import { DeviceEdge } from './edge/device-edge.js'
 import { DeviceRegistry } from './registry/device-registry.js'
 import { AmqpDevices } from './amqp/amqp-devices.js'
-import { FeedbackQueue } from './c2d/feedback-queue.js'
+import { ServiceBoundQueue, type FeedbackQueue, type FeedbackRecord } from './c2d/service-bound-queue.js'
 import { c2dRoutes } from './rest/c2d-routes.js'
 import { endpointLogRoutes, eventsRoutes } from './rest/events-routes.js'
 import { queryRoutes } from './rest/query-routes.js'
@@ -36,6 +36,9 @@ import { faultRoutes } from './rest/fault-routes.js'
 import { deviceHttpRoutes } from './rest/device-http-routes.js'
 import { HttpDevices } from './edge/http-device.js'
 import { deviceC2dRoutes } from './rest/device-c2d-routes.js'
+import { fileUploadRoutes } from './rest/file-upload-routes.js'
+import { FileUploads, type FileNotification } from './files/file-uploads.js'
+import { BlobStore } from './storage/blob-store.js'
 import { operatorRoutes } from './rest/operator-routes.js'
 import { HubMetrics } from './metrics/hub-metrics.js'
 import { HubThrottles, type HubThrottlesOptions } from './throttle/hub-throttles.js'
@@ -64,6 +67,8 @@ export interface RunningHub {
   routes: readonly Route[]
   /** the tier's throttles and the daily meter */
   throttles: HubThrottles
+  /** file upload's and storage endpoints' blob store (connectionString once it runs) */
+  blobStore: BlobStore
   stop(): Promise<void>
 }
 
@@ -112,7 +117,17 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
   const eventHubName = config.hostName.split('.')[0]!.replace(/:\d+$/, '')
   const eventHubs = new EventHubsEndpoint(eventHubName, endpoint, log)
   let edge!: DeviceEdge
-  const feedback = new FeedbackQueue(store.root, store.feedback, health)
+  const feedback = new ServiceBoundQueue<FeedbackRecord>(store.root, store.feedback, health)
+  const fileNotifications = new ServiceBoundQueue<FileNotification>(store.root, store.fileNotifications, health, {
+    batch: 1, lockMs: config.fileNotificationLockSeconds * 1000, ttlMs: config.fileNotificationTtlMinutes * 60_000, maxDeliveries: config.fileNotificationMaxDeliveries,
+  })
+  const blobStore = new BlobStore({
+    setting: config.blobStore, dataDir: config.dataDir, port: config.blobPort, certFile: pki.serverCertFile, keyFile: pki.serverKeyFile,
+    caPem: readFileSync(pki.caCertFile, 'utf8'), log,
+  })
+  const fileUploads = new FileUploads(store.root, store.fileUploads, fileNotifications, () => blobStore.target(), {
+    container: config.fileUploadContainer, sasTtlMs: config.fileUploadSasTtlMinutes * 60_000, notifications: config.fileUploadNotifications,
+  }, health)
   // every shard applies a routing change before the REST call that made it is answered
   const hubPorts: number[] = []
   const routing: RoutingService = new RoutingService(store, config.partitions, (c): Promise<unknown> => shards.broadcast('routing.apply', c),
@@ -196,7 +211,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
   // one AMQP engine for 5671 and for AMQP over WebSocket on the HTTPS port (which works with 5671 off)
   const amqpServer = new AmqpServer({
     host: config.host, port: config.amqpPort ?? 0, key, cert, hostNames: tlsNames, auth: edge.authenticator, eventHubs,
-    service: new ServiceLinks(registry, shards, feedback, log, eventHubName, throttles), devices: new AmqpDevices(edge, registry, log), log, limits: options.amqpLimits,
+    service: new ServiceLinks(registry, shards, feedback, log, eventHubName, throttles, fileNotifications), devices: new AmqpDevices(edge, registry, log), log, limits: options.amqpLimits,
   })
   const webSocketHeldInput = mountWebSockets(app, edge, amqpServer)
   stream.mount(app, edge.authenticator)
@@ -206,7 +221,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
     ...queryRoutes(queries), ...notYetRoutes(),
   ]
   const httpDevices = new HttpDevices(edge, shards)
-  routes.push(...tierRoutes(throttles), ...faultRoutes(throttles.faults, edge), ...deviceHttpRoutes(httpDevices), ...deviceC2dRoutes(shards, throttles))
+  routes.push(...tierRoutes(throttles), ...faultRoutes(throttles.faults, edge), ...deviceHttpRoutes(httpDevices), ...deviceC2dRoutes(shards, throttles), ...fileUploadRoutes(fileUploads, fileNotifications, eventHubName))
   const metrics = new HubMetrics({
     edge, throttles, webSocketHeldInputBytes: () => webSocketHeldInput.held,
     partitionDepths: () => Array.from({ length: config.partitions }, (_, p) => {
@@ -230,6 +245,8 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
       edge.pauseAll()
       await shards.stop()
       httpDevices.close() // every ack the shards release is written before this resolves
+      fileUploads.close()
+      await blobStore.close()
       await queries.close()
       edge.closeAll('hub shutting down')
       stream.closeAll()
@@ -261,9 +278,11 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
     // webhooks to the hub's own ports would loop back into it: the shards learn the bound ports
     hubPorts.push(...[mqtt, https, mqttTcp, amqp].filter((p): p is number => p !== null))
     await shards.broadcast('hub.ports', [...hubPorts])
+    // the embedded blob store starts beside the hub, not before it: a slow start delays no listener
+    if (blobStore.embedded && config.blobStoreStart === 'boot') blobStore.open().catch(() => { /* logged; retried on first use */ })
     started = true
     log.info('hub started', { hostName: config.hostName, mqtt, https, mqttTcp, amqp, shards: config.shards, partitions: config.partitions })
-    return { config, policies, caCertFile: pki.caCertFile, ports: { mqtt, https, mqttTcp, amqp }, eventHubName, registry, edge, routes, throttles, stop }
+    return { config, policies, caCertFile: pki.caCertFile, ports: { mqtt, https, mqttTcp, amqp }, eventHubName, registry, edge, routes, throttles, blobStore, stop }
   } catch (e) {
     await stop()
     throw e

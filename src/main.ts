@@ -14,6 +14,12 @@ async function main(): Promise<void> {
   const log = createLogger(config.logLevel)
   const hub = await startHub(config, log)
   const owner = hub.policies.find((p) => p.keyName === 'iothubowner')!
+  // the banner names the embedded blob store's connection string, known once it has started
+  if (hub.blobStore.embedded && config.blobStoreStart === 'boot') await hub.blobStore.open().catch(() => { /* logged by the hub */ })
+  const blob = !hub.blobStore.configured ? ['Blob store: off (file upload answers 400 DefaultStorageEndpointNotConfigured)']
+    : hub.blobStore.embedded
+      ? ['Blob store (Azurite, for file uploads and storage endpoints; read it with @azure/storage-blob):', `  ${hub.blobStore.connectionString ?? '(starts on first use)'}`]
+      : ['Blob store: the storage account of the configured connection string']
   // the banner is for the person who started the hub (stdout), not the log stream
   console.log([
     '',
@@ -32,6 +38,7 @@ async function main(): Promise<void> {
       `  Endpoint=sb://${config.hostName}${hub.ports.amqp === 5671 ? '' : `:${hub.ports.amqp}`}/;SharedAccessKeyName=service;SharedAccessKey=${hub.policies.find((p) => p.keyName === 'service')!.primaryKey};EntityPath=${hub.eventHubName}`,
     ] : []),
     `Device connection strings: HostName=${hub.ports.mqtt === 8883 ? config.hostName : `${config.hostName}:${hub.ports.mqtt}`};DeviceId=<id>;SharedAccessKey=<the device's key>`,
+    ...blob,
     '',
     'Trust the hub\'s local CA in every client process:',
     `  export NODE_EXTRA_CA_CERTS=${hub.caCertFile}`,

@@ -118,10 +118,10 @@ describe('routing', () => {
 })
 
 describe('what the hub does not offer yet', () => {
-  it('answers file upload, module and other missing APIs with 403 OperationNotAvailableInCurrentTier, naming the feature', async () => {
-    const r = await t.rest('POST', '/devices/any/files?api-version=2021-04-12', { token: null })
+  it('answers jobs, module and other missing APIs with 403 OperationNotAvailableInCurrentTier, naming the feature', async () => {
+    const r = await t.rest('PUT', '/jobs/v2/job-1?api-version=2021-04-12', { token: null })
     expect(r.status).toBe(403)
-    expect(r.body.Message).toBe('ErrorCode:OperationNotAvailableInCurrentTier;file upload is not supported by this hub yet (see "Not yet" in its README)')
+    expect(r.body.Message).toBe('ErrorCode:OperationNotAvailableInCurrentTier;jobs is not supported by this hub yet (see "Not yet" in its README)')
     const m = await t.rest('GET', '/devices/any/modules/m1?api-version=2021-04-12')
     expect(m.body.Message).toBe('ErrorCode:OperationNotAvailableInCurrentTier;module identities and module twins is not supported by this hub yet (see "Not yet" in its README)')
   })

@@ -4,7 +4,7 @@
 // count before it hands records out and a removal before it answers complete.
 import { afterAll, describe, expect, it } from 'vitest'
 import { C2dQueues, type FeedbackKey, type StoredFeedback } from '../shards/c2d-queue.js'
-import { FeedbackQueue } from '../src/c2d/feedback-queue.js'
+import { ServiceBoundQueue, type FeedbackRecord } from '../src/c2d/service-bound-queue.js'
 import { tempStore } from './helpers/temp-store.js'
 
 const temp = tempStore()
@@ -40,7 +40,7 @@ describe('the service feedback queue', () => {
     const key = [Date.now(), 0, 99]
     const stored = { record: { originalMessageId: 'fb-1', enqueuedTimeUtc: new Date().toISOString(), statusCode: 'Success', description: 'Success', deviceId: 'd', deviceGenerationId: 'g' }, enqueued: Date.now(), deliveries: 0 }
     await store.feedback.put(key, stored)
-    const queue = new FeedbackQueue(store.root, store.feedback)
+    const queue = new ServiceBoundQueue<FeedbackRecord>(store.root, store.feedback)
     const m = await queue.receive()
     expect(m?.records.map((r) => r.originalMessageId)).toEqual(['fb-1'])
     expect(committed(() => (store.feedback.get(key) as { deliveries: number }).deliveries)).toBe(1)

@@ -55,6 +55,18 @@ describe('loadConfig', () => {
     expect(() => loadConfig(['--config', unknown], {})).toThrow(/unknown setting "mqttPrt"/)
     expect(() => loadConfig(['--config', join(dir, 'missing.json')], {})).toThrow(/config file/)
   })
+
+  it('takes the blob store as embedded, off or a connection string, and never echoes a connection string it refuses', () => {
+    expect(loadConfig([], {}).blobStore).toBe('embedded')
+    expect(loadConfig(['--blob-store', 'off'], {}).blobStore).toBe('off')
+    const cs = 'DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=c2VjcmV0;EndpointSuffix=core.windows.net'
+    expect(loadConfig([], { HYPERHUB_BLOB_STORE: cs }).blobStore).toBe(cs)
+    let message = ''
+    try { loadConfig(['--blob-store', 'Key=c2VjcmV0'], {}) } catch (e) { message = (e as Error).message }
+    expect(message).toBe('blobStore: must be embedded, off or a storage connection string (AccountName=…;AccountKey=…); set it with --blob-store, HYPERHUB_BLOB_STORE or "blobStore" in the config file')
+    expect(() => loadConfig(['--file-upload-container', 'Bad_Name'], {})).toThrow(/fileUploadContainer: must be 3-63 lowercase letters, digits and single hyphens/)
+    expect(() => loadConfig(['--file-notification-lock-seconds', '4'], {})).toThrow(/fileNotificationLockSeconds: must be an integer 5..300/)
+  })
 })
 
 describe('start-up errors', () => {

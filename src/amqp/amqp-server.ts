@@ -369,8 +369,8 @@ export class AmqpServer {
     }
     if (address === FEEDBACK_ADDRESS || address === FILE_NOTIFICATIONS_ADDRESS) {
       this.authorize(ctx.connection, address, address === FEEDBACK_ADDRESS ? AMQP_ENTITY_RIGHTS.feedbackReceiver : AMQP_ENTITY_RIGHTS.fileNotificationReceiver, sender)
-      // file upload does not exist yet: its notification link stays open and quiet
-      if (address === FEEDBACK_ADDRESS) this.o.service.feedbackAttached(sender, this.connState(ctx.connection).budget)
+      // a hub with file upload turned off has no notification queue: that link stays open and quiet
+      this.o.service.serviceBoundAttached(sender, this.connState(ctx.connection).budget, address)
       return
     }
     const partition = this.o.eventHubs.parseAddress(address)

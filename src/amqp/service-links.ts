@@ -1,9 +1,10 @@
 // The IoT Hub service client's AMQP links: C2D messages sent to `/messages/devicebound` go into the
 // device's queue (accepted once stored, rejected with the condition the client maps to its error
-// type), and `/messages/serviceBound/feedback` delivers the feedback queue, an accept completing
-// the records and a release putting them back, while the connection has room for more output.
+// type), and `/messages/serviceBound/feedback` and `/messages/serviceBound/filenotifications` deliver
+// the feedback and file-notification queues, an accept completing the records and a release putting
+// them back, while the connection has room for more output.
 import rhea from 'rhea'
-import type { FeedbackQueue } from '../c2d/feedback-queue.js'
+import type { FeedbackQueue, ServiceBoundQueue } from '../c2d/service-bound-queue.js'
 import type { Logger } from '../log.js'
 import type { DeviceRegistry } from '../registry/device-registry.js'
 import { HubError } from '../rest/hub-error.js'
@@ -18,18 +19,29 @@ export const FEEDBACK_ADDRESS = '/messages/serviceBound/feedback'
 export const FILE_NOTIFICATIONS_ADDRESS = '/messages/serviceBound/filenotifications'
 const ACKS = new Set(['none', 'positive', 'negative', 'full'])
 
+/** What a service-bound link delivers: its queue, and how its messages are typed. */
+interface ServiceBoundSource {
+  queue: ServiceBoundQueue<{ deviceId: string }>
+  contentType: string
+  /** feedback is a JSON array of records; a file notification is one JSON object */
+  single: boolean
+}
+
 export class ServiceLinks {
-  /** feedback links and their connection's output */
-  private readonly feedbackSenders = new Map<rhea.Sender, OutgoingRoom>()
+  /** service-bound links, their source and their connection's output */
+  private readonly feedbackSenders = new Map<rhea.Sender, { room: OutgoingRoom; source: ServiceBoundSource }>()
   private readonly waitingForRoom = new Set<rhea.Sender>()
   private readonly pumping = new Set<rhea.Sender>()
-  private readonly locks = new WeakMap<rhea.Delivery, string>()
+  private readonly locks = new WeakMap<rhea.Delivery, { queue: ServiceBoundSource['queue']; lock: string }>()
   private readonly timer: NodeJS.Timeout
+  private readonly sources: Record<string, ServiceBoundSource>
 
   /** `hubName`: feedback messages carry it as their user id, as Azure's do */
-  constructor(private readonly registry: DeviceRegistry, private readonly shards: ShardPool, private readonly feedback: FeedbackQueue, private readonly log: Logger,
-    private readonly hubName: string, private readonly throttles?: HubThrottles) {
-    // feedback records appear as devices settle their messages: offer them once a second
+  constructor(private readonly registry: DeviceRegistry, private readonly shards: ShardPool, feedback: FeedbackQueue, private readonly log: Logger,
+    private readonly hubName: string, private readonly throttles?: HubThrottles, fileNotifications?: ServiceBoundQueue<{ deviceId: string }>) {
+    this.sources = { [FEEDBACK_ADDRESS]: { queue: feedback, contentType: 'application/vnd.microsoft.iothub.feedback.json', single: false } }
+    if (fileNotifications) this.sources[FILE_NOTIFICATIONS_ADDRESS] = { queue: fileNotifications, contentType: 'application/vnd.microsoft.iothub.filenotification.json', single: true }
+    // records appear as devices settle their messages and finish uploads: offer them once a second
     this.timer = setInterval(() => {
       for (const s of this.feedbackSenders.keys()) {
         try {
@@ -75,9 +87,13 @@ export class ServiceLinks {
     }
   }
 
-  feedbackAttached(sender: rhea.Sender, room: OutgoingRoom): void {
-    this.feedbackSenders.set(sender, room)
+  /** A receiver attached to a service-bound address; false when that queue does not exist here (the link stays quiet). */
+  serviceBoundAttached(sender: rhea.Sender, room: OutgoingRoom, address: string): boolean {
+    const source = this.sources[address]
+    if (!source) return false
+    this.feedbackSenders.set(sender, { room, source })
     this.pumpFeedback(sender)
+    return true
   }
 
   detached(sender: rhea.Sender): void {
@@ -100,8 +116,10 @@ export class ServiceLinks {
   }
 
   private async pumpLoop(sender: rhea.Sender): Promise<void> {
-    const room = this.feedbackSenders.get(sender)
-    while (room && this.feedbackSenders.has(sender) && sender.sendable()) {
+    const link = this.feedbackSenders.get(sender)
+    if (!link) return
+    const { room, source } = link
+    while (this.feedbackSenders.has(sender) && sender.sendable()) {
       if (!room.hasRoom()) {
         if (!this.waitingForRoom.has(sender)) {
           this.waitingForRoom.add(sender)
@@ -109,31 +127,31 @@ export class ServiceLinks {
         }
         return
       }
-      const m = await this.feedback.receive()
+      const m = await source.queue.receive()
       if (!m) return
       if (!this.feedbackSenders.has(sender) || !sender.sendable()) {
-        this.feedback.abandon(m.lockToken)
+        source.queue.abandon(m.lockToken)
         return
       }
       const bytes = rhea.message.encode({
-        message_id: m.messageId, user_id: Buffer.from(this.hubName), content_type: 'application/vnd.microsoft.iothub.feedback.json',
-        body: rhea.message.data_section(Buffer.from(JSON.stringify(m.records))),
+        message_id: m.messageId, user_id: Buffer.from(this.hubName), content_type: source.contentType,
+        body: rhea.message.data_section(Buffer.from(JSON.stringify(source.single ? m.records[0] : m.records))),
       })
       const d = sender.send(bytes, undefined, 0)
       room.queued(d, bytes.length)
-      this.locks.set(d, m.lockToken)
+      this.locks.set(d, { queue: source.queue, lock: m.lockToken })
     }
   }
 
   /** The service client settled a feedback message. */
   settled(delivery: rhea.Delivery, outcome: 'accepted' | 'rejected' | 'released'): void {
-    const lock = this.locks.get(delivery)
-    if (!lock) return
+    const held = this.locks.get(delivery)
+    if (!held) return
     this.locks.delete(delivery)
     try {
-      if (outcome === 'released') this.feedback.abandon(lock)
-      // rejected: Azure dead-letters it, which for feedback means gone
-      else this.feedback.complete(lock).catch(() => { /* not removed: offered again when the lock runs out */ })
+      if (outcome === 'released') held.queue.abandon(held.lock)
+      // rejected: Azure dead-letters it, which for service-bound queues means gone
+      else held.queue.complete(held.lock).catch(() => { /* not removed: offered again when the lock runs out */ })
     } catch {
       // the lock ran out first: the records are offered again anyway
     }

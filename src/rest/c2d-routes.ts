@@ -1,12 +1,13 @@
 // Cloud-to-device REST routes: send (Hyperhub's own, since Azure's service side sends C2D over AMQP
 // only), purge, and the service's feedback queue (c2d-messaging.md "Endpoints").
-import type { FeedbackQueue } from '../c2d/feedback-queue.js'
+import type { FeedbackQueue } from '../c2d/service-bound-queue.js'
 import type { DeviceRegistry } from '../registry/device-registry.js'
 import type { ShardPool } from '../shard-pool.js'
 import { HubError } from './hub-error.js'
 import { clientKeyed } from '../mqtt/property-bag.js'
 import type { RestRequest, Route } from './http-server.js'
 import type { RouteLimits } from './route-limits.js'
+import { serviceBoundRoutes } from './service-bound-routes.js'
 
 const ACKS = new Set(['none', 'positive', 'negative', 'full'])
 // message ids: at most 128 ASCII characters (as for D2C)
@@ -79,33 +80,6 @@ export function c2dRoutes(registry: DeviceRegistry, shards: ShardPool, feedback:
         return { status: 200, body: { deviceId: d.deviceId, totalMessagesPurged: purged } }
       },
     },
-    {
-      method: 'get', pattern: /^\/messages\/servicebound\/feedback\/?$/i, right: 'ServiceConnect', limits: C2D_ONLY,
-      async handle() {
-        const m = await feedback.receive()
-        if (!m) return { status: 204 }
-        return {
-          status: 200, body: m.records,
-          headers: {
-            ETag: `"${m.lockToken}"`, 'iothub-locktoken': m.lockToken, 'iothub-messageid': m.messageId, 'iothub-enqueuedtime': m.enqueuedTimeUtc,
-            'iothub-deliverycount': String(m.deliveryCount), 'iothub-contenttype': 'application/vnd.microsoft.iothub.feedback.json', 'iothub-userid': hubName,
-          },
-        }
-      },
-    },
-    {
-      method: 'delete', pattern: /^\/messages\/servicebound\/feedback\/([^/]+)\/?$/i, right: 'ServiceConnect', limits: C2D_ONLY,
-      async handle(req) {
-        await feedback.complete(req.params[0]!)
-        return { status: 204 }
-      },
-    },
-    {
-      method: 'post', pattern: /^\/messages\/servicebound\/feedback\/([^/]+)\/abandon\/?$/i, right: 'ServiceConnect', limits: C2D_ONLY,
-      handle(req) {
-        feedback.abandon(req.params[0]!)
-        return { status: 204 }
-      },
-    },
+    ...serviceBoundRoutes({ name: 'feedback', queue: feedback, contentType: 'application/vnd.microsoft.iothub.feedback.json', single: false, hubName, limits: C2D_ONLY }),
   ]
 }

@@ -5,8 +5,6 @@ import { HubError } from './hub-error.js'
 import type { Route } from './http-server.js'
 
 const NOT_YET: { pattern: RegExp; method: Route['method']; feature: string }[] = [
-  // the device HTTPS API (azure-iot-device-http) beyond telemetry and C2D
-  { method: 'any', pattern: /^\/devices\/[^/]+\/files(\/.*)?$/i, feature: 'file upload' },
   // modules, and what has no home here yet
   { method: 'any', pattern: /^\/(devices|twins)\/[^/]+\/modules(\/.*)?$/i, feature: 'module identities and module twins' },
   { method: 'any', pattern: /^\/configurations(\/.*)?$/i, feature: 'automatic device configurations' },

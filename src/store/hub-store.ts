@@ -20,6 +20,10 @@ export interface HubStore {
   c2dSequences: Database
   /** the service's C2D feedback queue (written by the main thread) */
   feedback: Database
+  /** file uploads a device started and has not finished, by correlation id (main thread) */
+  fileUploads: Database
+  /** the service's file-upload notification queue (main thread) */
+  fileNotifications: Database
   partition(p: number): Database
   /** the segment index of partition `p` (src/events/segment-index.ts), written with its segments */
   partitionIndex(p: number): Database
@@ -71,6 +75,8 @@ export function openHubStore(dataDir: string, durability: Durability = 'process'
     c2d: root.openDB({ name: 'c2d' }),
     c2dSequences: root.openDB({ name: 'c2d-sequences' }),
     feedback: root.openDB({ name: 'feedback' }),
+    fileUploads: root.openDB({ name: 'file-uploads' }),
+    fileNotifications: root.openDB({ name: 'file-notifications' }),
     partition: (p) => named(`events.${p}`, true),
     partitionIndex: (p) => named(`events.${p}.index`, false),
     endpointPartition: (name, p) => named(`route.${name.toLowerCase()}.${p}`, true),

@@ -38,7 +38,9 @@ export function testConfig(dataDir: string, overrides: Partial<HubConfig> = {}):
     ...defaultConfig(), hostName: 'localhost', host: '127.0.0.1', dataDir,
     mqttPort: 0, httpsPort: 0, mqttTcpPort: 0, amqpPort: 0, shards: 1, partitions: 4, logLevel: 'silent',
     // tests run their webhook receivers on 127.0.0.1
-    allowPrivateWebhooks: true, ...overrides,
+    allowPrivateWebhooks: true,
+    // a hub's Azurite starts only for the tests that upload or route to storage
+    blobStoreStart: 'first-use', ...overrides,
   }
 }
 

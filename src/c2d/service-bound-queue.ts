@@ -1,9 +1,11 @@
-// The service's C2D feedback queue (c2d-messaging.md "Feedback messages"), hub-wide and read by the
-// main thread. Shards write each record in the same transaction as the completion it reports and
-// then tell this queue (OP_FEEDBACK); a receive hands out up to 64 records as one message under a
-// lock token. Complete removes them, abandon makes them receivable again; a lock lasts 60 s, a
-// record lives 1 h and is delivered at most 10 times (Azure's feedback defaults). A receive counts
-// the delivery, and a complete removes the records, before it answers: neither is undone by a crash.
+// The service's service-bound queues, hub-wide and read by the main thread: C2D feedback
+// (c2d-messaging.md "Feedback messages") and file-upload notifications (file-upload.md). Shards write
+// each feedback record in the same transaction as the completion it reports and then tell this queue
+// (OP_FEEDBACK); file notifications are written here (`enqueue`). A receive hands out up to `batch`
+// records as one message under a lock token. Complete removes them, abandon makes them receivable
+// again; a lock lasts 60 s, a record lives 1 h and is delivered at most 10 times (Azure's defaults,
+// configurable for file notifications). A receive counts the delivery, and a complete removes the
+// records, before it answers: neither is undone by a crash.
 import { randomUUID } from 'node:crypto'
 import type { Database, Key, RootDatabase } from 'lmdb'
 import { HubError } from '../rest/hub-error.js'
@@ -14,6 +16,16 @@ export const FEEDBACK_LOCK_MS = 60_000
 export const FEEDBACK_TTL_MS = 3600_000
 export const FEEDBACK_MAX_DELIVERIES = 10
 
+export interface QueueSettings {
+  /** records per message: feedback batches them, file notifications go one by one */
+  batch: number
+  lockMs: number
+  ttlMs: number
+  maxDeliveries: number
+}
+
+export const FEEDBACK_SETTINGS: QueueSettings = { batch: FEEDBACK_BATCH, lockMs: FEEDBACK_LOCK_MS, ttlMs: FEEDBACK_TTL_MS, maxDeliveries: FEEDBACK_MAX_DELIVERIES }
+
 export interface FeedbackRecord {
   originalMessageId: string
   enqueuedTimeUtc: string
@@ -23,33 +35,51 @@ export interface FeedbackRecord {
   deviceGenerationId: string
 }
 
-interface Stored { record: FeedbackRecord; enqueued: number; deliveries: number }
+interface Stored<R> { record: R; enqueued: number; deliveries: number }
 
-export interface FeedbackMessage {
+export interface ServiceBoundMessage<R> {
   lockToken: string
   messageId: string
   enqueuedTimeUtc: string
   deliveryCount: number
-  records: FeedbackRecord[]
+  records: R[]
 }
+export type FeedbackMessage = ServiceBoundMessage<FeedbackRecord>
 
 /** Keys are [enqueued ms, shard, counter]; `id` is their text form for the maps. */
 const id = (key: Key) => JSON.stringify(key)
 
-export class FeedbackQueue {
-  private readonly items = new Map<string, { key: Key; stored: Stored }>()
+export class ServiceBoundQueue<R extends { deviceId: string }> {
+  private readonly items = new Map<string, { key: Key; stored: Stored<R> }>()
   private readonly lockedUntil = new Map<string, number>()
   private readonly locks = new Map<string, { ids: string[]; until: number }>()
+  private counter = 0
+  private readonly settings: QueueSettings
 
-  constructor(private readonly root: RootDatabase, private readonly db: Database, private readonly health?: WriteHealth) {
-    for (const { key, value } of db.getRange()) this.items.set(id(key), { key, stored: value as Stored })
+  constructor(private readonly root: RootDatabase, private readonly db: Database, private readonly health?: WriteHealth, settings: QueueSettings = FEEDBACK_SETTINGS) {
+    this.settings = settings
+    for (const { key, value } of db.getRange()) this.items.set(id(key), { key, stored: value as Stored<R> })
   }
 
   get size(): number { return this.items.size }
 
   /** A record a shard has committed. */
-  add(key: Key, stored: Stored): void {
+  add(key: Key, stored: Stored<R>): void {
     this.items.set(id(key), { key, stored })
+  }
+
+  /**
+   * Writes a record of the main thread's (key [enqueued ms, -1, counter]), with `alsoInTransaction`'s
+   * writes in the same commit; receivable once committed.
+   */
+  async enqueue(record: R, now = Date.now(), alsoInTransaction?: () => void): Promise<void> {
+    const key: Key = [now, -1, this.counter++]
+    const stored: Stored<R> = { record, enqueued: now, deliveries: 0 }
+    await this.write(() => this.root.transaction(() => {
+      this.db.putSync(key, stored)
+      alsoInTransaction?.()
+    }))
+    this.add(key, stored)
   }
 
   /** Removes records in one transaction; memory follows only once it committed. */
@@ -72,19 +102,20 @@ export class FeedbackQueue {
     return this.remove([...this.items].filter(([, it]) => it.stored.record.deviceId === deviceId).map(([i]) => i))
   }
 
-  async receive(now = Date.now()): Promise<FeedbackMessage | undefined> {
+  async receive(now = Date.now()): Promise<ServiceBoundMessage<R> | undefined> {
+    const { batch, lockMs, ttlMs, maxDeliveries } = this.settings
     const ids: string[] = []
     const gone: string[] = []
     for (const [i, { stored }] of this.items) {
-      if (now - stored.enqueued > FEEDBACK_TTL_MS || stored.deliveries >= FEEDBACK_MAX_DELIVERIES) { gone.push(i); continue }
+      if (now - stored.enqueued > ttlMs || stored.deliveries >= maxDeliveries) { gone.push(i); continue }
       if ((this.lockedUntil.get(i) ?? 0) > now) continue
       ids.push(i)
-      if (ids.length >= FEEDBACK_BATCH) break
+      if (ids.length >= batch) break
     }
     await this.remove(gone)
     if (ids.length === 0) return undefined
     // locked at once, so a concurrent receive does not pick the same records while this one commits
-    const until = now + FEEDBACK_LOCK_MS
+    const until = now + lockMs
     for (const i of ids) this.lockedUntil.set(i, until)
     const counted = ids.map((i) => {
       const it = this.items.get(i)!
@@ -128,3 +159,5 @@ export class FeedbackQueue {
     for (const i of this.lock(lockToken)) this.lockedUntil.delete(i)
   }
 }
+
+export type FeedbackQueue = ServiceBoundQueue<FeedbackRecord>

@@ -1,0 +1,117 @@
+// The hub's blob store, as file upload and storage routing endpoints use it: the embedded Azurite
+// (started at boot or on first use, once) or a storage account the user named by connection string.
+// The hub's own calls (containers, blob properties, routed writes) go through @azure/storage-blob
+// with the hub's CA trusted, since the embedded store's certificate comes from that CA.
+import { Agent } from 'node:https'
+import {
+  BlobSASPermissions, BlobServiceClient, generateBlobSASQueryParameters, newPipeline, SASProtocol, StorageSharedKeyCredential,
+  type ContainerClient,
+} from '@azure/storage-blob'
+import type { Logger } from '../log.js'
+import { HubError } from '../rest/hub-error.js'
+import type { UploadTarget } from '../files/file-uploads.js'
+import { AzuriteProcess } from './azurite-process.js'
+import { parseStorageConnectionString, type StorageAccount } from './storage-connection-string.js'
+
+export interface BlobStoreOptions {
+  /** `embedded`, `off` or a connection string (HubConfig.blobStore) */
+  setting: string
+  dataDir: string
+  port: number
+  certFile: string
+  keyFile: string
+  /** PEM of the CA the embedded store's certificate comes from */
+  caPem: string
+  log: Logger
+}
+
+interface Opened { account: StorageAccount; service: BlobServiceClient; target: UploadTarget }
+
+export class BlobStore implements AsyncDisposable {
+  private readonly azurite?: AzuriteProcess
+  private opening?: Promise<Opened>
+  private readonly agent: Agent
+
+  constructor(private readonly o: BlobStoreOptions) {
+    if (o.setting === 'embedded') {
+      this.azurite = new AzuriteProcess({
+        dataDir: o.dataDir, port: o.port, certFile: o.certFile, keyFile: o.keyFile, log: o.log,
+        onUnexpectedExit: (code, signal) => {
+          o.log.error('the embedded blob store stopped; it starts again on next use', { code, signal })
+          this.opening = undefined
+        },
+      })
+    }
+    // the hub's CA for the embedded store; public CAs for a real account
+    this.agent = new Agent({ keepAlive: true, maxSockets: 16, ...(this.azurite ? { ca: o.caPem } : {}) })
+  }
+
+  get configured(): boolean { return this.o.setting !== 'off' }
+  get embedded(): boolean { return this.azurite !== undefined }
+
+  /** The store, started and reachable; 400014 when the hub has none. */
+  open(): Promise<Opened> {
+    if (!this.configured) return Promise.reject(new HubError(400014, 'this hub has no blob store (blobStore is off): file upload needs one'))
+    this.opening ??= this.connect().catch((e: unknown) => {
+      this.opening = undefined
+      this.o.log.error('the blob store cannot be opened', { error: e as Error })
+      throw new HubError(503001, 'the blob store is not available; retry later')
+    })
+    return this.opening
+  }
+
+  /** What file upload hands out and checks. */
+  async target(): Promise<UploadTarget> {
+    return (await this.open()).target
+  }
+
+  /** The connection string a back end reads the store with, or undefined before the embedded store has started. */
+  get connectionString(): string | undefined {
+    return this.azurite ? this.azurite.endpoint?.connectionString : this.configured ? this.o.setting : undefined
+  }
+
+  async container(name: string): Promise<ContainerClient> {
+    return (await this.open()).service.getContainerClient(name)
+  }
+
+  private async connect(): Promise<Opened> {
+    const account = this.azurite
+      ? await this.azurite.start().then((e) => ({ accountName: e.accountName, accountKey: e.accountKey, blobEndpoint: e.blobEndpoint }))
+      : parseStorageConnectionString(this.o.setting)
+    const credential = new StorageSharedKeyCredential(account.accountName, account.accountKey)
+    const pipeline = newPipeline(credential, { keepAliveOptions: { enable: true } })
+    // every request of the hub's own goes over the agent that trusts the hub's CA
+    pipeline.factories.unshift({ create: (next) => ({ sendRequest: (req) => { req.agent = this.agent; return next.sendRequest(req) } }) })
+    const service = new BlobServiceClient(account.blobEndpoint, pipeline)
+    const url = new URL(account.blobEndpoint)
+    // `https://${hostName}/${container}/${blob}`: a port and Azurite's path-style account fit in it
+    const hostName = `${url.host}${url.pathname.replace(/\/+$/, '')}`
+    const target: UploadTarget = {
+      hostName,
+      blobUri: (container, blobName) => service.getContainerClient(container).getBlockBlobClient(blobName).url,
+      blobSas: (container, blobName, expiresOn) => `?${generateBlobSASQueryParameters({
+        containerName: container, blobName, permissions: BlobSASPermissions.parse('rw'), expiresOn, protocol: SASProtocol.Https,
+      }, credential).toString()}`,
+      ensureContainer: async (container) => { await service.getContainerClient(container).createIfNotExists() },
+      blobProperties: async (container, blobName) => {
+        try {
+          const p = await service.getContainerClient(container).getBlockBlobClient(blobName).getProperties()
+          return { size: p.contentLength ?? 0, lastModified: p.lastModified ?? new Date() }
+        } catch (e) {
+          if ((e as { statusCode?: number }).statusCode === 404) return undefined
+          throw e
+        }
+      },
+    }
+    return { account, service, target }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close()
+  }
+
+  async close(): Promise<void> {
+    this.agent.destroy()
+    await this.azurite?.stop()
+  }
+}
