@@ -3,6 +3,7 @@
 // `route.{name}.{p}`), and the outboxes of storage and webhook endpoints (outbox-endpoints.ts). All
 // of them are appended in the shard's group commit, so a message's PUBACK covers every endpoint; the
 // storage and webhook deliverers then read their outboxes.
+import type { BlobBatchSinks } from './blob-batch-sink.js'
 import type { HubStore } from '../src/store/hub-store.js'
 import type { RawEvent } from '../src/events/segment-codec.js'
 import { defaultRoutingConfig, routingActive, type RouteSource, type RoutingConfig } from '../src/routing/routing-config.js'
@@ -24,6 +25,9 @@ export interface ShardRoutingDeps {
   problem(message: string, fields: Record<string, unknown>): void
   /** where webhooks may go (the hub's ports are known once it listens) */
   webhookPolicy(): DestinationPolicy
+  /** the hub's blob store for storage endpoints (none: they write files) */
+  blobs?: BlobBatchSinks
+  blobPersistMs?: number
   /** settles once what is queued and committing now is committed */
   committed(): Promise<void>
 }
@@ -48,7 +52,7 @@ export class ShardRouting {
   constructor(private readonly deps: ShardRoutingDeps) {
     this.outboxes = new OutboxEndpoints({
       store: deps.store, dataDir: deps.dataDir, hubName: deps.hubName, partitions: [...deps.builtIn.keys()], problem: deps.problem,
-      webhookPolicy: deps.webhookPolicy,
+      webhookPolicy: deps.webhookPolicy, blobs: deps.blobs, blobPersistMs: deps.blobPersistMs,
     })
   }
 

@@ -1,6 +1,8 @@
 // A shard: a worker thread that owns the sessions of the devices hashed to it and the built-in
 // endpoint partitions those devices write to. It never touches a socket; the edge sends it batches
 // of ops and gets back batches of acknowledgements, each sent only after LMDB committed the data.
+import { BlobBatchSinks } from './blob-batch-sink.js'
+import type { BlobAccess } from '../src/storage/blob-client.js'
 import { parentPort, workerData } from 'node:worker_threads'
 import { Packr } from 'msgpackr'
 import { openHubStore } from '../src/store/hub-store.js'
@@ -80,8 +82,10 @@ for (let p = 0; p < init.partitions; p++) {
 }
 /** Where webhooks may go: the hub's own ports are filled in once it listens ('hub.ports'). */
 const webhookPolicy: DestinationPolicy = { allowPrivate: init.allowPrivateWebhooks, hubPorts: [] }
+/** Storage endpoints write to the hub's blob store, once the main thread shares its account ('blob.endpoint'). */
+const blobs = init.blobStore ? new BlobBatchSinks() : undefined
 const routing = new ShardRouting({
-  webhookPolicy: () => webhookPolicy,
+  webhookPolicy: () => webhookPolicy, blobs, blobPersistMs: init.blobPersistMs,
   committed: () => committedSoFar(),
   store, dataDir: init.dataDir, hubName: init.hubName, builtIn: logs,
   queue: (log, e) => queueWrite(log, e),
@@ -242,6 +246,11 @@ function handleBatch(ops: unknown[][]): void {
           emit([OP_REPLY, op[1], 0, null])
           break
         }
+        if (op[2] === 'blob.endpoint') {
+          blobs?.connect(op[4] as BlobAccess)
+          emit([OP_REPLY, op[1], 0, null])
+          break
+        }
         if (op[2] === 'routing.apply') {
           const id = op[1] as number
           routing.apply(op[4] as RoutingConfig).then(() => emit([OP_REPLY, id, 0, null]), (e: Error) => emit([OP_REPLY, id, 500001, e.message]))
@@ -373,6 +382,7 @@ port.on('message', (msg: Uint8Array | ControlMessage) => {
     void Promise.all([drained(), services.drained()])
       .then(() => drained())
       .then(() => routing.close())
+      .then(() => blobs?.close())
       .then(() => flushOutbox())
       .then(() => store.close())
       .finally(() => port.postMessage({ type: 'stopped' } satisfies ControlMessage))

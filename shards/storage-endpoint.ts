@@ -1,10 +1,11 @@
 // A storage endpoint partition (routing.md "Storage endpoint details"): records from its outbox are
-// batched into files of JSON lines under `{dataDir}/endpoints/{name}/` with Azure's file name format.
+// batched into blobs of JSON lines in the endpoint's container of the hub's blob store, with Azure's
+// file name format (or, with no blob store, into files under `{dataDir}/endpoints/{name}/`).
 // A batch (window) starts at the enqueued time of its first event and holds the events enqueued in the
 // next batchFrequencyInSeconds, up to maxChunkSizeInBytes; it is written when the window has passed
 // (also when that happened while the hub was down) or when it is full. It is staged on disk as it is
-// read, a bounded slice at a time, then moved into its file and only then does the cursor move: each
-// record lands in a file exactly once, across crashes too. Choices: a batch whose file already exists
+// read, a bounded slice at a time, then moved into its blob (as one block) or file and only then does
+// the cursor move: each record lands exactly once, across crashes too. Choices: a batch whose file already exists
 // (two batches in one minute) is appended to it; a window without messages writes no file; what is
 // not due at shutdown stays in the outbox.
 import { join } from 'node:path'
@@ -13,7 +14,8 @@ import type { StorageEndpointDef } from '../src/routing/routing-config.js'
 import { DeliverySignal } from './delivery-signal.js'
 import { outboxEvents, trimDelivered } from './endpoint-outbox.js'
 import { messageRecord } from './message-record.js'
-import type { OutboxCursor, OutboxCursors, OutboxId } from './outbox-cursors.js'
+import type { BlobPublishIntent, OutboxCursor, OutboxCursors, OutboxId, PublishIntent } from './outbox-cursors.js'
+import { batchBlockId, type BlobBatchSinks } from './blob-batch-sink.js'
 import { sizeOf, StagedBatch } from './storage-batch-file.js'
 
 const pad = (n: number) => String(n).padStart(2, '0')
@@ -42,6 +44,10 @@ export interface StorageDelivererOptions {
   cursors: OutboxCursors
   problem(message: string, fields: Record<string, unknown>): void
   now?: () => number
+  /** the hub's blob store; without it batches go to files under `root` */
+  blobs?: BlobBatchSinks
+  /** how long a batch stays staged after its blob commit (the embedded store saves its index every few seconds) */
+  blobPersistMs?: number
 }
 
 interface Window { startedAt: number; bytes: number }
@@ -124,14 +130,25 @@ export class StorageDeliverer {
     return { text: lines.join(''), next, window, isFull: false, isCaughtUp: true }
   }
 
-  /** Moves the staged window into its file, then the cursor past it. */
+  /** Moves the staged window into its blob or file, then the cursor past it. */
   private async publish(cursor: OutboxCursor, window: Window, end: number): Promise<OutboxCursor> {
-    const file = join(this.o.root, storageFileName(this.o.def.fileNameFormat, this.o.hubName, this.o.partition, window.startedAt))
+    const name = storageFileName(this.o.def.fileNameFormat, this.o.hubName, this.o.partition, window.startedAt)
     await this.staged.sync()
-    const intent = { file, base: await sizeOf(file), end }
+    const intent: PublishIntent | BlobPublishIntent = this.o.blobs
+      ? { container: this.o.def.containerName, blob: name, block: batchBlockId(cursor.next), end }
+      : { file: join(this.o.root, name), base: await sizeOf(join(this.o.root, name)), end }
     await this.o.cursors.put(this.id, { next: cursor.next, publish: intent })
-    await this.staged.moveInto(intent)
+    await this.move(intent)
     return this.finish(intent.end)
+  }
+
+  private async move(intent: PublishIntent | BlobPublishIntent): Promise<void> {
+    if (!('blob' in intent)) return this.staged.moveInto(intent)
+    if (!this.o.blobs) throw new Error('a blob publish was under way, and this hub has no blob store now')
+    await this.o.blobs.append(intent.container, intent.blob, intent.block, this.staged.path, this.signal)
+    // the stage stays until the store has surely saved the commit: a redo finds the block, or appends it again
+    if (this.o.blobPersistMs) await new Promise((resolve) => setTimeout(resolve, this.o.blobPersistMs))
+    await this.staged.discard()
   }
 
   private async finish(end: number): Promise<OutboxCursor> {
@@ -145,7 +162,7 @@ export class StorageDeliverer {
   private async recover(): Promise<OutboxCursor> {
     const cursor = this.o.cursors.get(this.id) ?? { next: 0 }
     if (!cursor.publish) return cursor
-    if (await this.staged.exists()) await this.staged.moveInto(cursor.publish)
+    if (await this.staged.exists()) await this.move(cursor.publish)
     return this.finish(cursor.publish.end)
   }
 }

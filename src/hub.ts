@@ -39,6 +39,7 @@ import { deviceC2dRoutes } from './rest/device-c2d-routes.js'
 import { fileUploadRoutes } from './rest/file-upload-routes.js'
 import { FileUploads, type FileNotification } from './files/file-uploads.js'
 import { BlobStore } from './storage/blob-store.js'
+import type { RoutingConfig } from './routing/routing-config.js'
 import { operatorRoutes } from './rest/operator-routes.js'
 import { HubMetrics } from './metrics/hub-metrics.js'
 import { HubThrottles, type HubThrottlesOptions } from './throttle/hub-throttles.js'
@@ -121,16 +122,22 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
   const fileNotifications = new ServiceBoundQueue<FileNotification>(store.root, store.fileNotifications, health, {
     batch: 1, lockMs: config.fileNotificationLockSeconds * 1000, ttlMs: config.fileNotificationTtlMinutes * 60_000, maxDeliveries: config.fileNotificationMaxDeliveries,
   })
-  const blobStore = new BlobStore({
+  const blobStore: BlobStore = new BlobStore({
     setting: config.blobStore, dataDir: config.dataDir, port: config.blobPort, certFile: pki.serverCertFile, keyFile: pki.serverKeyFile,
     caPem: readFileSync(pki.caCertFile, 'utf8'), log,
+    // the shards' storage endpoints write to the store with the same account
+    onOpened: (access): Promise<unknown> => (stopping ? Promise.resolve() : shards.broadcast('blob.endpoint', access)),
   })
+  /** Storage endpoints need the store open: at start and whenever routing gains one (not awaited: their batches wait for it). */
+  const openForStorage = (c: RoutingConfig) => {
+    if (blobStore.configured && c.endpoints.storageContainers.length > 0) blobStore.open().catch(() => { /* logged; retried on next use */ })
+  }
   const fileUploads = new FileUploads(store.root, store.fileUploads, fileNotifications, () => blobStore.target(), {
     container: config.fileUploadContainer, sasTtlMs: config.fileUploadSasTtlMinutes * 60_000, notifications: config.fileUploadNotifications,
   }, health)
   // every shard applies a routing change before the REST call that made it is answered
   const hubPorts: number[] = []
-  const routing: RoutingService = new RoutingService(store, config.partitions, (c): Promise<unknown> => shards.broadcast('routing.apply', c),
+  const routing: RoutingService = new RoutingService(store, config.partitions, (c): Promise<unknown> => { openForStorage(c); return shards.broadcast('routing.apply', c) },
     () => ({ allowPrivate: config.allowPrivateWebhooks, hubPorts }), health)
   // a shard reports its queues' depths as soon as it has loaded them, possibly before the edge exists
   const earlyCounts: [string, number][] = []
@@ -139,6 +146,9 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
       shardCount: config.shards, partitions: config.partitions, retentionDays: config.retentionDays, dataDir: config.dataDir, durability: config.durability,
       hubName: eventHubName, routing: routing.current, minFreeDiskBytes: config.minFreeDiskMb * 1048576,
       allowPrivateWebhooks: config.allowPrivateWebhooks,
+      blobStore: blobStore.configured,
+      // with power durability a routed batch is kept staged past the embedded store's index save (every 5 s)
+      blobPersistMs: blobStore.embedded && config.durability === 'power' ? 6000 : 0,
     },
     {
       acks: (flat, from) => edge.acks(flat, from),
@@ -280,6 +290,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
     await shards.broadcast('hub.ports', [...hubPorts])
     // the embedded blob store starts beside the hub, not before it: a slow start delays no listener
     if (blobStore.embedded && config.blobStoreStart === 'boot') blobStore.open().catch(() => { /* logged; retried on first use */ })
+    else openForStorage(routing.current)
     started = true
     log.info('hub started', { hostName: config.hostName, mqtt, https, mqttTcp, amqp, shards: config.shards, partitions: config.partitions })
     return { config, policies, caCertFile: pki.caCertFile, ports: { mqtt, https, mqttTcp, amqp }, eventHubName, registry, edge, routes, throttles, blobStore, stop }

@@ -52,7 +52,7 @@ export const OP_SUBSCRIBED = 13 // [op, connId, packetId, errorCode (0: stored)]
 export const OP_LOG = 9 // [op, level, message, fields]: something the shard wants logged (never keys or tokens)
 
 /** Request kinds (OP_REQUEST) a shard answers. */
-export type ShardRequestKind = 'twin.get' | 'twin.update' | 'c2d.send' | 'c2d.purge' | 'c2d.receive' | 'c2d.settle' | 'routing.apply' | 'hub.ports'
+export type ShardRequestKind = 'twin.get' | 'twin.update' | 'c2d.send' | 'c2d.purge' | 'c2d.receive' | 'c2d.settle' | 'routing.apply' | 'hub.ports' | 'blob.endpoint'
 
 import type { Durability } from './store/hub-store.js'
 import type { RoutingConfig } from './routing/routing-config.js'
@@ -72,6 +72,10 @@ export interface ShardInit {
   minFreeDiskBytes: number
   /** whether webhooks may go to private addresses; the hub's ports arrive as a 'hub.ports' request once it listens */
   allowPrivateWebhooks: boolean
+  /** storage endpoints write to the hub's blob store (its account arrives as a 'blob.endpoint' request once it is open) */
+  blobStore: boolean
+  /** how long a routed batch stays staged after its blob commit (0: not at all) */
+  blobPersistMs: number
 }
 
 export type ControlMessage = { type: 'stop' } | { type: 'ready' } | { type: 'stopped' } | { type: 'fatal'; message: string }

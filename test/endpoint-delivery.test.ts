@@ -2,6 +2,7 @@
 // storage endpoint (exactly once), a webhook (at least once, in order per device, without gaps) and a
 // log endpoint through a SIGKILL under QoS 1 load; and what waits for a webhook that never answers
 // waits on disk, not in the hub's memory.
+import { routedBlobs, routedLines } from './helpers/routed-blobs.js'
 import http from 'node:http'
 import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { join } from 'node:path'
@@ -53,9 +54,9 @@ function filesUnder(dir: string): string[] {
   })
 }
 
-/** Storage records in file-name order (names carry partition and time), lines in file order. */
-function storageReceipts(dir: string): Receipt[] {
-  return filesUnder(dir).sort().flatMap((f) => readFileSync(f, 'utf8').split('\n').filter(Boolean).map((l) => recordIds(JSON.parse(l))))
+/** Storage records in blob-name order (names carry partition and time), lines in blob order, read from the hub's blob store. */
+async function storageReceipts(dataDir: string): Promise<Receipt[]> {
+  return (await routedLines(dataDir, 'archive')).map((l) => recordIds(JSON.parse(l)))
 }
 
 async function logReceipts(hub: HubProcess, name: string): Promise<Receipt[]> {
@@ -161,13 +162,12 @@ describe('endpoint deliveries of the hub process', () => {
 
     const again = await spawnHub(dataDir, args)
     try {
-      const archive = join(dataDir, 'endpoints', 'archive')
       await until(() => covers(acked, hooked), (ok) => ok, 30_000)
-      await until(() => covers(acked, storageReceipts(archive)), (ok) => ok, 30_000)
+      await until(async () => covers(acked, await storageReceipts(dataDir)), (ok) => ok, 30_000)
       expectComplete('webhook', acked, hooked, false)
-      expectComplete('storage', acked, storageReceipts(archive), true)
+      expectComplete('storage', acked, await storageReceipts(dataDir), true)
       expectComplete('log endpoint', acked, await logReceipts(again, 'copy'), true)
-      for (const f of filesUnder(archive)) expect(f).toMatch(/endpoints\/archive\/localhost\/\d\/\d{4}\/\d\d\/\d\d\/\d\d\/\d\d$/)
+      for (const b of await routedBlobs(dataDir, 'archive')) expect(b.name).toMatch(/^localhost\/\d\/\d{4}\/\d\d\/\d\d\/\d\d\/\d\d$/)
     } finally {
       again.child.kill('SIGTERM')
       await again.exited

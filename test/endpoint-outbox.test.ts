@@ -95,7 +95,7 @@ describe('outbox log', () => {
 
 describe('storage deliverer', () => {
   const def = (maxChunkSizeInBytes: number): StorageEndpointDef => ({
-    name: 'arch', fileNameFormat: '{iothub}/{partition}/{YYYY}/{MM}/{DD}/{HH}/{mm}', batchFrequencyInSeconds: 60, maxChunkSizeInBytes, encoding: 'JSON',
+    name: 'arch', containerName: 'arch', fileNameFormat: '{iothub}/{partition}/{YYYY}/{MM}/{DD}/{HH}/{mm}', batchFrequencyInSeconds: 60, maxChunkSizeInBytes, encoding: 'JSON',
   })
 
   function setUp(maxChunk: number, now: () => number) {

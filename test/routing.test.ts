@@ -10,6 +10,7 @@ import { startTestHub, tempDir, type TestHub } from './helpers/test-hub.js'
 import { connectDevice, sleep, until } from './helpers/device-mqtt.js'
 import { eventsOf, readAllEvents, type ReadEvent } from './helpers/events.js'
 import { outboxEventCounts, outboxNames } from './helpers/outbox-inspect.js'
+import { routedBlobs, routedLines } from './helpers/routed-blobs.js'
 
 let t: TestHub
 const hooked: { body: any[]; status: number }[] = []
@@ -136,10 +137,11 @@ describe('routed telemetry', () => {
     expect(events.map((e) => e.body)).toEqual([base64(JSON.stringify({ temp: 20 }))])
     expect(events[0]!.properties).toEqual({ kind: 'reading', site: 'lab' })
 
-    const files = await until(() => filesUnder(join(t.dataDir, 'endpoints', 'archive')), (f) => f.length > 0, 5000)
-    expect(files).toHaveLength(1)
-    expect(files[0]!).toMatch(/endpoints\/archive\/localhost\/\d\/\d{4}\/\d\d\/\d\d\/\d\d\/\d\d$/)
-    const lines = readFileSync(files[0]!, 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+    // a back end reads the routed blob from the hub's blob store, in the endpoint's container
+    const blobs = await until(() => routedBlobs(t.dataDir, 'archive'), (f) => f.length > 0, 10_000)
+    expect(blobs).toHaveLength(1)
+    expect(blobs[0]!.name).toMatch(/^localhost\/\d\/\d{4}\/\d\d\/\d\d\/\d\d\/\d\d$/)
+    const lines = blobs[0]!.text.trim().split('\n').map((l) => JSON.parse(l))
     expect(lines).toHaveLength(1)
     expect(lines[0]).toMatchObject({
       Body: { temp: 35 }, Properties: { kind: 'reading' },
@@ -173,8 +175,7 @@ describe('endpoint outboxes', () => {
     const dev = await connectDevice(t, 'chunk-dev')
     const publish = (i: number) => dev.publish(`devices/chunk-dev/messages/events/level=chunk&$.mid=c${i}`, 'x'.repeat(60))
     for (let i = 0; i < 5; i++) await publish(i)
-    const dir = join(t.dataDir, 'endpoints', 'chunks')
-    const lines = () => filesUnder(dir).sort().flatMap((f) => readFileSync(f, 'utf8').split('\n').filter(Boolean))
+    const lines = () => routedLines(t.dataDir, 'chunks')
     const ids = (l: string[]) => l.map((x) => JSON.parse(x).SystemProperties.messageId)
     // two of these records fill a 1024-byte chunk, three would not fit
     const first = await until(lines, (l) => l.length >= 4, 5000)
@@ -185,7 +186,7 @@ describe('endpoint outboxes', () => {
     await publish(5)
     await publish(6)
     expect(ids(await until(lines, (l) => l.length >= 6, 5000))).toEqual(['c0', 'c1', 'c2', 'c3', 'c4', 'c5'])
-    for (const f of filesUnder(dir)) expect(f).toMatch(/endpoints\/chunks\/localhost\/\d\/\d{4}\/\d\d\/\d\d\/\d\d\/\d\d$/)
+    for (const b of await routedBlobs(t.dataDir, 'chunks')) expect(b.name).toMatch(/^localhost\/\d\/\d{4}\/\d\d\/\d\d\/\d\d\/\d\d$/)
     await dev.disconnect()
   })
 
@@ -277,10 +278,9 @@ describe('persistence', () => {
     const dev = await connectDevice(hub, 'p-dev')
     await dev.publish('devices/p-dev/messages/events/level=x', 'kept')
     await dev.disconnect()
-    expect(filesUnder(join(dataDir, 'endpoints'))).toEqual([])
+    expect(await routedBlobs(dataDir, 'slow')).toEqual([])
     await hub.stop()
-    // its window is 12 minutes: shutdown leaves the batch in the endpoint's outbox, not in a file
-    expect(filesUnder(join(dataDir, 'endpoints'))).toEqual([])
+    // its window is 12 minutes: shutdown leaves the batch in the endpoint's outbox, not in a blob (read while the next hub runs)
 
     hub = await startTestHub({}, { dataDir })
     try {
@@ -290,9 +290,9 @@ describe('persistence', () => {
       expect(config.enrichments).toEqual([{ key: 'e1', value: 'v', endpointNames: ['events'] }])
       // a 1 s window: the one that began before the restart has passed, so the batch from the outbox is written now, once
       expect((await hub.rest('PUT', '/routing/endpoints/storageContainers/slow', { body: { batchFrequencyInSeconds: 1 } })).status).toBe(200)
-      const files = await until(() => filesUnder(join(dataDir, 'endpoints', 'slow')), (f) => f.length > 0, 5000)
-      expect(files).toHaveLength(1)
-      const lines = readFileSync(files[0]!, 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+      const blobs = await until(() => routedBlobs(dataDir, 'slow'), (f) => f.length > 0, 10_000)
+      expect(blobs).toHaveLength(1)
+      const lines = blobs[0]!.text.trim().split('\n').map((l) => JSON.parse(l))
       expect(lines).toHaveLength(1)
       expect(lines[0]).toMatchObject({ Body: base64('kept'), Properties: { level: 'x' } })
       // and they are in force: the route still sends to `events`, with the enrichment

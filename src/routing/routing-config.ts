@@ -24,7 +24,17 @@ export interface RouteDef { name: string; source: RouteSource; condition: string
 export interface FallbackRouteDef { name: '$fallback'; source: 'DeviceMessages'; condition: 'true'; endpointNames: string[]; isEnabled: boolean }
 /** Another partitioned log like the built-in endpoint, read at /messages/endpoints/{name}/... */
 export interface LogEndpointDef { name: string }
-export interface StorageEndpointDef { name: string; fileNameFormat: string; batchFrequencyInSeconds: number; maxChunkSizeInBytes: number; encoding: 'JSON' }
+/** `containerName`: the blob container of the hub's blob store its batches go to */
+export interface StorageEndpointDef { name: string; containerName: string; fileNameFormat: string; batchFrequencyInSeconds: number; maxChunkSizeInBytes: number; encoding: 'JSON' }
+
+const CONTAINER_NAME = /^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$/
+
+/** An endpoint's container when none is named: its name in Azure's container alphabet (lowercase, single hyphens, 3-63). */
+export function defaultContainerName(endpointName: string): string {
+  let c = endpointName.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '')
+  if (c.length < 3) c = c ? `${c}-routed` : 'routed'
+  return c.slice(0, 63).replace(/-+$/, '')
+}
 export interface WebhookEndpointDef { name: string; url: string; maxDeliveryAttempts: number; timeoutInSeconds: number }
 export interface EnrichmentDef { key: string; value: string; endpointNames: string[] }
 
@@ -95,8 +105,10 @@ function endpointOf(raw: unknown, kind: EndpointKind): LogEndpointDef | StorageE
     if (fileNameFormat.split('/').some((part) => part === '..' || part === '.') || fileNameFormat.startsWith('/')) throw bad('fileNameFormat must be a relative path without . or .. segments')
     const encoding = str(raw.encoding, 'encoding', 'JSON')
     if (encoding.toUpperCase() !== 'JSON') throw bad('encoding must be JSON (Avro is not supported)')
+    const containerName = raw.containerName === undefined ? defaultContainerName(n) : str(raw.containerName, 'containerName')
+    if (!CONTAINER_NAME.test(containerName)) throw bad('containerName must be 3-63 lowercase letters, digits and single hyphens')
     return {
-      name: n, fileNameFormat, encoding: 'JSON',
+      name: n, containerName, fileNameFormat, encoding: 'JSON',
       // choice: shorter windows and smaller chunks than Azure allows (60 s, 10 MB), for local use and tests
       batchFrequencyInSeconds: int(raw.batchFrequencyInSeconds, 'batchFrequencyInSeconds', 300, 1, 720),
       maxChunkSizeInBytes: int(raw.maxChunkSizeInBytes, 'maxChunkSizeInBytes', 314_572_800, 1024, 524_288_000),

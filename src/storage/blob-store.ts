@@ -2,16 +2,14 @@
 // (started at boot or on first use, once) or a storage account the user named by connection string.
 // The hub's own calls (containers, blob properties, routed writes) go through @azure/storage-blob
 // with the hub's CA trusted, since the embedded store's certificate comes from that CA.
-import { Agent } from 'node:https'
-import {
-  BlobSASPermissions, BlobServiceClient, generateBlobSASQueryParameters, newPipeline, SASProtocol, StorageSharedKeyCredential,
-  type ContainerClient,
-} from '@azure/storage-blob'
+import type { Agent } from 'node:https'
+import { BlobSASPermissions, generateBlobSASQueryParameters, SASProtocol, type BlobServiceClient, type ContainerClient } from '@azure/storage-blob'
 import type { Logger } from '../log.js'
 import { HubError } from '../rest/hub-error.js'
 import type { UploadTarget } from '../files/file-uploads.js'
 import { AzuriteProcess } from './azurite-process.js'
 import { parseStorageConnectionString, type StorageAccount } from './storage-connection-string.js'
+import { blobServiceClient, type BlobAccess } from './blob-client.js'
 
 export interface BlobStoreOptions {
   /** `embedded`, `off` or a connection string (HubConfig.blobStore) */
@@ -23,14 +21,15 @@ export interface BlobStoreOptions {
   /** PEM of the CA the embedded store's certificate comes from */
   caPem: string
   log: Logger
+  /** the store opened (again): the shards' storage endpoints get its account */
+  onOpened?: (access: BlobAccess) => Promise<unknown>
 }
 
-interface Opened { account: StorageAccount; service: BlobServiceClient; target: UploadTarget }
+interface Opened { account: StorageAccount; service: BlobServiceClient; target: UploadTarget; agent: Agent }
 
 export class BlobStore implements AsyncDisposable {
   private readonly azurite?: AzuriteProcess
   private opening?: Promise<Opened>
-  private readonly agent: Agent
 
   constructor(private readonly o: BlobStoreOptions) {
     if (o.setting === 'embedded') {
@@ -42,8 +41,6 @@ export class BlobStore implements AsyncDisposable {
         },
       })
     }
-    // the hub's CA for the embedded store; public CAs for a real account
-    this.agent = new Agent({ keepAlive: true, maxSockets: 16, ...(this.azurite ? { ca: o.caPem } : {}) })
   }
 
   get configured(): boolean { return this.o.setting !== 'off' }
@@ -78,11 +75,8 @@ export class BlobStore implements AsyncDisposable {
     const account = this.azurite
       ? await this.azurite.start().then((e) => ({ accountName: e.accountName, accountKey: e.accountKey, blobEndpoint: e.blobEndpoint }))
       : parseStorageConnectionString(this.o.setting)
-    const credential = new StorageSharedKeyCredential(account.accountName, account.accountKey)
-    const pipeline = newPipeline(credential, { keepAliveOptions: { enable: true } })
-    // every request of the hub's own goes over the agent that trusts the hub's CA
-    pipeline.factories.unshift({ create: (next) => ({ sendRequest: (req) => { req.agent = this.agent; return next.sendRequest(req) } }) })
-    const service = new BlobServiceClient(account.blobEndpoint, pipeline)
+    const access: BlobAccess = { account, caPem: this.azurite ? this.o.caPem : null }
+    const { service, credential, agent } = blobServiceClient(access)
     const url = new URL(account.blobEndpoint)
     // `https://${hostName}/${container}/${blob}`: a port and Azurite's path-style account fit in it
     const hostName = `${url.host}${url.pathname.replace(/\/+$/, '')}`
@@ -103,7 +97,8 @@ export class BlobStore implements AsyncDisposable {
         }
       },
     }
-    return { account, service, target }
+    await this.o.onOpened?.(access)
+    return { account, service, target, agent }
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -111,7 +106,8 @@ export class BlobStore implements AsyncDisposable {
   }
 
   async close(): Promise<void> {
-    this.agent.destroy()
+    const opened = await this.opening?.catch(() => undefined)
+    opened?.agent.destroy()
     await this.azurite?.stop()
   }
 }

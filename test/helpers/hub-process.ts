@@ -21,7 +21,9 @@ export async function spawnHub(dataDir: string, extraArgs: string[] = []): Promi
   // HYPERHUB_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles a hub a benchmark spawns
   const nodeArgs = (process.env.HYPERHUB_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean)
   const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', 'src/main.ts', '--data-dir', dataDir, '--host', '127.0.0.1',
-    '--mqtt-port', '0', '--https-port', '0', '--mqtt-tcp-port', '0', '--amqp-port', '0', '--log-level', 'warn', '--allow-private-webhooks', 'true', ...extraArgs], { stdio: ['ignore', 'pipe', 'pipe'] })
+    '--mqtt-port', '0', '--https-port', '0', '--mqtt-tcp-port', '0', '--amqp-port', '0', '--log-level', 'warn', '--allow-private-webhooks', 'true',
+    // the blob store starts for the tests and benchmarks that upload or route to storage, not for every hub
+    '--blob-store-start', 'first-use', ...extraArgs], { stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   child.stdout!.on('data', (d: Buffer) => { out += d.toString() })
   child.stderr!.on('data', (d: Buffer) => { out += d.toString() })

@@ -1,0 +1,63 @@
+// The blob side of a storage endpoint partition: a staged batch becomes one block appended to its
+// Azure-named block blob (Put Block, then Put Block List of the blob's committed blocks plus this
+// one). The block id is the batch's first outbox sequence number, so a publish redone after a crash
+// finds its block already committed and appends nothing: each batch lands once. The account arrives
+// from the main thread once the hub's blob store is open; until then publishes wait.
+import { createReadStream } from 'node:fs'
+import { stat } from 'node:fs/promises'
+import type { ContainerClient } from '@azure/storage-blob'
+import { blobServiceClient, type BlobAccess } from '../src/storage/blob-client.js'
+
+/** Block ids of one blob must all have the same length: the sequence number, zero-padded. */
+export function batchBlockId(firstSequence: number): string {
+  return Buffer.from(`batch-${String(firstSequence).padStart(16, '0')}`).toString('base64')
+}
+
+export class BlobBatchSinks {
+  private readonly waiting: (() => void)[] = []
+  private readonly containers = new Map<string, Promise<ContainerClient>>()
+  private client?: ReturnType<typeof blobServiceClient>
+
+  /** The store's account (again, after it restarted: a new key or port replaces the old). */
+  connect(access: BlobAccess): void {
+    this.client?.agent.destroy()
+    this.client = blobServiceClient(access)
+    this.containers.clear()
+    for (const w of this.waiting.splice(0)) w()
+  }
+
+  private async container(name: string, signal?: { isStopped: boolean }): Promise<ContainerClient> {
+    while (!this.client) {
+      if (signal?.isStopped) throw new Error('stopped before the blob store was open')
+      await new Promise<void>((resolve) => { this.waiting.push(resolve); setTimeout(resolve, 1000).unref() })
+    }
+    let c = this.containers.get(name)
+    if (!c) {
+      const client = this.client.service.getContainerClient(name)
+      c = client.createIfNotExists().then(() => client)
+      this.containers.set(name, c)
+      c.catch(() => this.containers.delete(name))
+    }
+    return c
+  }
+
+  /** Appends `file` as block `blockId` of `container/blobName`, unless that block is committed already. */
+  async append(container: string, blobName: string, blockId: string, file: string, signal?: { isStopped: boolean }): Promise<void> {
+    const blob = (await this.container(container, signal)).getBlockBlobClient(blobName)
+    let committed: string[] = []
+    try {
+      const list = await blob.getBlockList('committed')
+      committed = (list.committedBlocks ?? []).map((b) => b.name)
+    } catch (e) {
+      if ((e as { statusCode?: number }).statusCode !== 404) throw e
+    }
+    if (committed.includes(blockId)) return
+    const { size } = await stat(file)
+    await blob.stageBlock(blockId, () => createReadStream(file), size)
+    await blob.commitBlockList([...committed, blockId], { blobHTTPHeaders: { blobContentType: 'application/json' } })
+  }
+
+  close(): void {
+    this.client?.agent.destroy()
+  }
+}

@@ -1,0 +1,19 @@
+// A BlobServiceClient for a storage account, with the hub's CA trusted when the account is the
+// embedded store (its certificate comes from that CA). Used by the main thread (file upload) and by
+// the shards (storage routing endpoints), which get the account over the thread boundary.
+import { Agent } from 'node:https'
+import { BlobServiceClient, newPipeline, StorageSharedKeyCredential } from '@azure/storage-blob'
+import type { StorageAccount } from './storage-connection-string.js'
+
+/** What a thread needs to reach the blob store (crosses to the shards as a 'blob.endpoint' request). */
+export interface BlobAccess { account: StorageAccount; caPem: string | null }
+
+export function blobServiceClient(access: BlobAccess): { service: BlobServiceClient; credential: StorageSharedKeyCredential; agent: Agent } {
+  const { account, caPem } = access
+  const credential = new StorageSharedKeyCredential(account.accountName, account.accountKey)
+  // public CAs for a real account; the hub's for the embedded one
+  const agent = new Agent({ keepAlive: true, maxSockets: 16, ...(caPem ? { ca: caPem } : {}) })
+  const pipeline = newPipeline(credential, { keepAliveOptions: { enable: true } })
+  pipeline.factories.unshift({ create: (next) => ({ sendRequest: (req) => { req.agent = agent; return next.sendRequest(req) } }) })
+  return { service: new BlobServiceClient(account.blobEndpoint, pipeline), credential, agent }
+}

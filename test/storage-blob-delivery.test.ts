@@ -1,0 +1,103 @@
+// Storage endpoints writing to a real blob store (Azurite in a child process, no hub): a batch is
+// one block appended to its Azure-named blob, and a publish a crash interrupted is finished exactly
+// once, whether the crash came before or after the block was committed.
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { openHubStore, type HubStore } from '../src/store/hub-store.js'
+import { toStoredEvent, type RawEvent } from '../src/events/segment-codec.js'
+import { OutboxLog } from '../shards/endpoint-outbox.js'
+import { OutboxCursors } from '../shards/outbox-cursors.js'
+import { StorageDeliverer, storageFileName } from '../shards/storage-endpoint.js'
+import { BlobBatchSinks, batchBlockId } from '../shards/blob-batch-sink.js'
+import { messageRecord } from '../shards/message-record.js'
+import { AzuriteProcess } from '../src/storage/azurite-process.js'
+import { blobServiceClient, type BlobAccess } from '../src/storage/blob-client.js'
+import { ensureLocalPki } from '../src/tls/local-pki.js'
+import { createLogger } from '../src/log.js'
+import type { StorageEndpointDef } from '../src/routing/routing-config.js'
+import { seedPki, tempDir } from './helpers/test-hub.js'
+import { until } from './helpers/device-mqtt.js'
+
+const dir = tempDir('hyperhub-blob-delivery-')
+let store: HubStore
+let azurite: AzuriteProcess
+let access: BlobAccess
+beforeAll(async () => {
+  seedPki(dir)
+  const pki = ensureLocalPki(join(dir, 'tls'), ['localhost', '127.0.0.1'])
+  azurite = new AzuriteProcess({ dataDir: dir, port: 0, certFile: pki.serverCertFile, keyFile: pki.serverKeyFile, log: createLogger('silent') })
+  const e = await azurite.start()
+  access = { account: { accountName: e.accountName, accountKey: e.accountKey, blobEndpoint: e.blobEndpoint }, caPem: null }
+  store = openHubStore(dir)
+}, 30_000)
+afterAll(async () => {
+  await store?.close()
+  await azurite?.stop()
+  rmSync(dir, { recursive: true, force: true })
+})
+
+const sender = { deviceId: 'dev-1', generationId: 'g1', authMethod: '{"scope":"device","type":"sas","issuer":"iothub"}' }
+const event = (t: number, body: string, mid: string): RawEvent => ({ t, sender, bag: `%24.mid=${mid}`, extra: null, body: Buffer.from(body) })
+const line = (e: RawEvent) => JSON.stringify(messageRecord(toStoredEvent(e.t, e.sender, e.bag, e.extra, e.body))) + '\n'
+
+async function blobText(container: string, name: string): Promise<string> {
+  const { service, agent } = blobServiceClient(access)
+  try { return (await service.getContainerClient(container).getBlockBlobClient(name).downloadToBuffer()).toString() } finally { agent.destroy() }
+}
+
+function setUp(name: string) {
+  const def: StorageEndpointDef = { name, containerName: name, fileNameFormat: '{iothub}/{partition}/{YYYY}/{MM}/{DD}/{HH}/{mm}', batchFrequencyInSeconds: 60, maxChunkSizeInBytes: 1 << 20, encoding: 'JSON' }
+  const cursors = new OutboxCursors(store.outboxCursors)
+  let deliverer: StorageDeliverer | null = null
+  const log = new OutboxLog(1, store.outbox('storage', name, 1), 0, () => deliverer?.wake())
+  const stagingFile = join(dir, 'endpoint-staging', name, '1.jsonl')
+  const sinks = new BlobBatchSinks()
+  sinks.connect(access)
+  const problems: unknown[] = []
+  const start = (now: () => number) => (deliverer = new StorageDeliverer({
+    def, hubName: 'hub', partition: 1, root: join(dir, 'endpoints', name), stagingFile, outbox: log.database, cursors, problem: (m, f) => problems.push([m, f]), now, blobs: sinks,
+  }))
+  return { def, log, cursors, stagingFile, sinks, start, problems, id: { kind: 'storage' as const, name, partition: 1 } }
+}
+
+describe('storage endpoint into a blob store', () => {
+  it('writes each window as a block of its Azure-named blob; a second batch of the same minute is appended', async () => {
+    const s = setUp('blobwin')
+    const t0 = Date.parse('2026-01-01T00:00:10Z')
+    const e = [event(t0, 'a', 'm0'), event(t0 + 5, 'b', 'm1')]
+    await s.log.append([e[0]!])
+    let d = s.start(() => t0 + 3_600_000)
+    await until(() => s.cursors.get(s.id)?.next, (n) => n === 1, 10_000)
+    await d.stop()
+    await s.log.append([e[1]!])
+    d = s.start(() => t0 + 3_600_000)
+    await until(() => s.cursors.get(s.id)?.next, (n) => n === 2, 10_000)
+    await d.stop()
+    expect(await blobText('blobwin', storageFileName(s.def.fileNameFormat, 'hub', 1, t0))).toBe(line(e[0]!) + line(e[1]!))
+    expect(s.problems).toEqual([])
+    s.sinks.close()
+  })
+
+  it('finishes a publish a crash interrupted exactly once: before the commit it appends, after it appends nothing', async () => {
+    const t0 = Date.parse('2026-01-01T00:05:10Z')
+    for (const committedBefore of [false, true]) {
+      const name = committedBefore ? 'crash-after' : 'crash-before'
+      const s = setUp(name)
+      const e = [0, 1, 2].map((i) => event(t0 + i, `body-${i}`, `m${i}`))
+      await s.log.append(e)
+      const blob = storageFileName(s.def.fileNameFormat, 'hub', 1, t0)
+      const staged = e.map(line).join('')
+      mkdirSync(dirname(s.stagingFile), { recursive: true })
+      writeFileSync(s.stagingFile, staged)
+      if (committedBefore) await s.sinks.append(name, blob, batchBlockId(0), s.stagingFile)
+      // the crash left the intent in the cursor and the batch staged
+      await s.cursors.put(s.id, { next: 0, publish: { container: name, blob, block: batchBlockId(0), end: 3 } })
+      const d = s.start(() => t0 + 3_600_000)
+      await until(() => s.cursors.get(s.id), (c) => c?.next === 3 && !c.publish, 10_000)
+      await d.stop()
+      expect({ name, text: await blobText(name, blob) }).toEqual({ name, text: staged })
+      s.sinks.close()
+    }
+  })
+})
