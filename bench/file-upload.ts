@@ -328,6 +328,10 @@ async function orchestrate(): Promise<void> {
   const large = { devices: Number(values['large-devices']), files: Number(values['large-files']) }
   const t0 = Date.now()
   log(`file upload bench ${stamp} UTC; node ${process.version}; ${RUNS} interleaved runs; 1 MB: ${small.devices} devices × ${small.files} files; 64 MB: ${large.devices} devices × ${large.files} files`)
+  // the hub runs from the working tree: which code that was
+  const git = (...a: string[]) => { try { return execFileSync('git', a, { encoding: 'utf8' }).trim() } catch { return '?' } }
+  const code = { head: git('rev-parse', '--short', 'HEAD'), uncommitted: git('status', '--porcelain', '--', 'src', 'shards', 'test/helpers').split('\n').filter(Boolean) }
+  log(`hub code: ${code.head}${code.uncommitted.length ? ` + uncommitted: ${code.uncommitted.map((l) => l.slice(3)).join(', ')}` : ''}`)
   const rows: Row[] = []
   const idle: Record<string, number>[] = []
   let w: Worker | undefined
@@ -400,7 +404,7 @@ async function orchestrate(): Promise<void> {
   log(`\ntotal ${((Date.now() - t0) / 1000).toFixed(0)} s`)
   if (values.write !== 'true') return
   const base = join('bench', 'results', `${stamp}-file-upload`)
-  writeFileSync(`${base}.json`, JSON.stringify({ stamp, node: process.version, args: values, idle, rows }, null, 2))
+  writeFileSync(`${base}.json`, JSON.stringify({ stamp, node: process.version, code, args: values, idle, rows }, null, 2))
   writeFileSync(`${base}.txt`, lines.join('\n') + '\n')
   console.log(`\nwrote ${base}.json and ${base}.txt`)
 }

@@ -21,7 +21,8 @@ export class BlobBatchSinks {
   /** The store's account (again, after it restarted: a new key or port replaces the old). */
   connect(access: BlobAccess): void {
     this.client?.agent.destroy()
-    this.client = blobServiceClient(access)
+    // a batch of up to 500 MB goes in one Put Block: its try may take minutes; the deliverer retries after
+    this.client = blobServiceClient(access, 300_000)
     this.containers.clear()
     for (const w of this.waiting.splice(0)) w()
   }

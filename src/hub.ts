@@ -231,7 +231,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
     ...queryRoutes(queries), ...notYetRoutes(),
   ]
   const httpDevices = new HttpDevices(edge, shards)
-  routes.push(...tierRoutes(throttles), ...faultRoutes(throttles.faults, edge), ...deviceHttpRoutes(httpDevices), ...deviceC2dRoutes(shards, throttles), ...fileUploadRoutes(fileUploads, fileNotifications, eventHubName))
+  routes.push(...tierRoutes(throttles), ...faultRoutes(throttles.faults, edge), ...deviceHttpRoutes(httpDevices), ...deviceC2dRoutes(shards, throttles, log), ...fileUploadRoutes(fileUploads, fileNotifications, eventHubName))
   const metrics = new HubMetrics({
     edge, throttles, webSocketHeldInputBytes: () => webSocketHeldInput.held,
     partitionDepths: () => Array.from({ length: config.partitions }, (_, p) => {
@@ -256,6 +256,8 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
       await shards.stop()
       httpDevices.close() // every ack the shards release is written before this resolves
       fileUploads.close()
+      feedback.close()
+      fileNotifications.close()
       await blobStore.close()
       await queries.close()
       edge.closeAll('hub shutting down')

@@ -175,4 +175,15 @@ describe('C2D over HTTPS', () => {
     const own = await t.rest('GET', '/devices/http-c2d-b/messages/devicebound', { token: t.deviceToken('http-c2d-b', b) })
     expect({ status: own.status, mid: own.headers['iothub-messageid'] }).toEqual({ status: 200, mid: 'b-1' })
   })
+
+  it('a message whose properties would not fit in HTTP headers is rejected (Rejected feedback) and the poll answers the next one', async () => {
+    const { primaryKey } = await t.createDevice('http-c2d-big')
+    const token = t.deviceToken('http-c2d-big', primaryKey)
+    const props = Object.fromEntries(Array.from({ length: 4 }, (_, i) => [`iothub-app-p${i}`, 'v'.repeat(3500)]))
+    await sendC2d('http-c2d-big', 'big-1', 'too many headers', props)
+    await sendC2d('http-c2d-big', 'small-2', 'fits')
+    const got = await t.rest('GET', '/devices/http-c2d-big/messages/devicebound', { token })
+    expect({ status: got.status, mid: got.headers['iothub-messageid'], text: got.text }).toEqual({ status: 200, mid: 'small-2', text: 'fits' })
+    expect((await drainFeedback()).filter((f) => f.deviceId === 'http-c2d-big').map((f) => [f.originalMessageId, f.statusCode])).toEqual([['big-1', 'Rejected']])
+  })
 })

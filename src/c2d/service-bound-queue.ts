@@ -24,6 +24,10 @@ export interface QueueSettings {
   maxDeliveries: number
 }
 
+/** expired records removed per transaction (by receives and the sweep), so no removal holds the event loop long */
+const SWEEP_BATCH = 1000
+const SWEEP_MS = 10_000
+
 export const FEEDBACK_SETTINGS: QueueSettings = { batch: FEEDBACK_BATCH, lockMs: FEEDBACK_LOCK_MS, ttlMs: FEEDBACK_TTL_MS, maxDeliveries: FEEDBACK_MAX_DELIVERIES }
 
 export interface FeedbackRecord {
@@ -56,9 +60,28 @@ export class ServiceBoundQueue<R extends { deviceId: string }> {
   private counter = 0
   private readonly settings: QueueSettings
 
+  private readonly sweeper: NodeJS.Timeout
+
   constructor(private readonly root: RootDatabase, private readonly db: Database, private readonly health?: WriteHealth, settings: QueueSettings = FEEDBACK_SETTINGS) {
     this.settings = settings
     for (const { key, value } of db.getRange()) this.items.set(id(key), { key, stored: value as Stored<R> })
+    // records nobody reads still expire: a service that never connects does not make the queue grow past its TTL
+    this.sweeper = setInterval(() => { this.sweep().catch(() => { /* retried on the next sweep */ }) }, SWEEP_MS)
+    this.sweeper.unref()
+  }
+
+  /** Removes up to SWEEP_BATCH records past their TTL or delivery limit (the oldest first: the map is in key order of arrival). */
+  async sweep(now = Date.now()): Promise<void> {
+    const gone: string[] = []
+    for (const [i, { stored }] of this.items) {
+      if (now - stored.enqueued > this.settings.ttlMs || stored.deliveries >= this.settings.maxDeliveries) gone.push(i)
+      if (gone.length >= SWEEP_BATCH) break
+    }
+    await this.remove(gone.filter((i) => (this.lockedUntil.get(i) ?? 0) <= now))
+  }
+
+  close(): void {
+    clearInterval(this.sweeper)
   }
 
   get size(): number { return this.items.size }
@@ -112,11 +135,11 @@ export class ServiceBoundQueue<R extends { deviceId: string }> {
       ids.push(i)
       if (ids.length >= batch) break
     }
-    await this.remove(gone)
-    if (ids.length === 0) return undefined
-    // locked at once, so a concurrent receive does not pick the same records while this one commits
+    // locked before any wait, so a concurrent receive (another link, a REST read) does not pick the same records
     const until = now + lockMs
     for (const i of ids) this.lockedUntil.set(i, until)
+    await this.remove(gone.slice(0, SWEEP_BATCH))
+    if (ids.length === 0) return undefined
     const counted = ids.map((i) => {
       const it = this.items.get(i)!
       return { key: it.key, stored: { ...it.stored, deliveries: it.stored.deliveries + 1 } }

@@ -14,6 +14,11 @@ import type { WriteHealth } from '../store/write-health.js'
 export const MAX_ACTIVE_UPLOADS = 10
 /** Azure's blob names: at most 1,024 characters */
 const MAX_BLOB_NAME = 1024
+/** blob store calls waiting at once, hub-wide; past it a start or report is refused (503) rather than queued */
+export const MAX_STORE_CALLS = 64
+/** file notifications waiting for the service, hub-wide; past it a success report is refused (503) and the upload stays open */
+export const MAX_PENDING_NOTIFICATIONS = 10_000
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/
 
 /** A file notification as the service receives it (content type application/vnd.microsoft.iothub.filenotification.json). */
 export interface FileNotification {
@@ -40,6 +45,8 @@ export interface FileUploadSettings {
   container: string
   sasTtlMs: number
   notifications: boolean
+  /** MAX_PENDING_NOTIFICATIONS unless set */
+  maxPendingNotifications?: number
 }
 
 interface Upload { deviceId: string; blobName: string; container: string; hostName: string; expires: number }
@@ -54,6 +61,9 @@ export class FileUploads {
   private readonly uploads = new Map<string, Upload>()
   private readonly timer: NodeJS.Timeout
   private readonly containersReady = new Set<string>()
+  /** correlation ids whose report is being handled: a second report of one is refused, not queued twice */
+  private readonly reporting = new Set<string>()
+  private storeCalls = 0
 
   constructor(
     private readonly root: RootDatabase, private readonly db: Database, private readonly notifications: ServiceBoundQueue<FileNotification>,
@@ -84,6 +94,20 @@ export class FileUploads {
     await (this.health ? this.health.run(op) : op())
   }
 
+  /** A call to the blob store, bounded in number; its failures answer 503 (the store, not the request, is at fault). */
+  private async store<T>(call: (target: UploadTarget) => Promise<T>): Promise<T> {
+    if (this.storeCalls >= MAX_STORE_CALLS) throw new HubError(503001, `more than ${MAX_STORE_CALLS} requests are waiting for the blob store; retry later`)
+    this.storeCalls++
+    try {
+      return await call(await this.target())
+    } catch (e) {
+      if (e instanceof HubError) throw e
+      throw new HubError(503001, 'the blob store did not answer; retry later')
+    } finally {
+      this.storeCalls--
+    }
+  }
+
   /** Uploads in progress of a device (those whose SAS has not expired). */
   activeCount(deviceId: string, now = Date.now()): number {
     let n = 0
@@ -95,28 +119,30 @@ export class FileUploads {
   async start(deviceId: string, requested: unknown, now = Date.now()): Promise<StartedUpload> {
     if (typeof requested !== 'string' || requested.length === 0) throw new HubError(400004, 'the body must be {"blobName": "<name>"}')
     // the name goes into a URL and a notification: no control characters, no empty path segments
-    if (/[\x00-\x1f\x7f\\]/.test(requested) || /(^|\/)\.{0,2}(\/|$)/.test(requested)) throw new HubError(400004, `blobName ${JSON.stringify(requested.slice(0, 80))} is not a valid blob name`)
+    if (/[\x00-\x1f\x7f\\]/.test(requested) || LONE_SURROGATE.test(requested) || /(^|\/)\.{0,2}(\/|$)/.test(requested)) throw new HubError(400004, `blobName ${JSON.stringify(requested.slice(0, 80))} is not a valid blob name`)
     const blobName = `${deviceId}/${requested}`
     if (blobName.length > MAX_BLOB_NAME) throw new HubError(400004, `the blob name is ${blobName.length} characters; at most ${MAX_BLOB_NAME} fit`)
     if (this.activeCount(deviceId, now) >= MAX_ACTIVE_UPLOADS) throw new HubError(403006, `Number of active file upload requests cannot exceed ${MAX_ACTIVE_UPLOADS}`)
-    const target = await this.target()
     const { container } = this.settings
-    if (!this.containersReady.has(container)) {
-      await target.ensureContainer(container)
-      this.containersReady.add(container)
-    }
     const correlationId = randomBytes(24).toString('base64url')
-    const expires = now + this.settings.sasTtlMs
-    const upload: Upload = { deviceId, blobName, container, hostName: target.hostName, expires }
-    // counted at once, so concurrent starts cannot pass the limit while this one commits
+    const upload: Upload = { deviceId, blobName, container, hostName: '', expires: now + this.settings.sasTtlMs }
+    // counted before any wait (the store starting, the commit), so concurrent starts cannot pass the limit
     this.remember(correlationId, upload)
     try {
+      const target = await this.store(async (t) => {
+        if (!this.containersReady.has(container)) {
+          await t.ensureContainer(container)
+          this.containersReady.add(container)
+        }
+        return t
+      })
+      upload.hostName = target.hostName
       await this.write(() => this.db.put(correlationId, upload))
+      return { correlationId, hostName: target.hostName, containerName: container, blobName, sasToken: target.blobSas(container, blobName, new Date(upload.expires)) }
     } catch (e) {
       this.forget(correlationId)
       throw e
     }
-    return { correlationId, hostName: target.hostName, containerName: container, blobName, sasToken: target.blobSas(container, blobName, new Date(expires)) }
   }
 
   /**
@@ -131,20 +157,27 @@ export class FileUploads {
     if (!upload || upload.deviceId !== deviceId) throw new HubError(400015, `correlation id ${JSON.stringify(correlationId.slice(0, 64))} names no file upload of device ${deviceId}`)
     if (typeof report.isSuccess !== 'boolean') throw new HubError(400019, 'isSuccess must be true or false')
     if (report.statusCode !== undefined && !Number.isInteger(report.statusCode)) throw new HubError(400019, 'statusCode must be an integer')
-    if (upload.expires <= now) {
-      await this.end(correlationId)
-      throw new HubError(400016, `the file upload ${correlationId} expired at ${new Date(upload.expires).toISOString()}`)
+    if (this.reporting.has(correlationId)) throw new HubError(400015, `the file upload ${correlationId} is being reported already`)
+    this.reporting.add(correlationId)
+    try {
+      if (upload.expires <= now) {
+        await this.end(correlationId)
+        throw new HubError(400016, `the file upload ${correlationId} expired at ${new Date(upload.expires).toISOString()}`)
+      }
+      if (!report.isSuccess || !this.settings.notifications) return await this.end(correlationId)
+      const maxPending = this.settings.maxPendingNotifications ?? MAX_PENDING_NOTIFICATIONS
+      if (this.notifications.size >= maxPending) throw new HubError(503001, `${maxPending} file notifications are waiting for the service; report again later`)
+      const { props, target } = await this.store(async (t) => ({ props: await t.blobProperties(upload.container, upload.blobName), target: t }))
+      if (!props) throw new HubError(400020, `the device reported ${upload.blobName} uploaded, but the blob store has no such blob`)
+      const notification: FileNotification = {
+        deviceId, blobUri: target.blobUri(upload.container, upload.blobName), blobName: upload.blobName,
+        lastUpdatedTime: props.lastModified.toISOString(), blobSizeInBytes: props.size, enqueuedTimeUtc: new Date(now).toISOString(),
+      }
+      await this.notifications.enqueue(notification, now, () => this.db.removeSync(correlationId))
+      this.forget(correlationId)
+    } finally {
+      this.reporting.delete(correlationId)
     }
-    if (!report.isSuccess || !this.settings.notifications) return this.end(correlationId)
-    const target = await this.target()
-    const props = await target.blobProperties(upload.container, upload.blobName)
-    if (!props) throw new HubError(400020, `the device reported ${upload.blobName} uploaded, but the blob store has no such blob`)
-    const notification: FileNotification = {
-      deviceId, blobUri: target.blobUri(upload.container, upload.blobName), blobName: upload.blobName,
-      lastUpdatedTime: props.lastModified.toISOString(), blobSizeInBytes: props.size, enqueuedTimeUtc: new Date(now).toISOString(),
-    }
-    await this.notifications.enqueue(notification, now, () => this.db.removeSync(correlationId))
-    this.forget(correlationId)
   }
 
   private async end(correlationId: string): Promise<void> {

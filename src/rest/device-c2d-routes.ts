@@ -6,6 +6,7 @@
 import type { ShardPool } from '../shard-pool.js'
 import type { C2dOutcome } from '../edge/edge-connection.js'
 import type { HubThrottles } from '../throttle/hub-throttles.js'
+import type { Logger } from '../log.js'
 import { HubError } from './hub-error.js'
 import type { RestRequest, RestResponse, Route } from './http-server.js'
 
@@ -26,6 +27,15 @@ interface Received {
   deliveryCount: number
   properties: Record<string, string>
 }
+
+/**
+ * What the message's headers may take: HTTP clients refuse larger header blocks (Node's default limit
+ * is 16 KB), and a message no poll can read would only burn its deliveries. One past it is rejected
+ * (dead-lettered, with Rejected feedback where asked) and the poll goes on to the next.
+ */
+export const MAX_C2D_HEADER_BYTES = 12 * 1024
+/** the queue's depth: a poll looks at no more messages than a queue holds */
+const MAX_SKIPPED = 50
 
 /** Lock tokens are GUIDs: anything else cannot name a lock (and must not reach a header or a log). */
 const LOCK_TOKEN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
@@ -70,7 +80,7 @@ function lockOf(req: RestRequest): string {
   return token.toLowerCase()
 }
 
-export function deviceC2dRoutes(shards: ShardPool, throttles: HubThrottles): Route[] {
+export function deviceC2dRoutes(shards: ShardPool, throttles: HubThrottles, log: Logger): Route[] {
   const settle = async (req: RestRequest, outcome: C2dOutcome): Promise<RestResponse> => {
     await shards.request('c2d.settle', req.device!.device.deviceId, lockOf(req), outcome)
     return { status: 204 }
@@ -81,11 +91,21 @@ export function deviceC2dRoutes(shards: ShardPool, throttles: HubThrottles): Rou
       method: 'get', pattern: /^\/devices\/([^/]+)\/messages\/devicebound\/?$/i, right: 'Device', limits,
       async handle(req) {
         const deviceId = req.device!.device.deviceId
-        const m = await shards.request<Received | null>('c2d.receive', deviceId)
-        if (!m) return { status: 204 }
-        // billed once, as over MQTT: its redeliveries are not
-        if (m.deliveryCount === 1) throttles.meter.bill('c2d', throttles.meter.chunks(m.body.length))
-        return { status: 200, headers: headersOf(deviceId, m), body: Buffer.from(m.body.buffer, m.body.byteOffset, m.body.byteLength) }
+        for (let skipped = 0; skipped <= MAX_SKIPPED; skipped++) {
+          const m = await shards.request<Received | null>('c2d.receive', deviceId)
+          if (!m) return { status: 204 }
+          const headers = headersOf(deviceId, m)
+          const bytes = Object.entries(headers).reduce((n, [k, v]) => n + k.length + v.length + 4, 0)
+          if (bytes > MAX_C2D_HEADER_BYTES) {
+            log.warn('C2D message too large for HTTP headers: rejected', { deviceId, sequenceNumber: m.sequenceNumber, headerBytes: bytes })
+            await shards.request('c2d.settle', deviceId, m.lockToken, 'reject')
+            continue
+          }
+          // billed once, as over MQTT: its redeliveries are not
+          if (m.deliveryCount === 1) throttles.meter.bill('c2d', throttles.meter.chunks(m.body.length))
+          return { status: 200, headers, body: Buffer.from(m.body.buffer, m.body.byteOffset, m.body.byteLength) }
+        }
+        return { status: 204 }
       },
     },
     {
