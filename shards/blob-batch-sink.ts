@@ -3,8 +3,12 @@
 // one). The block id is the batch's first outbox sequence number, so a publish redone after a crash
 // finds its block already committed and appends nothing: each batch lands once. The account arrives
 // from the main thread once the hub's blob store is open; until then publishes wait.
-import { createReadStream } from 'node:fs'
-import { stat } from 'node:fs/promises'
+import { createReadStream, createWriteStream } from 'node:fs'
+import { rm, stat } from 'node:fs/promises'
+import { Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import { createDeflateRaw } from 'node:zlib'
+import { blockPrefix, containerHeader, syncMarker, type AvroCodec } from './avro-records.js'
 import type { ContainerClient } from '@azure/storage-blob'
 import { blobServiceClient, type BlobAccess } from '../src/storage/blob-client.js'
 
@@ -42,8 +46,12 @@ export class BlobBatchSinks {
     return c
   }
 
-  /** Appends `file` as block `blockId` of `container/blobName`, unless that block is committed already. */
-  async append(container: string, blobName: string, blockId: string, file: string, signal?: { isStopped: boolean }): Promise<void> {
+  /**
+   * Appends `file` as block `blockId` of `container/blobName`, unless that block is committed already.
+   * `avro`: the file holds that many Avro-encoded records, framed here as one data block (after the
+   * container header when the blob is new), compressed for `deflate`.
+   */
+  async append(container: string, blobName: string, blockId: string, file: string, signal?: { isStopped: boolean }, avro?: { codec: AvroCodec; records: number }): Promise<void> {
     const blob = (await this.container(container, signal)).getBlockBlobClient(blobName)
     let committed: string[] = []
     try {
@@ -53,9 +61,29 @@ export class BlobBatchSinks {
       if ((e as { statusCode?: number }).statusCode !== 404) throw e
     }
     if (committed.includes(blockId)) return
-    const { size } = await stat(file)
-    await blob.stageBlock(blockId, () => createReadStream(file), size)
+    if (avro) await this.stageAvro(blob, blockId, file, blobName, committed.length === 0, avro)
+    else await blob.stageBlock(blockId, () => createReadStream(file), (await stat(file)).size)
     await blob.commitBlockList([...committed, blockId], { blobHTTPHeaders: { blobContentType: 'application/json' } })
+  }
+
+  private async stageAvro(blob: ReturnType<ContainerClient['getBlockBlobClient']>, blockId: string, file: string, blobName: string, isNew: boolean,
+    avro: { codec: AvroCodec; records: number }): Promise<void> {
+    // deflate: compressed beside the stage (a stream, never the whole batch in memory)
+    const body = avro.codec === 'deflate' ? `${file}.deflate` : file
+    if (body !== file) await pipeline(createReadStream(file), createDeflateRaw(), createWriteStream(body))
+    try {
+      const { size } = await stat(body)
+      const sync = syncMarker(blobName)
+      const head = Buffer.concat([isNew ? containerHeader(avro.codec, sync) : Buffer.alloc(0), blockPrefix(avro.records, size)])
+      const stream = () => Readable.from((async function* () {
+        yield head
+        yield* createReadStream(body)
+        yield sync
+      })())
+      await blob.stageBlock(blockId, stream, head.length + size + sync.length)
+    } finally {
+      if (body !== file) await rm(body, { force: true })
+    }
   }
 
   close(): void {

@@ -9,7 +9,7 @@ import type { OutboxKind } from '../src/store/hub-store.js'
 /** A storage publish under way: the staged batch goes into `file` (truncated back to `base` bytes first; -1: new file). */
 export interface PublishIntent { file: string; base: number; end: number }
 /** The same into a blob store: the staged batch becomes block `block` of `blob` in `container`. */
-export interface BlobPublishIntent { container: string; blob: string; block: string; end: number }
+export interface BlobPublishIntent { container: string; blob: string; block: string; end: number; records: number }
 
 export interface OutboxCursor {
   /** the next sequence number to deliver */

@@ -13,7 +13,7 @@ export class StagedBatch {
 
   constructor(readonly path: string) {}
 
-  async append(text: string): Promise<void> {
+  async append(text: string | Buffer): Promise<void> {
     if (!this.hasDirectory) {
       await mkdir(dirname(this.path), { recursive: true })
       this.hasDirectory = true

@@ -14,6 +14,7 @@ import type { StorageEndpointDef } from '../src/routing/routing-config.js'
 import { DeliverySignal } from './delivery-signal.js'
 import { outboxEvents, trimDelivered } from './endpoint-outbox.js'
 import { messageRecord } from './message-record.js'
+import { avroRecord } from './avro-records.js'
 import type { BlobPublishIntent, OutboxCursor, OutboxCursors, OutboxId, PublishIntent } from './outbox-cursors.js'
 import { batchBlockId, type BlobBatchSinks } from './blob-batch-sink.js'
 import { sizeOf, StagedBatch } from './storage-batch-file.js'
@@ -50,7 +51,7 @@ export interface StorageDelivererOptions {
   blobPersistMs?: number
 }
 
-interface Window { startedAt: number; bytes: number }
+interface Window { startedAt: number; bytes: number; records: number }
 
 export class StorageDeliverer {
   private readonly signal = new DeliverySignal()
@@ -106,28 +107,31 @@ export class StorageDeliverer {
   }
 
   /** Reads and formats up to one slice of the open window (synchronous: the LMDB iterator must not outlive the turn). */
-  private readSlice(from: number, open: Window | null, windowMs: number): { text: string; next: number; window: Window | null; isFull: boolean; isCaughtUp: boolean } {
+  private readSlice(from: number, open: Window | null, windowMs: number): { text: Buffer; next: number; window: Window | null; isFull: boolean; isCaughtUp: boolean } {
     const max = this.o.def.maxChunkSizeInBytes
-    const lines: string[] = []
+    const avro = this.o.def.encoding !== 'JSON'
+    const lines: Buffer[] = []
+    const text = () => Buffer.concat(lines)
     let sliceBytes = 0
     let next = from
     let window = open
     for (const { sequence, event } of outboxEvents(this.o.outbox, from)) {
-      if (!window) window = { startedAt: event.t, bytes: 0 }
+      if (!window) window = { startedAt: event.t, bytes: 0, records: 0 }
       // the next window's first event: this one is complete
-      if (event.t >= window.startedAt + windowMs) return { text: lines.join(''), next, window, isFull: true, isCaughtUp: false }
-      const line = JSON.stringify(messageRecord(event)) + '\n'
-      const size = Buffer.byteLength(line)
+      if (event.t >= window.startedAt + windowMs) return { text: text(), next, window, isFull: true, isCaughtUp: false }
+      const line = avro ? avroRecord(event) : Buffer.from(JSON.stringify(messageRecord(event)) + '\n')
+      const size = line.length
       // a chunk never exceeds maxChunkSizeInBytes, unless one record alone does
-      if (window.bytes > 0 && window.bytes + size > max) return { text: lines.join(''), next, window, isFull: true, isCaughtUp: false }
+      if (window.bytes > 0 && window.bytes + size > max) return { text: text(), next, window, isFull: true, isCaughtUp: false }
       lines.push(line)
       window.bytes += size
+      window.records++
       sliceBytes += size
       next = sequence + 1
-      if (window.bytes >= max) return { text: lines.join(''), next, window, isFull: true, isCaughtUp: false }
-      if (lines.length >= SLICE_RECORDS || sliceBytes >= SLICE_BYTES) return { text: lines.join(''), next, window, isFull: false, isCaughtUp: false }
+      if (window.bytes >= max) return { text: text(), next, window, isFull: true, isCaughtUp: false }
+      if (lines.length >= SLICE_RECORDS || sliceBytes >= SLICE_BYTES) return { text: text(), next, window, isFull: false, isCaughtUp: false }
     }
-    return { text: lines.join(''), next, window, isFull: false, isCaughtUp: true }
+    return { text: text(), next, window, isFull: false, isCaughtUp: true }
   }
 
   /** Moves the staged window into its blob or file, then the cursor past it. */
@@ -135,7 +139,7 @@ export class StorageDeliverer {
     const name = storageFileName(this.o.def.fileNameFormat, this.o.hubName, this.o.partition, window.startedAt)
     await this.staged.sync()
     const intent: PublishIntent | BlobPublishIntent = this.o.blobs
-      ? { container: this.o.def.containerName, blob: name, block: batchBlockId(cursor.next), end }
+      ? { container: this.o.def.containerName, blob: name, block: batchBlockId(cursor.next), end, records: window.records }
       : { file: join(this.o.root, name), base: await sizeOf(join(this.o.root, name)), end }
     await this.o.cursors.put(this.id, { next: cursor.next, publish: intent })
     await this.move(intent)
@@ -145,7 +149,8 @@ export class StorageDeliverer {
   private async move(intent: PublishIntent | BlobPublishIntent): Promise<void> {
     if (!('blob' in intent)) return this.staged.moveInto(intent)
     if (!this.o.blobs) throw new Error('a blob publish was under way, and this hub has no blob store now')
-    await this.o.blobs.append(intent.container, intent.blob, intent.block, this.staged.path, this.signal)
+    const avro = this.o.def.encoding === 'JSON' ? undefined : { codec: this.o.def.encoding === 'avroDeflate' ? 'deflate' as const : 'null' as const, records: intent.records }
+    await this.o.blobs.append(intent.container, intent.blob, intent.block, this.staged.path, this.signal, avro)
     // the stage stays until the store has surely saved the commit: a redo finds the block, or appends it again
     if (this.o.blobPersistMs) await new Promise((resolve) => setTimeout(resolve, this.o.blobPersistMs))
     await this.staged.discard()

@@ -138,7 +138,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
   // every shard applies a routing change before the REST call that made it is answered
   const hubPorts: number[] = []
   const routing: RoutingService = new RoutingService(store, config.partitions, (c): Promise<unknown> => { openForStorage(c); return shards.broadcast('routing.apply', c) },
-    () => ({ allowPrivate: config.allowPrivateWebhooks, hubPorts }), health)
+    () => ({ allowPrivate: config.allowPrivateWebhooks, hubPorts }), health, blobStore.configured)
   // a shard reports its queues' depths as soon as it has loaded them, possibly before the edge exists
   const earlyCounts: [string, number][] = []
   const shards = new ShardPool(

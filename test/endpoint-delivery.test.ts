@@ -121,7 +121,7 @@ describe('endpoint deliveries of the hub process', () => {
     const args = ['--shards', '2', '--partitions', String(PARTITIONS)]
     const hub = await spawnHub(dataDir, args)
     await configure(hub, '/routing/endpoints/logs/copy', {})
-    await configure(hub, '/routing/endpoints/storageContainers/archive', { batchFrequencyInSeconds: 1 })
+    await configure(hub, '/routing/endpoints/storageContainers/archive', { batchFrequencyInSeconds: 1, encoding: 'JSON' })
     await configure(hub, '/routing/endpoints/webhooks/hook', { url, maxDeliveryAttempts: 20 })
     for (const ep of ['copy', 'archive', 'hook']) await configure(hub, `/routing/routes/to-${ep}`, { condition: 'true', endpointNames: [ep] })
 

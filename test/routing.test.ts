@@ -99,7 +99,7 @@ describe('routed telemetry', () => {
       return r.body
     }
     await ok('PUT', '/routing/endpoints/logs/hot', {})
-    await ok('PUT', '/routing/endpoints/storageContainers/archive', { batchFrequencyInSeconds: 1 })
+    await ok('PUT', '/routing/endpoints/storageContainers/archive', { batchFrequencyInSeconds: 1, encoding: 'JSON' })
     await ok('PUT', '/routing/endpoints/webhooks/hook', { url: hookUrl, maxDeliveryAttempts: 3 })
     await ok('PUT', '/routing/routes/to-hot', { condition: "level = 'hot'", endpointNames: ['hot'] })
     // a second matching route to the same endpoint: still delivered once
@@ -170,7 +170,7 @@ describe('routed telemetry', () => {
 describe('endpoint outboxes', () => {
   it('writes a storage batch as soon as it reaches maxChunkSizeInBytes, long before its window ends', async () => {
     const put = async (path: string, body: unknown) => expect((await t.rest('PUT', path, { body })).status).toBe(200)
-    await put('/routing/endpoints/storageContainers/chunks', { batchFrequencyInSeconds: 720, maxChunkSizeInBytes: 1024 })
+    await put('/routing/endpoints/storageContainers/chunks', { batchFrequencyInSeconds: 720, maxChunkSizeInBytes: 1024, encoding: 'JSON' })
     await put('/routing/routes/to-chunks', { condition: "level = 'chunk'", endpointNames: ['chunks'] })
     const dev = await connectDevice(t, 'chunk-dev')
     const publish = (i: number) => dev.publish(`devices/chunk-dev/messages/events/level=chunk&$.mid=c${i}`, 'x'.repeat(60))
@@ -272,7 +272,7 @@ describe('persistence', () => {
   it('keeps routes, endpoints and enrichments across a restart; a storage batch not yet due waits in its outbox across it', async () => {
     const dataDir = tempDir()
     let hub = await startTestHub({}, { dataDir })
-    await hub.rest('PUT', '/routing/endpoints/storageContainers/slow', { body: { batchFrequencyInSeconds: 720 } })
+    await hub.rest('PUT', '/routing/endpoints/storageContainers/slow', { body: { batchFrequencyInSeconds: 720, encoding: 'JSON' } })
     expect((await hub.rest('PUT', '/routing/routes/all', { body: { condition: "level = 'x'", endpointNames: ['slow', 'events'] } })).status).toBe(200)
     await hub.rest('PUT', '/routing/enrichments/e1', { body: { value: 'v', endpointNames: ['events'] } })
     const dev = await connectDevice(hub, 'p-dev')
@@ -289,7 +289,7 @@ describe('persistence', () => {
       expect(config.endpoints.storageContainers[0]).toMatchObject({ name: 'slow', batchFrequencyInSeconds: 720, encoding: 'JSON' })
       expect(config.enrichments).toEqual([{ key: 'e1', value: 'v', endpointNames: ['events'] }])
       // a 1 s window: the one that began before the restart has passed, so the batch from the outbox is written now, once
-      expect((await hub.rest('PUT', '/routing/endpoints/storageContainers/slow', { body: { batchFrequencyInSeconds: 1 } })).status).toBe(200)
+      expect((await hub.rest('PUT', '/routing/endpoints/storageContainers/slow', { body: { batchFrequencyInSeconds: 1, encoding: 'JSON' } })).status).toBe(200)
       const blobs = await until(() => routedBlobs(dataDir, 'slow'), (f) => f.length > 0, 10_000)
       expect(blobs).toHaveLength(1)
       const lines = blobs[0]!.text.trim().split('\n').map((l) => JSON.parse(l))
@@ -301,6 +301,25 @@ describe('persistence', () => {
       await dev2.disconnect()
       const events = eventsOf(await readAllEvents(hub), 'p-dev')
       expect(events.map((e) => [Buffer.from(e.body, 'base64').toString(), e.properties.e1])).toEqual([['kept', 'v'], ['again', 'v']])
+    } finally {
+      await hub.stop()
+    }
+  })
+})
+
+describe('storage endpoints without a blob store', () => {
+  it('writes JSON files under the data directory, and refuses the Avro encodings (Azure\'s default) with a clear 400', async () => {
+    const hub = await startTestHub({ blobStore: 'off' })
+    try {
+      const r = await hub.rest('PUT', '/routing/endpoints/storageContainers/noblob', { body: {} })
+      expect({ status: r.status, message: r.body.Message }).toEqual({ status: 400, message: "ErrorCode:ArgumentInvalid;storage endpoint noblob: encoding avro needs the hub's blob store (--blob-store); with it off, use encoding JSON" })
+      expect((await hub.rest('PUT', '/routing/endpoints/storageContainers/noblob', { body: { encoding: 'JSON', batchFrequencyInSeconds: 1 } })).status).toBe(200)
+      expect((await hub.rest('PUT', '/routing/routes/to-noblob', { body: { condition: 'true', endpointNames: ['noblob'] } })).status).toBe(200)
+      const dev = await connectDevice(hub, 'nb-dev')
+      await dev.publish('devices/nb-dev/messages/events/', 'on disk')
+      await dev.disconnect()
+      const files = await until(() => filesUnder(join(hub.dataDir, 'endpoints', 'noblob')), (f) => f.length > 0, 10_000)
+      expect(readFileSync(files[0]!, 'utf8')).toContain(base64('on disk'))
     } finally {
       await hub.stop()
     }

@@ -17,6 +17,8 @@ import { ensureLocalPki } from '../src/tls/local-pki.js'
 import { createLogger } from '../src/log.js'
 import type { StorageEndpointDef } from '../src/routing/routing-config.js'
 import { seedPki, tempDir } from './helpers/test-hub.js'
+import avro from 'avsc'
+import { Readable } from 'node:stream'
 import { until } from './helpers/device-mqtt.js'
 
 const dir = tempDir('hyperhub-blob-delivery-')
@@ -41,13 +43,26 @@ const sender = { deviceId: 'dev-1', generationId: 'g1', authMethod: '{"scope":"d
 const event = (t: number, body: string, mid: string): RawEvent => ({ t, sender, bag: `%24.mid=${mid}`, extra: null, body: Buffer.from(body) })
 const line = (e: RawEvent) => JSON.stringify(messageRecord(toStoredEvent(e.t, e.sender, e.bag, e.extra, e.body))) + '\n'
 
-async function blobText(container: string, name: string): Promise<string> {
+async function blobBytes(container: string, name: string): Promise<Buffer> {
   const { service, agent } = blobServiceClient(access)
-  try { return (await service.getContainerClient(container).getBlockBlobClient(name).downloadToBuffer()).toString() } finally { agent.destroy() }
+  try { return await service.getContainerClient(container).getBlockBlobClient(name).downloadToBuffer() } finally { agent.destroy() }
+}
+const blobText = async (container: string, name: string) => (await blobBytes(container, name)).toString()
+
+/** An Avro container file as any Avro reader sees it: its codec and its records. */
+async function readAvro(bytes: Buffer): Promise<{ codec: string; records: Record<string, unknown>[] }> {
+  const decoder = new avro.streams.BlockDecoder()
+  let codec = ''
+  decoder.on('metadata', (_type: unknown, c: string) => { codec = c })
+  const records: Record<string, unknown>[] = []
+  await new Promise<void>((resolve, reject) => {
+    Readable.from([bytes]).pipe(decoder).on('data', (r: Record<string, unknown>) => records.push(r)).on('end', resolve).on('error', reject)
+  })
+  return { codec, records }
 }
 
-function setUp(name: string) {
-  const def: StorageEndpointDef = { name, containerName: name, fileNameFormat: '{iothub}/{partition}/{YYYY}/{MM}/{DD}/{HH}/{mm}', batchFrequencyInSeconds: 60, maxChunkSizeInBytes: 1 << 20, encoding: 'JSON' }
+function setUp(name: string, encoding: StorageEndpointDef['encoding'] = 'JSON') {
+  const def: StorageEndpointDef = { name, containerName: name, fileNameFormat: '{iothub}/{partition}/{YYYY}/{MM}/{DD}/{HH}/{mm}', batchFrequencyInSeconds: 60, maxChunkSizeInBytes: 1 << 20, encoding }
   const cursors = new OutboxCursors(store.outboxCursors)
   let deliverer: StorageDeliverer | null = null
   const log = new OutboxLog(1, store.outbox('storage', name, 1), 0, () => deliverer?.wake())
@@ -92,11 +107,35 @@ describe('storage endpoint into a blob store', () => {
       writeFileSync(s.stagingFile, staged)
       if (committedBefore) await s.sinks.append(name, blob, batchBlockId(0), s.stagingFile)
       // the crash left the intent in the cursor and the batch staged
-      await s.cursors.put(s.id, { next: 0, publish: { container: name, blob, block: batchBlockId(0), end: 3 } })
+      await s.cursors.put(s.id, { next: 0, publish: { container: name, blob, block: batchBlockId(0), end: 3, records: 3 } })
       const d = s.start(() => t0 + 3_600_000)
       await until(() => s.cursors.get(s.id), (c) => c?.next === 3 && !c.publish, 10_000)
       await d.stop()
       expect({ name, text: await blobText(name, blob) }).toEqual({ name, text: staged })
+      s.sinks.close()
+    }
+  })
+
+  it('writes Avro container files (avro, avroDeflate): the header once, a data block per batch, readable by an Avro reader', async () => {
+    for (const encoding of ['avro', 'avroDeflate'] as const) {
+      const s = setUp(`enc-${encoding.toLowerCase()}`, encoding)
+      const t0 = Date.parse('2026-01-01T00:09:10Z')
+      const e = [event(t0, 'first body', 'a0'), event(t0 + 5, JSON.stringify({ temp: 21 }), 'a1')]
+      await s.log.append([e[0]!])
+      let d = s.start(() => t0 + 3_600_000)
+      await until(() => s.cursors.get(s.id)?.next, (n) => n === 1, 10_000)
+      await d.stop()
+      // a second batch of the same minute: one more data block of the same file
+      await s.log.append([e[1]!])
+      d = s.start(() => t0 + 3_600_000)
+      await until(() => s.cursors.get(s.id)?.next, (n) => n === 2, 10_000)
+      await d.stop()
+      const got = await readAvro(await blobBytes(s.def.containerName, storageFileName(s.def.fileNameFormat, 'hub', 1, t0)))
+      expect(got.codec).toBe(encoding === 'avro' ? 'null' : 'deflate')
+      expect(got.records.map((r) => ({ body: (r.Body as Buffer).toString(), mid: (r.SystemProperties as Record<string, string>).messageId }))).toEqual([
+        { body: 'first body', mid: 'a0' }, { body: '{"temp":21}', mid: 'a1' },
+      ])
+      expect(got.records[0]).toMatchObject({ EnqueuedTimeUtc: '2026-01-01T00:09:10.0000000Z', Properties: {}, SystemProperties: { connectionDeviceId: 'dev-1' } })
       s.sinks.close()
     }
   })

@@ -25,7 +25,9 @@ export interface FallbackRouteDef { name: '$fallback'; source: 'DeviceMessages';
 /** Another partitioned log like the built-in endpoint, read at /messages/endpoints/{name}/... */
 export interface LogEndpointDef { name: string }
 /** `containerName`: the blob container of the hub's blob store its batches go to */
-export interface StorageEndpointDef { name: string; containerName: string; fileNameFormat: string; batchFrequencyInSeconds: number; maxChunkSizeInBytes: number; encoding: 'JSON' }
+export type StorageEncoding = 'avro' | 'avroDeflate' | 'JSON'
+export interface StorageEndpointDef { name: string; containerName: string; fileNameFormat: string; batchFrequencyInSeconds: number; maxChunkSizeInBytes: number; encoding: StorageEncoding }
+const ENCODINGS: Record<string, StorageEncoding> = { avro: 'avro', avrodeflate: 'avroDeflate', json: 'JSON' }
 
 const CONTAINER_NAME = /^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$/
 
@@ -103,12 +105,13 @@ function endpointOf(raw: unknown, kind: EndpointKind): LogEndpointDef | StorageE
     const fileNameFormat = str(raw.fileNameFormat, 'fileNameFormat', DEFAULT_FILE_NAME_FORMAT)
     for (const t of FILE_TOKENS) if (!fileNameFormat.includes(t)) throw bad(`fileNameFormat must contain every one of ${FILE_TOKENS.join(' ')} (missing ${t})`)
     if (fileNameFormat.split('/').some((part) => part === '..' || part === '.') || fileNameFormat.startsWith('/')) throw bad('fileNameFormat must be a relative path without . or .. segments')
-    const encoding = str(raw.encoding, 'encoding', 'JSON')
-    if (encoding.toUpperCase() !== 'JSON') throw bad('encoding must be JSON (Avro is not supported)')
+    // Azure's default is Avro
+    const encoding = ENCODINGS[str(raw.encoding, 'encoding', 'avro').toLowerCase()]
+    if (!encoding) throw bad('encoding must be avro, avroDeflate or JSON')
     const containerName = raw.containerName === undefined ? defaultContainerName(n) : str(raw.containerName, 'containerName')
     if (!CONTAINER_NAME.test(containerName)) throw bad('containerName must be 3-63 lowercase letters, digits and single hyphens')
     return {
-      name: n, containerName, fileNameFormat, encoding: 'JSON',
+      name: n, containerName, fileNameFormat, encoding,
       // choice: shorter windows and smaller chunks than Azure allows (60 s, 10 MB), for local use and tests
       batchFrequencyInSeconds: int(raw.batchFrequencyInSeconds, 'batchFrequencyInSeconds', 300, 1, 720),
       maxChunkSizeInBytes: int(raw.maxChunkSizeInBytes, 'maxChunkSizeInBytes', 314_572_800, 1024, 524_288_000),

@@ -19,7 +19,9 @@ export class RoutingService {
     private readonly applyToShards: (config: RoutingConfig) => Promise<unknown>,
     /** where webhooks may go: a destination refused outright is refused when it is configured */
     private readonly webhookPolicy: () => DestinationPolicy = () => ({ allowPrivate: true, hubPorts: [] }),
-    private readonly health?: WriteHealth) {
+    private readonly health?: WriteHealth,
+    /** Avro batches need the blob store (files under the data directory are JSON only) */
+    private readonly avroAllowed = true) {
     const stored = store.routing.get(KEY) as RoutingConfig | undefined
     this.config = stored ? validateRoutingConfig(stored) : defaultRoutingConfig()
   }
@@ -36,6 +38,8 @@ export class RoutingService {
       const draft = structuredClone(this.config)
       change(draft)
       const next = validateRoutingConfig(draft)
+      const avro = next.endpoints.storageContainers.find((e) => e.encoding !== 'JSON')
+      if (avro && !this.avroAllowed) throw new HubError(400004, `storage endpoint ${avro.name}: encoding ${avro.encoding} needs the hub's blob store (--blob-store); with it off, use encoding JSON`)
       for (const w of next.endpoints.webhooks) {
         const refused = configuredRefusal(w.url, this.webhookPolicy())
         if (refused) throw new HubError(400004, `webhook ${w.name}: ${refused}`)

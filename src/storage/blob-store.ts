@@ -80,16 +80,23 @@ export class BlobStore implements AsyncDisposable {
     const url = new URL(account.blobEndpoint)
     // `https://${hostName}/${container}/${blob}`: a port and Azurite's path-style account fit in it
     const hostName = `${url.host}${url.pathname.replace(/\/+$/, '')}`
+    // one client per container (building clients was half of the hub's CPU per uploaded file)
+    const containers = new Map<string, ContainerClient>()
+    const containerOf = (name: string) => {
+      let c = containers.get(name)
+      if (!c) containers.set(name, (c = service.getContainerClient(name)))
+      return c
+    }
     const target: UploadTarget = {
       hostName,
-      blobUri: (container, blobName) => service.getContainerClient(container).getBlockBlobClient(blobName).url,
+      blobUri: (container, blobName) => containerOf(container).getBlockBlobClient(blobName).url,
       blobSas: (container, blobName, expiresOn) => `?${generateBlobSASQueryParameters({
         containerName: container, blobName, permissions: BlobSASPermissions.parse('rw'), expiresOn, protocol: SASProtocol.Https,
       }, credential).toString()}`,
-      ensureContainer: async (container) => { await service.getContainerClient(container).createIfNotExists() },
+      ensureContainer: async (container) => { await containerOf(container).createIfNotExists() },
       blobProperties: async (container, blobName) => {
         try {
-          const p = await service.getContainerClient(container).getBlockBlobClient(blobName).getProperties()
+          const p = await containerOf(container).getBlockBlobClient(blobName).getProperties()
           return { size: p.contentLength ?? 0, lastModified: p.lastModified ?? new Date() }
         } catch (e) {
           if ((e as { statusCode?: number }).statusCode === 404) return undefined
