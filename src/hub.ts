@@ -39,6 +39,8 @@ import { deviceC2dRoutes } from './rest/device-c2d-routes.js'
 import { fileUploadRoutes } from './rest/file-upload-routes.js'
 import { FileUploads, type FileNotification } from './files/file-uploads.js'
 import { BlobStore } from './storage/blob-store.js'
+import { ModuleRegistry } from './registry/module-registry.js'
+import { moduleRoutes } from './rest/module-routes.js'
 import type { RoutingConfig } from './routing/routing-config.js'
 import { operatorRoutes } from './rest/operator-routes.js'
 import { HubMetrics } from './metrics/hub-metrics.js'
@@ -180,6 +182,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
     lastActivityTime: (id) => edge.lastActivityTime(id),
     cloudToDeviceMessageCount: (id) => edge.cloudToDeviceMessageCount(id),
   }, health)
+  const modules = new ModuleRegistry(store.root, store.modules, registry, health)
   edge = new DeviceEdge(new Authenticator(tlsNames, policies, registry, config.sasVerifier, config.maxTokenLifetimeDays * 86_400), shards, log, config.mqttFramer, {
     load: () => [...store.activity.getRange()].map(({ key, value }) => [key as string, value as number] as [string, number]),
     // written as a device disconnects: rare enough to need no batching
@@ -226,7 +229,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
   const webSocketHeldInput = mountWebSockets(app, edge, amqpServer)
   stream.mount(app, edge.authenticator)
   const routes: Route[] = [
-    ...registryRoutes(registry, edge), ...eventsRoutes(endpoint), ...twinRoutes(registry, shards), ...methodRoutes(registry, edge),
+    ...registryRoutes(registry, edge), ...moduleRoutes(modules), ...eventsRoutes(endpoint), ...twinRoutes(registry, shards), ...methodRoutes(registry, edge),
     ...c2dRoutes(registry, shards, feedback, eventHubName), ...routingRoutes(routing), ...endpointLogRoutes((name) => routing.logEndpoint(name)),
     ...queryRoutes(queries), ...notYetRoutes(),
   ]

@@ -58,7 +58,7 @@ function thumbprint(v: unknown): string | null {
   return v.toUpperCase()
 }
 
-function authenticationFrom(body: Record<string, unknown>, previous?: DeviceRecord['authentication']): DeviceRecord['authentication'] {
+export function authenticationFrom(body: Record<string, unknown>, previous?: DeviceRecord['authentication'], what = 'device'): DeviceRecord['authentication'] {
   const auth = (body.authentication ?? {}) as Record<string, any>
   const type: AuthType = auth.type ?? 'sas'
   if (!['sas', 'selfSigned', 'certificateAuthority', 'none'].includes(type)) throw new HubError(400004, `authentication.type ${JSON.stringify(type)} is not one of sas, selfSigned, certificateAuthority, none`)
@@ -66,13 +66,13 @@ function authenticationFrom(body: Record<string, unknown>, previous?: DeviceReco
   let primaryKey = checkKey('primaryKey', auth.symmetricKey?.primaryKey)
   let secondaryKey = checkKey('secondaryKey', auth.symmetricKey?.secondaryKey)
   if (type === 'sas') {
-    if (x509.primaryThumbprint || x509.secondaryThumbprint) throw new HubError(400004, 'a sas device cannot also have thumbprints')
+    if (x509.primaryThumbprint || x509.secondaryThumbprint) throw new HubError(400004, `a sas ${what} cannot also have thumbprints`)
     // empty keys mean "generate", as the service SDK sends them on create
     primaryKey ??= previous?.type === 'sas' && auth.symmetricKey === undefined ? previous.symmetricKey.primaryKey : generateKey()
     secondaryKey ??= previous?.type === 'sas' && auth.symmetricKey === undefined ? previous.symmetricKey.secondaryKey : generateKey()
   } else {
-    if (primaryKey || secondaryKey) throw new HubError(400004, `a ${type} device cannot have symmetric keys`)
-    if (type === 'selfSigned' && !x509.primaryThumbprint) throw new HubError(400004, 'a selfSigned device needs authentication.x509Thumbprint.primaryThumbprint')
+    if (primaryKey || secondaryKey) throw new HubError(400004, `a ${type} ${what} cannot have symmetric keys`)
+    if (type === 'selfSigned' && !x509.primaryThumbprint) throw new HubError(400004, `a selfSigned ${what} needs authentication.x509Thumbprint.primaryThumbprint`)
   }
   return { type, symmetricKey: { primaryKey, secondaryKey }, x509Thumbprint: x509 }
 }
@@ -221,7 +221,7 @@ export function identityJson(d: DeviceRecord, presence: PresenceView): Record<st
   }
 }
 
-function randomGenerationId(): string {
+export function randomGenerationId(): string {
   // 18 decimal digits, like Azure's
   return (BigInt('0x' + randomBytes(8).toString('hex')) % 10n ** 18n).toString().padStart(18, '6')
 }

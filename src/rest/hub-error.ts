@@ -7,7 +7,7 @@ const NAMES: Record<number, string> = {
   400014: 'DefaultStorageEndpointNotConfigured', 400015: 'InvalidFileUploadCorrelationId', 400016: 'ExpiredFileUploadCorrelationId',
   400019: 'InvalidFileUploadCompletionStatus', 400020: 'InvalidStorageEndpointOrBlob', 403006: 'DeviceMaximumActiveFileUploadLimitExceeded',
   401003: 'IotHubUnauthorized', 403010: 'OperationNotAvailableInCurrentTier', 403004: 'DeviceMaximumQueueDepthExceeded', 403012: 'DeviceDisabled', 403800: 'DeviceMaximumInflightMethodExceeded',
-  404000: 'GenericNotFound', 404001: 'DeviceNotFound', 404103: 'DeviceNotOnline', 405000: 'GenericMethodNotAllowed',
+  404000: 'GenericNotFound', 404001: 'DeviceNotFound', 404010: 'ModuleNotFound', 409301: 'ModuleAlreadyExistsOnDevice', 413003: 'TooManyModulesOnDevice', 404103: 'DeviceNotOnline', 405000: 'GenericMethodNotAllowed',
   409000: 'GenericConflict', 409001: 'DeviceAlreadyExists', 412001: 'PreconditionFailed', 412002: 'DeviceMessageLockLost',
   413000: 'GenericRequestEntityTooLarge', 413001: 'MessageTooLarge', 415000: 'GenericUnsupportedMediaType',
   429001: 'ThrottlingException', 429002: 'ThrottleBacklogLimitExceeded', 403002: 'IotHubQuotaExceeded', 500001: 'ServerError', 503001: 'ServiceUnavailable', 503005: 'ServerBusy', 504101: 'GatewayTimeout',

@@ -20,6 +20,8 @@ export interface HubStore {
   c2dSequences: Database
   /** the service's C2D feedback queue (written by the main thread) */
   feedback: Database
+  /** module identities, key [deviceId, moduleId] (main thread) */
+  modules: Database
   /** file uploads a device started and has not finished, by correlation id (main thread) */
   fileUploads: Database
   /** the service's file-upload notification queue (main thread) */
@@ -75,6 +77,7 @@ export function openHubStore(dataDir: string, durability: Durability = 'process'
     c2d: root.openDB({ name: 'c2d' }),
     c2dSequences: root.openDB({ name: 'c2d-sequences' }),
     feedback: root.openDB({ name: 'feedback' }),
+    modules: root.openDB({ name: 'modules' }),
     fileUploads: root.openDB({ name: 'file-uploads' }),
     fileNotifications: root.openDB({ name: 'file-notifications' }),
     partition: (p) => named(`events.${p}`, true),
