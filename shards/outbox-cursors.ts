@@ -16,6 +16,12 @@ export interface OutboxCursor {
   next: number
   /** storage only: set while a staged batch is moved into its file, so a crash there is finished exactly once */
   publish?: PublishIntent | BlobPublishIntent
+  /** storage: the endpoint's incarnation, part of its block ids (an endpoint created again gets a new one) */
+  incarnation?: string
+  /** storage into blobs: the position before batches the store may not have saved yet (the outbox keeps them) */
+  safe?: number
+  /** storage into blobs: [end, committed at] of each batch after `safe`, so a redo cuts them where they were */
+  held?: [number, number][]
 }
 
 export interface OutboxId { kind: OutboxKind; name: string; partition: number }

@@ -3,7 +3,7 @@
 // (routing may use them in the next turn), restarts the deliverers of changed ones on the same outbox
 // and cursor, and drops the outboxes of removed ones: one LMDB operation each, never a walk over the
 // backlog. Outboxes a crash left behind (their endpoint gone) are dropped at the next apply.
-import type { BlobBatchSinks } from './blob-batch-sink.js'
+import { newIncarnation, type BlobBatchSinks } from './blob-batch-sink.js'
 import { rm } from 'node:fs/promises'
 import { join, resolve, sep } from 'node:path'
 import type { HubStore, OutboxKind } from '../src/store/hub-store.js'
@@ -25,7 +25,6 @@ export interface OutboxEndpointsDeps {
   webhookPolicy(): DestinationPolicy
   /** the hub's blob store for storage endpoints (none: they write files under dataDir/endpoints) */
   blobs?: BlobBatchSinks
-  blobPersistMs?: number
 }
 
 type Def = { kind: 'storage'; def: StorageEndpointDef } | { kind: 'webhook'; def: WebhookEndpointDef }
@@ -107,7 +106,7 @@ export class OutboxEndpoints {
           // the cursor marks the outbox as existing, so a removal a crash interrupts is finished later
           await Promise.all([...e.parts.keys()].map(async (p) => {
             const id = { kind: e.spec.kind, name: e.spec.def.name, partition: p }
-            if (!this.cursors.get(id)) await this.cursors.put(id, { next: 0 })
+            if (!this.cursors.get(id)) await this.cursors.put(id, { next: 0, incarnation: newIncarnation() })
           }))
         } finally {
           this.startDeliverers(e)
@@ -147,7 +146,7 @@ export class OutboxEndpoints {
       const common = { partition: p, outbox: part.log.database, cursors: this.cursors, problem: this.deps.problem }
       part.deliverer = e.spec.kind === 'storage'
         ? new StorageDeliverer({
-          ...common, def: e.spec.def, hubName: this.deps.hubName, blobs: this.deps.blobs, blobPersistMs: this.deps.blobPersistMs,
+          ...common, def: e.spec.def, hubName: this.deps.hubName, blobs: this.deps.blobs,
           root: inside(join(this.deps.dataDir, 'endpoints'), e.spec.def.name), stagingFile: this.stagingFile(e.spec.def.name, p),
         })
         : new WebhookDeliverer({ ...common, def: e.spec.def, policy: this.deps.webhookPolicy })

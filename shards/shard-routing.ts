@@ -27,7 +27,6 @@ export interface ShardRoutingDeps {
   webhookPolicy(): DestinationPolicy
   /** the hub's blob store for storage endpoints (none: they write files) */
   blobs?: BlobBatchSinks
-  blobPersistMs?: number
   /** settles once what is queued and committing now is committed */
   committed(): Promise<void>
 }
@@ -52,7 +51,7 @@ export class ShardRouting {
   constructor(private readonly deps: ShardRoutingDeps) {
     this.outboxes = new OutboxEndpoints({
       store: deps.store, dataDir: deps.dataDir, hubName: deps.hubName, partitions: [...deps.builtIn.keys()], problem: deps.problem,
-      webhookPolicy: deps.webhookPolicy, blobs: deps.blobs, blobPersistMs: deps.blobPersistMs,
+      webhookPolicy: deps.webhookPolicy, blobs: deps.blobs,
     })
   }
 

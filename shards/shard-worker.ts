@@ -85,7 +85,7 @@ const webhookPolicy: DestinationPolicy = { allowPrivate: init.allowPrivateWebhoo
 /** Storage endpoints write to the hub's blob store, once the main thread shares its account ('blob.endpoint'). */
 const blobs = init.blobStore ? new BlobBatchSinks() : undefined
 const routing = new ShardRouting({
-  webhookPolicy: () => webhookPolicy, blobs, blobPersistMs: init.blobPersistMs,
+  webhookPolicy: () => webhookPolicy, blobs,
   committed: () => committedSoFar(),
   store, dataDir: init.dataDir, hubName: init.hubName, builtIn: logs,
   queue: (log, e) => queueWrite(log, e),

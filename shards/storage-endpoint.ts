@@ -16,7 +16,7 @@ import { outboxEvents, trimDelivered } from './endpoint-outbox.js'
 import { messageRecord } from './message-record.js'
 import { avroRecord } from './avro-records.js'
 import type { BlobPublishIntent, OutboxCursor, OutboxCursors, OutboxId, PublishIntent } from './outbox-cursors.js'
-import { batchBlockId, type BlobBatchSinks } from './blob-batch-sink.js'
+import { batchBlockId, newIncarnation, type BlobBatchSinks } from './blob-batch-sink.js'
 import { sizeOf, StagedBatch } from './storage-batch-file.js'
 
 const pad = (n: number) => String(n).padStart(2, '0')
@@ -47,9 +47,18 @@ export interface StorageDelivererOptions {
   now?: () => number
   /** the hub's blob store; without it batches go to files under `root` */
   blobs?: BlobBatchSinks
-  /** how long a batch stays staged after its blob commit (the embedded store saves its index every few seconds) */
-  blobPersistMs?: number
+  /** how long the outbox keeps a batch after its blob commit (BLOB_HOLD_MS unless set) */
+  holdMs?: number
 }
+
+/**
+ * The embedded store (Azurite) saves its index every 5 s: a batch committed in its last seconds before
+ * it was killed is gone from it. So the outbox keeps each batch this long after its commit, the cursor
+ * keeps the position before them (`safe`) and where each held batch ended, and a deliverer starting
+ * (or seeing the store reconnect) writes them again from there, cut at the same ends so each has the
+ * same block id; the block ids make what the store kept a no-op.
+ */
+export const BLOB_HOLD_MS = 6000
 
 interface Window { startedAt: number; bytes: number; records: number }
 
@@ -59,6 +68,12 @@ export class StorageDeliverer {
   private readonly staged: StagedBatch
   private readonly now: () => number
   private readonly done: Promise<void>
+  /** blob mode: batches committed and still held, oldest first */
+  private held: { end: number; at: number }[] = []
+  /** ends of held batches still to be written again, in order (a replay cuts its windows there) */
+  private replayEnds: number[] = []
+  private safe = 0
+  private incarnation = ''
 
   constructor(private readonly o: StorageDelivererOptions) {
     this.id = { kind: 'storage', name: o.def.name, partition: o.partition }
@@ -85,17 +100,25 @@ export class StorageDeliverer {
 
   private async deliver(): Promise<void> {
     let cursor = await this.recover()
+    // blob mode: from the safe point (what the store may have lost is written again)
+    if (this.o.blobs) {
+      cursor = { ...cursor, next: this.safe }
+      this.replayEnds = this.held.map((h) => h.end)
+    }
+    const generation = this.o.blobs?.generation
     // a window staged before a restart or a failure is staged again from the outbox
     await this.staged.discard()
     const windowMs = this.o.def.batchFrequencyInSeconds * 1000
     let next = cursor.next
     let window: Window | null = null
     while (!this.signal.isStopped) {
-      const slice = this.readSlice(next, window, windowMs)
+      if (this.o.blobs && this.o.blobs.generation !== generation) throw new Error('the blob store reconnected: the batches of its last seconds are written again')
+      const slice = this.readSlice(next, window, windowMs, this.replayEnds[0])
       window = slice.window
       if (slice.text.length > 0) await this.staged.append(slice.text)
       next = slice.next
       if (window && (slice.isFull || (slice.isCaughtUp && this.now() >= window.startedAt + windowMs))) {
+        if (this.replayEnds[0] !== undefined && next >= this.replayEnds[0]) this.replayEnds.shift()
         cursor = await this.publish(cursor, window, next)
         window = null
       } else if (slice.isCaughtUp) {
@@ -107,7 +130,7 @@ export class StorageDeliverer {
   }
 
   /** Reads and formats up to one slice of the open window (synchronous: the LMDB iterator must not outlive the turn). */
-  private readSlice(from: number, open: Window | null, windowMs: number): { text: Buffer; next: number; window: Window | null; isFull: boolean; isCaughtUp: boolean } {
+  private readSlice(from: number, open: Window | null, windowMs: number, cutAt?: number): { text: Buffer; next: number; window: Window | null; isFull: boolean; isCaughtUp: boolean } {
     const max = this.o.def.maxChunkSizeInBytes
     const avro = this.o.def.encoding !== 'JSON'
     const lines: Buffer[] = []
@@ -116,6 +139,8 @@ export class StorageDeliverer {
     let next = from
     let window = open
     for (const { sequence, event } of outboxEvents(this.o.outbox, from)) {
+      // a replayed batch ends where it ended the first time
+      if (window && cutAt !== undefined && sequence >= cutAt) return { text: text(), next, window, isFull: true, isCaughtUp: false }
       if (!window) window = { startedAt: event.t, bytes: 0, records: 0 }
       // the next window's first event: this one is complete
       if (event.t >= window.startedAt + windowMs) return { text: text(), next, window, isFull: true, isCaughtUp: false }
@@ -139,9 +164,9 @@ export class StorageDeliverer {
     const name = storageFileName(this.o.def.fileNameFormat, this.o.hubName, this.o.partition, window.startedAt)
     await this.staged.sync()
     const intent: PublishIntent | BlobPublishIntent = this.o.blobs
-      ? { container: this.o.def.containerName, blob: name, block: batchBlockId(cursor.next), end, records: window.records }
+      ? { container: this.o.def.containerName, blob: name, block: batchBlockId(this.incarnation, cursor.next), end, records: window.records }
       : { file: join(this.o.root, name), base: await sizeOf(join(this.o.root, name)), end }
-    await this.o.cursors.put(this.id, { next: cursor.next, publish: intent })
+    await this.o.cursors.put(this.id, { next: cursor.next, publish: intent, ...this.marks() })
     await this.move(intent)
     return this.finish(intent.end)
   }
@@ -151,21 +176,43 @@ export class StorageDeliverer {
     if (!this.o.blobs) throw new Error('a blob publish was under way, and this hub has no blob store now')
     const avro = this.o.def.encoding === 'JSON' ? undefined : { codec: this.o.def.encoding === 'avroDeflate' ? 'deflate' as const : 'null' as const, records: intent.records }
     await this.o.blobs.append(intent.container, intent.blob, intent.block, this.staged.path, this.signal, avro)
-    // the stage stays until the store has surely saved the commit: a redo finds the block, or appends it again
-    if (this.o.blobPersistMs) await new Promise((resolve) => setTimeout(resolve, this.o.blobPersistMs))
     await this.staged.discard()
   }
 
+  /** What the cursor keeps beside its position: the endpoint's incarnation and, in blob mode, the safe point. */
+  private marks(): { incarnation: string; safe?: number; held?: [number, number][] } {
+    return this.o.blobs
+      ? { incarnation: this.incarnation, safe: this.safe, held: this.held.map((h) => [h.end, h.at] as [number, number]) }
+      : { incarnation: this.incarnation }
+  }
+
   private async finish(end: number): Promise<OutboxCursor> {
-    const cursor = { next: end }
+    if (this.o.blobs) {
+      // the safe point moves past batches held long enough; the outbox is trimmed only up to it
+      const now = Date.now()
+      // a batch written again is held again from now (kept in its place: the safe point passes only a run of old ones)
+      const again = this.held.find((h) => h.end === end)
+      if (again) again.at = now
+      else this.held.push({ end, at: now })
+      const hold = this.o.holdMs ?? BLOB_HOLD_MS
+      while (this.held.length > 0 && this.held[0]!.at <= now - hold) this.safe = this.held.shift()!.end
+    } else {
+      this.safe = end
+    }
+    const cursor = { next: end, ...this.marks() }
     await this.o.cursors.put(this.id, cursor)
-    await trimDelivered(this.o.outbox, end)
+    await trimDelivered(this.o.outbox, this.safe)
     return cursor
   }
 
   /** Finishes a publish a crash interrupted: the stage is removed only once the file holds it durably. */
   private async recover(): Promise<OutboxCursor> {
     const cursor = this.o.cursors.get(this.id) ?? { next: 0 }
+    // an outbox from before incarnations gets one now
+    this.incarnation = cursor.incarnation ?? newIncarnation()
+    // a cursor from before safe points trusts what it says was delivered
+    this.safe = cursor.safe ?? cursor.publish?.end ?? cursor.next
+    this.held = (cursor.held ?? []).map(([end, at]) => ({ end, at }))
     if (!cursor.publish) return cursor
     if (await this.staged.exists()) await this.move(cursor.publish)
     return this.finish(cursor.publish.end)

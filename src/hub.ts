@@ -132,7 +132,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
   })
   /** Storage endpoints need the store open: at start and whenever routing gains one (not awaited: their batches wait for it). */
   const openForStorage = (c: RoutingConfig) => {
-    if (blobStore.configured && c.endpoints.storageContainers.length > 0) blobStore.open().catch(() => { /* logged; retried on next use */ })
+    if (c.endpoints.storageContainers.length > 0) blobStore.keepOpen()
   }
   const fileUploads = new FileUploads(store.root, store.fileUploads, fileNotifications, () => blobStore.target(), {
     container: config.fileUploadContainer, sasTtlMs: config.fileUploadSasTtlMinutes * 60_000, notifications: config.fileUploadNotifications,
@@ -149,8 +149,6 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
       hubName: eventHubName, routing: routing.current, minFreeDiskBytes: config.minFreeDiskMb * 1048576,
       allowPrivateWebhooks: config.allowPrivateWebhooks,
       blobStore: blobStore.configured,
-      // with power durability a routed batch is kept staged past the embedded store's index save (every 5 s)
-      blobPersistMs: blobStore.embedded && config.durability === 'power' ? 6000 : 0,
     },
     {
       acks: (flat, from) => edge.acks(flat, from),
@@ -294,7 +292,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
     hubPorts.push(...[mqtt, https, mqttTcp, amqp].filter((p): p is number => p !== null))
     await shards.broadcast('hub.ports', [...hubPorts])
     // the embedded blob store starts beside the hub, not before it: a slow start delays no listener
-    if (blobStore.embedded && config.blobStoreStart === 'boot') blobStore.open().catch(() => { /* logged; retried on first use */ })
+    if (blobStore.embedded && config.blobStoreStart === 'boot') blobStore.keepOpen()
     else openForStorage(routing.current)
     started = true
     log.info('hub started', { hostName: config.hostName, mqtt, https, mqttTcp, amqp, shards: config.shards, partitions: config.partitions })

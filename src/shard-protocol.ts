@@ -74,8 +74,6 @@ export interface ShardInit {
   allowPrivateWebhooks: boolean
   /** storage endpoints write to the hub's blob store (its account arrives as a 'blob.endpoint' request once it is open) */
   blobStore: boolean
-  /** how long a routed batch stays staged after its blob commit (0: not at all) */
-  blobPersistMs: number
 }
 
 export type ControlMessage = { type: 'stop' } | { type: 'ready' } | { type: 'stopped' } | { type: 'fatal'; message: string }

@@ -128,7 +128,7 @@ describe('storage deliverer', () => {
     expect(readFileSync(s.file(`2026-01-01T00:00:10Z`), 'utf8')).toBe(line(e[0]!) + line(e[1]!))
     expect(readFileSync(s.file(`2026-01-01T00:01:05Z`), 'utf8')).toBe(line(e[2]!) + line(e[3]!))
     expect(existsSync(s.file(`2026-01-01T00:03:00Z`))).toBe(false)
-    expect(s.cursors.get(s.id)).toEqual({ next: 4 })
+    expect(s.cursors.get(s.id)).toEqual({ next: 4, incarnation: expect.stringMatching(/^[0-9a-f]{6}$/) })
     // what was written is trimmed from the outbox; m4 is still there
     expect([...s.log.database.getKeys()]).toEqual([4])
 

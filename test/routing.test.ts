@@ -80,6 +80,11 @@ describe('routing configuration over REST', () => {
     await bad('PUT', '/routing', { enrichments }, /at most 10 enrichments/)
     await bad('PUT', '/routing/endpoints/logs/events', {}, /reserved/)
     await bad('PUT', '/routing/endpoints/storageContainers/s', { fileNameFormat: '{iothub}/{partition}' }, /fileNameFormat/)
+    // one writer per container, and an encoding fixed at creation (blobs cannot mix them)
+    await bad('PUT', '/routing', { endpoints: { storageContainers: [{ name: 'My_Store' }, { name: 'my-store' }] } }, /storage endpoints My_Store and my-store both write to container my-store; give one another containerName/)
+    expect((await t.rest('PUT', '/routing/endpoints/storageContainers/fixedenc', { body: { encoding: 'JSON' } })).status).toBe(200)
+    await bad('PUT', '/routing/endpoints/storageContainers/fixedenc', { encoding: 'avro' }, /storage endpoint fixedenc writes JSON; its encoding cannot change \(create another endpoint\)/)
+    expect((await t.rest('DELETE', '/routing/endpoints/storageContainers/fixedenc')).status).toBe(204)
     // routing is hub configuration: only the owner policy reads or changes it (every route and policy: rights-matrix.test.ts)
     const refused = await t.rest('PUT', '/routing/routes/r1', { body: { endpointNames: ['events'] }, token: t.serviceToken('registryReadWrite') })
     expect(refused.status).toBe(401)
@@ -324,4 +329,30 @@ describe('storage endpoints without a blob store', () => {
       await hub.stop()
     }
   })
+})
+
+describe('storage endpoints when the embedded blob store dies', () => {
+  it('starts it again and writes again what it had not saved: every message once', async () => {
+    const hub = await startTestHub({})
+    try {
+      expect((await hub.rest('PUT', '/routing/endpoints/storageContainers/survivor', { body: { encoding: 'JSON', batchFrequencyInSeconds: 1 } })).status).toBe(200)
+      expect((await hub.rest('PUT', '/routing/routes/to-survivor', { body: { condition: 'true', endpointNames: ['survivor'] } })).status).toBe(200)
+      const dev = await connectDevice(hub, 'sv-dev')
+      const ids = async () => (await routedLines(hub.dataDir, 'survivor')).map((l) => JSON.parse(l).SystemProperties.messageId as string)
+      await dev.publish('devices/sv-dev/messages/events/%24.mid=s0', 'zero')
+      await until(ids, (x) => x.includes('s0'), 15_000)
+      await dev.publish('devices/sv-dev/messages/events/%24.mid=s1', 'one')
+      await until(ids, (x) => x.includes('s1'), 15_000)
+      // killed at once, before its 5 s index save: it may lose s1
+      const pid = hub.hub.blobStore.pid!
+      process.kill(pid, 'SIGKILL')
+      await until(() => hub.hub.blobStore.pid, (p) => p !== undefined && p !== pid, 20_000)
+      await dev.publish('devices/sv-dev/messages/events/%24.mid=s2', 'two')
+      const got = await until(ids, (x) => x.includes('s2') && x.includes('s1'), 30_000)
+      expect([...got].sort()).toEqual(['s0', 's1', 's2'])
+      await dev.disconnect()
+    } finally {
+      await hub.stop()
+    }
+  }, 90_000)
 })

@@ -70,8 +70,8 @@ function setUp(name: string, encoding: StorageEndpointDef['encoding'] = 'JSON') 
   const sinks = new BlobBatchSinks()
   sinks.connect(access)
   const problems: unknown[] = []
-  const start = (now: () => number) => (deliverer = new StorageDeliverer({
-    def, hubName: 'hub', partition: 1, root: join(dir, 'endpoints', name), stagingFile, outbox: log.database, cursors, problem: (m, f) => problems.push([m, f]), now, blobs: sinks,
+  const start = (now: () => number, extra: Partial<ConstructorParameters<typeof StorageDeliverer>[0]> = {}) => (deliverer = new StorageDeliverer({
+    def, hubName: 'hub', partition: 1, root: join(dir, 'endpoints', name), stagingFile, outbox: log.database, cursors, problem: (m, f) => problems.push([m, f]), now, blobs: sinks, ...extra,
   }))
   return { def, log, cursors, stagingFile, sinks, start, problems, id: { kind: 'storage' as const, name, partition: 1 } }
 }
@@ -105,9 +105,10 @@ describe('storage endpoint into a blob store', () => {
       const staged = e.map(line).join('')
       mkdirSync(dirname(s.stagingFile), { recursive: true })
       writeFileSync(s.stagingFile, staged)
-      if (committedBefore) await s.sinks.append(name, blob, batchBlockId(0), s.stagingFile)
+      const block = batchBlockId('abc123', 0)
+      if (committedBefore) await s.sinks.append(name, blob, block, s.stagingFile)
       // the crash left the intent in the cursor and the batch staged
-      await s.cursors.put(s.id, { next: 0, publish: { container: name, blob, block: batchBlockId(0), end: 3, records: 3 } })
+      await s.cursors.put(s.id, { next: 0, publish: { container: name, blob, block, end: 3, records: 3 }, incarnation: 'abc123', safe: 0 })
       const d = s.start(() => t0 + 3_600_000)
       await until(() => s.cursors.get(s.id), (c) => c?.next === 3 && !c.publish, 10_000)
       await d.stop()
@@ -139,4 +140,68 @@ describe('storage endpoint into a blob store', () => {
       s.sinks.close()
     }
   })
+
+  it('an endpoint created again under the same name writes its batches, though the old one left blocks at the same positions', async () => {
+    const t0 = Date.parse('2026-01-01T00:12:10Z')
+    const first = setUp('again')
+    await first.log.append([event(t0, 'old', 'old-0')])
+    let d = first.start(() => t0 + 3_600_000)
+    await until(() => first.cursors.get(first.id)?.next, (n) => n === 1, 10_000)
+    await d.stop()
+    // deleted: outbox and cursor gone (as OutboxEndpoints drops them); created again, it counts from 0
+    await store.dropOutbox('storage', 'again', 1)
+    await first.cursors.remove(first.id)
+    const second = setUp('again')
+    await second.log.append([event(t0 + 1, 'new', 'new-0')])
+    d = second.start(() => t0 + 3_600_000)
+    await until(() => second.cursors.get(second.id)?.next, (n) => n === 1, 10_000)
+    await d.stop()
+    const lines = (await blobText('again', storageFileName(second.def.fileNameFormat, 'hub', 1, t0))).trim().split('\n').map((l) => JSON.parse(l).SystemProperties.messageId)
+    expect(lines).toEqual(['old-0', 'new-0'])
+    first.sinks.close()
+    second.sinks.close()
+  })
+
+  it('keeps each batch in the outbox for the hold after its commit, and writes it again (same block, same cut) when the store reconnects', async () => {
+    const t0 = Date.parse('2026-01-01T00:15:10Z')
+    const s = setUp('held')
+    const d = s.start(() => Date.now(), { def: { ...s.def, batchFrequencyInSeconds: 1 }, holdMs: 60_000 })
+    // two 1 s windows in one minute, both in the past
+    const now = Math.floor((Date.now() - 20_000) / 60_000) * 60_000 + 6000
+    await s.log.append([event(now - 5000, 'a', 'h0')])
+    await until(() => s.cursors.get(s.id)?.next, (n) => n === 1, 10_000)
+    await s.log.append([event(now - 4000, 'b', 'h1')])
+    await until(() => s.cursors.get(s.id)?.next, (n) => n === 2, 10_000)
+    // both batches held: the outbox keeps them, the cursor says where a redo starts and where each ended
+    expect([...s.log.database.getKeys()].length).toBeGreaterThan(0)
+    expect(s.cursors.get(s.id)).toMatchObject({ next: 2, safe: 0, held: [[1, expect.any(Number)], [2, expect.any(Number)]] })
+    // the store "lost" the blob (as Azurite killed before it saved): after it reconnects both batches come back, once each
+    const name = storageFileName(s.def.fileNameFormat, 'hub', 1, now - 5000)
+    const { service, agent } = blobServiceClient(access)
+    await service.getContainerClient('held').getBlockBlobClient(name).delete()
+    agent.destroy()
+    s.sinks.connect(access)
+    d.wake()
+    const text = await until(() => blobText('held', name).catch(() => ''), (x) => x.split('\n').filter(Boolean).length >= 2, 15_000)
+    expect(text.trim().split('\n').map((l) => JSON.parse(l).SystemProperties.messageId)).toEqual(['h0', 'h1'])
+    await d.stop()
+    s.sinks.close()
+  })
+
+  it('a container a back end deleted is created again, and the next batch lands in it', async () => {
+    const t0 = Date.parse('2026-01-01T00:18:10Z')
+    const s = setUp('deleted-container')
+    await s.log.append([event(t0, 'before', 'c0')])
+    const d = s.start(() => t0 + 3_600_000, { holdMs: 0 })
+    await until(() => s.cursors.get(s.id)?.next, (n) => n === 1, 10_000)
+    const { service, agent } = blobServiceClient(access)
+    await service.getContainerClient('deleted-container').delete()
+    agent.destroy()
+    await s.log.append([event(t0 + 120_000, 'after', 'c1')])
+    const name = storageFileName(s.def.fileNameFormat, 'hub', 1, t0 + 120_000)
+    const text = await until(() => blobText('deleted-container', name).catch(() => ''), (x) => x.includes('c1'), 20_000)
+    expect(JSON.parse(text.trim()).SystemProperties.messageId).toBe('c1')
+    await d.stop()
+    s.sinks.close()
+  }, 30_000)
 })

@@ -38,6 +38,16 @@ export class RoutingService {
       const draft = structuredClone(this.config)
       change(draft)
       const next = validateRoutingConfig(draft)
+      const containers = new Map<string, string>()
+      for (const e of next.endpoints.storageContainers) {
+        // two writers on one blob would each commit the block list it read: one's batches would vanish
+        const other = containers.get(e.containerName)
+        if (other !== undefined) throw new HubError(400004, `storage endpoints ${other} and ${e.name} both write to container ${e.containerName}; give one another containerName`)
+        containers.set(e.containerName, e.name)
+        // Azure fixes the encoding when the endpoint is created; blobs of one container file cannot mix them
+        const was = before.endpoints.storageContainers.find((b) => b.name.toLowerCase() === e.name.toLowerCase())
+        if (was && was.encoding !== e.encoding) throw new HubError(400004, `storage endpoint ${e.name} writes ${was.encoding}; its encoding cannot change (create another endpoint)`)
+      }
       const avro = next.endpoints.storageContainers.find((e) => e.encoding !== 'JSON')
       if (avro && !this.avroAllowed) throw new HubError(400004, `storage endpoint ${avro.name}: encoding ${avro.encoding} needs the hub's blob store (--blob-store); with it off, use encoding JSON`)
       for (const w of next.endpoints.webhooks) {

@@ -30,17 +30,40 @@ interface Opened { account: StorageAccount; service: BlobServiceClient; target: 
 export class BlobStore implements AsyncDisposable {
   private readonly azurite?: AzuriteProcess
   private opening?: Promise<Opened>
+  /** someone relies on the store staying open (storage endpoints, a start at boot): it is reopened when it fails */
+  private kept = false
+  private closed = false
+  private retry?: NodeJS.Timeout
+  private failures = 0
 
   constructor(private readonly o: BlobStoreOptions) {
     if (o.setting === 'embedded') {
       this.azurite = new AzuriteProcess({
         dataDir: o.dataDir, port: o.port, certFile: o.certFile, keyFile: o.keyFile, log: o.log,
         onUnexpectedExit: (code, signal) => {
-          o.log.error('the embedded blob store stopped; it starts again on next use', { code, signal })
+          o.log.error('the embedded blob store stopped; it is started again', { code, signal })
           this.opening = undefined
+          if (this.kept) this.reopenLater()
         },
       })
     }
+  }
+
+  /** The embedded store's process id while it runs. */
+  get pid(): number | undefined { return this.azurite?.pid }
+
+  /** Opens the store and keeps it open: a failed open or a store that dies is retried, 1 s to 30 s apart. */
+  keepOpen(): void {
+    if (!this.configured || this.closed) return
+    this.kept = true
+    this.open().then(() => { this.failures = 0 }, () => this.reopenLater())
+  }
+
+  private reopenLater(): void {
+    if (this.closed || this.retry) return
+    const delay = Math.min(30_000, 1000 * 2 ** Math.min(this.failures++, 5))
+    this.retry = setTimeout(() => { this.retry = undefined; this.keepOpen() }, delay)
+    this.retry.unref()
   }
 
   get configured(): boolean { return this.o.setting !== 'off' }
@@ -113,6 +136,8 @@ export class BlobStore implements AsyncDisposable {
   }
 
   async close(): Promise<void> {
+    this.closed = true
+    clearTimeout(this.retry)
     const opened = await this.opening?.catch(() => undefined)
     opened?.agent.destroy()
     await this.azurite?.stop()
