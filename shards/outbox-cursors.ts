@@ -22,6 +22,8 @@ export interface OutboxCursor {
   safe?: number
   /** storage into blobs: [end, committed at] of each batch after `safe`, so a redo cuts them where they were */
   held?: [number, number][]
+  /** the endpoint settings the held batches were cut with */
+  heldFor?: string
 }
 
 export interface OutboxId { kind: OutboxKind; name: string; partition: number }

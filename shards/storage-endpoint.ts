@@ -53,12 +53,12 @@ export interface StorageDelivererOptions {
 
 /**
  * The embedded store (Azurite) saves its index every 5 s: a batch committed in its last seconds before
- * it was killed is gone from it. So the outbox keeps each batch this long after its commit, the cursor
+ * it was killed is gone from it (a save takes time too: 12 s leaves it 7). So the outbox keeps each batch this long after its commit, the cursor
  * keeps the position before them (`safe`) and where each held batch ended, and a deliverer starting
  * (or seeing the store reconnect) writes them again from there, cut at the same ends so each has the
  * same block id; the block ids make what the store kept a no-op.
  */
-export const BLOB_HOLD_MS = 6000
+export const BLOB_HOLD_MS = 12_000
 
 interface Window { startedAt: number; bytes: number; records: number }
 
@@ -74,6 +74,8 @@ export class StorageDeliverer {
   private replayEnds: number[] = []
   private safe = 0
   private incarnation = ''
+  /** the sink's generation this deliver started with: a batch committed after a reconnect moves nothing */
+  private generation: number | undefined
 
   constructor(private readonly o: StorageDelivererOptions) {
     this.id = { kind: 'storage', name: o.def.name, partition: o.partition }
@@ -99,13 +101,14 @@ export class StorageDeliverer {
   }
 
   private async deliver(): Promise<void> {
+    // taken before the recovery, whose finish checks it too
+    const generation = (this.generation = this.o.blobs?.generation)
     let cursor = await this.recover()
     // blob mode: from the safe point (what the store may have lost is written again)
     if (this.o.blobs) {
       cursor = { ...cursor, next: this.safe }
       this.replayEnds = this.held.map((h) => h.end)
     }
-    const generation = this.o.blobs?.generation
     // a window staged before a restart or a failure is staged again from the outbox
     await this.staged.discard()
     const windowMs = this.o.def.batchFrequencyInSeconds * 1000
@@ -180,13 +183,21 @@ export class StorageDeliverer {
   }
 
   /** What the cursor keeps beside its position: the endpoint's incarnation and, in blob mode, the safe point. */
-  private marks(): { incarnation: string; safe?: number; held?: [number, number][] } {
+  private marks(): { incarnation: string; safe?: number; held?: [number, number][]; heldFor?: string } {
     return this.o.blobs
-      ? { incarnation: this.incarnation, safe: this.safe, held: this.held.map((h) => [h.end, h.at] as [number, number]) }
+      ? { incarnation: this.incarnation, safe: this.safe, held: this.held.map((h) => [h.end, h.at] as [number, number]), heldFor: this.settings() }
       : { incarnation: this.incarnation }
   }
 
+  /** What decides a batch's cut and blob: held batches are replayed only under the settings they were written with. */
+  private settings(): string {
+    const d = this.o.def
+    return JSON.stringify([d.containerName, d.fileNameFormat, d.batchFrequencyInSeconds, d.maxChunkSizeInBytes, d.encoding])
+  }
+
   private async finish(end: number): Promise<OutboxCursor> {
+    // the store reconnected while this batch was written: it may have lost the held ones; nothing moves, deliver starts over
+    if (this.o.blobs && this.o.blobs.generation !== this.generation) throw new Error('the blob store reconnected: the batches of its last seconds are written again')
     if (this.o.blobs) {
       // the safe point moves past batches held long enough; the outbox is trimmed only up to it
       const now = Date.now()
@@ -212,7 +223,12 @@ export class StorageDeliverer {
     this.incarnation = cursor.incarnation ?? newIncarnation()
     // a cursor from before safe points trusts what it says was delivered
     this.safe = cursor.safe ?? cursor.publish?.end ?? cursor.next
-    this.held = (cursor.held ?? []).map(([end, at]) => ({ end, at }))
+    // held batches are confirmed again by this run's replay: none is passed on the strength of an old commit time;
+    // an endpoint whose settings changed would cut them differently (duplicates): its hold is dropped
+    const now = Date.now()
+    const sameSettings = cursor.heldFor === undefined || cursor.heldFor === this.settings()
+    this.held = sameSettings ? (cursor.held ?? []).map(([end]) => ({ end, at: now })) : []
+    if (!sameSettings) this.safe = cursor.publish?.end ?? cursor.next
     if (!cursor.publish) return cursor
     if (await this.staged.exists()) await this.move(cursor.publish)
     return this.finish(cursor.publish.end)

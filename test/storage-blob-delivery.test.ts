@@ -61,13 +61,12 @@ async function readAvro(bytes: Buffer): Promise<{ codec: string; records: Record
   return { codec, records }
 }
 
-function setUp(name: string, encoding: StorageEndpointDef['encoding'] = 'JSON') {
+function setUp(name: string, encoding: StorageEndpointDef['encoding'] = 'JSON', sinks = new BlobBatchSinks()) {
   const def: StorageEndpointDef = { name, containerName: name, fileNameFormat: '{iothub}/{partition}/{YYYY}/{MM}/{DD}/{HH}/{mm}', batchFrequencyInSeconds: 60, maxChunkSizeInBytes: 1 << 20, encoding }
   const cursors = new OutboxCursors(store.outboxCursors)
   let deliverer: StorageDeliverer | null = null
   const log = new OutboxLog(1, store.outbox('storage', name, 1), 0, () => deliverer?.wake())
   const stagingFile = join(dir, 'endpoint-staging', name, '1.jsonl')
-  const sinks = new BlobBatchSinks()
   sinks.connect(access)
   const problems: unknown[] = []
   const start = (now: () => number, extra: Partial<ConstructorParameters<typeof StorageDeliverer>[0]> = {}) => (deliverer = new StorageDeliverer({
@@ -204,4 +203,74 @@ describe('storage endpoint into a blob store', () => {
     await d.stop()
     s.sinks.close()
   }, 30_000)
+
+  const ids = async (container: string, name: string) => (await blobText(container, name).catch(() => '')).split('\n').filter(Boolean).map((l) => JSON.parse(l).SystemProperties.messageId as string)
+  /** times in one minute of the past, so 1 s windows are closed and share a blob */
+  const pastMinute = () => Math.floor((Date.now() - 30_000) / 60_000) * 60_000 + 1000
+
+  it('an endpoint whose settings change while batches are held replays nothing under the new cut (no duplicates)', async () => {
+    const t0 = pastMinute()
+    const s = setUp('resettle')
+    for (let i = 0; i < 10; i++) await s.log.append([event(t0 + i, 'x'.repeat(200), `r${i}`)])
+    let d = s.start(() => Date.now(), { holdMs: 60_000, def: { ...s.def, batchFrequencyInSeconds: 1 } })
+    await until(() => s.cursors.get(s.id)?.next, (n) => n === 10, 10_000)
+    await d.stop()
+    // the endpoint's chunk size changed (OutboxEndpoints restarts its deliverers with the new settings)
+    d = s.start(() => Date.now(), { holdMs: 60_000, def: { ...s.def, batchFrequencyInSeconds: 1, maxChunkSizeInBytes: 1024 } })
+    await s.log.append([event(t0 + 20, 'y', 'r10')])
+    await until(() => s.cursors.get(s.id)?.next, (n) => n === 11, 10_000)
+    await d.stop()
+    expect(await ids('resettle', storageFileName(s.def.fileNameFormat, 'hub', 1, t0))).toEqual(Array.from({ length: 11 }, (_, i) => `r${i}`))
+    s.sinks.close()
+  })
+
+  it('a restart replays held batches whatever their commit time, also when it first finishes a publish a crash interrupted', async () => {
+    const t0 = pastMinute()
+    const s = setUp('both-died')
+    const a = [0, 1, 2].map((i) => event(t0 + i, `a${i}`, `a${i}`))
+    const b = [3, 4, 5].map((i) => event(t0 + 1500 + i, `b${i}`, `b${i}`))
+    await s.log.append(a)
+    await s.log.append(b)
+    // A was committed long ago (by its stored time) but the store lost it; B's publish was under way
+    mkdirSync(dirname(s.stagingFile), { recursive: true })
+    writeFileSync(s.stagingFile, b.map(line).join(''))
+    const blob = storageFileName(s.def.fileNameFormat, 'hub', 1, t0)
+    await s.cursors.put(s.id, {
+      next: 3, incarnation: 'feed01', safe: 0, held: [[3, Date.now() - 3_600_000]],
+      publish: { container: 'both-died', blob, block: batchBlockId('feed01', 3), end: 6, records: 3 },
+    })
+    const d = s.start(() => Date.now(), { def: { ...s.def, batchFrequencyInSeconds: 1 } })
+    await until(() => ids('both-died', blob), (x) => x.length >= 6, 15_000)
+    await d.stop()
+    expect((await ids('both-died', blob)).sort()).toEqual(['a0', 'a1', 'a2', 'b3', 'b4', 'b5'])
+    s.sinks.close()
+  })
+
+  it('a store that reconnects while a batch is written moves nothing past what it may have lost', async () => {
+    const t0 = pastMinute()
+    let reconnectDuringNext = false
+    class ReconnectingSinks extends BlobBatchSinks {
+      override async append(...args: Parameters<BlobBatchSinks['append']>): Promise<void> {
+        // the store came back (its cache of block lists gone with it) while this batch was on its way
+        if (reconnectDuringNext) { reconnectDuringNext = false; this.connect(access) }
+        await super.append(...args)
+      }
+    }
+    const s = setUp('reconnect-mid', 'JSON', new ReconnectingSinks())
+    const d = s.start(() => Date.now(), { holdMs: 1000, def: { ...s.def, batchFrequencyInSeconds: 1 } })
+    await s.log.append([event(t0, 'a', 'm-a')])
+    const blob = storageFileName(s.def.fileNameFormat, 'hub', 1, t0)
+    await until(() => ids('reconnect-mid', blob), (x) => x.includes('m-a'), 10_000)
+    // A is past its hold; the store then loses it, and reconnects while B is written
+    await new Promise((r) => setTimeout(r, 1500))
+    const { service, agent } = blobServiceClient(access)
+    await service.getContainerClient('reconnect-mid').getBlockBlobClient(blob).delete()
+    agent.destroy()
+    reconnectDuringNext = true
+    await s.log.append([event(t0 + 2000, 'b', 'm-b')])
+    const got = await until(() => ids('reconnect-mid', blob), (x) => x.includes('m-a') && x.includes('m-b'), 15_000)
+    expect([...got].sort()).toEqual(['m-a', 'm-b'])
+    await d.stop()
+    s.sinks.close()
+  })
 })
