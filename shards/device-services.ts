@@ -158,7 +158,8 @@ export class DeviceServices {
           this.track(written.then(() => {
             reply(this.twins.core(doc))
             if (desiredPush) this.pushDesired(deviceId, desiredPush)
-            if (doc !== before && this.events.wants('TwinChangeEvents')) {
+            // module twins raise no change events yet (their events carry a module id)
+            if (doc !== before && !deviceId.includes('/') && this.events.wants('TwinChangeEvents')) {
               const b = body as { tags?: Record<string, unknown>; properties?: { desired?: Record<string, unknown> } }
               this.twinChanged(doc, mode === 'patch' ? 'updateTwin' : 'replaceTwin', mode === 'patch'
                 ? twinChangeBody(doc, { tags: b.tags ?? undefined, desired: b.properties?.desired ?? undefined })
@@ -167,6 +168,10 @@ export class DeviceServices {
           }, (e: unknown) => fail(this.writeError(e))))
           return
         }
+        case 'twin.remove':
+          // a module's twin, gone with its module (a device's goes with OP_DEVICE_CHANGED)
+          this.track(this.twins.remove(deviceId).then(() => reply(null), (e: unknown) => fail(this.writeError(e))))
+          return
         case 'c2d.send': {
           this.health?.check()
           const [generationId, msg] = args as [string, C2dSend]

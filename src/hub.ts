@@ -41,6 +41,7 @@ import { FileUploads, type FileNotification } from './files/file-uploads.js'
 import { BlobStore } from './storage/blob-store.js'
 import { ModuleRegistry } from './registry/module-registry.js'
 import { moduleRoutes } from './rest/module-routes.js'
+import { moduleTwinRoutes } from './rest/module-twin-routes.js'
 import type { RoutingConfig } from './routing/routing-config.js'
 import { operatorRoutes } from './rest/operator-routes.js'
 import { HubMetrics } from './metrics/hub-metrics.js'
@@ -181,6 +182,8 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
     cloudToDeviceMessageCount: (id) => edge.cloudToDeviceMessageCount(id),
   }, health)
   const modules = new ModuleRegistry(store.root, store.modules, registry, health)
+  // a module's twin lives in its device's shard and goes with the module
+  modules.onRemoved = (deviceId, moduleIds) => Promise.all(moduleIds.map((m) => shards.requestForModule('twin.remove', deviceId, m)))
   edge = new DeviceEdge(new Authenticator(tlsNames, policies, registry, config.sasVerifier, config.maxTokenLifetimeDays * 86_400), shards, log, config.mqttFramer, {
     load: () => [...store.activity.getRange()].map(({ key, value }) => [key as string, value as number] as [string, number]),
     // written as a device disconnects: rare enough to need no batching
@@ -227,7 +230,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
   const webSocketHeldInput = mountWebSockets(app, edge, amqpServer)
   stream.mount(app, edge.authenticator)
   const routes: Route[] = [
-    ...registryRoutes(registry, edge), ...moduleRoutes(modules), ...eventsRoutes(endpoint), ...twinRoutes(registry, shards), ...methodRoutes(registry, edge),
+    ...registryRoutes(registry, edge), ...moduleRoutes(modules), ...moduleTwinRoutes(modules, shards), ...eventsRoutes(endpoint), ...twinRoutes(registry, shards), ...methodRoutes(registry, edge),
     ...c2dRoutes(registry, shards, feedback, eventHubName), ...routingRoutes(routing), ...endpointLogRoutes((name) => routing.logEndpoint(name)),
     ...queryRoutes(queries), ...notYetRoutes(),
   ]

@@ -82,6 +82,11 @@ export class ShardPool {
     return this.requestShard<T>(this.shardFor(deviceId), kind, deviceId, ...args)
   }
 
+  /** A request about a device's module: its state lives in the device's shard, under `{deviceId}/{moduleId}`. */
+  requestForModule<T = unknown>(kind: ShardRequestKind, deviceId: string, moduleId: string, ...args: unknown[]): Promise<T> {
+    return this.requestShard<T>(this.shardFor(deviceId), kind, moduleKey(deviceId, moduleId), ...args)
+  }
+
   /** The same request to every shard (hub-wide settings such as routing); resolves when all applied it. */
   broadcast(kind: ShardRequestKind, ...args: unknown[]): Promise<unknown[]> {
     return Promise.all(this.workers.map((_, i) => this.requestShard(i, kind, '', ...args)))
@@ -157,4 +162,9 @@ export class ShardPool {
     for (const p of this.pending.values()) p.reject(new HubError(503001, 'hub is shutting down'))
     this.pending.clear()
   }
+}
+
+/** Where a module's state is kept in its device's shard (device ids cannot hold `/`, so no device has this key). */
+export function moduleKey(deviceId: string, moduleId: string): string {
+  return `${deviceId}/${moduleId}`
 }

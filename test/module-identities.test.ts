@@ -1,6 +1,7 @@
 // Issue 16 (first part): module identities over the registry REST API — create, read, list, update
 // with etags, delete; Azure's errors (409301, 404010, 404001, 412001, 413003, bad ids); a device's
-// deletion takes its modules; modules survive a restart.
+// deletion takes its modules; modules survive a restart. Module twins: read, patch and replace with
+// etags and versions, kept apart from the device's twin, gone with their module.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startTestHub, tempDir, type TestHub } from './helpers/test-hub.js'
 import { MAX_MODULES_PER_DEVICE } from '../src/registry/module-registry.js'
@@ -65,6 +66,38 @@ describe('module identities', () => {
     await t.createDevice('mod-gone')
     expect((await t.rest('GET', path('mod-gone'))).body).toEqual([])
     expect(code(await t.rest('GET', path('mod-gone', 'a')))).toEqual({ status: 404, code: 'ModuleNotFound' })
+  })
+})
+
+describe('module twins', () => {
+  const twin = (d: string, m: string) => `/twins/${d}/modules/${m}?api-version=2021-04-12`
+
+  it('reads, patches (with the etag) and replaces a module twin, apart from its device\'s twin', async () => {
+    await t.createDevice('mt-dev')
+    const mod = (await t.rest('PUT', path('mt-dev', 'mt'), { body: {} })).body
+    const first = await t.rest('GET', twin('mt-dev', 'mt'))
+    expect(first.body).toMatchObject({ deviceId: 'mt-dev', moduleId: 'mt', deviceEtag: mod.etag, version: 1, authenticationType: 'sas', properties: { desired: { $version: 1 }, reported: { $version: 1 } } })
+    const patched = await t.rest('PATCH', twin('mt-dev', 'mt'), { body: { tags: { role: 'filter' }, properties: { desired: { threshold: 5 } } }, headers: { 'If-Match': first.headers.etag as string } })
+    expect({ status: patched.status, tags: patched.body.tags, desired: patched.body.properties.desired.threshold, version: patched.body.version }).toEqual({ status: 200, tags: { role: 'filter' }, desired: 5, version: 2 })
+    const stale = await t.rest('PATCH', twin('mt-dev', 'mt'), { body: { tags: { role: 'x' } }, headers: { 'If-Match': first.headers.etag as string } })
+    expect(code(stale)).toEqual({ status: 412, code: 'PreconditionFailed' })
+    const replaced = await t.rest('PUT', twin('mt-dev', 'mt'), { body: { tags: { only: 'this' }, properties: { desired: { a: 1 } } } })
+    expect({ tags: replaced.body.tags, desired: replaced.body.properties.desired.a, threshold: replaced.body.properties.desired.threshold }).toEqual({ tags: { only: 'this' }, desired: 1, threshold: undefined })
+    // the device's own twin is untouched
+    const deviceTwin = (await t.rest('GET', '/twins/mt-dev?api-version=2021-04-12')).body
+    expect({ tags: deviceTwin.tags, desired: deviceTwin.properties.desired }).toEqual({ tags: undefined, desired: { $metadata: expect.any(Object), $version: 1 } })
+    expect(code(await t.rest('GET', twin('mt-dev', 'absent')))).toEqual({ status: 404, code: 'ModuleNotFound' })
+    expect(code(await t.rest('GET', twin('nobody', 'mt')))).toEqual({ status: 404, code: 'DeviceNotFound' })
+  })
+
+  it('a module created again has a fresh twin', async () => {
+    await t.createDevice('mt-again')
+    await t.rest('PUT', path('mt-again', 'm'), { body: {} })
+    await t.rest('PATCH', twin('mt-again', 'm'), { body: { tags: { old: true } } })
+    expect((await t.rest('DELETE', path('mt-again', 'm'))).status).toBe(204)
+    await t.rest('PUT', path('mt-again', 'm'), { body: {} })
+    const fresh = (await t.rest('GET', twin('mt-again', 'm'))).body
+    expect({ tags: fresh.tags, version: fresh.version }).toEqual({ tags: undefined, version: 1 })
   })
 })
 

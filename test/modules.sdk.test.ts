@@ -1,5 +1,6 @@
 // Issue 16 (first part) with the official service SDK on the standard port: azure-iothub's Registry
-// adds, reads, lists, updates and removes module identities; its errors are those it gets from Azure.
+// adds, reads, lists, updates and removes module identities, and reads and updates module twins;
+// its errors are those it gets from Azure.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Registry } from 'azure-iothub'
 import { startTestHub, type TestHub } from './helpers/test-hub.js'
@@ -29,5 +30,15 @@ describe('azure-iothub Registry and modules', () => {
     await expect(registry.getModule('sdk-mod-dev', 'sensor')).rejects.toThrow(/^Not found$/)
     await expect(registry.addModule({ deviceId: 'sdk-mod-dev', moduleId: 'filter' })).rejects.toMatchObject({ name: 'DeviceAlreadyExistsError' })
     await expect(registry.addModule({ deviceId: 'sdk-no-device', moduleId: 'x' })).rejects.toMatchObject({ name: 'DeviceNotFoundError' })
+  })
+
+  it('getModuleTwin and updateModuleTwin with its etag', async () => {
+    await registry.create({ deviceId: 'sdk-mt-dev' })
+    await registry.addModule({ deviceId: 'sdk-mt-dev', moduleId: 'twinned' })
+    const twin = (await registry.getModuleTwin('sdk-mt-dev', 'twinned')).responseBody
+    expect({ deviceId: twin.deviceId, moduleId: twin.moduleId }).toEqual({ deviceId: 'sdk-mt-dev', moduleId: 'twinned' })
+    const updated = (await registry.updateModuleTwin('sdk-mt-dev', 'twinned', { tags: { role: 'filter' }, properties: { desired: { level: 3 } } }, twin.etag)).responseBody
+    expect({ tags: updated.tags, level: updated.properties.desired.level }).toEqual({ tags: { role: 'filter' }, level: 3 })
+    await expect(registry.updateModuleTwin('sdk-mt-dev', 'twinned', { tags: { role: 'x' } }, twin.etag)).rejects.toMatchObject({ name: 'InvalidEtagError' })
   })
 })

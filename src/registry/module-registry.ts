@@ -33,6 +33,8 @@ export class ModuleRegistry {
   private readonly byDevice = new Map<string, Map<string, ModuleRecord>>()
   private etagCounter = Date.now() * 1000
   private readonly changing = new Map<string, Promise<unknown>>()
+  /** what else goes with deleted modules (their twins, in the device's shard); awaited before a DELETE answers */
+  onRemoved?: (deviceId: string, moduleIds: string[]) => Promise<unknown>
 
   constructor(private readonly root: RootDatabase, private readonly db: Database, private readonly devices: DeviceRegistry, private readonly health?: WriteHealth) {
     const orphans: [string, string][] = []
@@ -140,6 +142,7 @@ export class ModuleRegistry {
       const modules = this.byDevice.get(deviceId)
       modules?.delete(moduleId)
       if (modules?.size === 0) this.byDevice.delete(deviceId)
+      await this.onRemoved?.(deviceId, [moduleId])
     })
   }
 
@@ -150,6 +153,7 @@ export class ModuleRegistry {
     this.byDevice.delete(deviceId)
     const ids = [...modules.keys()]
     await this.write(() => this.root.transaction(() => { for (const m of ids) this.db.removeSync([deviceId, m]) }))
+    await this.onRemoved?.(deviceId, ids)
   }
 
   get size(): number {
