@@ -4,7 +4,7 @@ import { Worker } from 'node:worker_threads'
 import { Packr } from 'msgpackr'
 import { HubError } from './rest/hub-error.js'
 import {
-  OP_ACKS, OP_TELEMETRY_DONE, OP_C2D_COUNT, OP_FEEDBACK, OP_LOG, OP_PARTITION_ADVANCED, OP_PUBLISH, OP_REJECTED, OP_REPLY, OP_REQUEST, OP_SESSION_OPENED, OP_SUBSCRIBED, postBatch, shardOf,
+  moduleKey, OP_ACKS, OP_TELEMETRY_DONE, OP_C2D_COUNT, OP_FEEDBACK, OP_LOG, OP_PARTITION_ADVANCED, OP_PUBLISH, OP_REJECTED, OP_REPLY, OP_REQUEST, OP_SESSION_OPENED, OP_SUBSCRIBED, postBatch, shardOf,
   type ControlMessage, type ShardInit, type ShardRequestKind,
 } from './shard-protocol.js'
 
@@ -162,9 +162,4 @@ export class ShardPool {
     for (const p of this.pending.values()) p.reject(new HubError(503001, 'hub is shutting down'))
     this.pending.clear()
   }
-}
-
-/** Where a module's state is kept in its device's shard (device ids cannot hold `/`, so no device has this key). */
-export function moduleKey(deviceId: string, moduleId: string): string {
-  return `${deviceId}/${moduleId}`
 }

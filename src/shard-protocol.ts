@@ -11,6 +11,11 @@ export function deviceHash(deviceId: string): number {
   return h >>> 0
 }
 
+/** Where a module's state is kept in its device's shard (device ids cannot hold `/`, so no device has this key). */
+export function moduleKey(deviceId: string, moduleId: string): string {
+  return `${deviceId}/${moduleId}`
+}
+
 export function partitionOf(deviceId: string, partitions: number): number {
   return deviceHash(deviceId) % partitions
 }

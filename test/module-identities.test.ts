@@ -90,6 +90,20 @@ describe('module twins', () => {
     expect(code(await t.rest('GET', twin('nobody', 'mt')))).toEqual({ status: 404, code: 'DeviceNotFound' })
   })
 
+  it('devices.modules queries find module twins by tags, properties and ids', async () => {
+    await t.createDevice('mq-dev')
+    for (const m of ['mq-a', 'mq-b']) await t.rest('PUT', path('mq-dev', m), { body: {} })
+    await t.rest('PATCH', twin('mq-dev', 'mq-a'), { body: { tags: { env: 'test' }, properties: { desired: { level: 2 } } } })
+    const q = (query: string) => t.rest('POST', '/devices/query?api-version=2021-04-12', { body: { query } })
+    const hit = await q("SELECT * FROM devices.modules WHERE tags.env = 'test'")
+    expect({ status: hit.status, found: hit.body.map((x: { deviceId: string; moduleId: string }) => `${x.deviceId}/${x.moduleId}`) }).toEqual({ status: 200, found: ['mq-dev/mq-a'] })
+    expect(hit.body[0]).toMatchObject({ properties: { desired: { level: 2 } }, version: 2 })
+    const both = await q("SELECT moduleId FROM devices.modules WHERE deviceId = 'mq-dev'")
+    expect(both.body).toEqual([{ moduleId: 'mq-a' }, { moduleId: 'mq-b' }])
+    // module twins are not devices
+    expect((await q("SELECT * FROM devices WHERE deviceId = 'mq-dev/mq-a'")).body).toEqual([])
+  })
+
   it('a module created again has a fresh twin', async () => {
     await t.createDevice('mt-again')
     await t.rest('PUT', path('mt-again', 'm'), { body: {} })

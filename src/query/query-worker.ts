@@ -4,6 +4,9 @@
 import { openHubStore, type Durability, type HubStore } from '../store/hub-store.js'
 import { identityJson, type DeviceRecord } from '../registry/device-registry.js'
 import { twinJson } from '../rest/twin-routes.js'
+import { moduleTwinJson } from '../rest/module-twin-routes.js'
+import type { ModuleRecord } from '../registry/module-registry.js'
+import { moduleKey } from '../shard-protocol.js'
 import { twinEtag, type TwinDoc } from '../../shards/twin-store.js'
 import { QuerySyntaxError } from '../query-common/errors.js'
 import { InvalidContinuationError, runQuery, type QueryPage } from './query-evaluator.js'
@@ -44,6 +47,14 @@ function* twins(s: HubStore, task: QueryTask): Generator<object> {
   }
 }
 
+/** Every module twin, in device then module id order (`devices.modules`), kept in its device's shard under `d/m`. */
+function* moduleTwins(s: HubStore): Generator<object> {
+  for (const { value } of s.modules.getRange()) {
+    const m = value as ModuleRecord
+    yield moduleTwinJson(m, coreOf(s.twins.get(moduleKey(m.deviceId, m.moduleId)) as TwinDoc | undefined))
+  }
+}
+
 export default async function runQueryTask(task: QueryTask): Promise<QueryOutcome> {
   // opened per task (the environment is shared with the hub's threads, so this is cheap) and closed
   // after, so a worker the pool ends holds nothing open; a fresh handle also sees the latest commits
@@ -65,8 +76,8 @@ function scan(store: HubStore, task: QueryTask): QueryOutcome {
     throw e
   }
   try {
-    // no modules or jobs exist yet: those collections are empty
-    const docs = query.from === 'devices' ? twins(store, task) : []
+    // no jobs exist yet: that collection is empty
+    const docs = query.from === 'devices' ? twins(store, task) : query.from === 'devices.modules' ? moduleTwins(store) : []
     return { ok: true, page: runQuery(query, docs, { pageSize: task.pageSize, continuation: task.continuation, maxPageBytes: MAX_PAGE_BYTES }) }
   } catch (e) {
     if (e instanceof InvalidContinuationError) return { ok: false, kind: 'continuation', message: e.message }

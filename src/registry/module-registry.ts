@@ -162,12 +162,16 @@ export class ModuleRegistry {
     return n
   }
 
-  /** The module identity JSON of api-version 2021-04-12 (connection facts: none yet, modules do not connect here). */
   toJson(m: ModuleRecord): Record<string, unknown> {
-    return {
-      moduleId: m.moduleId, deviceId: m.deviceId, generationId: m.generationId, etag: m.etag,
-      connectionState: 'Disconnected', connectionStateUpdatedTime: NEVER, lastActivityTime: NEVER, cloudToDeviceMessageCount: 0,
-      authentication: m.authentication, managedBy: m.managedBy,
-    }
+    return moduleIdentityJson(m)
+  }
+}
+
+/** The module identity JSON of api-version 2021-04-12 (connection facts: none yet, modules do not connect here; also built by the query workers). */
+export function moduleIdentityJson(m: ModuleRecord): Record<string, unknown> {
+  return {
+    moduleId: m.moduleId, deviceId: m.deviceId, generationId: m.generationId, etag: m.etag,
+    connectionState: 'Disconnected', connectionStateUpdatedTime: NEVER, lastActivityTime: NEVER, cloudToDeviceMessageCount: 0,
+    authentication: m.authentication, managedBy: m.managedBy,
   }
 }
