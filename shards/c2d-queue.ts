@@ -242,14 +242,9 @@ export class C2dQueues {
     if (!this.hooks.writable()) throw new HubError(503001, 'the hub is not accepting writes; retry later')
     const now = Date.now()
     for (const e of [...q.entries]) {
-      if (e.lock) continue
-      if (!e.durable) return null // order: nothing after a message still being written
-      if (e.expiry <= now) { this.finish(deviceId, e, 'Expired'); continue }
-      if (e.deliveryCount >= MAX_DELIVERY_COUNT) { this.finish(deviceId, e, 'DeliveryCountExceeded'); continue }
-      const record = this.db.get([deviceId, e.seq]) as Stored | undefined
-      if (!record) { this.drop(deviceId, e); continue }
-      e.deliveryCount++
-      record.deliveryCount = e.deliveryCount
+      const record = this.deliverable(deviceId, e, now)
+      if (record === 'skip') continue
+      if (record === 'stop') return null
       const lock = (e.lock = { connId: HTTP_LOCK, packetId: 0, until: now + LOCK_TIMEOUT_MS, token: randomUUID() })
       e.lastSent = undefined
       const written = this.db.put([deviceId, e.seq], record)
@@ -308,14 +303,9 @@ export class C2dQueues {
     const now = Date.now()
     for (const e of [...q.entries]) {
       if (c.inflight.size >= WINDOW) return
-      if (e.lock) continue
-      if (!e.durable) return
-      if (e.expiry <= now) { this.finish(deviceId, e, 'Expired'); continue }
-      if (e.deliveryCount >= MAX_DELIVERY_COUNT) { this.finish(deviceId, e, 'DeliveryCountExceeded'); continue }
-      const record = this.db.get([deviceId, e.seq]) as Stored | undefined
-      if (!record) { this.drop(deviceId, e); continue }
-      e.deliveryCount++
-      record.deliveryCount = e.deliveryCount
+      const record = this.deliverable(deviceId, e, now)
+      if (record === 'skip') continue
+      if (record === 'stop') return
       let packetId: number
       if (e.lastSent?.connId === connId && !c.inflight.has(e.lastSent.packetId)) {
         packetId = e.lastSent.packetId
@@ -336,6 +326,23 @@ export class C2dQueues {
         this.hooks.writeFailed(err)
       }))
     }
+  }
+
+  /**
+   * What every delivery (a connection's, an HTTPS receive) checks of the next entry in queue order:
+   * its record with the delivery counted, `skip` (locked, or dead-lettered now), or `stop` (not yet
+   * durable: nothing after it may go first).
+   */
+  private deliverable(deviceId: string, e: Entry, now: number): Stored | 'skip' | 'stop' {
+    if (e.lock) return 'skip'
+    if (!e.durable) return 'stop'
+    if (e.expiry <= now) { this.finish(deviceId, e, 'Expired'); return 'skip' }
+    if (e.deliveryCount >= MAX_DELIVERY_COUNT) { this.finish(deviceId, e, 'DeliveryCountExceeded'); return 'skip' }
+    const record = this.db.get([deviceId, e.seq]) as Stored | undefined
+    if (!record) { this.drop(deviceId, e); return 'skip' }
+    e.deliveryCount++
+    record.deliveryCount = e.deliveryCount
+    return record
   }
 
   /** The property bag as the device SDK parses it: `$.` system keys, then application properties. */

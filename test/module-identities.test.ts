@@ -58,14 +58,19 @@ describe('module identities', () => {
     expect((await t.rest('GET', path('mod-err'))).body).toHaveLength(MAX_MODULES_PER_DEVICE)
   })
 
-  it('deleting a device deletes its modules: the device created again has none', async () => {
+  it('deleting a device deletes its modules and their twins: the device created again has none', async () => {
     await t.createDevice('mod-gone')
     await t.rest('PUT', path('mod-gone', 'a'), { body: {} })
+    await t.rest('PATCH', `/twins/mod-gone/modules/a?api-version=2021-04-12`, { body: { tags: { old: true } } })
     expect((await t.rest('DELETE', '/devices/mod-gone?api-version=2021-04-12')).status).toBe(204)
     expect(code(await t.rest('GET', path('mod-gone', 'a')))).toEqual({ status: 404, code: 'DeviceNotFound' })
     await t.createDevice('mod-gone')
     expect((await t.rest('GET', path('mod-gone'))).body).toEqual([])
     expect(code(await t.rest('GET', path('mod-gone', 'a')))).toEqual({ status: 404, code: 'ModuleNotFound' })
+    // its twin went too: the module made again starts from a fresh one
+    await t.rest('PUT', path('mod-gone', 'a'), { body: {} })
+    expect((await t.rest('GET', `/twins/mod-gone/modules/a?api-version=2021-04-12`)).body).toMatchObject({ version: 1 })
+    expect((await t.rest('GET', `/twins/mod-gone/modules/a?api-version=2021-04-12`)).body.tags).toBeUndefined()
   })
 })
 

@@ -313,7 +313,7 @@ describe('persistence', () => {
 })
 
 describe('storage endpoints without a blob store', () => {
-  it('writes JSON files under the data directory, and refuses the Avro encodings (Azure\'s default) with a clear 400', async () => {
+  it('writes JSON files under the data directory, refuses the Avro encodings (Azure\'s default) and file upload with clear 400s', async () => {
     const hub = await startTestHub({ blobStore: 'off' })
     try {
       const r = await hub.rest('PUT', '/routing/endpoints/storageContainers/noblob', { body: {} })
@@ -325,6 +325,10 @@ describe('storage endpoints without a blob store', () => {
       await dev.disconnect()
       const files = await until(() => filesUnder(join(hub.dataDir, 'endpoints', 'noblob')), (f) => f.length > 0, 10_000)
       expect(readFileSync(files[0]!, 'utf8')).toContain(base64('on disk'))
+      // nor does file upload work: Azure's answer for a hub without storage
+      const { primaryKey } = await hub.createDevice('nb-files')
+      const up = await hub.rest('POST', '/devices/nb-files/files?api-version=2021-04-12', { token: hub.deviceToken('nb-files', primaryKey), body: { blobName: 'x.txt' } })
+      expect({ status: up.status, message: up.body.Message }).toEqual({ status: 400, message: 'ErrorCode:DefaultStorageEndpointNotConfigured;this hub has no blob store (blobStore is off): file upload needs one' })
     } finally {
       await hub.stop()
     }

@@ -72,7 +72,19 @@ function setUp(name: string, encoding: StorageEndpointDef['encoding'] = 'JSON', 
   const start = (now: () => number, extra: Partial<ConstructorParameters<typeof StorageDeliverer>[0]> = {}) => (deliverer = new StorageDeliverer({
     def, hubName: 'hub', partition: 1, root: join(dir, 'endpoints', name), stagingFile, outbox: log.database, cursors, problem: (m, f) => problems.push([m, f]), now, blobs: sinks, ...extra,
   }))
-  return { def, log, cursors, stagingFile, sinks, start, problems, id: { kind: 'storage' as const, name, partition: 1 } }
+  const id = { kind: 'storage' as const, name, partition: 1 }
+  /** Each batch appended and delivered by a deliverer of its own (as across hub restarts), at the time `now`. */
+  const deliverEach = async (batches: RawEvent[][], now: () => number) => {
+    let delivered = cursors.get(id)?.next ?? 0
+    for (const batch of batches) {
+      await log.append(batch)
+      delivered += batch.length
+      const d = start(now)
+      await until(() => cursors.get(id)?.next, (n) => n === delivered, 10_000)
+      await d.stop()
+    }
+  }
+  return { def, log, cursors, stagingFile, sinks, start, deliverEach, problems, id }
 }
 
 describe('storage endpoint into a blob store', () => {
@@ -80,14 +92,7 @@ describe('storage endpoint into a blob store', () => {
     const s = setUp('blobwin')
     const t0 = Date.parse('2026-01-01T00:00:10Z')
     const e = [event(t0, 'a', 'm0'), event(t0 + 5, 'b', 'm1')]
-    await s.log.append([e[0]!])
-    let d = s.start(() => t0 + 3_600_000)
-    await until(() => s.cursors.get(s.id)?.next, (n) => n === 1, 10_000)
-    await d.stop()
-    await s.log.append([e[1]!])
-    d = s.start(() => t0 + 3_600_000)
-    await until(() => s.cursors.get(s.id)?.next, (n) => n === 2, 10_000)
-    await d.stop()
+    await s.deliverEach([[e[0]!], [e[1]!]], () => t0 + 3_600_000)
     expect(await blobText('blobwin', storageFileName(s.def.fileNameFormat, 'hub', 1, t0))).toBe(line(e[0]!) + line(e[1]!))
     expect(s.problems).toEqual([])
     s.sinks.close()
@@ -121,15 +126,8 @@ describe('storage endpoint into a blob store', () => {
       const s = setUp(`enc-${encoding.toLowerCase()}`, encoding)
       const t0 = Date.parse('2026-01-01T00:09:10Z')
       const e = [event(t0, 'first body', 'a0'), event(t0 + 5, JSON.stringify({ temp: 21 }), 'a1')]
-      await s.log.append([e[0]!])
-      let d = s.start(() => t0 + 3_600_000)
-      await until(() => s.cursors.get(s.id)?.next, (n) => n === 1, 10_000)
-      await d.stop()
-      // a second batch of the same minute: one more data block of the same file
-      await s.log.append([e[1]!])
-      d = s.start(() => t0 + 3_600_000)
-      await until(() => s.cursors.get(s.id)?.next, (n) => n === 2, 10_000)
-      await d.stop()
+      // the second batch is of the same minute: one more data block of the same file
+      await s.deliverEach([[e[0]!], [e[1]!]], () => t0 + 3_600_000)
       const got = await readAvro(await blobBytes(s.def.containerName, storageFileName(s.def.fileNameFormat, 'hub', 1, t0)))
       expect(got.codec).toBe(encoding === 'avro' ? 'null' : 'deflate')
       expect(got.records.map((r) => ({ body: (r.Body as Buffer).toString(), mid: (r.SystemProperties as Record<string, string>).messageId }))).toEqual([
@@ -261,8 +259,9 @@ describe('storage endpoint into a blob store', () => {
     await s.log.append([event(t0, 'a', 'm-a')])
     const blob = storageFileName(s.def.fileNameFormat, 'hub', 1, t0)
     await until(() => ids('reconnect-mid', blob), (x) => x.includes('m-a'), 10_000)
-    // A is past its hold; the store then loses it, and reconnects while B is written
-    await new Promise((r) => setTimeout(r, 1500))
+    // A is past its hold (by the commit time its cursor records); the store then loses it, and reconnects while B is written
+    const committedAt = s.cursors.get(s.id)!.held![0]![1]
+    await until(() => Date.now(), (now) => now > committedAt + 1000, 5000)
     const { service, agent } = blobServiceClient(access)
     await service.getContainerClient('reconnect-mid').getBlockBlobClient(blob).delete()
     agent.destroy()

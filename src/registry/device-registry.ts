@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto'
 import type { Database } from 'lmdb'
 import { HubError } from '../rest/hub-error.js'
+import { SerializedChanges } from './serialized-changes.js'
 import { generateKey } from '../auth/policies.js'
 import type { WriteHealth } from '../store/write-health.js'
 
@@ -83,8 +84,7 @@ export class DeviceRegistry {
   private readonly devices = new Map<string, DeviceRecord>()
   private etagCounter = Date.now() * 1000
   private listeners: ((e: RegistryEvent) => void)[] = []
-  /** the change of each device in progress: the next waits for it */
-  private readonly changing = new Map<string, Promise<unknown>>()
+  private readonly changes = new SerializedChanges()
 
   constructor(private readonly db: Database, private readonly presence: PresenceView, private readonly health?: WriteHealth) {
     for (const { value } of db.getRange()) {
@@ -101,17 +101,6 @@ export class DeviceRegistry {
 
   private nextEtag(): string { return Buffer.from(String(++this.etagCounter)).toString('base64') }
 
-  /** Runs `change` after any earlier change of the same device has settled. */
-  private async serialized<T>(deviceId: string, change: () => Promise<T>): Promise<T> {
-    const run = (this.changing.get(deviceId) ?? Promise.resolve()).catch(() => {}).then(change)
-    this.changing.set(deviceId, run)
-    try {
-      return await run
-    } finally {
-      if (this.changing.get(deviceId) === run) this.changing.delete(deviceId)
-    }
-  }
-
   private async write(op: () => Promise<unknown>): Promise<void> {
     await (this.health ? this.health.run(op) : op())
   }
@@ -125,7 +114,7 @@ export class DeviceRegistry {
     const status = b.status ?? 'enabled'
     if (status !== 'enabled' && status !== 'disabled') throw new HubError(400004, 'status must be "enabled" or "disabled"')
     if (b.statusReason !== undefined && b.statusReason !== null && (typeof b.statusReason !== 'string' || b.statusReason.length > 128)) throw new HubError(400004, 'statusReason must be a string of at most 128 characters')
-    return this.serialized(deviceId, () => this.putNow(deviceId, b, status, ifMatch))
+    return this.changes.run(deviceId, () => this.putNow(deviceId, b, status, ifMatch))
   }
 
   private async putNow(deviceId: string, b: Record<string, unknown>, status: 'enabled' | 'disabled', ifMatch: string | undefined): Promise<DeviceRecord> {
@@ -159,7 +148,7 @@ export class DeviceRegistry {
 
   /** The model id a device announced at connect (IoT Plug and Play); stored when it changes. The etag stays: the service did not change the identity. */
   setModelId(deviceId: string, modelId: string): Promise<void> {
-    return this.serialized(deviceId, async () => {
+    return this.changes.run(deviceId, async () => {
       const existing = this.devices.get(deviceId)
       if (!existing || (existing.modelId ?? '') === modelId) return
       const record: DeviceRecord = { ...existing, modelId }
@@ -169,7 +158,7 @@ export class DeviceRegistry {
   }
 
   delete(deviceId: string, ifMatch: string | undefined): Promise<void> {
-    return this.serialized(deviceId, async () => {
+    return this.changes.run(deviceId, async () => {
       const existing = this.devices.get(deviceId)
       if (!existing) throw new HubError(404001, `Device ${deviceId} not registered`)
       if (ifMatch !== undefined) checkEtag(ifMatch, existing.etag)

@@ -5,6 +5,7 @@
 // crash left without their device).
 import type { Database, RootDatabase } from 'lmdb'
 import { HubError } from '../rest/hub-error.js'
+import { SerializedChanges } from './serialized-changes.js'
 import type { WriteHealth } from '../store/write-health.js'
 import { authenticationFrom, checkDeviceId, checkEtag, NEVER, randomGenerationId, type DeviceRecord, type DeviceRegistry } from './device-registry.js'
 
@@ -32,7 +33,7 @@ export function checkModuleId(id: string): void {
 export class ModuleRegistry {
   private readonly byDevice = new Map<string, Map<string, ModuleRecord>>()
   private etagCounter = Date.now() * 1000
-  private readonly changing = new Map<string, Promise<unknown>>()
+  private readonly changes = new SerializedChanges()
   /** what else goes with deleted modules (their twins, in the device's shard); awaited before a DELETE answers */
   onRemoved?: (deviceId: string, moduleIds: string[]) => Promise<unknown>
 
@@ -59,16 +60,6 @@ export class ModuleRegistry {
   }
 
   private nextEtag(): string { return Buffer.from(String(++this.etagCounter)).toString('base64') }
-
-  private async serialized<T>(key: string, change: () => Promise<T>): Promise<T> {
-    const run = (this.changing.get(key) ?? Promise.resolve()).catch(() => {}).then(change)
-    this.changing.set(key, run)
-    try {
-      return await run
-    } finally {
-      if (this.changing.get(key) === run) this.changing.delete(key)
-    }
-  }
 
   private async write(op: () => Promise<unknown>): Promise<void> {
     await (this.health ? this.health.run(op) : op())
@@ -106,7 +97,7 @@ export class ModuleRegistry {
     if (b.moduleId !== undefined && b.moduleId !== moduleId) throw new HubError(400004, `moduleId in the body (${JSON.stringify(b.moduleId)}) does not match the URL`)
     if (b.deviceId !== undefined && b.deviceId !== deviceId) throw new HubError(400004, `deviceId in the body (${JSON.stringify(b.deviceId)}) does not match the URL`)
     if (b.managedBy !== undefined && b.managedBy !== null && (typeof b.managedBy !== 'string' || b.managedBy.length > 128)) throw new HubError(400004, 'managedBy must be a string of at most 128 characters')
-    return this.serialized(`${deviceId}\n${moduleId}`, async () => {
+    return this.changes.run(`${deviceId}\n${moduleId}`, async () => {
       this.device(deviceId)
       const existing = this.get(deviceId, moduleId)
       if (ifMatch === undefined) {
@@ -135,7 +126,7 @@ export class ModuleRegistry {
   }
 
   delete(deviceId: string, moduleId: string, ifMatch: string | undefined): Promise<void> {
-    return this.serialized(`${deviceId}\n${moduleId}`, async () => {
+    return this.changes.run(`${deviceId}\n${moduleId}`, async () => {
       const existing = this.require(deviceId, moduleId)
       if (ifMatch !== undefined) checkEtag(ifMatch, existing.etag)
       await this.write(() => this.db.remove([deviceId, moduleId]))
