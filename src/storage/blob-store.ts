@@ -27,7 +27,7 @@ export interface BlobStoreOptions {
 
 interface Opened { account: StorageAccount; service: BlobServiceClient; target: UploadTarget; agent: Agent }
 
-export class BlobStore implements AsyncDisposable {
+export class BlobStore {
   private readonly azurite?: AzuriteProcess
   private opening?: Promise<Opened>
   /** someone relies on the store staying open (storage endpoints, a start at boot): it is reopened when it fails */
@@ -90,10 +90,6 @@ export class BlobStore implements AsyncDisposable {
     return this.azurite ? this.azurite.endpoint?.connectionString : this.configured ? this.o.setting : undefined
   }
 
-  async container(name: string): Promise<ContainerClient> {
-    return (await this.open()).service.getContainerClient(name)
-  }
-
   private async connect(): Promise<Opened> {
     const account = this.azurite
       ? await this.azurite.start().then((e) => ({ accountName: e.accountName, accountKey: e.accountKey, blobEndpoint: e.blobEndpoint }))
@@ -129,10 +125,6 @@ export class BlobStore implements AsyncDisposable {
     }
     await this.o.onOpened?.(access)
     return { account, service, target, agent }
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    await this.close()
   }
 
   async close(): Promise<void> {
