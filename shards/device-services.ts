@@ -1,7 +1,7 @@
 // The shard's side of twins and cloud-to-device messages: which connection serves which device,
 // the device's twin requests over MQTT, the service's requests (OP_REQUEST → OP_REPLY), desired
 // property pushes and C2D delivery. Replies and pushes leave only after LMDB committed the change.
-import { OP_PUBLISH, OP_REPLY } from '../src/shard-protocol.js'
+import { OP_PUBLISH, OP_REPLY, splitIdentityKey } from '../src/shard-protocol.js'
 import { HubError, deviceErrorBody } from '../src/rest/hub-error.js'
 import { c2dFilter, desiredPatchTopic, TWIN_DESIRED_FILTER, twinResponseTopic } from '../src/mqtt/iothub-topics.js'
 import type { C2dQueues, C2dSend } from './c2d-queue.js'
@@ -58,7 +58,7 @@ export class DeviceServices {
   }
 
   subscriptionsChanged(clientId: string): void {
-    // module identities are refused at CONNECT, so the client id is the device id
+    // the client id is the device id, or a module's `{device}/{module}` key (modules have no C2D queue)
     const connId = this.connOfDevice.get(clientId)
     if (connId === undefined) return
     if (this.subscribed(clientId, c2dFilter(clientId))) this.c2d.attach(clientId, connId)
@@ -77,19 +77,26 @@ export class DeviceServices {
     } else {
       const w = this.twins.ensure(deviceId, generationId)
       if (w) this.track(w)
-      if (created && this.events.wants('DeviceLifecycleEvents')) this.lifecycle(this.twins.get(deviceId), 'createDeviceIdentity')
+      const module = deviceId.includes('/')
+      if (created && this.events.wants('DeviceLifecycleEvents')) this.lifecycle(this.twins.get(deviceId), module ? 'createModuleIdentity' : 'createDeviceIdentity')
     }
+  }
+
+  /** A module was deleted: its twin and session go (awaited by the DELETE), with its lifecycle event. */
+  private moduleRemoved(key: string): Promise<unknown> {
+    const doc = this.events.wants('DeviceLifecycleEvents') ? this.twins.get(key) : undefined
+    return Promise.all([this.twins.remove(key), this.sessions.remove(key)]).then(() => { if (doc) this.lifecycle(doc, 'deleteModuleIdentity') })
   }
 
   private lifecycle(doc: TwinDoc, opType: string): void {
     this.events.emit({
-      source: 'DeviceLifecycleEvents', deviceId: doc.deviceId, generationId: doc.generationId ?? '', opType,
+      source: 'DeviceLifecycleEvents', ...splitIdentityKey(doc.deviceId), generationId: doc.generationId ?? '', opType,
       schema: 'deviceLifecycleNotification', body: twinSnapshot(this.twins, doc),
     })
   }
 
   private twinChanged(doc: TwinDoc, opType: 'updateTwin' | 'replaceTwin', body: unknown): void {
-    this.events.emit({ source: 'TwinChangeEvents', deviceId: doc.deviceId, generationId: doc.generationId ?? '', opType, schema: 'twinChangeNotification', body })
+    this.events.emit({ source: 'TwinChangeEvents', ...splitIdentityKey(doc.deviceId), generationId: doc.generationId ?? '', opType, schema: 'twinChangeNotification', body })
   }
 
   private track(p: Promise<unknown>): void {
@@ -158,8 +165,7 @@ export class DeviceServices {
           this.track(written.then(() => {
             reply(this.twins.core(doc))
             if (desiredPush) this.pushDesired(deviceId, desiredPush)
-            // module twins raise no change events yet (their events carry a module id)
-            if (doc !== before && !deviceId.includes('/') && this.events.wants('TwinChangeEvents')) {
+            if (doc !== before && this.events.wants('TwinChangeEvents')) {
               const b = body as { tags?: Record<string, unknown>; properties?: { desired?: Record<string, unknown> } }
               this.twinChanged(doc, mode === 'patch' ? 'updateTwin' : 'replaceTwin', mode === 'patch'
                 ? twinChangeBody(doc, { tags: b.tags ?? undefined, desired: b.properties?.desired ?? undefined })
@@ -168,9 +174,9 @@ export class DeviceServices {
           }, (e: unknown) => fail(this.writeError(e))))
           return
         }
-        case 'twin.remove':
-          // a module's twin, gone with its module (a device's goes with OP_DEVICE_CHANGED)
-          this.track(this.twins.remove(deviceId).then(() => reply(null), (e: unknown) => fail(this.writeError(e))))
+        case 'module.remove':
+          // a module's twin and session, gone with its module (a device's go with OP_DEVICE_CHANGED)
+          this.track(this.moduleRemoved(deviceId).then(() => reply(null), (e: unknown) => fail(this.writeError(e))))
           return
         case 'c2d.send': {
           this.health?.check()

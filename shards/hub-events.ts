@@ -16,6 +16,8 @@ const HUB_AUTH = '{"scope":"hub","type":"sas","issuer":"iothub","acceptingIpFilt
 export interface HubEventInput {
   source: RouteSource
   deviceId: string
+  /** set for a module's events: stamped as `iothub-connection-module-id` and the `moduleId` property */
+  moduleId?: string
   generationId: string
   opType: string
   schema: string
@@ -23,10 +25,10 @@ export interface HubEventInput {
 }
 
 export function hubEvent(hubName: string, e: HubEventInput, now = Date.now()): RawEvent {
-  const sender: Sender = { deviceId: e.deviceId, generationId: e.generationId, authMethod: HUB_AUTH }
+  const sender: Sender = e.moduleId ? { deviceId: e.deviceId, moduleId: e.moduleId, generationId: e.generationId, authMethod: HUB_AUTH } : { deviceId: e.deviceId, generationId: e.generationId, authMethod: HUB_AUTH }
   const bag = `$.ct=application%2Fjson&$.ce=utf-8&$.cid=${randomBytes(5).toString('hex')}&$.uid=${encodeURIComponent(hubName)}`
-  const extra = {
-    hubName, deviceId: e.deviceId, operationTimestamp: timestamp(now), opType: e.opType, 'iothub-message-schema': e.schema,
+  const extra: Record<string, string> = {
+    hubName, deviceId: e.deviceId, ...(e.moduleId ? { moduleId: e.moduleId } : {}), operationTimestamp: timestamp(now), opType: e.opType, 'iothub-message-schema': e.schema,
   }
   return { t: now, sender, bag, extra, body: Buffer.from(JSON.stringify(e.body)), src: MESSAGE_SOURCE[e.source] }
 }

@@ -7,7 +7,7 @@ import { jsonDeeperThan } from '../src/json-depth.js'
 // system properties as Azure's storage records name them (routing keywords)
 const RECORD_NAMES: Record<string, string> = {
   messageid: 'messageId', correlationid: 'correlationId', userid: 'userId', contenttype: 'contentType', contentencoding: 'contentEncoding',
-  connectiondeviceid: 'connectionDeviceId', connectionauthmethod: 'connectionAuthMethod', connectiondevicegenerationid: 'connectionDeviceGenerationId',
+  connectiondeviceid: 'connectionDeviceId', connectionmoduleid: 'connectionModuleId', connectionauthmethod: 'connectionAuthMethod', connectiondevicegenerationid: 'connectionDeviceGenerationId',
   enqueuedtime: 'enqueuedTime', 'iothub-creation-time-utc': 'iothub-creation-time-utc',
 }
 

@@ -10,6 +10,7 @@ import { bodyEncoding, canonicalSystemName, prepareMessage, type PreparedMessage
 import { defaultInterner } from '../src/routing/name-interner.js'
 import type { Value } from '../src/query-common/values.js'
 import type { Sender } from '../src/events/segment-codec.js'
+import { moduleKey } from '../src/shard-protocol.js'
 import { WasmRouteSet } from '../src/wasm/wasm-route-vm.js'
 import { jsonDeeperThan } from '../src/json-depth.js'
 
@@ -68,7 +69,7 @@ export class MessageRouter {
    * Which stamped system properties some program reads: the others are never set (the image leaves
    * unread names out anyway), and the ISO enqueued time alone costs as much as the VM.
    */
-  private readonly needs: { deviceId: boolean; authMethod: boolean; generationId: boolean; enqueuedTime: boolean; source: boolean }
+  private readonly needs: { deviceId: boolean; moduleId: boolean; authMethod: boolean; generationId: boolean; enqueuedTime: boolean; source: boolean }
   // the message being routed: fields rather than closures, which cost an allocation per message
   private twinOfDevice = ''
   private twinValue: RouteTwin | undefined
@@ -97,7 +98,7 @@ export class MessageRouter {
     }
     const used = (name: string) => defaultInterner.lookup('s', name) !== 0
     this.needs = {
-      deviceId: used('connectiondeviceid'), authMethod: used('connectionauthmethod'), generationId: used('connectiondevicegenerationid'),
+      deviceId: used('connectiondeviceid'), moduleId: used('connectionmoduleid'), authMethod: used('connectionauthmethod'), generationId: used('connectiondevicegenerationid'),
       enqueuedTime: used('enqueuedtime'), source: used('iothub-message-source'),
     }
     this.telemetryRouted = routingActive(config) && (this.bySource.has('DeviceMessages') || this.enrichmentsByEndpoint.size > 0
@@ -117,7 +118,8 @@ export class MessageRouter {
     const targets = this.targets
     targets.length = 0
     const routes = this.bySource.get(source)
-    this.twinOfDevice = sender.deviceId
+    // a module's message reads its module's twin (kept under `{device}/{module}`)
+    this.twinOfDevice = sender.moduleId ? moduleKey(sender.deviceId, sender.moduleId) : sender.deviceId
     this.twinRead = false
     this.twinValue = undefined
     if (routes) {
@@ -169,6 +171,7 @@ export class MessageRouter {
     if (extra) for (const k in extra) app.set(k.toLowerCase(), extra[k]!)
     const needs = this.needs
     if (needs.deviceId) sys.set('connectiondeviceid', sender.deviceId)
+    if (needs.moduleId && sender.moduleId) sys.set('connectionmoduleid', sender.moduleId)
     if (needs.authMethod) sys.set('connectionauthmethod', sender.authMethod)
     if (needs.generationId) sys.set('connectiondevicegenerationid', sender.generationId)
     if (needs.enqueuedTime) sys.set('enqueuedtime', new Date(t).toISOString())

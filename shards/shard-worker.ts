@@ -9,7 +9,7 @@ import { openHubStore } from '../src/store/hub-store.js'
 import {
   OP_ACKS, OP_STREAM_TAIL, OP_C2D_COUNT, OP_CONNECTION_CLOSED, OP_DEVICE_CHANGED, OP_FEEDBACK, OP_LOG, OP_PARTITION_ADVANCED, OP_PUBACK, OP_PUBLISH, OP_REJECTED, OP_REPLY,
   OP_BIND_SENDER, OP_REQUEST, OP_SESSION_END, OP_SESSION_OPEN, OP_SESSION_OPENED, OP_SUBSCRIBE, OP_SUBSCRIBED, OP_TELEMETRY, OP_TWIN_DEVICE, OP_UNSUBSCRIBE,
-  partitionOf, postBatch, shardOf, shardOfPartition, type ControlMessage, type ShardInit,
+  moduleKey, partitionOf, postBatch, shardOf, shardOfPartition, type ControlMessage, type ShardInit,
 } from '../src/shard-protocol.js'
 import { parsePropertyBag } from '../src/mqtt/property-bag.js'
 import type { C2dOutcome } from '../src/edge/edge-connection.js'
@@ -106,10 +106,11 @@ function routeEvent(e: HubEventInput): void {
 let writeScheduled = false
 const services = new DeviceServices(sessions, twins, c2d, emit, { wants: (source: RouteSource) => routing.wants(source), emit: routeEvent }, health)
 
-function connectionEvent(deviceId: string, generationId: string, opType: 'deviceConnected' | 'deviceDisconnected'): void {
+function connectionEvent(sender: Sender, opType: 'deviceConnected' | 'deviceDisconnected'): void {
   if (!routing.wants('DeviceConnectionStateEvents')) return
   routeEvent({
-    source: 'DeviceConnectionStateEvents', deviceId, generationId, opType, schema: 'deviceConnectionStateNotification',
+    source: 'DeviceConnectionStateEvents', deviceId: sender.deviceId, ...(sender.moduleId ? { moduleId: sender.moduleId } : {}), generationId: sender.generationId, opType,
+    schema: 'deviceConnectionStateNotification',
     body: { sequenceNumber: connectionSequenceNumber() },
   })
 }
@@ -191,8 +192,12 @@ function handleBatch(ops: unknown[][]): void {
         break
       }
       case OP_SESSION_OPEN: {
-        const [, connId, clientId, clean, deviceId, generationId, authMethod, modelId] = op as [number, number, string, boolean, string, string, string, string]
-        const sender: Sender = modelId ? { deviceId, generationId, authMethod, modelId } : { deviceId, generationId, authMethod }
+        const [, connId, clientId, clean, deviceId, generationId, authMethod, modelId, moduleId] = op as [number, number, string, boolean, string, string, string, string, string]
+        const sender: Sender = { deviceId, generationId, authMethod }
+        if (modelId) sender.modelId = modelId
+        if (moduleId) sender.moduleId = moduleId
+        // a module's twin and session are its own, kept under `{device}/{module}` in its device's shard
+        const key = moduleId ? moduleKey(deviceId, moduleId) : deviceId
         const conn = { sender, log: logs.get(partitionOf(deviceId, init.partitions))! }
         connections.set(connId, conn)
         const { present, written } = sessions.open(clientId, clean, generationId)
@@ -201,8 +206,8 @@ function handleBatch(ops: unknown[][]): void {
         written.then(() => {
           if (connections.get(connId) !== conn) return // closed meanwhile
           emit([OP_SESSION_OPENED, connId, present, Object.keys(sessions.get(clientId)?.subscriptions ?? {}), 0])
-          services.opened(connId, clientId, deviceId)
-          connectionEvent(deviceId, generationId, 'deviceConnected')
+          services.opened(connId, clientId, key)
+          connectionEvent(sender, 'deviceConnected')
         }, (e: unknown) => emit([OP_SESSION_OPENED, connId, false, [], storeFailure(e).code]))
         break
       }
@@ -220,7 +225,7 @@ function handleBatch(ops: unknown[][]): void {
         connections.delete(op[1] as number)
         const closed = services.closed(op[1] as number)
         // a connection a newer one took over is not a disconnect
-        if (conn && closed?.current) connectionEvent(conn.sender.deviceId, conn.sender.generationId, 'deviceDisconnected')
+        if (conn && closed?.current) connectionEvent(conn.sender, 'deviceDisconnected')
         break
       }
       case OP_SUBSCRIBE:

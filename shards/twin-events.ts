@@ -4,6 +4,7 @@
 import type { RouteSource } from '../src/routing/routing-config.js'
 import type { HubEventInput } from './hub-events.js'
 import type { TwinDoc, TwinStore } from './twin-store.js'
+import { splitIdentityKey } from '../src/shard-protocol.js'
 
 export interface HubEventSink {
   wants(source: RouteSource): boolean
@@ -16,7 +17,8 @@ const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null 
 /** The whole twin as the service sees it, for replace and lifecycle events. */
 export function twinSnapshot(twins: TwinStore, doc: TwinDoc): Json {
   const core = twins.core(doc)
-  return { deviceId: doc.deviceId, etag: core.etag, version: core.version, ...(Object.keys(core.tags).length ? { tags: core.tags } : {}), properties: core.properties }
+  const { deviceId, moduleId } = splitIdentityKey(doc.deviceId)
+  return { deviceId, ...(moduleId ? { moduleId } : {}), etag: core.etag, version: core.version, ...(Object.keys(core.tags).length ? { tags: core.tags } : {}), properties: core.properties }
 }
 
 /** The changed keys of a section with their metadata, `$version` of the section after the change. */

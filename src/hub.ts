@@ -51,7 +51,7 @@ import { notYetRoutes } from './rest/not-yet-routes.js'
 import { registryRoutes } from './rest/registry-routes.js'
 import { ShardPool } from './shard-pool.js'
 import { OP_STREAM_TAIL, shardOfPartition } from './shard-protocol.js'
-import { OP_DEVICE_CHANGED } from './shard-protocol.js'
+import { moduleKey, OP_DEVICE_CHANGED } from './shard-protocol.js'
 import { openHubStore } from './store/hub-store.js'
 import { ensureLocalPki } from './tls/local-pki.js'
 import { WriteHealth } from './store/write-health.js'
@@ -182,8 +182,12 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
     cloudToDeviceMessageCount: (id) => edge.cloudToDeviceMessageCount(id),
   }, health)
   const modules = new ModuleRegistry(store.root, store.modules, registry, health)
-  // a module's twin lives in its device's shard and goes with the module
-  modules.onRemoved = (deviceId, moduleIds) => Promise.all(moduleIds.map((m) => shards.requestForModule('twin.remove', deviceId, m)))
+  // a module's twin and session live in its device's shard and go with the module; so does its connection
+  modules.onCreated = (m) => shards.send(shards.shardFor(m.deviceId), [OP_DEVICE_CHANGED, moduleKey(m.deviceId, m.moduleId), m.generationId, true])
+  modules.onRemoved = (deviceId, moduleIds) => Promise.all(moduleIds.map((m) => {
+    edge.moduleRemoved(deviceId, m)
+    return shards.requestForModule('module.remove', deviceId, m)
+  }))
   edge = new DeviceEdge(new Authenticator(tlsNames, policies, registry, config.sasVerifier, config.maxTokenLifetimeDays * 86_400), shards, log, config.mqttFramer, {
     load: () => [...store.activity.getRange()].map(({ key, value }) => [key as string, value as number] as [string, number]),
     // written as a device disconnects: rare enough to need no batching
@@ -195,6 +199,8 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
   })
   for (const [deviceId, count] of earlyCounts.splice(0)) edge.c2dCount(deviceId, count)
   edge.throttles = throttles
+  edge.authenticator.modules = modules
+  modules.presence = edge
   registry.onChange((e) => edge.registryChanged(e))
   edge.onModelAnnounced = (deviceId, modelId) => {
     registry.setModelId(deviceId, modelId).catch((e: unknown) => log.warn('model id not stored', { deviceId, error: e as Error }))
@@ -230,7 +236,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
   const webSocketHeldInput = mountWebSockets(app, edge, amqpServer)
   stream.mount(app, edge.authenticator)
   const routes: Route[] = [
-    ...registryRoutes(registry, edge), ...moduleRoutes(modules), ...moduleTwinRoutes(modules, shards), ...eventsRoutes(endpoint), ...twinRoutes(registry, shards), ...methodRoutes(registry, edge),
+    ...registryRoutes(registry, edge), ...moduleRoutes(modules), ...moduleTwinRoutes(modules, shards), ...eventsRoutes(endpoint), ...twinRoutes(registry, shards), ...methodRoutes(registry, edge, modules),
     ...c2dRoutes(registry, shards, feedback, eventHubName), ...routingRoutes(routing), ...endpointLogRoutes((name) => routing.logEndpoint(name)),
     ...queryRoutes(queries), ...notYetRoutes(),
   ]

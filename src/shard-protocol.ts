@@ -16,6 +16,12 @@ export function moduleKey(deviceId: string, moduleId: string): string {
   return `${deviceId}/${moduleId}`
 }
 
+/** The device and module of a key moduleKey made (a plain device id has no module). */
+export function splitIdentityKey(key: string): { deviceId: string; moduleId?: string } {
+  const slash = key.indexOf('/')
+  return slash < 0 ? { deviceId: key } : { deviceId: key.slice(0, slash), moduleId: key.slice(slash + 1) }
+}
+
 export function partitionOf(deviceId: string, partitions: number): number {
   return deviceHash(deviceId) % partitions
 }
@@ -31,7 +37,7 @@ export function shardOf(deviceId: string, partitions: number, shards: number): n
 
 // edge → shard ops
 export const OP_TELEMETRY = 1 // [op, connId, packetId (0 for QoS 0), bag, payload, extraProps|null]
-export const OP_SESSION_OPEN = 2 // [op, connId, clientId, clean, deviceId, generationId, authMethod, modelId]: also binds connId to its device
+export const OP_SESSION_OPEN = 2 // [op, connId, clientId, clean, deviceId, generationId, authMethod, modelId, moduleId ('' for a device)]: also binds connId to its device or module
 export const OP_CONNECTION_CLOSED = 6 // [op, connId]: unbinds connId (after its will, if any)
 export const OP_SUBSCRIBE = 3 // [op, connId, clientId, [[filter, qos], ...], packetId]: answered by OP_SUBSCRIBED once stored
 export const OP_UNSUBSCRIBE = 4 // [op, connId, clientId, [filter, ...], packetId]: answered by OP_SUBSCRIBED once stored
@@ -39,7 +45,7 @@ export const OP_SESSION_END = 5 // [op, clientId] (clean-session connection clos
 export const OP_REQUEST = 7 // [op, requestId, kind, deviceId, ...args]: a REST call the shard answers with OP_REPLY
 export const OP_PUBACK = 8 // [op, connId, packetId, outcome?]: the device settled a C2D message the shard sent (MQTT PUBACK: complete; AMQP and HTTPS: also 'reject', 'abandon')
 export const OP_TWIN_DEVICE = 9 // [op, connId, 'get' | 'patch', rid, payload]: a twin request from a device over MQTT
-export const OP_DEVICE_CHANGED = 10 // [op, deviceId, generationId | null, created]: created/updated, or deleted (null)
+export const OP_DEVICE_CHANGED = 10 // [op, deviceId or moduleKey, generationId | null, created]: created/updated, or deleted (null; a module's deletion is the awaited 'module.remove' request)
 export const OP_STREAM_TAIL = 11 // [op, partition, boolean]: whether live stream readers want each commit's events as a ready frame
 export const OP_BIND_SENDER = 12 // [op, connId, deviceId, generationId, authMethod]: binds connId to its device with no session (device HTTPS); OP_CONNECTION_CLOSED unbinds
 
@@ -57,7 +63,7 @@ export const OP_SUBSCRIBED = 13 // [op, connId, packetId, errorCode (0: stored)]
 export const OP_LOG = 9 // [op, level, message, fields]: something the shard wants logged (never keys or tokens)
 
 /** Request kinds (OP_REQUEST) a shard answers. */
-export type ShardRequestKind = 'twin.get' | 'twin.update' | 'twin.remove' | 'c2d.send' | 'c2d.purge' | 'c2d.receive' | 'c2d.settle' | 'routing.apply' | 'hub.ports' | 'blob.endpoint'
+export type ShardRequestKind = 'twin.get' | 'twin.update' | 'module.remove' | 'c2d.send' | 'c2d.purge' | 'c2d.receive' | 'c2d.settle' | 'routing.apply' | 'hub.ports' | 'blob.endpoint'
 
 import type { Durability } from './store/hub-store.js'
 import type { RoutingConfig } from './routing/routing-config.js'

@@ -122,8 +122,8 @@ describe('what the hub does not offer yet', () => {
     const r = await t.rest('PUT', '/jobs/v2/job-1?api-version=2021-04-12', { token: null })
     expect(r.status).toBe(403)
     expect(r.body.Message).toBe('ErrorCode:OperationNotAvailableInCurrentTier;jobs is not supported by this hub yet (see "Not yet" in its README)')
-    const m = await t.rest('POST', '/twins/any/modules/m1/methods?api-version=2021-04-12')
-    expect(m.body.Message).toBe('ErrorCode:OperationNotAvailableInCurrentTier;module methods is not supported by this hub yet (see "Not yet" in its README)')
+    const m = await t.rest('POST', '/devices/any/modules/m1/messages/events?api-version=2021-04-12')
+    expect(m.body.Message).toBe('ErrorCode:OperationNotAvailableInCurrentTier;module messages and file upload over HTTPS is not supported by this hub yet (see "Not yet" in its README)')
   })
 
   it('answers a module\'s AMQP token and links as not offered, not as a bad credential', async () => {

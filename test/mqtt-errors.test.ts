@@ -63,7 +63,7 @@ describe('CONNECT is refused with Azure\'s CONNACK codes', () => {
     expectRefused({ password: 'SharedAccessSignature sr=localhost%2Fdevices%2Ferr-dev&sig=a&se=9999999999&skn=%E0%A4%A' }, 5))
   it('unknown device → 5', () => expectRefused({ clientId: 'nobody', username: 'localhost/nobody/?api-version=2021-04-12', password: t.deviceToken('nobody', key) }, 5))
   it('username for another device → 5', () => expectRefused({ username: 'localhost/bystander/?api-version=2021-04-12' }, 5))
-  it('module identity → 2 (not supported yet)', () => expectRefused({ clientId: 'err-dev/mod1', username: 'localhost/err-dev/mod1/?api-version=2021-04-12' }, 2))
+  it('unknown module → 5', () => expectRefused({ clientId: 'err-dev/mod1', username: 'localhost/err-dev/mod1/?api-version=2021-04-12' }, 5))
   it('disabled device → 5', async () => {
     const d = await t.createDevice('err-disabled', { status: 'disabled' })
     await expectRefused({ clientId: 'err-disabled', username: 'localhost/err-disabled/?api-version=2021-04-12', password: t.deviceToken('err-disabled', d.primaryKey) }, 5)

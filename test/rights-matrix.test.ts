@@ -94,7 +94,7 @@ const EXPECTED: { method: string; path: string; needs: Needs }[] = [
   { method: 'get', path: '/twins/rm-dev/modules/m1', needs: 'ServiceConnect' },
   { method: 'patch', path: '/twins/rm-dev/modules/m1', needs: 'ServiceConnect' },
   { method: 'put', path: '/twins/rm-dev/modules/m1', needs: 'ServiceConnect' },
-  { method: 'any', path: '/twins/rm-dev/modules/m1/methods', needs: 'None' },
+  { method: 'post', path: '/twins/rm-dev/modules/m1/methods', needs: 'ServiceConnect' },
   { method: 'any', path: '/configurations', needs: 'None' },
   { method: 'any', path: '/digitaltwins/rm-dev', needs: 'None' },
   { method: 'any', path: '/jobs/v2/j1', needs: 'None' },

@@ -11,6 +11,8 @@ import { connectDevice, sleep, until } from './helpers/device-mqtt.js'
 import { eventsOf, readAllEvents, type ReadEvent } from './helpers/events.js'
 import { outboxEventCounts, outboxNames } from './helpers/outbox-inspect.js'
 import { routedBlobs, routedLines } from './helpers/routed-blobs.js'
+import { MqttTestClient } from './helpers/mqtt-test-client.js'
+import { createSasToken } from '../src/auth/sas-token.js'
 
 let t: TestHub
 const hooked: { body: any[]; status: number }[] = []
@@ -270,6 +272,34 @@ describe('events through routing', () => {
     expect(s2 > s1).toBe(true)
     // none of them reached the built-in endpoint: no route sends them there
     expect(eventsOf(await readAllEvents(t), 'ev-dev')).toEqual([])
+  })
+
+  it('routes a module\'s lifecycle, twin change and connection events with its module id', async () => {
+    const put = async (path: string, body: unknown) => expect((await t.rest('PUT', path, { body })).status).toBe(200)
+    await put('/routing/endpoints/logs/mev', {})
+    await put('/routing/routes/mtwins', { source: 'TwinChangeEvents', condition: "$connectionModuleId = 'mod'", endpointNames: ['mev'] })
+    await put('/routing/routes/mlife', { source: 'DeviceLifecycleEvents', condition: "$connectionModuleId = 'mod'", endpointNames: ['mev'] })
+    await put('/routing/routes/mconn', { source: 'DeviceConnectionStateEvents', condition: "$connectionModuleId = 'mod'", endpointNames: ['mev'] })
+    await t.createDevice('mev-dev')
+    const created = await t.rest('PUT', '/devices/mev-dev/modules/mod', { body: {} })
+    expect((await t.rest('PATCH', '/twins/mev-dev/modules/mod', { body: { properties: { desired: { rate: 2 } } } })).status).toBe(200)
+    // the device's own events do not match a module condition
+    expect((await t.rest('PATCH', '/twins/mev-dev', { body: { properties: { desired: { rate: 3 } } } })).status).toBe(200)
+    const key = created.body.authentication.symmetricKey.primaryKey as string
+    const conn = await MqttTestClient.connect({
+      port: t.hub.ports.mqttTcp!, clientId: 'mev-dev/mod', username: 'localhost/mev-dev/mod/?api-version=2021-04-12',
+      password: createSasToken(encodeURIComponent('localhost/devices/mev-dev/modules/mod'), key, undefined, 3600),
+    })
+    expect(conn.connack.returnCode).toBe(0)
+    await conn.client.disconnect()
+    expect((await t.rest('DELETE', '/devices/mev-dev/modules/mod', { headers: { 'If-Match': '*' } })).status).toBe(204)
+    const events = await until(() => readLog(t, 'mev').then((e) => eventsOf(e, 'mev-dev')), (e) => e.length >= 5, 5000)
+    expect(events.map((e) => [e.properties.opType, e.properties.moduleId, e.systemProperties['iothub-connection-module-id']])).toEqual([
+      ['createModuleIdentity', 'mod', 'mod'], ['updateTwin', 'mod', 'mod'], ['deviceConnected', 'mod', 'mod'], ['deviceDisconnected', 'mod', 'mod'], ['deleteModuleIdentity', 'mod', 'mod'],
+    ])
+    const body = (e: ReadEvent) => JSON.parse(Buffer.from(e.body, 'base64').toString())
+    expect(body(events[0]!)).toMatchObject({ deviceId: 'mev-dev', moduleId: 'mod', version: 1 })
+    expect(body(events[1]!)).toMatchObject({ properties: { desired: { rate: 2 } } })
   })
 })
 

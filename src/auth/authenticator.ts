@@ -1,6 +1,7 @@
 // Who may do what: service callers present a policy token (skn = policy name), devices present a
 // token signed with their own key, or with a DeviceConnect policy's key.
 import type { DeviceRecord, DeviceRegistry } from '../registry/device-registry.js'
+import type { ModuleRecord } from '../registry/module-registry.js'
 import { HubError } from '../rest/hub-error.js'
 import { hasRight, OWNER_POLICY, type AccessPolicy, type Permission } from './policies.js'
 import { parseSasToken, splitResource, verifySasToken, TokenError, type SasToken } from './sas-token.js'
@@ -19,6 +20,8 @@ export class DeviceAuthError extends Error {
 
 export interface DeviceIdentity {
   device: DeviceRecord
+  /** set when a module authenticated: it connects on its device's behalf, under its own keys */
+  module?: ModuleRecord
   /** `iothub-connection-auth-method` as Azure stamps it. */
   authMethod: string
   /** Seconds since the epoch when the token stops being valid. */
@@ -30,6 +33,8 @@ export class Authenticator {
   private readonly policies = new Map<string, AccessPolicy>()
 
   private readonly cache: SasVerifierCache | undefined
+  /** module identities, once the hub has them (none: every module is unknown) */
+  modules: { get(deviceId: string, moduleId: string): ModuleRecord | undefined } = { get: () => undefined }
 
   constructor(hostNames: string[], policies: AccessPolicy[], private readonly registry: DeviceRegistry, verifier: SasVerifierKind = 'wasm',
     /** a token whose `se` lies further ahead than this is refused (a stolen token must not live for ever) */
@@ -83,31 +88,47 @@ export class Authenticator {
 
   /** Checks a device's SAS token (the MQTT password). */
   authenticateDevice(password: string | undefined, deviceId: string, nowSeconds = Date.now() / 1000): DeviceIdentity {
+    return this.authenticate(password, deviceId, undefined, nowSeconds)
+  }
+
+  /** Checks a module's SAS token: signed with the module's key (sr `…/devices/{d}/modules/{m}`) or a DeviceConnect policy's. */
+  authenticateModule(password: string | undefined, deviceId: string, moduleId: string, nowSeconds = Date.now() / 1000): DeviceIdentity {
+    return this.authenticate(password, deviceId, moduleId, nowSeconds)
+  }
+
+  private authenticate(password: string | undefined, deviceId: string, moduleId: string | undefined, nowSeconds: number): DeviceIdentity {
     if (!password) throw new DeviceAuthError('unauthorized', 'no SAS token (X.509 is not supported yet)')
     const device = this.registry.get(deviceId)
     if (!device) throw new DeviceAuthError('not-found', `device ${deviceId} is not registered`)
+    const module = moduleId === undefined ? undefined : this.modules.get(deviceId, moduleId)
+    if (moduleId !== undefined && !module) throw new DeviceAuthError('not-found', `module ${moduleId} of device ${deviceId} is not registered`)
+    const identity = module ?? device
+    const target = moduleId === undefined ? ['devices', deviceId] : ['devices', deviceId, 'modules', moduleId]
     try {
       const { token, segments } = this.parse(password)
       let keys: string[]
-      let scope: 'device' | 'hub'
+      let scope: 'device' | 'module' | 'hub'
       if (token.keyName) {
         const policy = this.policies.get(token.keyName)
         if (!policy || !hasRight(policy, 'DeviceConnect')) throw new TokenError('policy does not grant DeviceConnect', 'scope')
-        // a policy token may cover the hub, all devices, or this device
-        const target = ['devices', deviceId]
-        if (segments.length > 2 || segments.some((s, i) => s !== target[i])) throw new TokenError('token is for another resource', 'scope')
+        // a policy token may cover the hub, all devices, this device, or (a module) this module
+        if (segments.length > target.length || segments.length === 3 || segments.some((s, i) => s !== target[i])) throw new TokenError('token is for another resource', 'scope')
         keys = [policy.primaryKey, policy.secondaryKey]
         scope = 'hub'
       } else {
-        if (segments.length !== 2 || segments[0] !== 'devices' || segments[1] !== deviceId) throw new TokenError('token is for another device', 'scope')
-        if (device.authentication.type !== 'sas') throw new TokenError('device does not use SAS', 'scope')
-        keys = [device.authentication.symmetricKey.primaryKey ?? '', device.authentication.symmetricKey.secondaryKey ?? '']
-        scope = 'device'
+        // a module's own token names the module; a device's names the device (neither opens the other)
+        if (segments.length !== target.length || segments.some((s, i) => s !== target[i])) {
+          throw new TokenError(moduleId === undefined ? 'token is for another device' : 'token is for another module or the device', 'scope')
+        }
+        if (identity.authentication.type !== 'sas') throw new TokenError(`${moduleId === undefined ? 'device' : 'module'} does not use SAS`, 'scope')
+        keys = [identity.authentication.symmetricKey.primaryKey ?? '', identity.authentication.symmetricKey.secondaryKey ?? '']
+        scope = moduleId === undefined ? 'device' : 'module'
       }
       this.verify(password, token, keys, nowSeconds)
       if (device.status === 'disabled') throw new DeviceAuthError('disabled', `device ${deviceId} is disabled`)
       return {
         device,
+        ...(module ? { module } : {}),
         expiry: token.expiry,
         authMethod: JSON.stringify({ scope, type: 'sas', issuer: 'iothub', acceptingIpFilterRule: null }),
       }

@@ -10,6 +10,7 @@ import { NEVER, type PresenceView, type RegistryEvent } from '../registry/device
 import type { ShardPool } from '../shard-pool.js'
 import {
   OP_CONNECTION_CLOSED, OP_PUBACK, OP_SESSION_END, OP_SESSION_OPEN, OP_SUBSCRIBE, OP_TELEMETRY, OP_TWIN_DEVICE, OP_UNSUBSCRIBE,
+  moduleKey,
 } from '../shard-protocol.js'
 import { DeviceConnection, WRITE_DRAIN_TIMEOUT_MS } from '../mqtt/device-connection.js'
 import type { C2dOutcome, EdgeConnection } from './edge-connection.js'
@@ -25,6 +26,12 @@ import { EdgeStats } from './edge-stats.js'
 import { deviceErrorBody, HubError } from '../rest/hub-error.js'
 import { protocolOf, type Fault } from '../throttle/faults.js'
 import { meteredSize } from '../throttle/metered-size.js'
+
+/** Whom a connection speaks for: its device, or `{device}/{module}` for a module (presence, methods and the shard's state are kept under it). */
+export function identityKeyOf(conn: EdgeConnection): string {
+  const m = conn.identity?.module
+  return m ? moduleKey(conn.deviceId, m.moduleId) : conn.deviceId
+}
 
 /** Where the last activity of disconnected devices is kept across restarts. */
 export interface ActivityLog {
@@ -58,6 +65,8 @@ export class DeviceEdge implements PresenceView {
   private telemetryBytesInFlight = 0
   private holding = false
   private readonly byClientId = new Map<string, EdgeConnection>()
+  /** the live connection of each device or module (identityKeyOf), for methods and presence */
+  private readonly byIdentity = new Map<string, EdgeConnection>()
   private readonly connectedAt = new Map<string, string>()
   private readonly stateChangedAt = new Map<string, string>()
   private readonly lastActivity = new Map<string, number>()
@@ -77,7 +86,8 @@ export class DeviceEdge implements PresenceView {
     this.sweepTimer = setInterval(() => this.sweep(), 1000)
     this.sweepTimer.unref()
     this.methods = new MethodCalls((deviceId) => {
-      const conn = this.byClientId.get(deviceId)
+      // a device's connection is under its id, a module's under `{device}/{module}` (its MQTT client id)
+      const conn = this.byIdentity.get(deviceId)
       if (conn?.state !== 'connected' || !conn.subscriptions.has(METHODS_FILTER)) return undefined
       return { id: conn.id, deviceId, request: (name, rid, payload) => conn.methodRequest(name, rid, payload) }
     })
@@ -244,9 +254,11 @@ export class DeviceEdge implements PresenceView {
     // one connection per identity: the newest wins (Azure: 400027 ConnectionForcefullyClosedOnNewConnection)
     this.byClientId.get(conn.clientId)?.close('taken over by a new connection for the same client id')
     this.byClientId.set(conn.clientId, conn)
+    this.byIdentity.set(identityKeyOf(conn), conn)
     const d = conn.identity!.device
+    const m = conn.identity!.module
     conn.shard = this.shards.shardFor(conn.deviceId)
-    this.shards.send(conn.shard, [OP_SESSION_OPEN, conn.id, conn.clientId, conn.clean, d.deviceId, d.generationId, conn.identity!.authMethod, conn.modelId])
+    this.shards.send(conn.shard, [OP_SESSION_OPEN, conn.id, conn.clientId, conn.clean, d.deviceId, m?.generationId ?? d.generationId, conn.identity!.authMethod, conn.modelId, m?.moduleId ?? ''])
   }
 
   sessionOpened(connId: number, sessionPresent: boolean, filters: string[] = [], errorCode = 0): void {
@@ -254,11 +266,13 @@ export class DeviceEdge implements PresenceView {
     if (!conn) return
     conn.sessionOpened(sessionPresent, filters, errorCode)
     if (errorCode !== 0) return
-    if ((conn.identity!.device.modelId ?? '') !== conn.modelId) this.onModelAnnounced(conn.deviceId, conn.modelId)
+    const module = conn.identity!.module
+    if (!module && (conn.identity!.device.modelId ?? '') !== conn.modelId) this.onModelAnnounced(conn.deviceId, conn.modelId)
     const now = new Date().toISOString()
-    this.connectedAt.set(conn.deviceId, now)
-    this.stateChangedAt.set(conn.deviceId, now)
-    this.log.info('device connected', { deviceId: conn.deviceId, transport: conn.transportKind, sessionPresent })
+    const key = identityKeyOf(conn)
+    this.connectedAt.set(key, now)
+    this.stateChangedAt.set(key, now)
+    this.log.info('device connected', { deviceId: conn.deviceId, ...(module ? { moduleId: module.moduleId } : {}), transport: conn.transportKind, sessionPresent })
   }
 
   acks(flat: number[], from: number): void {
@@ -331,7 +345,7 @@ export class DeviceEdge implements PresenceView {
 
   /** A device's answer to a direct method call. */
   methodResponse(conn: EdgeConnection, rid: string, status: number, payload: Buffer): void {
-    if (!this.methods.response(conn.deviceId, rid, status, payload)) {
+    if (!this.methods.response(identityKeyOf(conn), rid, status, payload)) {
       this.log.warn('direct method response refused', { deviceId: conn.deviceId, bytes: payload.length })
     }
   }
@@ -371,10 +385,11 @@ export class DeviceEdge implements PresenceView {
     else this.c2dCounts.set(deviceId, count)
   }
 
-  /** The topic filters IoT Hub documents for a device. */
-  subscriptionAllowed(deviceId: string, filter: string): boolean {
-    return filter === `devices/${deviceId}/messages/devicebound/#` || filter === '$iothub/twin/res/#'
-      || filter === '$iothub/twin/PATCH/properties/desired/#' || filter === '$iothub/methods/POST/#'
+  /** The topic filters IoT Hub documents: a device's C2D, a module's inputs (IoT Edge routes to them), twins and methods for both. */
+  subscriptionAllowed(conn: EdgeConnection, filter: string): boolean {
+    const m = conn.identity?.module
+    const own = m ? filter === `devices/${conn.deviceId}/modules/${m.moduleId}/inputs/#` : filter === `devices/${conn.deviceId}/messages/devicebound/#`
+    return own || filter === '$iothub/twin/res/#' || filter === '$iothub/twin/PATCH/properties/desired/#' || filter === '$iothub/methods/POST/#'
   }
 
   /** The shard stores the change and answers OP_SUBSCRIBED; only then does the SUBACK leave. */
@@ -397,17 +412,19 @@ export class DeviceEdge implements PresenceView {
     this.heldAcks.delete(conn.id)
     this.waitingToOpen.delete(conn)
     if (conn.shard >= 0) this.shards.send(conn.shard, [OP_CONNECTION_CLOSED, conn.id])
+    const key = conn.deviceId ? identityKeyOf(conn) : ''
+    if (key && this.byIdentity.get(key) === conn) this.byIdentity.delete(key)
     if (conn.clientId && this.byClientId.get(conn.clientId) === conn) {
       this.byClientId.delete(conn.clientId)
       if (conn.clean) this.shards.send(conn.shard, [OP_SESSION_END, conn.clientId])
       if (wasConnected) {
-        this.connectedAt.delete(conn.deviceId)
-        this.stateChangedAt.set(conn.deviceId, new Date().toISOString())
+        this.connectedAt.delete(key)
+        this.stateChangedAt.set(key, new Date().toISOString())
       }
     }
-    if (conn.deviceId) {
-      this.lastActivity.set(conn.deviceId, conn.lastPacketAt)
-      this.activity?.record(conn.deviceId, conn.lastPacketAt)
+    if (key) {
+      this.lastActivity.set(key, conn.lastPacketAt)
+      this.activity?.record(key, conn.lastPacketAt)
     }
     const level = wasConnected || reason === 'connection lost' ? 'info' : 'warn'
     // refused connections come in floods: their warnings are bounded
@@ -432,7 +449,8 @@ export class DeviceEdge implements PresenceView {
     }
     if (e.kind === 'deleted' || e.device.status === 'disabled') {
       const reason = e.kind === 'deleted' ? 'device deleted' : 'device disabled'
-      this.byClientId.get(e.device.deviceId)?.close(reason)
+      // the device's connection and its modules' (rare enough to walk every connection)
+      for (const c of [...this.byId.values()]) if (c.deviceId === e.device.deviceId && c.state !== 'awaiting-connect') c.close(reason)
       for (const c of this.waitingToOpen) {
         if (c.deviceId !== e.device.deviceId) continue
         this.waitingToOpen.delete(c)
@@ -441,13 +459,24 @@ export class DeviceEdge implements PresenceView {
     }
   }
 
+  /** A deleted module's connection closes at once, and its presence is forgotten. */
+  moduleRemoved(deviceId: string, moduleId: string): void {
+    const key = moduleKey(deviceId, moduleId)
+    this.byIdentity.get(key)?.close('module deleted')
+    for (const c of this.waitingToOpen) if (identityKeyOf(c) === key) { this.waitingToOpen.delete(c); c.close('module deleted') }
+    this.lastActivity.delete(key)
+    this.stateChangedAt.delete(key)
+    this.activity?.forget(key)
+  }
+
+  /** A device's or a module's (`{device}/{module}`) connection state. */
   connectionState(deviceId: string): { connected: boolean; since: string } {
     const since = this.connectedAt.get(deviceId)
     return since ? { connected: true, since } : { connected: false, since: this.stateChangedAt.get(deviceId) ?? NEVER }
   }
 
   lastActivityTime(deviceId: string): string {
-    const conn = this.byClientId.get(deviceId)
+    const conn = this.byIdentity.get(deviceId)
     const at = conn?.state === 'connected' ? conn.lastPacketAt : this.lastActivity.get(deviceId)
     return at ? new Date(at).toISOString() : NEVER
   }

@@ -15,6 +15,23 @@ export interface Sender {
   authMethod: string
   /** IoT Plug and Play model announced at connect: stamped as `dt-dataschema` */
   modelId?: string
+  /** the module that sent it: stamped as `iothub-connection-module-id` */
+  moduleId?: string
+}
+
+type SenderRow = [deviceId: string, generationId: string, authMethod: string, modelId?: string, moduleId?: string]
+
+/** Devices' rows keep their three (or four) fields; a module's adds a fifth. */
+function senderRow(s: Sender): SenderRow {
+  if (s.moduleId) return [s.deviceId, s.generationId, s.authMethod, s.modelId ?? '', s.moduleId]
+  return s.modelId ? [s.deviceId, s.generationId, s.authMethod, s.modelId] : [s.deviceId, s.generationId, s.authMethod]
+}
+
+function senderOf([deviceId, generationId, authMethod, modelId, moduleId]: SenderRow): Sender {
+  const s: Sender = { deviceId, generationId, authMethod }
+  if (modelId) s.modelId = modelId
+  if (moduleId) s.moduleId = moduleId
+  return s
 }
 
 /** A message as the shard stores it. */
@@ -58,7 +75,7 @@ export function nextOffset(offset: number, bodyLength: number): number {
 }
 
 export function encodeSegment(firstOffset: number, events: RawEvent[]): Uint8Array {
-  const senders: ([string, string, string] | [string, string, string, string])[] = []
+  const senders: SenderRow[] = []
   const index = new Map<Sender, number>()
   const rows: Row[] = new Array(events.length)
   for (let i = 0; i < events.length; i++) {
@@ -66,7 +83,7 @@ export function encodeSegment(firstOffset: number, events: RawEvent[]): Uint8Arr
     let s = index.get(e.sender)
     if (s === undefined) {
       index.set(e.sender, (s = senders.length))
-      senders.push(e.sender.modelId ? [e.sender.deviceId, e.sender.generationId, e.sender.authMethod, e.sender.modelId] : [e.sender.deviceId, e.sender.generationId, e.sender.authMethod])
+      senders.push(senderRow(e.sender))
     }
     // telemetry rows keep their old five fields; only events carry a sixth
     rows[i] = e.src === undefined ? [e.t, s, e.bag, e.extra, e.body] : [e.t, s, e.bag, e.extra, e.body, e.src]
@@ -80,6 +97,7 @@ export function toStoredEvent(t: number, sender: Sender, bag: string, extra: Rec
   // the bag was validated on the way in
   const { system, properties } = parsePropertyBag(bag)
   system['iothub-connection-device-id'] = sender.deviceId
+  if (sender.moduleId) system['iothub-connection-module-id'] = sender.moduleId
   system['iothub-connection-auth-method'] = sender.authMethod
   system['iothub-connection-auth-generation-id'] = sender.generationId
   system['iothub-enqueuedtime'] = new Date(t).toISOString()
@@ -89,10 +107,10 @@ export function toStoredEvent(t: number, sender: Sender, bag: string, extra: Rec
 }
 
 export function decodeSegment(firstSequence: number, bytes: Uint8Array): DecodedSegment {
-  const [firstOffset, senders, rows] = packr.unpack(bytes) as [number, [string, string, string, string?][], Row[]]
+  const [firstOffset, senders, rows] = packr.unpack(bytes) as [number, SenderRow[], Row[]]
   const events: StoredEvent[] = new Array(rows.length)
   const offsets: number[] = new Array(rows.length)
-  const senderObjects = senders.map(([deviceId, generationId, authMethod, modelId]): Sender => (modelId ? { deviceId, generationId, authMethod, modelId } : { deviceId, generationId, authMethod }))
+  const senderObjects = senders.map(senderOf)
   let offset = firstOffset
   for (let i = 0; i < rows.length; i++) {
     const [t, senderIndex, bag, extra, b, src] = rows[i]!

@@ -48,6 +48,11 @@ export const UNPAUSABLE_SLACK_BYTES = 1024 * 1024
 
 type State = 'awaiting-connect' | 'authenticating' | 'connected' | 'closed'
 
+/** The property bag of an events topic; a module's output events end in `/` (`%24.on=out1/`), which is not part of it. */
+function bagOf(rest: string): string {
+  return rest.endsWith('/') ? rest.slice(0, -1) : rest
+}
+
 /** `model-id` from the username's query (the SDKs do not URL-encode it: `dtmi:com:example:Thermostat;1`). */
 export function modelIdOf(username: string): string {
   const q = username.indexOf('?') >= 0 ? username.slice(username.indexOf('?') + 1) : username.slice(username.lastIndexOf('/') + 1)
@@ -192,9 +197,9 @@ export class DeviceConnection implements FrameHandler, EdgeConnection {
     }
     if (!topic.startsWith(this.eventsPrefix) && topic !== this.eventsPrefix.slice(0, -1)) {
       return this.close(topic.startsWith('devices/') && !topic.startsWith(`devices/${this.deviceId}/`)
-        ? 'publish to another device\'s topic' : `publish to an unsupported topic`, { topic })
+        ? 'publish to another device\'s topic' : topic.startsWith(`devices/${this.deviceId}/modules/`) ? 'publish to another module\'s topic' : 'publish to an unsupported topic', { topic })
     }
-    this.sendTelemetry(topic.slice(this.eventsPrefix.length), payload, qos === 1 ? packetId : 0, retain ? { 'mqtt-retain': 'true' } : null)
+    this.sendTelemetry(bagOf(topic.slice(this.eventsPrefix.length)), payload, qos === 1 ? packetId : 0, retain ? { 'mqtt-retain': 'true' } : null)
   }
 
   private sendTelemetry(bag: string, payload: Buffer, packetId: number, extra: Record<string, string> | null): void {
@@ -378,26 +383,31 @@ export class DeviceConnection implements FrameHandler, EdgeConnection {
     this.releasePreauth()
     if (p.protocolVersion !== 4) return this.refuse(packets.CONNACK_UNACCEPTABLE_PROTOCOL, 'only MQTT 3.1.1 is supported')
     const clientId = p.clientId ?? ''
-    const [deviceId, moduleId] = clientId.split('/')
+    const parts = clientId.split('/')
+    const [deviceId, moduleId] = parts
     if (!deviceId) return this.refuse(packets.CONNACK_IDENTIFIER_REJECTED, 'empty client id')
-    if (moduleId !== undefined) return this.refuse(packets.CONNACK_IDENTIFIER_REJECTED, 'module identities are not supported yet')
-    // username: {host}/{deviceId}/?api-version=... (legacy: {host}/{deviceId}/api-version=...)
+    if (parts.length > 2 || moduleId === '') return this.refuse(packets.CONNACK_IDENTIFIER_REJECTED, 'client id is not {deviceId} or {deviceId}/{moduleId}')
+    // username: {host}/{deviceId}[/{moduleId}]/?api-version=... (legacy: {host}/{deviceId}/api-version=...)
     const userParts = (p.username ?? '').split('/')
-    if (userParts.length < 3 || userParts[1] !== deviceId) return this.refuse(packets.CONNACK_NOT_AUTHORIZED, 'username is not {hostName}/{deviceId}/?api-version=...')
+    if (userParts.length < 3 || userParts[1] !== deviceId || (moduleId !== undefined && (userParts.length < 4 || userParts[2] !== moduleId))) {
+      return this.refuse(packets.CONNACK_NOT_AUTHORIZED, moduleId === undefined ? 'username is not {hostName}/{deviceId}/?api-version=...' : 'username is not {hostName}/{deviceId}/{moduleId}/?api-version=...')
+    }
     this.modelId = modelIdOf(p.username ?? '')
     let identity: DeviceIdentity
     try {
-      identity = this.edge.authenticator.authenticateDevice(p.password?.toString('utf8'), deviceId)
+      const password = p.password?.toString('utf8')
+      identity = moduleId === undefined ? this.edge.authenticator.authenticateDevice(password, deviceId) : this.edge.authenticator.authenticateModule(password, deviceId, moduleId)
     } catch (e) {
       if (e instanceof DeviceAuthError) return this.refuse(packets.CONNACK_NOT_AUTHORIZED, e.message, { failure: e.failure })
       throw e
     }
-    const eventsPrefix = `devices/${deviceId}/messages/events/`
+    // a module sends on its own topic: devices/{d}/modules/{m}/messages/events/
+    const eventsPrefix = moduleId === undefined ? `devices/${deviceId}/messages/events/` : `devices/${deviceId}/modules/${moduleId}/messages/events/`
     if (p.will) {
       if (p.will.qos === 2 || (p.will.topic !== eventsPrefix.slice(0, -1) && !p.will.topic.startsWith(eventsPrefix))) {
         return this.refuse(packets.CONNACK_NOT_AUTHORIZED, 'will topic must be the device\'s events topic')
       }
-      this.will = { payload: Buffer.from(p.will.payload ?? ''), bag: p.will.topic.slice(eventsPrefix.length), retain: p.will.retain === true }
+      this.will = { payload: Buffer.from(p.will.payload ?? ''), bag: bagOf(p.will.topic.slice(eventsPrefix.length)), retain: p.will.retain === true }
     }
     // authenticated: no longer one of its address's unauthenticated connections
     this.admissionTicket?.()
@@ -464,7 +474,7 @@ export class DeviceConnection implements FrameHandler, EdgeConnection {
     const granted: number[] = []
     const accepted: [string, number][] = []
     for (const s of p.subscriptions) {
-      if (this.edge.subscriptionAllowed(this.deviceId, s.topic)) {
+      if (this.edge.subscriptionAllowed(this, s.topic)) {
         const qos = Math.min(s.qos, 1)
         granted.push(qos)
         accepted.push([s.topic, qos])

@@ -48,10 +48,11 @@ function* twins(s: HubStore, task: QueryTask): Generator<object> {
 }
 
 /** Every module twin, in device then module id order (`devices.modules`), kept in its device's shard under `d/m`. */
-function* moduleTwins(s: HubStore): Generator<object> {
+function* moduleTwins(s: HubStore, task: QueryTask): Generator<object> {
+  const presence = snapshotView(task.presence)
   for (const { value } of s.modules.getRange()) {
     const m = value as ModuleRecord
-    yield moduleTwinJson(m, coreOf(s.twins.get(moduleKey(m.deviceId, m.moduleId)) as TwinDoc | undefined))
+    yield moduleTwinJson(m, coreOf(s.twins.get(moduleKey(m.deviceId, m.moduleId)) as TwinDoc | undefined), presence)
   }
 }
 
@@ -77,7 +78,7 @@ function scan(store: HubStore, task: QueryTask): QueryOutcome {
   }
   try {
     // no jobs exist yet: that collection is empty
-    const docs = query.from === 'devices' ? twins(store, task) : query.from === 'devices.modules' ? moduleTwins(store) : []
+    const docs = query.from === 'devices' ? twins(store, task) : query.from === 'devices.modules' ? moduleTwins(store, task) : []
     return { ok: true, page: runQuery(query, docs, { pageSize: task.pageSize, continuation: task.continuation, maxPageBytes: MAX_PAGE_BYTES }) }
   } catch (e) {
     if (e instanceof InvalidContinuationError) return { ok: false, kind: 'continuation', message: e.message }

@@ -7,7 +7,8 @@ import type { Database, RootDatabase } from 'lmdb'
 import { HubError } from '../rest/hub-error.js'
 import { SerializedChanges } from './serialized-changes.js'
 import type { WriteHealth } from '../store/write-health.js'
-import { authenticationFrom, checkDeviceId, checkEtag, NEVER, randomGenerationId, type DeviceRecord, type DeviceRegistry } from './device-registry.js'
+import { authenticationFrom, checkDeviceId, checkEtag, NEVER, randomGenerationId, type DeviceRecord, type DeviceRegistry, type PresenceView } from './device-registry.js'
+import { moduleKey } from '../shard-protocol.js'
 
 /** Azure documents no value; IoT Edge deployments allow 50 modules per device. */
 export const MAX_MODULES_PER_DEVICE = 50
@@ -34,8 +35,12 @@ export class ModuleRegistry {
   private readonly byDevice = new Map<string, Map<string, ModuleRecord>>()
   private etagCounter = Date.now() * 1000
   private readonly changes = new SerializedChanges()
+  /** who is connected (the edge), asked under `{device}/{module}`; unset, every module reads as never connected */
+  presence: PresenceView | undefined
   /** what else goes with deleted modules (their twins, in the device's shard); awaited before a DELETE answers */
   onRemoved?: (deviceId: string, moduleIds: string[]) => Promise<unknown>
+  /** a module was created (its twin takes its generation, a lifecycle event may be routed) */
+  onCreated?: (module: ModuleRecord) => void
 
   constructor(private readonly root: RootDatabase, private readonly db: Database, private readonly devices: DeviceRegistry, private readonly health?: WriteHealth) {
     const orphans: [string, string][] = []
@@ -121,6 +126,7 @@ export class ModuleRegistry {
         throw new HubError(404001, `Device ${deviceId} not registered`)
       }
       this.modulesOf(deviceId, true).set(moduleId, record)
+      if (!existing) this.onCreated?.(record)
       return record
     })
   }
@@ -154,15 +160,18 @@ export class ModuleRegistry {
   }
 
   toJson(m: ModuleRecord): Record<string, unknown> {
-    return moduleIdentityJson(m)
+    return moduleIdentityJson(m, this.presence)
   }
 }
 
-/** The module identity JSON of api-version 2021-04-12 (connection facts: none yet, modules do not connect here; also built by the query workers). */
-export function moduleIdentityJson(m: ModuleRecord): Record<string, unknown> {
+/** The module identity JSON of api-version 2021-04-12, its connection facts from the edge (or a query worker's copy of them). */
+export function moduleIdentityJson(m: ModuleRecord, presence?: PresenceView): Record<string, unknown> {
+  const key = moduleKey(m.deviceId, m.moduleId)
+  const conn = presence?.connectionState(key)
   return {
     moduleId: m.moduleId, deviceId: m.deviceId, generationId: m.generationId, etag: m.etag,
-    connectionState: 'Disconnected', connectionStateUpdatedTime: NEVER, lastActivityTime: NEVER, cloudToDeviceMessageCount: 0,
+    connectionState: conn?.connected ? 'Connected' : 'Disconnected', connectionStateUpdatedTime: conn?.since ?? NEVER,
+    lastActivityTime: presence?.lastActivityTime(key) ?? NEVER, cloudToDeviceMessageCount: 0,
     authentication: m.authentication, managedBy: m.managedBy,
   }
 }

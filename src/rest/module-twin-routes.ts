@@ -1,6 +1,7 @@
 // Module twin REST routes (twins.md: `GET/PATCH/PUT /twins/{id}/modules/{moduleId}`): a module's twin
 // lives in its device's shard under `{deviceId}/{moduleId}`, with the same tags, desired and reported
 // sections, versions and etags as a device twin; the identity fields come from the module registry.
+import type { PresenceView } from '../registry/device-registry.js'
 import { moduleIdentityJson, type ModuleRecord, type ModuleRegistry } from '../registry/module-registry.js'
 import type { ShardPool } from '../shard-pool.js'
 import type { RestRequest, Route } from './http-server.js'
@@ -10,8 +11,8 @@ interface TwinCore { etag: string; version: number; tags: Record<string, unknown
 
 const MODULE_TWIN = /^\/twins\/([^/]+)\/modules\/([^/]+)\/?$/
 
-export function moduleTwinJson(m: ModuleRecord, core: TwinCore): Record<string, unknown> {
-  const identity = moduleIdentityJson(m)
+export function moduleTwinJson(m: ModuleRecord, core: TwinCore, presence?: PresenceView): Record<string, unknown> {
+  const identity = moduleIdentityJson(m, presence)
   return {
     deviceId: m.deviceId,
     moduleId: m.moduleId,
@@ -35,7 +36,7 @@ const TWIN_READ: RouteLimits = { throttle: 'twinReads', meter: { op: 'twinReads'
 const TWIN_UPDATE: RouteLimits = { throttle: 'twinUpdates', meter: { op: 'twinUpdates', bytes: 'request' }, standardOnly: 'module twins' }
 
 export function moduleTwinRoutes(modules: ModuleRegistry, shards: ShardPool): Route[] {
-  const reply = (m: ModuleRecord, core: TwinCore) => ({ status: 200, body: moduleTwinJson(m, core), headers: { ETag: `"${core.etag}"` } })
+  const reply = (m: ModuleRecord, core: TwinCore) => ({ status: 200, body: moduleTwinJson(m, core, modules.presence), headers: { ETag: `"${core.etag}"` } })
   const update = (mode: 'patch' | 'replace') => async (req: RestRequest) => {
     const m = modules.require(req.params[0]!, req.params[1]!)
     const core = await shards.requestForModule<TwinCore>('twin.update', m.deviceId, m.moduleId, mode, req.json(), req.headers['if-match'] ?? null)

@@ -6,8 +6,7 @@ import type { Route } from './http-server.js'
 
 const NOT_YET: { pattern: RegExp; method: Route['method']; feature: string }[] = [
   // modules, and what has no home here yet
-  { method: 'any', pattern: /^\/twins\/[^/]+\/modules\/[^/]+\/.+$/i, feature: 'module methods' },
-  { method: 'any', pattern: /^\/devices\/[^/]+\/modules\/[^/]+\/.+$/i, feature: 'module messages, methods and file upload' },
+  { method: 'any', pattern: /^\/devices\/[^/]+\/modules\/[^/]+\/.+$/i, feature: 'module messages and file upload over HTTPS' },
   { method: 'any', pattern: /^\/configurations(\/.*)?$/i, feature: 'automatic device configurations' },
   { method: 'any', pattern: /^\/digitaltwins(\/.*)?$/i, feature: 'the digital twins API' },
   { method: 'any', pattern: /^\/jobs(\/.*)?$/i, feature: 'jobs' },

@@ -1,0 +1,120 @@
+// Issue 16: module connections over raw MQTT, as a hostile client would try them. A module's token
+// opens only that module (not another, not its device); a device's token does not open its modules;
+// a module of an unknown device or an unknown module is refused; a second connection with the same
+// module id takes over; a module publishes only on its own topic and subscribes only to its inputs;
+// deleting the module or its device closes the connection.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type mqttPacket from 'mqtt-packet'
+import { createSasToken } from '../src/auth/sas-token.js'
+import { MqttTestClient } from './helpers/mqtt-test-client.js'
+import { startTestHub, type TestHub } from './helpers/test-hub.js'
+import { waitForEvents } from './helpers/events.js'
+
+let t: TestHub
+const logRecords: Record<string, unknown>[] = []
+beforeAll(async () => { t = await startTestHub({}, { logRecords }) })
+afterAll(async () => { await t?.stop() })
+
+const modulePath = (d: string, m: string) => `/devices/${d}/modules/${m}?api-version=2021-04-12`
+
+async function addModule(deviceId: string, moduleId: string): Promise<string> {
+  if (!t.hub.registry.get(deviceId)) await t.createDevice(deviceId)
+  const r = await t.rest('PUT', modulePath(deviceId, moduleId), { body: {} })
+  if (r.status !== 200) throw new Error(`module not created: ${r.status} ${r.text}`)
+  return r.body.authentication.symmetricKey.primaryKey as string
+}
+
+const moduleToken = (d: string, m: string, key: string) => createSasToken(encodeURIComponent(`localhost/devices/${d}/modules/${m}`), key, undefined, 3600)
+
+function connectModule(d: string, m: string, password: string, username = `localhost/${d}/${m}/?api-version=2021-04-12`) {
+  return MqttTestClient.connect({ port: t.hub.ports.mqttTcp!, clientId: `${d}/${m}`, username, password })
+}
+
+/** The reason the hub logged for the last closed connection (logged as it closes, before the client sees the CONNACK or the close). */
+const lastCloseReason = () => logRecords.filter((r) => r.msg === 'connection closed').at(-1)?.reason
+
+describe('module connections over MQTT', () => {
+  it('a module\'s own token opens it; another module\'s token, the device\'s token and a wrong username do not', async () => {
+    const keyA = await addModule('mc-auth', 'a')
+    await addModule('mc-auth', 'b')
+    const device = t.hub.registry.get('mc-auth')!
+    const ok = await connectModule('mc-auth', 'a', moduleToken('mc-auth', 'a', keyA))
+    expect(ok.connack.returnCode).toBe(0)
+    await ok.client.disconnect()
+    // a's token presented for b: its sr names a
+    const other = await connectModule('mc-auth', 'b', moduleToken('mc-auth', 'a', keyA))
+    expect(other.connack.returnCode).toBe(5)
+    expect(lastCloseReason()).toBe('connection refused: token is for another module or the device')
+    // the device's own token does not open its module, and a module token does not open the device
+    const deviceToken = t.deviceToken('mc-auth', device.authentication.symmetricKey.primaryKey!)
+    expect((await connectModule('mc-auth', 'a', deviceToken)).connack.returnCode).toBe(5)
+    expect((await MqttTestClient.connect({ port: t.hub.ports.mqttTcp!, clientId: 'mc-auth', password: moduleToken('mc-auth', 'a', keyA) })).connack.returnCode).toBe(5)
+    expect(lastCloseReason()).toBe('connection refused: token is for another device')
+    // the module's token signed with the device's key
+    expect((await connectModule('mc-auth', 'a', moduleToken('mc-auth', 'a', device.authentication.symmetricKey.primaryKey!))).connack.returnCode).toBe(5)
+    // the username must name the module too
+    expect((await connectModule('mc-auth', 'a', moduleToken('mc-auth', 'a', keyA), 'localhost/mc-auth/?api-version=2021-04-12')).connack.returnCode).toBe(5)
+    expect(lastCloseReason()).toBe('connection refused: username is not {hostName}/{deviceId}/{moduleId}/?api-version=...')
+  })
+
+  it('refuses a module of a device that does not exist, a module that does not exist, and a malformed client id', async () => {
+    const key = await addModule('mc-missing', 'm')
+    expect((await connectModule('mc-nobody', 'm', moduleToken('mc-nobody', 'm', key))).connack.returnCode).toBe(5)
+    expect(lastCloseReason()).toBe('connection refused: device mc-nobody is not registered')
+    expect((await connectModule('mc-missing', 'ghost', moduleToken('mc-missing', 'ghost', key))).connack.returnCode).toBe(5)
+    expect(lastCloseReason()).toBe('connection refused: module ghost of device mc-missing is not registered')
+    const tooMany = await MqttTestClient.connect({ port: t.hub.ports.mqttTcp!, clientId: 'mc-missing/m/x', username: 'localhost/mc-missing/m/x/?api-version=2021-04-12', password: moduleToken('mc-missing', 'm', key) })
+    expect(tooMany.connack.returnCode).toBe(2)
+    const empty = await MqttTestClient.connect({ port: t.hub.ports.mqttTcp!, clientId: 'mc-missing/', username: 'localhost/mc-missing//?api-version=2021-04-12', password: moduleToken('mc-missing', 'm', key) })
+    expect(empty.connack.returnCode).toBe(2)
+  })
+
+  it('a second connection with the same module id takes over; the device\'s own connection is not touched', async () => {
+    const key = await addModule('mc-twice', 'm')
+    const device = t.hub.registry.get('mc-twice')!
+    const deviceConn = await MqttTestClient.connect({ port: t.hub.ports.mqttTcp!, clientId: 'mc-twice', password: t.deviceToken('mc-twice', device.authentication.symmetricKey.primaryKey!) })
+    const first = await connectModule('mc-twice', 'm', moduleToken('mc-twice', 'm', key))
+    const second = await connectModule('mc-twice', 'm', moduleToken('mc-twice', 'm', key))
+    expect([deviceConn.connack.returnCode, first.connack.returnCode, second.connack.returnCode]).toEqual([0, 0, 0])
+    await first.client.closed
+    // the device and the new module connection both still publish
+    await deviceConn.client.publish('devices/mc-twice/messages/events/n=1', 'device')
+    await second.client.publish('devices/mc-twice/modules/m/messages/events/n=2', 'module')
+    const events = await waitForEvents(t, 'mc-twice', 2)
+    expect(events.map((e) => [Buffer.from(e.body as string, 'base64').toString(), e.systemProperties['iothub-connection-module-id']])).toEqual([['device', undefined], ['module', 'm']])
+    await deviceConn.client.disconnect()
+    await second.client.disconnect()
+  })
+
+  it('publishes only on its own topic and subscribes only to its own inputs, twins and methods', async () => {
+    const key = await addModule('mc-topics', 'm')
+    await addModule('mc-topics', 'n')
+    const { client } = await connectModule('mc-topics', 'm', moduleToken('mc-topics', 'm', key))
+    expect(await client.subscribe('devices/mc-topics/modules/m/inputs/#')).toEqual([1])
+    expect(await client.subscribe('devices/mc-topics/modules/n/inputs/#')).toEqual([128])
+    expect(await client.subscribe('devices/mc-topics/messages/devicebound/#')).toEqual([128])
+    expect(await client.subscribe('$iothub/methods/POST/#')).toEqual([1])
+    // the device's topic is not the module's
+    client.send({ cmd: 'publish', topic: 'devices/mc-topics/messages/events/', payload: Buffer.from('x'), qos: 1, messageId: 9, retain: false, dup: false } as mqttPacket.IPublishPacket)
+    await client.closed
+    expect(lastCloseReason()).toBe('publish to an unsupported topic')
+    const again = await connectModule('mc-topics', 'm', moduleToken('mc-topics', 'm', key))
+    again.client.send({ cmd: 'publish', topic: 'devices/mc-topics/modules/n/messages/events/', payload: Buffer.from('x'), qos: 1, messageId: 9, retain: false, dup: false } as mqttPacket.IPublishPacket)
+    await again.client.closed
+    expect(lastCloseReason()).toBe('publish to another module\'s topic')
+  })
+
+  it('deleting the module, or its device, closes its connection and refuses it from then on', async () => {
+    const key = await addModule('mc-delete', 'm')
+    const key2 = await addModule('mc-delete', 'm2')
+    const conn = await connectModule('mc-delete', 'm', moduleToken('mc-delete', 'm', key))
+    const conn2 = await connectModule('mc-delete', 'm2', moduleToken('mc-delete', 'm2', key2))
+    expect((await t.rest('DELETE', modulePath('mc-delete', 'm'), { headers: { 'If-Match': '*' } })).status).toBe(204)
+    await conn.client.closed
+    expect(lastCloseReason()).toBe('module deleted')
+    expect((await connectModule('mc-delete', 'm', moduleToken('mc-delete', 'm', key))).connack.returnCode).toBe(5)
+    expect((await t.rest('DELETE', '/devices/mc-delete?api-version=2021-04-12', { headers: { 'If-Match': '*' } })).status).toBe(204)
+    await conn2.client.closed
+    expect(lastCloseReason()).toBe('device deleted')
+  })
+})
