@@ -7,7 +7,7 @@ import { c2dFilter, desiredPatchTopic, TWIN_DESIRED_FILTER, twinResponseTopic } 
 import type { C2dQueues, C2dSend } from './c2d-queue.js'
 import type { C2dOutcome } from '../src/edge/edge-connection.js'
 import type { SessionStore } from './session-store.js'
-import type { TwinDoc, TwinStore } from './twin-store.js'
+import type { ConfigurationStatuses, TwinDoc, TwinStore } from './twin-store.js'
 import { twinChangeBody, twinSnapshot, type HubEventSink } from './twin-events.js'
 import type { WriteHealth } from '../src/store/write-health.js'
 
@@ -171,6 +171,17 @@ export class DeviceServices {
                 ? twinChangeBody(doc, { tags: b.tags ?? undefined, desired: b.properties?.desired ?? undefined })
                 : twinSnapshot(this.twins, doc))
             }
+          }, (e: unknown) => fail(this.writeError(e))))
+          return
+        }
+        case 'twin.configure': {
+          this.health?.check()
+          const [patch, statuses] = args as [Record<string, unknown> | null, ConfigurationStatuses | null]
+          const { doc, written, desiredPush } = this.twins.configure(deviceId, patch, statuses)
+          this.track(written.then(() => {
+            reply(null)
+            if (desiredPush) this.pushDesired(deviceId, desiredPush)
+            if (patch && this.events.wants('TwinChangeEvents')) this.twinChanged(doc, 'updateTwin', twinChangeBody(doc, { desired: patch }))
           }, (e: unknown) => fail(this.writeError(e))))
           return
         }

@@ -17,7 +17,11 @@ export interface TwinDoc {
   /** values plus `$metadata` and `$version`, as the service reads them */
   desired: Json & { $metadata: Meta; $version: number }
   reported: Json & { $metadata: Meta; $version: number }
+  /** the automatic configurations that target it: `{id: {status: 'Applied' | 'Targeted'}}` */
+  configurations?: ConfigurationStatuses
 }
+
+export type ConfigurationStatuses = Record<string, { status: 'Applied' | 'Targeted' }>
 
 /** What the service side gets (the edge adds the identity fields). */
 export interface TwinCore {
@@ -25,6 +29,7 @@ export interface TwinCore {
   version: number
   tags: Json
   properties: { desired: Json; reported: Json }
+  configurations?: ConfigurationStatuses
 }
 
 /** Azure's twin timestamps carry 7 fractional digits. */
@@ -169,7 +174,9 @@ export class TwinStore {
   }
 
   core(doc: TwinDoc): TwinCore {
-    return { etag: twinEtag(doc.version), version: doc.version, tags: doc.tags, properties: { desired: doc.desired, reported: doc.reported } }
+    const core: TwinCore = { etag: twinEtag(doc.version), version: doc.version, tags: doc.tags, properties: { desired: doc.desired, reported: doc.reported } }
+    if (doc.configurations) core.configurations = doc.configurations
+    return core
   }
 
   /** The device's view (MQTT GET): bare desired and reported with their `$version`s, no tags, no metadata. */
@@ -222,6 +229,29 @@ export class TwinStore {
     const changed = nextTags !== doc.tags || nextDesired !== doc.desired
     if (!changed) return { doc, written: Promise.resolve(), desiredPush: undefined }
     const next: TwinDoc = { ...doc, version: doc.version + 1, tags: nextTags, desired: nextDesired }
+    return { doc: next, written: this.write(next), desiredPush }
+  }
+
+  /**
+   * An automatic configuration's work on this twin: its statuses, and (when a configuration is
+   * applied for the first time) its desired-properties patch. Nothing is written when nothing changes.
+   */
+  configure(deviceId: string, patch: Json | null, statuses: ConfigurationStatuses | null): { doc: TwinDoc; written: Promise<unknown>; desiredPush: Json | undefined } {
+    const doc = this.get(deviceId)
+    // null statuses: an IoT Edge deployment writing a module's desired properties, leaving its statuses
+    const same = statuses === null || JSON.stringify(doc.configurations ?? {}) === JSON.stringify(statuses)
+    if (same && !patch) return { doc, written: Promise.resolve(), desiredPush: undefined }
+    const next: TwinDoc = { ...doc, version: doc.version + 1 }
+    if (statuses !== null) {
+      if (Object.keys(statuses).length > 0) next.configurations = statuses
+      else delete next.configurations
+    }
+    let desiredPush: Json | undefined
+    if (patch) {
+      checkContent('desired', patch, true)
+      next.desired = patched('desired', doc.desired, patch, timestamp(), true)
+      desiredPush = { ...patch, $version: next.desired.$version }
+    }
     return { doc: next, written: this.write(next), desiredPush }
   }
 

@@ -44,6 +44,8 @@ export interface HubConfig {
   fileNotificationTtlMinutes: number
   fileNotificationLockSeconds: number
   fileNotificationMaxDeliveries: number
+  /** how often automatic configurations are evaluated against the twins (Azure: about every 5 minutes) */
+  configurationIntervalSeconds: number
 }
 
 type Kind = 'port' | 'optionalPort' | 'string' | 'names' | 'int' | 'level' | 'durability' | 'wasmOrJs' | 'bool' | 'tier' | 'blobStore' | 'blobStoreStart' | 'container'
@@ -76,6 +78,7 @@ export const SETTINGS: Setting[] = [
   { key: 'fileUploadNotifications', flag: '--file-upload-notifications', env: 'HYPERHUB_FILE_UPLOAD_NOTIFICATIONS', kind: 'bool', help: 'true (default): completed uploads notify the service' },
   { key: 'fileNotificationTtlMinutes', flag: '--file-notification-ttl-minutes', env: 'HYPERHUB_FILE_NOTIFICATION_TTL_MINUTES', kind: 'int', min: 1, max: 2880, help: 'how long a file notification waits for the service' },
   { key: 'fileNotificationLockSeconds', flag: '--file-notification-lock-seconds', env: 'HYPERHUB_FILE_NOTIFICATION_LOCK_SECONDS', kind: 'int', min: 5, max: 300, help: 'how long a received file notification stays locked' },
+  { key: 'configurationIntervalSeconds', flag: '--configuration-interval-seconds', env: 'HYPERHUB_CONFIGURATION_INTERVAL_SECONDS', kind: 'int', min: 1, max: 3600, help: 'how often automatic configurations are applied to the twins they target and their metrics counted' },
   { key: 'fileNotificationMaxDeliveries', flag: '--file-notification-max-deliveries', env: 'HYPERHUB_FILE_NOTIFICATION_MAX_DELIVERIES', kind: 'int', min: 1, max: 100, help: 'deliveries of a file notification before it is dropped' },
   { key: 'logLevel', flag: '--log-level', env: 'HYPERHUB_LOG_LEVEL', kind: 'level', help: 'debug | info | warn | error | silent' },
 ]
@@ -86,7 +89,7 @@ export function defaultConfig(): HubConfig {
     mqttPort: 8883, httpsPort: 443, mqttTcpPort: null, amqpPort: 5671,
     shards: Math.max(1, availableParallelism() - 1), partitions: 4, retentionDays: 1, logLevel: 'info', durability: 'process', sasVerifier: 'wasm', mqttFramer: 'wasm', minFreeDiskMb: 100, allowPrivateWebhooks: false, maxTokenLifetimeDays: 365, tier: 'unlimited',
     blobStore: 'embedded', blobPort: 0, blobStoreStart: 'boot', fileUploadContainer: 'fileupload', fileUploadSasTtlMinutes: 60, fileUploadNotifications: true,
-    fileNotificationTtlMinutes: 60, fileNotificationLockSeconds: 60, fileNotificationMaxDeliveries: 10,
+    fileNotificationTtlMinutes: 60, fileNotificationLockSeconds: 60, fileNotificationMaxDeliveries: 10, configurationIntervalSeconds: 60,
   }
 }
 

@@ -27,6 +27,10 @@ import { queryRoutes } from './rest/query-routes.js'
 import { routingRoutes } from './rest/routing-routes.js'
 import { RoutingService } from './routing/routing-service.js'
 import { QueryPool } from './query/query-pool.js'
+import { ConfigurationStore } from './configurations/configuration-store.js'
+import { ConfigurationApplier } from './configurations/configuration-applier.js'
+import { configurationRoutes } from './rest/configuration-routes.js'
+import { digitalTwinRoutes } from './rest/digital-twin-routes.js'
 import { methodRoutes } from './rest/method-routes.js'
 import { twinRoutes } from './rest/twin-routes.js'
 import { mountRest, type Route } from './rest/http-server.js'
@@ -225,6 +229,9 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
   }
 
   const queries = new QueryPool(config.dataDir, config.durability, edge)
+  const configurations = new ConfigurationStore(store.configurations, health)
+  const configurationApplier = new ConfigurationApplier(configurations, queries, shards, modules, log, config.configurationIntervalSeconds * 1000)
+  configurationApplier.start()
   const app = uWS.SSLApp({ key_file_name: pki.serverKeyFile, cert_file_name: pki.serverCertFile })
   const key = readFileSync(pki.serverKeyFile, 'utf8')
   const cert = readFileSync(pki.serverCertFile, 'utf8')
@@ -238,7 +245,8 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
   const routes: Route[] = [
     ...registryRoutes(registry, edge), ...moduleRoutes(modules), ...moduleTwinRoutes(modules, shards), ...eventsRoutes(endpoint), ...twinRoutes(registry, shards), ...methodRoutes(registry, edge, modules),
     ...c2dRoutes(registry, shards, feedback, eventHubName), ...routingRoutes(routing), ...endpointLogRoutes((name) => routing.logEndpoint(name)),
-    ...queryRoutes(queries), ...notYetRoutes(),
+    ...queryRoutes(queries), ...configurationRoutes(configurations, configurationApplier, registry),
+    ...digitalTwinRoutes(registry, modules, shards, edge), ...notYetRoutes(),
   ]
   const httpDevices = new HttpDevices(edge, shards)
   routes.push(...tierRoutes(throttles), ...faultRoutes(throttles.faults, edge), ...deviceHttpRoutes(httpDevices), ...deviceC2dRoutes(shards, throttles, log), ...fileUploadRoutes(fileUploads, fileNotifications, eventHubName))
@@ -262,6 +270,8 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
       for (const s of servers) s.close()
       if (httpsSocket) uWS.us_listen_socket_close(httpsSocket)
       await amqpServer.close()
+      // a cycle under way stops at its next query page; its twin writes are answered before the shards stop
+      await configurationApplier.close()
       edge.pauseAll()
       await shards.stop()
       httpDevices.close() // every ack the shards release is written before this resolves

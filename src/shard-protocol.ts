@@ -63,7 +63,7 @@ export const OP_SUBSCRIBED = 13 // [op, connId, packetId, errorCode (0: stored)]
 export const OP_LOG = 9 // [op, level, message, fields]: something the shard wants logged (never keys or tokens)
 
 /** Request kinds (OP_REQUEST) a shard answers. */
-export type ShardRequestKind = 'twin.get' | 'twin.update' | 'module.remove' | 'c2d.send' | 'c2d.purge' | 'c2d.receive' | 'c2d.settle' | 'routing.apply' | 'hub.ports' | 'blob.endpoint'
+export type ShardRequestKind = 'twin.get' | 'twin.update' | 'twin.configure' | 'module.remove' | 'c2d.send' | 'c2d.purge' | 'c2d.receive' | 'c2d.settle' | 'routing.apply' | 'hub.ports' | 'blob.endpoint'
 
 import type { Durability } from './store/hub-store.js'
 import type { RoutingConfig } from './routing/routing-config.js'

@@ -2,7 +2,7 @@
 // ModuleClient over Mqtt and MqttWs sends telemetry that is read back with its module id, reports and
 // receives twin properties, and answers direct methods that azure-iothub's Client invokes on the module.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { Message, ModuleClient, type Twin } from 'azure-iot-device'
+import { Client as DeviceClient, Message, ModuleClient, type Twin } from 'azure-iot-device'
 import { Mqtt, MqttWs } from 'azure-iot-device-mqtt'
 import { Client as ServiceClient, Registry } from 'azure-iothub'
 import { serviceConnectionString } from '../src/auth/policies.js'
@@ -94,5 +94,20 @@ describe.each([['Mqtt', Mqtt], ['MqttWs', MqttWs]] as const)('ModuleClient over 
     await expect(service.invokeDeviceMethod(deviceId, 'worker', { methodName: 'silent', payload: null, responseTimeoutInSeconds: 5 })).rejects.toMatchObject({ name: 'GatewayTimeoutError' })
     await expect(service.invokeDeviceMethod(deviceId, 'absent', { methodName: 'run', payload: null })).rejects.toMatchObject({ responseBody: expect.stringContaining('ModuleNotFound') })
     await client.close()
+  }, 30_000)
+})
+
+describe('a child device through its gateway', () => {
+  it('connects with GatewayHostName and its own credentials; the token and username keep HostName', async () => {
+    const edge = (await registry.create({ deviceId: 'gw-edge', capabilities: { iotEdge: true } } as Registry.DeviceDescription)).responseBody as unknown as { deviceScope: string }
+    const leaf = (await registry.create({ deviceId: 'gw-leaf', deviceScope: edge.deviceScope } as Registry.DeviceDescription)).responseBody
+    // the socket goes to the gateway's address; the SAS token's sr and the MQTT username name the hub
+    const client = DeviceClient.fromConnectionString(`HostName=localhost;GatewayHostName=127.0.0.1;DeviceId=gw-leaf;SharedAccessKey=${leaf.authentication!.symmetricKey!.primaryKey}`, Mqtt)
+    await client.open()
+    const m = new Message('through the gateway')
+    m.messageId = 'gw-1'
+    await client.sendEvent(m)
+    await client.close()
+    expect((await waitForEvents(t, 'gw-leaf', 1)).map((e) => e.systemProperties['message-id'])).toEqual(['gw-1'])
   }, 30_000)
 })

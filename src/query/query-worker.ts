@@ -34,7 +34,8 @@ function coreOf(doc: TwinDoc | undefined) {
     const empty = () => ({ $metadata: { $lastUpdated: EMPTY_TIME }, $version: 1 })
     return { etag: twinEtag(1), version: 1, tags: {}, properties: { desired: empty(), reported: empty() } }
   }
-  return { etag: twinEtag(doc.version), version: doc.version, tags: doc.tags, properties: { desired: doc.desired, reported: doc.reported } }
+  const core = { etag: twinEtag(doc.version), version: doc.version, tags: doc.tags, properties: { desired: doc.desired, reported: doc.reported } }
+  return doc.configurations ? { ...core, configurations: doc.configurations } : core
 }
 
 /** Every device twin, in device id order, built as the scan reaches it. */

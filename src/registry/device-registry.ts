@@ -8,6 +8,7 @@ import { HubError } from '../rest/hub-error.js'
 import { SerializedChanges } from './serialized-changes.js'
 import { generateKey } from '../auth/policies.js'
 import type { WriteHealth } from '../store/write-health.js'
+import { scopesFrom } from './device-scopes.js'
 
 export type AuthType = 'sas' | 'selfSigned' | 'certificateAuthority' | 'none'
 
@@ -25,7 +26,10 @@ export interface DeviceRecord {
     x509Thumbprint: { primaryThumbprint: string | null; secondaryThumbprint: string | null }
   }
   capabilities: { iotEdge: boolean }
+  /** an edge device's own scope, or a leaf's parent's (device-scopes.ts) */
   deviceScope?: string
+  /** the parent edge's scope: set for edge devices ([] without a parent) and for children */
+  parentScopes?: string[]
   /** the IoT Plug and Play model the device announced when it last connected */
   modelId?: string
 }
@@ -85,12 +89,20 @@ export class DeviceRegistry {
   private etagCounter = Date.now() * 1000
   private listeners: ((e: RegistryEvent) => void)[] = []
   private readonly changes = new SerializedChanges()
+  /** edge devices by their scope, for children naming their parent */
+  private readonly edgeByScope = new Map<string, DeviceRecord>()
 
   constructor(private readonly db: Database, private readonly presence: PresenceView, private readonly health?: WriteHealth) {
     for (const { value } of db.getRange()) {
       const d = value as DeviceRecord
       this.devices.set(d.deviceId, d)
+      if (d.capabilities.iotEdge && d.deviceScope) this.edgeByScope.set(d.deviceScope, d)
     }
+  }
+
+  private indexScope(before: DeviceRecord | undefined, after: DeviceRecord | undefined): void {
+    if (before?.deviceScope && this.edgeByScope.get(before.deviceScope) === before) this.edgeByScope.delete(before.deviceScope)
+    if (after?.capabilities.iotEdge && after.deviceScope) this.edgeByScope.set(after.deviceScope, after)
   }
 
   onChange(listener: (e: RegistryEvent) => void): void { this.listeners.push(listener) }
@@ -126,22 +138,26 @@ export class DeviceRegistry {
       checkEtag(ifMatch, existing.etag)
     }
     const now = new Date().toISOString()
+    const generationId = existing?.generationId ?? randomGenerationId()
+    const iotEdge = Boolean((b.capabilities as { iotEdge?: unknown } | undefined)?.iotEdge)
+    const scopes = scopesFrom(b, deviceId, generationId, iotEdge, existing, (scope) => this.edgeByScope.get(scope))
     const record: DeviceRecord = {
       deviceId,
-      generationId: existing?.generationId ?? randomGenerationId(),
+      generationId,
       version: (existing?.version ?? 0) + 1,
       etag: this.nextEtag(),
       status,
       statusReason: (b.statusReason as string | null | undefined) ?? null,
       statusUpdatedTime: existing && existing.status === status ? existing.statusUpdatedTime : existing ? now : NEVER,
       authentication: authenticationFrom(b, existing?.authentication),
-      capabilities: { iotEdge: Boolean((b.capabilities as { iotEdge?: unknown } | undefined)?.iotEdge) },
-      ...(typeof b.deviceScope === 'string' ? { deviceScope: b.deviceScope } : {}),
+      capabilities: { iotEdge },
+      ...scopes,
       // announced by the device, not set by the service: kept across updates
       ...(existing?.modelId ? { modelId: existing.modelId } : {}),
     }
     await this.write(() => this.db.put(deviceId, record))
     this.devices.set(deviceId, record)
+    this.indexScope(existing, record)
     for (const l of this.listeners) l({ kind: 'updated', device: record })
     return record
   }
@@ -164,6 +180,7 @@ export class DeviceRegistry {
       if (ifMatch !== undefined) checkEtag(ifMatch, existing.etag)
       await this.write(() => this.db.remove(deviceId))
       this.devices.delete(deviceId)
+      this.indexScope(existing, undefined)
       for (const l of this.listeners) l({ kind: 'deleted', device: existing })
     })
   }
@@ -205,9 +222,14 @@ export function identityJson(d: DeviceRecord, presence: PresenceView): Record<st
     cloudToDeviceMessageCount: presence.cloudToDeviceMessageCount(d.deviceId),
     authentication: d.authentication,
     capabilities: d.capabilities,
-    ...(d.deviceScope ? { deviceScope: d.deviceScope } : {}),
+    ...scopeJson(d),
     modelId: d.modelId ?? '',
   }
+}
+
+/** deviceScope and parentScopes as the registry returns them: a non-edge device without a parent has neither. */
+export function scopeJson(d: DeviceRecord): { deviceScope?: string; parentScopes?: string[] } {
+  return { ...(d.deviceScope ? { deviceScope: d.deviceScope } : {}), ...(d.parentScopes ? { parentScopes: d.parentScopes } : d.capabilities.iotEdge ? { parentScopes: [] } : {}) }
 }
 
 export function randomGenerationId(): string {

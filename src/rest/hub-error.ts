@@ -4,10 +4,10 @@ import { randomBytes } from 'node:crypto'
 
 const NAMES: Record<number, string> = {
   400001: 'InvalidProtocolVersion', 400003: 'InvalidOperation', 400004: 'ArgumentInvalid', 400005: 'ArgumentNull', 400012: 'DeserializationError',
-  400014: 'DefaultStorageEndpointNotConfigured', 400015: 'InvalidFileUploadCorrelationId', 400016: 'ExpiredFileUploadCorrelationId',
+  400014: 'DefaultStorageEndpointNotConfigured', 400028: 'InvalidDeviceScope', 400015: 'InvalidFileUploadCorrelationId', 400016: 'ExpiredFileUploadCorrelationId',
   400019: 'InvalidFileUploadCompletionStatus', 400020: 'InvalidStorageEndpointOrBlob', 403006: 'DeviceMaximumActiveFileUploadLimitExceeded',
   401003: 'IotHubUnauthorized', 403010: 'OperationNotAvailableInCurrentTier', 403004: 'DeviceMaximumQueueDepthExceeded', 403012: 'DeviceDisabled', 403800: 'DeviceMaximumInflightMethodExceeded',
-  404000: 'GenericNotFound', 404001: 'DeviceNotFound', 404010: 'ModuleNotFound', 409301: 'ModuleAlreadyExistsOnDevice', 413003: 'TooManyModulesOnDevice', 404103: 'DeviceNotOnline', 405000: 'GenericMethodNotAllowed',
+  404000: 'GenericNotFound', 404001: 'DeviceNotFound', 404010: 'ModuleNotFound', 404301: 'ConfigurationNotFound', 409401: 'ConfigurationAlreadyExists', 413101: 'ConfigurationCountLimitExceeded', 409301: 'ModuleAlreadyExistsOnDevice', 413003: 'TooManyModulesOnDevice', 404103: 'DeviceNotOnline', 405000: 'GenericMethodNotAllowed',
   409000: 'GenericConflict', 409001: 'DeviceAlreadyExists', 412001: 'PreconditionFailed', 412002: 'DeviceMessageLockLost',
   413000: 'GenericRequestEntityTooLarge', 413001: 'MessageTooLarge', 415000: 'GenericUnsupportedMediaType',
   429001: 'ThrottlingException', 429002: 'ThrottleBacklogLimitExceeded', 403002: 'IotHubQuotaExceeded', 500001: 'ServerError', 503001: 'ServiceUnavailable', 503005: 'ServerBusy', 504101: 'GatewayTimeout',

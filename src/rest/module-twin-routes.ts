@@ -5,9 +5,9 @@ import type { PresenceView } from '../registry/device-registry.js'
 import { moduleIdentityJson, type ModuleRecord, type ModuleRegistry } from '../registry/module-registry.js'
 import type { ShardPool } from '../shard-pool.js'
 import type { RestRequest, Route } from './http-server.js'
+import type { TwinCore } from './twin-routes.js'
 import type { RouteLimits } from './route-limits.js'
 
-interface TwinCore { etag: string; version: number; tags: Record<string, unknown>; properties: { desired: unknown; reported: unknown } }
 
 const MODULE_TWIN = /^\/twins\/([^/]+)\/modules\/([^/]+)\/?$/
 
@@ -29,6 +29,7 @@ export function moduleTwinJson(m: ModuleRecord, core: TwinCore, presence?: Prese
     version: core.version,
     ...(Object.keys(core.tags).length > 0 ? { tags: core.tags } : {}),
     properties: core.properties,
+    ...(core.configurations ? { configurations: core.configurations } : {}),
   }
 }
 

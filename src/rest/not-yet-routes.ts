@@ -7,8 +7,6 @@ import type { Route } from './http-server.js'
 const NOT_YET: { pattern: RegExp; method: Route['method']; feature: string }[] = [
   // modules, and what has no home here yet
   { method: 'any', pattern: /^\/devices\/[^/]+\/modules\/[^/]+\/.+$/i, feature: 'module messages and file upload over HTTPS' },
-  { method: 'any', pattern: /^\/configurations(\/.*)?$/i, feature: 'automatic device configurations' },
-  { method: 'any', pattern: /^\/digitaltwins(\/.*)?$/i, feature: 'the digital twins API' },
   { method: 'any', pattern: /^\/jobs(\/.*)?$/i, feature: 'jobs' },
   { method: 'post', pattern: /^\/devices\/?$/i, feature: 'bulk registry operations' },
 ]

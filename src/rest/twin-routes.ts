@@ -1,12 +1,13 @@
 // Device twin REST routes (twins.md "Service REST operations"): the twin itself lives in the device's
 // shard; the identity fields Azure copies into a twin come from the registry and the edge.
-import type { DeviceRecord, DeviceRegistry } from '../registry/device-registry.js'
+import { scopeJson, type DeviceRecord, type DeviceRegistry } from '../registry/device-registry.js'
 import type { ShardPool } from '../shard-pool.js'
 import { HubError } from './hub-error.js'
 import type { Route, RestRequest } from './http-server.js'
 import type { RouteLimits } from './route-limits.js'
 
-interface TwinCore { etag: string; version: number; tags: Record<string, unknown>; properties: { desired: unknown; reported: unknown } }
+/** What a shard answers for a twin (shards/twin-store.ts), as the routes read it. */
+export interface TwinCore { etag: string; version: number; tags: Record<string, unknown>; properties: { desired: unknown; reported: unknown }; configurations?: unknown }
 
 const TWIN = /^\/twins\/([^/]+)\/?$/
 
@@ -28,10 +29,11 @@ export function twinJson(registry: Pick<DeviceRegistry, 'toJson'>, d: DeviceReco
     modelId: d.modelId ?? '',
     version: core.version,
     capabilities: d.capabilities,
-    ...(d.deviceScope ? { deviceScope: d.deviceScope } : {}),
+    ...scopeJson(d),
     // Azure leaves tags out of a twin that has none
     ...(Object.keys(core.tags).length > 0 ? { tags: core.tags } : {}),
     properties: core.properties,
+    ...(core.configurations ? { configurations: core.configurations } : {}),
   }
 }
 

@@ -26,6 +26,8 @@ export interface HubStore {
   fileUploads: Database
   /** the service's file-upload notification queue (main thread) */
   fileNotifications: Database
+  /** automatic device and module configurations by id (main thread) */
+  configurations: Database
   partition(p: number): Database
   /** the segment index of partition `p` (src/events/segment-index.ts), written with its segments */
   partitionIndex(p: number): Database
@@ -80,6 +82,7 @@ export function openHubStore(dataDir: string, durability: Durability = 'process'
     modules: root.openDB({ name: 'modules' }),
     fileUploads: root.openDB({ name: 'file-uploads' }),
     fileNotifications: root.openDB({ name: 'file-notifications' }),
+    configurations: root.openDB({ name: 'configurations' }),
     partition: (p) => named(`events.${p}`, true),
     partitionIndex: (p) => named(`events.${p}.index`, false),
     endpointPartition: (name, p) => named(`route.${name.toLowerCase()}.${p}`, true),

@@ -1,0 +1,56 @@
+// Issue 16: the configurations REST API's error paths, as Azure answers them: bad ids, content and
+// priorities (400), a stale etag (412), the limit of 100 (413101), an unknown one (404301), and
+// testQueries reporting each query's syntax error without storing anything.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { startTestHub, type TestHub } from './helpers/test-hub.js'
+import { MAX_CONFIGURATIONS } from '../src/configurations/configuration-store.js'
+
+let t: TestHub
+beforeAll(async () => { t = await startTestHub() })
+afterAll(async () => { await t?.stop() })
+
+const path = (id: string) => `/configurations/${encodeURIComponent(id)}?api-version=2021-04-12`
+const err = (r: { status: number; headers: Record<string, unknown>; body: any }) => ({ status: r.status, code: r.headers['iothub-errorcode'], message: r.body?.Message })
+const good = { content: { deviceContent: { 'properties.desired.x': 1 } }, targetCondition: "tags.a='b'", priority: 2 }
+
+describe('configurations REST errors', () => {
+  it('refuses bad ids, content and priorities with the reason', async () => {
+    expect(err(await t.rest('PUT', path('Upper'), { body: good }))).toMatchObject({ status: 400, code: 'ArgumentInvalid', message: expect.stringContaining('lower-case') })
+    expect(err(await t.rest('PUT', path('c1'), { body: { ...good, content: {} } }))).toMatchObject({ status: 400, message: expect.stringContaining('exactly one of deviceContent, moduleContent or modulesContent') })
+    expect(err(await t.rest('PUT', path('c1'), { body: { ...good, content: { deviceContent: { 'properties.desired.$x': 1 } } } }))).toMatchObject({ status: 400, message: expect.stringContaining('empty or $ segment') })
+    expect(err(await t.rest('PUT', path('c1'), { body: { ...good, content: { modulesContent: { $edgeAgent: { desired: {} } } } } }))).toMatchObject({ status: 400, message: expect.stringContaining('must be {"properties.desired": {...}}') })
+    expect(err(await t.rest('PUT', path('c1'), { body: { ...good, priority: -1 } }))).toMatchObject({ status: 400, message: expect.stringContaining('priority must be a non-negative integer') })
+    expect(err(await t.rest('PUT', path('c1'), { body: { ...good, metrics: { queries: { bad: 'SELECT FROM' } } } }))).toMatchObject({ status: 400, message: expect.stringContaining('The query is invalid') })
+    expect(err(await t.rest('GET', path('c1')))).toMatchObject({ status: 404, code: 'ConfigurationNotFound' })
+  })
+
+  it('updates and deletes by etag; a stale one is 412', async () => {
+    const created = await t.rest('PUT', path('c-etag'), { body: good })
+    expect(created.status).toBe(200)
+    expect(created.body).toMatchObject({ id: 'c-etag', schemaVersion: '1.0', priority: 2, systemMetrics: { queries: { targetedCount: "SELECT deviceId FROM devices WHERE tags.a='b'", appliedCount: "SELECT deviceId FROM devices WHERE configurations.[[c-etag]].status = 'Applied'" } } })
+    const updated = await t.rest('PUT', path('c-etag'), { body: { ...good, priority: 3 }, headers: { 'If-Match': `"${created.body.etag}"` } })
+    expect(updated.body.priority).toBe(3)
+    expect(err(await t.rest('PUT', path('c-etag'), { body: good, headers: { 'If-Match': `"${created.body.etag}"` } }))).toMatchObject({ status: 412, code: 'PreconditionFailed' })
+    expect(err(await t.rest('DELETE', path('c-etag'), { headers: { 'If-Match': `"${created.body.etag}"` } }))).toMatchObject({ status: 412 })
+    expect((await t.rest('DELETE', path('c-etag'), { headers: { 'If-Match': `"${updated.body.etag}"` } })).status).toBe(204)
+    expect(err(await t.rest('DELETE', path('c-etag')))).toMatchObject({ status: 404, code: 'ConfigurationNotFound' })
+  })
+
+  it(`holds at most ${MAX_CONFIGURATIONS}: the next is 413101`, async () => {
+    for (let i = 0; i < MAX_CONFIGURATIONS; i++) expect((await t.rest('PUT', path(`c-many-${i}`), { body: good })).status).toBe(200)
+    expect(err(await t.rest('PUT', path('c-one-more'), { body: good }))).toMatchObject({ status: 413, code: 'ConfigurationCountLimitExceeded' })
+    expect((await t.rest('GET', '/configurations?top=3&api-version=2021-04-12')).body.map((c: { id: string }) => c.id)).toEqual(['c-many-0', 'c-many-1', 'c-many-2'])
+    for (let i = 0; i < MAX_CONFIGURATIONS; i++) await t.rest('DELETE', path(`c-many-${i}`))
+  })
+
+  it('testQueries reports each query\'s error, or an empty string', async () => {
+    const r = await t.rest('POST', '/configurations/testQueries?api-version=2021-04-12', {
+      body: { targetCondition: "tags.env = 'x' AND", customMetricQueries: { ok: 'SELECT deviceId FROM devices', broken: 'SELECT deviceId FROM' } },
+    })
+    expect(r.status).toBe(200)
+    expect(r.body.targetConditionError).not.toBe('')
+    expect(r.body.customMetricQueryErrors.ok).toBe('')
+    expect(r.body.customMetricQueryErrors.broken).not.toBe('')
+    expect((await t.rest('GET', '/configurations?api-version=2021-04-12')).body).toEqual([])
+  })
+})
