@@ -181,7 +181,7 @@ export class DeviceServices {
           this.track(written.then(() => {
             reply(null)
             if (desiredPush) this.pushDesired(deviceId, desiredPush)
-            if (patch && this.events.wants('TwinChangeEvents')) this.twinChanged(doc, 'updateTwin', twinChangeBody(doc, { desired: patch }))
+            if (doc && patch && this.events.wants('TwinChangeEvents')) this.twinChanged(doc, 'updateTwin', twinChangeBody(doc, { desired: patch }))
           }, (e: unknown) => fail(this.writeError(e))))
           return
         }

@@ -31,16 +31,34 @@ export function checkContent(section: Section, doc: unknown, allowNull: boolean)
   checkObject(section, doc, '', 0, allowNull)
 }
 
+/** One property name against the rules (also for paths turned into patches, before any object is walked). */
+function checkName(section: Section, k: string, path: string): void {
+  const here = path ? `${path}.${k}` : k
+  if (k.length === 0) throw bad(section, path, 'empty property name')
+  if (Buffer.byteLength(k) > MAX_KEY_BYTES) throw bad(section, here, `property name longer than ${MAX_KEY_BYTES} bytes`)
+  if (BAD_KEY.test(k)) throw bad(section, here, 'property names must not contain control characters, \'.\', \'$\' or spaces')
+  // would reach an object's prototype when merged
+  if (k === '__proto__') throw bad(section, here, 'the property name __proto__ is not supported')
+}
+
+/**
+ * A path of property names that will become nested objects (a configuration's content path, a
+ * digital twin's JSON Patch path): each name as the rules want it, and no deeper than the twin may be.
+ */
+export function checkPropertyPath(section: Section, names: readonly string[]): void {
+  if (names.length > MAX_DEPTH) throw bad(section, names.slice(0, 3).join('.') + '…', `a path of ${names.length} names is deeper than ${MAX_DEPTH} levels`)
+  let path = ''
+  for (const k of names) {
+    checkName(section, k, path)
+    path = path ? `${path}.${k}` : k
+  }
+}
+
 function checkObject(section: Section, obj: Record<string, unknown>, path: string, level: number, allowNull: boolean): void {
   if (level > MAX_DEPTH) throw bad(section, path, `nested deeper than ${MAX_DEPTH} levels`)
   for (const [k, v] of Object.entries(obj)) {
-    const here = path ? `${path}.${k}` : k
-    if (k.length === 0) throw bad(section, path, 'empty property name')
-    if (Buffer.byteLength(k) > MAX_KEY_BYTES) throw bad(section, here, `property name longer than ${MAX_KEY_BYTES} bytes`)
-    if (BAD_KEY.test(k)) throw bad(section, here, 'property names must not contain control characters, \'.\', \'$\' or spaces')
-    // would reach an object's prototype when merged
-    if (k === '__proto__') throw bad(section, here, 'the property name __proto__ is not supported')
-    checkValue(section, v, here, level, allowNull)
+    checkName(section, k, path)
+    checkValue(section, v, path ? `${path}.${k}` : k, level, allowNull)
   }
 }
 

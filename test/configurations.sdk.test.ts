@@ -16,7 +16,8 @@ let registry: Registry
 beforeAll(async () => {
   if (!process.env.NODE_EXTRA_CA_CERTS) throw new Error('run through `npm test`: the SDKs need NODE_EXTRA_CA_CERTS set at process start')
   // a cycle a second (Azure's is about five minutes)
-  t = await startTestHub({ httpsPort: 443, mqttPort: 8883, mqttTcpPort: null, amqpPort: null, configurationIntervalSeconds: 1 })
+  // two shards: a module's twin lives in its device's shard, not the one its `d/m` key would hash to
+  t = await startTestHub({ httpsPort: 443, mqttPort: 8883, mqttTcpPort: null, amqpPort: null, configurationIntervalSeconds: 1, shards: 2 })
   registry = Registry.fromConnectionString(`HostName=localhost;SharedAccessKeyName=iothubowner;SharedAccessKey=${t.policyKey('iothubowner')}`)
 })
 afterAll(async () => { await t?.stop() })

@@ -17,10 +17,14 @@ describe('configurations REST errors', () => {
   it('refuses bad ids, content and priorities with the reason', async () => {
     expect(err(await t.rest('PUT', path('Upper'), { body: good }))).toMatchObject({ status: 400, code: 'ArgumentInvalid', message: expect.stringContaining('lower-case') })
     expect(err(await t.rest('PUT', path('c1'), { body: { ...good, content: {} } }))).toMatchObject({ status: 400, message: expect.stringContaining('exactly one of deviceContent, moduleContent or modulesContent') })
-    expect(err(await t.rest('PUT', path('c1'), { body: { ...good, content: { deviceContent: { 'properties.desired.$x': 1 } } } }))).toMatchObject({ status: 400, message: expect.stringContaining('empty or $ segment') })
+    expect(err(await t.rest('PUT', path('c1'), { body: { ...good, content: { deviceContent: { 'properties.desired.$x': 1 } } } }))).toMatchObject({ status: 400, message: expect.stringContaining("desired.$x: property names must not contain control characters, '.', '$' or spaces") })
     expect(err(await t.rest('PUT', path('c1'), { body: { ...good, content: { modulesContent: { $edgeAgent: { desired: {} } } } } }))).toMatchObject({ status: 400, message: expect.stringContaining('must be {"properties.desired": {...}}') })
     expect(err(await t.rest('PUT', path('c1'), { body: { ...good, priority: -1 } }))).toMatchObject({ status: 400, message: expect.stringContaining('priority must be a non-negative integer') })
     expect(err(await t.rest('PUT', path('c1'), { body: { ...good, metrics: { queries: { bad: 'SELECT FROM' } } } }))).toMatchObject({ status: 400, message: expect.stringContaining('The query is invalid') })
+    // content paths become nested objects when applied: no __proto__, no deeper than a twin may be
+    expect(err(await t.rest('PUT', path('c1'), { body: { ...good, content: { deviceContent: { 'properties.desired.__proto__.content-length': 9 } } } }))).toMatchObject({ status: 400, message: expect.stringContaining('__proto__ is not supported') })
+    expect(err(await t.rest('PUT', path('c1'), { body: { ...good, content: { deviceContent: { [`properties.desired${'.a'.repeat(5000)}`]: 1 } } } }))).toMatchObject({ status: 400, message: expect.stringContaining('deeper than 10 levels') })
+    expect(err(await t.rest('POST', '/configurations/testQueries?api-version=2021-04-12', { body: { targetCondition: 'x'.repeat(100_000) } }))).toMatchObject({ status: 200 })
     expect(err(await t.rest('GET', path('c1')))).toMatchObject({ status: 404, code: 'ConfigurationNotFound' })
   })
 

@@ -57,6 +57,21 @@ describe('module connections over MQTT', () => {
     expect(lastCloseReason()).toBe('connection refused: username is not {hostName}/{deviceId}/{moduleId}/?api-version=...')
   })
 
+  it('a DeviceConnect policy token opens a module when it covers the hub, the device or that module, not another module', async () => {
+    await addModule('mc-policy', 'a')
+    const policy = t.hub.policies.find((p) => p.keyName === 'device')!
+    const token = (sr: string) => createSasToken(encodeURIComponent(sr), policy.primaryKey, 'device', 3600)
+    for (const sr of ['localhost', 'localhost/devices', 'localhost/devices/mc-policy', 'localhost/devices/mc-policy/modules/a']) {
+      const c = await connectModule('mc-policy', 'a', token(sr))
+      expect({ sr, code: c.connack.returnCode }).toEqual({ sr, code: 0 })
+      await c.client.disconnect()
+    }
+    for (const sr of ['localhost/devices/mc-policy/modules', 'localhost/devices/mc-policy/modules/b', 'localhost/devices/mc-policy/modules/a/x']) {
+      const c = await connectModule('mc-policy', 'a', token(sr))
+      expect({ sr, code: c.connack.returnCode }).toEqual({ sr, code: 5 })
+    }
+  })
+
   it('refuses a module of a device that does not exist, a module that does not exist, and a malformed client id', async () => {
     const key = await addModule('mc-missing', 'm')
     expect((await connectModule('mc-nobody', 'm', moduleToken('mc-nobody', 'm', key))).connack.returnCode).toBe(5)
@@ -102,6 +117,17 @@ describe('module connections over MQTT', () => {
     again.client.send({ cmd: 'publish', topic: 'devices/mc-topics/modules/n/messages/events/', payload: Buffer.from('x'), qos: 1, messageId: 9, retain: false, dup: false } as mqttPacket.IPublishPacket)
     await again.client.closed
     expect(lastCloseReason()).toBe('publish to another module\'s topic')
+  })
+
+  it('disabling its device closes a module\'s connection and refuses it until the device is enabled again', async () => {
+    const key = await addModule('mc-disable', 'm')
+    const conn = await connectModule('mc-disable', 'm', moduleToken('mc-disable', 'm', key))
+    const d = t.hub.registry.get('mc-disable')!
+    expect((await t.rest('PUT', '/devices/mc-disable?api-version=2021-04-12', { body: { deviceId: 'mc-disable', status: 'disabled', authentication: d.authentication }, headers: { 'If-Match': '*' } })).status).toBe(200)
+    await conn.client.closed
+    expect(lastCloseReason()).toBe('device disabled')
+    expect((await connectModule('mc-disable', 'm', moduleToken('mc-disable', 'm', key))).connack.returnCode).toBe(5)
+    expect(lastCloseReason()).toBe('connection refused: device mc-disable is disabled')
   })
 
   it('deleting the module, or its device, closes its connection and refuses it from then on', async () => {

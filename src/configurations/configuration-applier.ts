@@ -1,24 +1,25 @@
-// Applies automatic configurations to the twins they target, the way Azure does: each cycle runs
-// every configuration's target condition (in the query worker, never on this event loop), picks for
-// each twin the configuration with the highest priority (the newest on a tie), writes that one's
-// content into the twin's desired properties the first time it wins there, and records every
-// targeting configuration in the twin's `configurations` (Applied for the winner, Targeted for the
-// rest). A twin no longer targeted loses its entry but keeps what was written (as in Azure). Then
-// it counts each configuration's system and custom metrics. A cycle runs every
-// `configurationIntervalSeconds`, and soon after a configuration changes.
+// Applies automatic configurations to the twins they target, the way Azure does: each cycle has the
+// query worker scan the twins once (never this event loop; src/query/configuration-plan.ts), pick for
+// each twin the configuration with the highest priority (the newest on a tie), and return the twins
+// that change, a page at a time. The winner's content is written into the twin's desired properties
+// the first time it wins there, and every targeting configuration is recorded in the twin's
+// `configurations` (Applied for the winner, Targeted for the rest). A twin no longer targeted loses
+// its entry but keeps what was written (as in Azure). The same scan counts each configuration's
+// system and custom metrics. A cycle runs every `configurationIntervalSeconds`, and soon after a
+// configuration changes.
 import type { Logger } from '../log.js'
 import type { QueryPool } from '../query/query-pool.js'
 import type { ModuleRegistry } from '../registry/module-registry.js'
 import type { ShardPool } from '../shard-pool.js'
-import { moduleKey } from '../shard-protocol.js'
-import { systemQueries, targetsModules, type ConfigurationRecord, type ConfigurationStore } from './configuration-store.js'
-import type { ConfigurationStatuses } from '../../shards/twin-store.js'
+import { splitIdentityKey } from '../shard-protocol.js'
+import { targetsModules, type ConfigurationRecord, type ConfigurationStore } from './configuration-store.js'
 
 type Json = Record<string, unknown>
 
 /** Twin writes a cycle keeps in flight at once. */
 const WRITES_IN_FLIGHT = 16
-const PAGE = 1000
+/** Changes the worker returns per page of its scan: what a cycle holds at once. */
+const CHANGES_PER_PAGE = 500
 
 /** A configuration's content paths as one desired-properties patch (`properties.desired.a.b` → `{a: {b: …}}`). */
 export function contentPatch(content: Json): Json {
@@ -100,72 +101,62 @@ export class ConfigurationApplier {
     await this.running
   }
 
-  /** Every row of a query, page by page. */
-  private async rows(query: string): Promise<Json[]> {
-    const out: Json[] = []
-    let continuation: string | undefined
-    do {
-      const r = await this.queries.run(query, PAGE, continuation)
-      if (!r.ok) throw new Error(`query failed: ${r.message}`)
-      out.push(...(r.page.items as Json[]))
-      continuation = r.page.continuation
-    } while (continuation !== undefined && !this.closed)
-    return out
-  }
-
   private async cycle(): Promise<void> {
     const all = this.store.all()
-    const applied = new Map<string, number>()
-    await this.applyTo(all.filter((c) => !targetsModules(c)), false, applied)
-    await this.applyTo(all.filter(targetsModules), true, applied)
+    const totals = { targeted: new Map<string, number>(), applied: new Map<string, number>(), metrics: new Map<string, number>() }
+    await this.applyTo(all.filter((c) => !targetsModules(c)), all, false, totals)
+    await this.applyTo(all.filter(targetsModules), all, true, totals)
+    if (this.closed) return
     for (const c of all) {
-      if (this.closed) return
       const custom: Record<string, number> = {}
-      for (const [name, q] of Object.entries(c.metrics.queries)) {
-        try { custom[name] = (await this.rows(q)).length } catch { custom[name] = 0 }
-      }
-      const targeted = (await this.rows(systemQueries(c).targetedCount!)).length
-      await this.store.setResults(c.id, { system: { targetedCount: targeted, appliedCount: applied.get(c.id) ?? 0 }, custom })
+      for (const name of Object.keys(c.metrics.queries)) custom[name] = totals.metrics.get(`${c.id}\n${name}`) ?? 0
+      await this.store.setResults(c.id, { system: { targetedCount: totals.targeted.get(c.id) ?? 0, appliedCount: totals.applied.get(c.id) ?? 0 }, custom })
     }
   }
 
-  /** One kind of twin (device or module twins): who targets what, then the writes that change anything. */
-  private async applyTo(configs: ConfigurationRecord[], modules: boolean, applied: Map<string, number>): Promise<void> {
-    const keyOf = (row: Json) => (modules ? moduleKey(row.deviceId as string, row.moduleId as string) : row.deviceId as string)
-    const targeting = new Map<string, ConfigurationRecord[]>()
-    for (const c of configs) {
-      for (const row of await this.rows(systemQueries(c).targetedCount!.replace(/^SELECT deviceId/, modules ? 'SELECT deviceId, moduleId' : 'SELECT deviceId'))) {
-        const k = keyOf(row)
-        let list = targeting.get(k)
-        if (!list) targeting.set(k, (list = []))
-        list.push(c)
-      }
+  /**
+   * One kind of twin (device or module twins): the query worker scans them a page of changes at a
+   * time, and this writes each change before asking for the next page. Every configuration's metrics
+   * are counted on the collection they query.
+   */
+  private async applyTo(configs: ConfigurationRecord[], all: ConfigurationRecord[], modules: boolean,
+    totals: { targeted: Map<string, number>; applied: Map<string, number>; metrics: Map<string, number> }): Promise<void> {
+    const byId = new Map(configs.map((c) => [c.id, c]))
+    // rank: priority first, then creation time (the newest wins a tie)
+    const ranked = [...configs].sort((a, b) => (beats(a, b) ? 1 : beats(b, a) ? -1 : 0))
+    const request = {
+      modules,
+      configurations: ranked.map((c, rank) => ({ id: c.id, condition: c.targetCondition, rank })),
+      metrics: all.flatMap((c) => Object.entries(c.metrics.queries).map(([name, query]) => ({ configurationId: c.id, name, query }))),
+      maxChanges: CHANGES_PER_PAGE,
     }
-    const current = new Map<string, ConfigurationStatuses>()
-    for (const row of await this.rows(`SELECT deviceId${modules ? ', moduleId' : ''}, configurations FROM ${modules ? 'devices.modules' : 'devices'} WHERE IS_DEFINED(configurations)`)) {
-      current.set(keyOf(row), row.configurations as ConfigurationStatuses)
-    }
-    const work: { key: string; patch: Json | null; statuses: ConfigurationStatuses; winner?: ConfigurationRecord }[] = []
-    for (const key of new Set([...targeting.keys(), ...current.keys()])) {
-      const list = targeting.get(key) ?? []
-      const winner = list.reduce<ConfigurationRecord | undefined>((w, c) => (!w || beats(c, w) ? c : w), undefined)
-      const statuses: ConfigurationStatuses = {}
-      for (const c of list) statuses[c.id] = { status: c === winner ? 'Applied' : 'Targeted' }
-      const have = current.get(key) ?? {}
-      const firstTime = winner !== undefined && have[winner.id]?.status !== 'Applied'
-      if (winner) applied.set(winner.id, (applied.get(winner.id) ?? 0) + 1)
-      if (!firstTime && JSON.stringify(have) === JSON.stringify(statuses)) continue
-      const content = winner && (modules ? winner.content.moduleContent : winner.content.deviceContent)
-      work.push({ key, patch: firstTime && content ? contentPatch(content) : null, statuses, winner: firstTime ? winner : undefined })
-    }
-    const failed = await eachLimited(work, WRITES_IN_FLIGHT, async (w) => {
-      await this.shards.request('twin.configure', w.key, w.patch, w.statuses).catch((e: unknown) => {
-        if (w.winner) applied.set(w.winner.id, (applied.get(w.winner.id) ?? 1) - 1)
-        throw e
+    let after: string | undefined
+    let failed = 0
+    do {
+      if (this.closed) return
+      const plan = await this.queries.plan({ ...request, ...(after === undefined ? {} : { after }) })
+      for (const [id, n] of Object.entries(plan.targeted)) totals.targeted.set(id, (totals.targeted.get(id) ?? 0) + n)
+      for (const [id, n] of Object.entries(plan.applied)) totals.applied.set(id, (totals.applied.get(id) ?? 0) + n)
+      for (const [k, n] of Object.entries(plan.metrics)) totals.metrics.set(k, (totals.metrics.get(k) ?? 0) + n)
+      failed += await eachLimited(plan.changes, WRITES_IN_FLIGHT, async (change) => {
+        const winner = change.apply === undefined ? undefined : byId.get(change.apply)
+        const content = winner && (modules ? winner.content.moduleContent : winner.content.deviceContent)
+        try {
+          const patch = content ? contentPatch(content) : null
+          // a module's twin lives in its device's shard
+          const { deviceId, moduleId } = splitIdentityKey(change.key)
+          await (moduleId === undefined
+            ? this.shards.request('twin.configure', deviceId, patch, change.statuses)
+            : this.shards.requestForModule('twin.configure', deviceId, moduleId, patch, change.statuses))
+          // an IoT Edge deployment writes each module's desired properties, on the modules the device has
+          if (winner?.content.modulesContent) await this.deploy(change.key, winner.content.modulesContent)
+        } catch (e) {
+          if (winner) totals.applied.set(winner.id, (totals.applied.get(winner.id) ?? 1) - 1)
+          throw e
+        }
       })
-      // an IoT Edge deployment writes each module's desired properties, on the modules the device has
-      if (w.winner?.content.modulesContent) await this.deploy(w.key, w.winner.content.modulesContent)
-    })
+      after = plan.resumeAfter
+    } while (after !== undefined)
     if (failed > 0) this.log.warn('configuration not written to some twins; the next cycle retries', { twins: failed })
   }
 

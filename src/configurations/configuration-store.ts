@@ -8,6 +8,7 @@ import { HubError } from '../rest/hub-error.js'
 import { checkEtag } from '../registry/device-registry.js'
 import { SerializedChanges } from '../registry/serialized-changes.js'
 import type { WriteHealth } from '../store/write-health.js'
+import { checkPropertyPath } from '../../shards/twin-rules.js'
 
 /** Azure's limit for paid tiers (quotas-throttling.md): 100 configurations. */
 export const MAX_CONFIGURATIONS = 100
@@ -77,10 +78,14 @@ function checkTwinContent(name: string, content: unknown): Json {
       throw new HubError(400004, `content.${name} may only set desired properties: "${path}" does not start with "properties.desired"`)
     }
     if (path === 'properties.desired' && !isObject(content[path])) throw new HubError(400004, `content.${name}["properties.desired"] must be an object`)
-    if (path.split('.').some((s) => s === '' || s.startsWith('$'))) throw new HubError(400004, `content.${name} path "${path}" has an empty or $ segment`)
+    // the names below properties.desired become nested objects when applied: checked now (no __proto__, not too deep)
+    checkPropertyPath('desired', path.split('.').slice(2))
   }
   return content
 }
+
+/** Content and testQueries conditions: a condition is a query's WHERE, bounded as a stored one is. */
+export const MAX_CONDITION_CHARS = 4096
 
 function checkContent(raw: unknown): ConfigurationContent {
   if (!isObject(raw)) throw new HubError(400004, 'content is required: deviceContent, moduleContent or modulesContent')
@@ -103,7 +108,7 @@ function checkMetrics(raw: unknown): Record<string, string> {
   const names = Object.keys(queries)
   if (names.length > MAX_METRICS) throw new HubError(400004, `at most ${MAX_METRICS} metrics queries`)
   for (const n of names) {
-    if (typeof queries[n] !== 'string' || (queries[n] as string).length > 4096) throw new HubError(400004, `metrics query ${n} must be a query string of at most 4096 characters`)
+    if (typeof queries[n] !== 'string' || (queries[n] as string).length > MAX_CONDITION_CHARS) throw new HubError(400004, `metrics query ${n} must be a query string of at most ${MAX_CONDITION_CHARS} characters`)
   }
   return queries as Record<string, string>
 }
@@ -149,7 +154,7 @@ export class ConfigurationStore {
     const priority = body.priority ?? 0
     if (typeof priority !== 'number' || !Number.isInteger(priority) || priority < 0) throw new HubError(400004, 'priority must be a non-negative integer')
     const targetCondition = body.targetCondition ?? ''
-    if (typeof targetCondition !== 'string' || targetCondition.length > 4096) throw new HubError(400004, 'targetCondition must be a condition string of at most 4096 characters')
+    if (typeof targetCondition !== 'string' || targetCondition.length > MAX_CONDITION_CHARS) throw new HubError(400004, `targetCondition must be a condition string of at most ${MAX_CONDITION_CHARS} characters`)
     const labels = checkLabels(body.labels)
     const metrics = checkMetrics(body.metrics)
     return this.changes.run(id, async () => {

@@ -5,6 +5,7 @@
 // ackDescription). Components are the objects marked `"__t": "c"`; each gets its own `$metadata`.
 // A JSON Patch of the digital twin becomes a desired-properties patch of the twin.
 import { HubError } from '../rest/hub-error.js'
+import { checkPropertyPath } from '../../shards/twin-rules.js'
 
 type Json = Record<string, unknown>
 const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v)
@@ -96,7 +97,8 @@ export function desiredPatchOf(operations: unknown, twin: TwinSections): Json {
     if (o.op !== 'add' && o.op !== 'replace' && o.op !== 'remove') throw new HubError(400004, `JSON Patch op "${o.op}" is not supported: use add, replace or remove`)
     if (o.op !== 'remove' && !('value' in o)) throw new HubError(400004, `op "${o.op}" at ${o.path} needs a value`)
     const path = o.path.slice(1).split('/').map(segment)
-    if (path.some((p) => p === '' || p.startsWith('$'))) throw new HubError(400004, `path ${o.path} has an empty or $ segment`)
+    // names become nested objects below: checked first (no __proto__, no deeper than a twin may be)
+    checkPropertyPath('desired', path)
     const value = o.op === 'remove' ? null : o.value
     let at = patch
     const first = path[0]!

@@ -47,15 +47,19 @@ export class MethodCalls {
         conn = this.target(deviceId)
       }
     }
-    if (!conn) throw new HubError(404103, `Device ${deviceId} is not online, or not subscribed to direct methods`)
+    // deviceId is a device's id or a module's `{device}/{module}` key
+    const slash = deviceId.indexOf('/')
+    const whom = slash < 0 ? `device ${deviceId}` : `module ${deviceId.slice(slash + 1)} of device ${deviceId.slice(0, slash)}`
+    const who = whom[0]!.toUpperCase() + whom.slice(1)
+    if (!conn) throw new HubError(404103, `${who} is not online, or not subscribed to direct methods`)
     const count = this.perDevice.get(deviceId) ?? 0
-    if (count >= MAX_INFLIGHT_PER_DEVICE) throw new HubError(403800, `device ${deviceId} already has ${count} method calls in flight`)
+    if (count >= MAX_INFLIGHT_PER_DEVICE) throw new HubError(403800, `${who} already has ${count} method calls in flight`)
     const rid = (this.nextRid++).toString(16)
     this.perDevice.set(deviceId, count + 1)
     const target = conn
     return new Promise<MethodResult>((resolve, reject) => {
       const timer = setTimeout(() => {
-        if (this.settle(rid)) reject(new HubError(504101, `Timed out waiting for the response from device ${deviceId} to method ${methodName}`))
+        if (this.settle(rid)) reject(new HubError(504101, `Timed out waiting for the response from ${whom} to method ${methodName}`))
       }, responseTimeoutMs)
       timer.unref()
       this.pending.set(rid, { deviceId, connId: target.id, resolve, reject, timer })

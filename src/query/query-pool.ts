@@ -5,7 +5,8 @@
 import { Piscina } from 'piscina'
 import type { Durability } from '../store/hub-store.js'
 import { HubError } from '../rest/hub-error.js'
-import type { QueryOutcome, QueryTask } from './query-worker.js'
+import type { QueryOutcome, QueryPageOutcome, QueryTask } from './query-worker.js'
+import type { ConfigurationPlan, ConfigurationPlanRequest } from './configuration-plan.js'
 import { PresenceSnapshots, type PresenceSource } from './presence-snapshot.js'
 
 export const MAX_QUEUED_QUERIES = 100
@@ -23,13 +24,26 @@ export class QueryPool {
     })
   }
 
-  async run(query: string, pageSize: number, continuation: string | undefined): Promise<QueryOutcome> {
+  async run(query: string, pageSize: number, continuation: string | undefined): Promise<QueryPageOutcome> {
+    const r = await this.task({ query, pageSize, continuation })
+    if (r.ok && 'plan' in r) throw new Error('the worker answered a query with a plan')
+    return r
+  }
+
+  /** One page of the automatic configurations' scan (configuration-plan.ts), queued with the queries. */
+  async plan(request: ConfigurationPlanRequest): Promise<ConfigurationPlan> {
+    const r = await this.task({ query: '', pageSize: 1, plan: request })
+    if (!r.ok || !('plan' in r)) throw new Error(r.ok ? 'the worker answered a plan with a page' : r.message)
+    return r.plan
+  }
+
+  private async task(t: Pick<QueryTask, 'query' | 'pageSize' | 'continuation' | 'plan'>): Promise<QueryOutcome> {
     // counted from arrival, so queries waiting for their snapshot count as well
     if (this.waiting >= MAX_QUEUED_QUERIES) throw new HubError(429001, `more than ${MAX_QUEUED_QUERIES} queries are waiting; retry later`)
     this.waiting++
     try {
       const presence = await this.snapshots.take()
-      return await this.pool.run({ dataDir: this.dataDir, durability: this.durability, query, pageSize, continuation, presence })
+      return await this.pool.run({ dataDir: this.dataDir, durability: this.durability, ...t, presence })
     } finally {
       this.waiting--
     }

@@ -6,7 +6,8 @@ import { identityJson, type DeviceRecord } from '../registry/device-registry.js'
 import { twinJson } from '../rest/twin-routes.js'
 import { moduleTwinJson } from '../rest/module-twin-routes.js'
 import type { ModuleRecord } from '../registry/module-registry.js'
-import { moduleKey } from '../shard-protocol.js'
+import { moduleKey, splitIdentityKey } from '../shard-protocol.js'
+import { planConfigurations, type ConfigurationPlan, type ConfigurationPlanRequest } from './configuration-plan.js'
 import { twinEtag, type TwinDoc } from '../../shards/twin-store.js'
 import { QuerySyntaxError } from '../query-common/errors.js'
 import { InvalidContinuationError, runQuery, type QueryPage } from './query-evaluator.js'
@@ -20,10 +21,13 @@ export interface QueryTask {
   pageSize: number
   continuation?: string
   presence: PresenceSnapshot
+  /** set instead of a query: one page of the automatic configurations' scan (configuration-plan.ts) */
+  plan?: ConfigurationPlanRequest
 }
 
 /** Errors cross the thread as data: classes do not survive the structured clone. */
-export type QueryOutcome = { ok: true; page: QueryPage } | { ok: false; kind: 'syntax' | 'continuation'; message: string }
+export type QueryPageOutcome = { ok: true; page: QueryPage } | { ok: false; kind: 'syntax' | 'continuation'; message: string }
+export type QueryOutcome = QueryPageOutcome | { ok: true; plan: ConfigurationPlan }
 
 const EMPTY_TIME = '0001-01-01T00:00:00Z'
 /** A page of 1,000 large twins would be tens of MB for the edge to serialise: pages stop at this (x-ms-continuation goes on). */
@@ -38,23 +42,31 @@ function coreOf(doc: TwinDoc | undefined) {
   return doc.configurations ? { ...core, configurations: doc.configurations } : core
 }
 
-/** Every device twin, in device id order, built as the scan reaches it. */
-function* twins(s: HubStore, task: QueryTask): Generator<object> {
+/** Every device twin after `after` (a device id), in device id order, with its key, built as the scan reaches it. */
+function* keyedTwins(s: HubStore, task: QueryTask, after?: string): Generator<{ key: string; twin: Record<string, unknown> }> {
   const presence = snapshotView(task.presence)
   const view = { toJson: (d: DeviceRecord) => identityJson(d, presence) }
-  for (const { value } of s.devices.getRange()) {
+  for (const { key, value } of s.devices.getRange(after === undefined ? {} : { start: after })) {
+    if (key === after) continue
     const d = value as DeviceRecord
-    yield twinJson(view, d, coreOf(s.twins.get(d.deviceId) as TwinDoc | undefined))
+    yield { key: d.deviceId, twin: twinJson(view, d, coreOf(s.twins.get(d.deviceId) as TwinDoc | undefined)) }
   }
 }
 
-/** Every module twin, in device then module id order (`devices.modules`), kept in its device's shard under `d/m`. */
-function* moduleTwins(s: HubStore, task: QueryTask): Generator<object> {
+/** Every module twin after `after` (`d/m`), in device then module id order, kept in its device's shard under `d/m`. */
+function* keyedModuleTwins(s: HubStore, task: QueryTask, after?: string): Generator<{ key: string; twin: Record<string, unknown> }> {
   const presence = snapshotView(task.presence)
-  for (const { value } of s.modules.getRange()) {
+  const start = after === undefined ? undefined : splitIdentityKey(after)
+  for (const { value } of s.modules.getRange(start === undefined ? {} : { start: [start.deviceId, start.moduleId ?? ''] })) {
     const m = value as ModuleRecord
-    yield moduleTwinJson(m, coreOf(s.twins.get(moduleKey(m.deviceId, m.moduleId)) as TwinDoc | undefined), presence)
+    const key = moduleKey(m.deviceId, m.moduleId)
+    if (key === after) continue
+    yield { key, twin: moduleTwinJson(m, coreOf(s.twins.get(key) as TwinDoc | undefined), presence) }
   }
+}
+
+function* twinsOnly(keyed: Iterable<{ twin: object }>): Generator<object> {
+  for (const k of keyed) yield k.twin
 }
 
 export default async function runQueryTask(task: QueryTask): Promise<QueryOutcome> {
@@ -70,6 +82,10 @@ export default async function runQueryTask(task: QueryTask): Promise<QueryOutcom
 
 function scan(store: HubStore, task: QueryTask): QueryOutcome {
   store.root.resetReadTxn()
+  if (task.plan) {
+    const p = task.plan
+    return { ok: true, plan: planConfigurations(p, p.modules ? keyedModuleTwins(store, task, p.after) : keyedTwins(store, task, p.after)) }
+  }
   let query
   try {
     query = parseQuery(task.query)
@@ -79,7 +95,7 @@ function scan(store: HubStore, task: QueryTask): QueryOutcome {
   }
   try {
     // no jobs exist yet: that collection is empty
-    const docs = query.from === 'devices' ? twins(store, task) : query.from === 'devices.modules' ? moduleTwins(store, task) : []
+    const docs = query.from === 'devices' ? twinsOnly(keyedTwins(store, task)) : query.from === 'devices.modules' ? twinsOnly(keyedModuleTwins(store, task)) : []
     return { ok: true, page: runQuery(query, docs, { pageSize: task.pageSize, continuation: task.continuation, maxPageBytes: MAX_PAGE_BYTES }) }
   } catch (e) {
     if (e instanceof InvalidContinuationError) return { ok: false, kind: 'continuation', message: e.message }

@@ -2,7 +2,7 @@
 // PUT/GET/DELETE /configurations/{id}, GET /configurations, POST /configurations/testQueries, and
 // POST /devices/{id}/applyConfigurationContent (an IoT Edge deployment applied to one device now).
 import type { ConfigurationApplier } from '../configurations/configuration-applier.js'
-import { configurationJson, MAX_CONFIGURATIONS, type ConfigurationStore } from '../configurations/configuration-store.js'
+import { configurationJson, MAX_CONDITION_CHARS, MAX_CONFIGURATIONS, type ConfigurationStore } from '../configurations/configuration-store.js'
 import { parseQuery } from '../query/query-parser.js'
 import type { DeviceRegistry } from '../registry/device-registry.js'
 import { HubError } from './hub-error.js'
@@ -14,6 +14,7 @@ const LIMITS: RouteLimits = { throttle: 'configurations', standardOnly: 'automat
 
 /** The parser's complaint about a query, or '' (run on this thread: parsing is bounded by the query's 4 KB). */
 function queryError(query: string): string {
+  if (query.length > MAX_CONDITION_CHARS + 64) return `the query is longer than ${MAX_CONDITION_CHARS} characters`
   try {
     parseQuery(query)
     return ''

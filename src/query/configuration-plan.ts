@@ -1,0 +1,105 @@
+// The scan behind automatic configurations, run in the query worker: one pass over the device twins
+// (or the module twins) evaluates every configuration's target condition and metrics query on each
+// twin, picks the winner by rank, and returns only the twins whose `configurations` must change, at
+// most `maxChanges` of them, with where to resume. Memory stays bounded by a page of changes, not
+// by the fleet; counts are summed by the caller across the pages of one cycle.
+import type { Value } from '../query-common/values.js'
+import { evaluateExpression } from './query-evaluator.js'
+import { parseQuery } from './query-parser.js'
+import type { Expr } from '../query-common/ast.js'
+
+export interface PlanConfiguration {
+  id: string
+  /** the target condition ('' or '*': every twin) */
+  condition: string
+  /** higher wins a twin (priority, then creation time, ranked by the caller) */
+  rank: number
+}
+
+export interface PlanMetric {
+  configurationId: string
+  name: string
+  query: string
+}
+
+export interface ConfigurationPlanRequest {
+  /** module twins (`devices.modules`) or device twins */
+  modules: boolean
+  configurations: PlanConfiguration[]
+  metrics: PlanMetric[]
+  /** resume after this twin (its key, `d` or `d/m`) */
+  after?: string
+  maxChanges: number
+}
+
+export type Statuses = Record<string, { status: 'Applied' | 'Targeted' }>
+
+export interface PlannedChange {
+  /** `d` or `d/m` */
+  key: string
+  statuses: Statuses
+  /** the configuration whose content is written now (it wins this twin for the first time) */
+  apply?: string
+}
+
+export interface ConfigurationPlan {
+  changes: PlannedChange[]
+  /** per configuration, over the twins this page scanned */
+  targeted: Record<string, number>
+  applied: Record<string, number>
+  /** per `configurationId\nname` */
+  metrics: Record<string, number>
+  /** where the next page starts; undefined when the scan is done */
+  resumeAfter?: string
+}
+
+function conditionOf(condition: string): Expr | undefined {
+  const c = condition.trim()
+  if (c === '' || c === '*') return undefined
+  return parseQuery(`SELECT * FROM devices WHERE ${c}`).where
+}
+
+const holds = (e: Expr | undefined, doc: Value) => e === undefined || evaluateExpression(e, doc) === true
+
+/** The same configurations with the same statuses, in whatever order they were written. */
+function sameStatuses(a: Statuses, b: Statuses): boolean {
+  const keys = Object.keys(a)
+  return keys.length === Object.keys(b).length && keys.every((k) => b[k]?.status === a[k]!.status)
+}
+
+/** One page of the plan over `twins` (key and twin JSON, in key order). */
+export function planConfigurations(request: ConfigurationPlanRequest, twins: Iterable<{ key: string; twin: Record<string, unknown> }>): ConfigurationPlan {
+  const configs = request.configurations.map((c) => ({ ...c, where: conditionOf(c.condition) }))
+  const metrics: { key: string; where: Expr | undefined }[] = []
+  for (const m of request.metrics) {
+    try {
+      const q = parseQuery(m.query)
+      // a metric counts the twins of its own collection that its condition holds for
+      if ((q.from === 'devices.modules') === request.modules) metrics.push({ key: `${m.configurationId}\n${m.name}`, where: q.where })
+    } catch { /* checked when stored; a query that no longer parses counts nothing */ }
+  }
+  const plan: ConfigurationPlan = { changes: [], targeted: {}, applied: {}, metrics: {} }
+  for (const c of configs) { plan.targeted[c.id] = 0; plan.applied[c.id] = 0 }
+  for (const m of metrics) plan.metrics[m.key] = 0
+  for (const { key, twin } of twins) {
+    const doc = twin as Value
+    let winner: (typeof configs)[number] | undefined
+    const targeting: typeof configs = []
+    for (const c of configs) {
+      if (!holds(c.where, doc)) continue
+      targeting.push(c)
+      plan.targeted[c.id]!++
+      if (!winner || c.rank > winner.rank) winner = c
+    }
+    for (const m of metrics) if (holds(m.where, doc)) plan.metrics[m.key]!++
+    const statuses: Statuses = {}
+    for (const c of targeting) statuses[c.id] = { status: c === winner ? 'Applied' : 'Targeted' }
+    if (winner) plan.applied[winner.id]!++
+    const have = (twin.configurations ?? {}) as Statuses
+    const firstTime = winner !== undefined && have[winner.id]?.status !== 'Applied'
+    if (!firstTime && sameStatuses(have, statuses)) continue
+    plan.changes.push(firstTime ? { key, statuses, apply: winner!.id } : { key, statuses })
+    if (plan.changes.length >= request.maxChanges) { plan.resumeAfter = key; return plan }
+  }
+  return plan
+}
