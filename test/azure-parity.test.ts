@@ -126,23 +126,27 @@ describe('what the hub does not offer yet', () => {
     expect(m.body.Message).toBe('ErrorCode:OperationNotAvailableInCurrentTier;module messages and file upload over HTTPS is not supported by this hub yet (see "Not yet" in its README)')
   })
 
-  it('answers a module\'s AMQP token and links as not offered, not as a bad credential', async () => {
+  it('over AMQP, a device\'s key does not sign for its module, and a device\'s token opens none of its module\'s links', async () => {
     const { primaryKey } = await t.createDevice('amqp-device')
+    expect((await t.rest('PUT', '/devices/amqp-device/modules/m1?api-version=2021-04-12', { body: {} })).status).toBe(200)
     const conn = await amqpConnect(t.hub.ports.amqp!, t.ca)
     const replyTo = 'cbs-module'
     const receiver = conn.open_receiver({ source: { address: '$cbs' }, target: { address: replyTo } })
     const sender = conn.open_sender({ target: { address: '$cbs' } })
     await Promise.all([next(receiver, 'receiver_open'), next(sender, 'sendable')])
-    const reply = next(receiver, 'message')
-    const audience = 'localhost/devices/amqp-device/modules/m1'
-    sender.send({ reply_to: replyTo, message_id: replyTo, application_properties: { operation: 'put-token', type: 'servicebus.windows.net:sastoken', name: audience }, body: createSasToken(encodeURIComponent(audience), primaryKey) })
-    const props = (await reply).message!.application_properties!
-    expect({ status: props['status-code'], description: props['status-description'] }).toEqual({
-      status: 401, description: 'Unauthorized: module identities are not supported by this hub yet (see "Not yet" in its README)',
-    })
+    const putToken = async (audience: string, key: string) => {
+      const reply = next(receiver, 'message')
+      sender.send({ reply_to: replyTo, message_id: replyTo, application_properties: { operation: 'put-token', type: 'servicebus.windows.net:sastoken', name: audience }, body: createSasToken(encodeURIComponent(audience), key) })
+      const props = (await reply).message!.application_properties!
+      return { status: props['status-code'], description: props['status-description'] }
+    }
+    expect(await putToken('localhost/devices/amqp-device/modules/m1', primaryKey)).toEqual({ status: 401, description: 'Unauthorized: signature does not match' })
+    expect(await putToken('localhost/devices/amqp-device', primaryKey)).toMatchObject({ status: 200 })
     const link = conn.open_sender({ target: { address: '/devices/amqp-device/modules/m1/messages/events' } })
     const closed = await next(link, 'sender_close')
-    expect((closed.sender as unknown as { remote: { detach: { error: rhea.AmqpError } } }).remote.detach.error.condition).toBe('amqp:not-implemented')
+    expect((closed.sender as unknown as { remote: { detach: { error: rhea.AmqpError } } }).remote.detach.error).toMatchObject({
+      condition: 'amqp:unauthorized-access', description: "Unauthorized access to '/devices/amqp-device/modules/m1/messages/events': put a token for module m1 of device amqp-device on $cbs first.",
+    })
     conn.close()
   })
 })

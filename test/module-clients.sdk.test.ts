@@ -1,9 +1,10 @@
 // Issue 16: module clients with the official SDKs, unchanged, on the standard ports. azure-iot-device's
-// ModuleClient over Mqtt and MqttWs sends telemetry that is read back with its module id, reports and
+// ModuleClient over Mqtt, MqttWs and Amqp sends telemetry that is read back with its module id, reports and
 // receives twin properties, and answers direct methods that azure-iothub's Client invokes on the module.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Client as DeviceClient, Message, ModuleClient, type Twin } from 'azure-iot-device'
 import { Mqtt, MqttWs } from 'azure-iot-device-mqtt'
+import { Amqp } from 'azure-iot-device-amqp'
 import { Client as ServiceClient, Registry } from 'azure-iothub'
 import { serviceConnectionString } from '../src/auth/policies.js'
 import { startTestHub, type TestHub } from './helpers/test-hub.js'
@@ -16,7 +17,7 @@ const logRecords: Record<string, unknown>[] = []
 
 beforeAll(async () => {
   if (!process.env.NODE_EXTRA_CA_CERTS) throw new Error('run through `npm test`: the SDKs need NODE_EXTRA_CA_CERTS set at process start')
-  t = await startTestHub({ mqttPort: 8883, httpsPort: 443, mqttTcpPort: null, amqpPort: null, shards: 2 }, { logRecords })
+  t = await startTestHub({ mqttPort: 8883, httpsPort: 443, mqttTcpPort: null, amqpPort: 5671, shards: 2 }, { logRecords })
   const cs = serviceConnectionString('localhost', t.hub.policies.find((p) => p.keyName === 'iothubowner')!)
   registry = Registry.fromConnectionString(cs)
   service = ServiceClient.fromConnectionString(cs)
@@ -37,7 +38,7 @@ function nextDesired(twin: Twin, key: string): Promise<Record<string, unknown>> 
   })
 }
 
-describe.each([['Mqtt', Mqtt], ['MqttWs', MqttWs]] as const)('ModuleClient over %s', (name, transport) => {
+describe.each([['Mqtt', Mqtt], ['MqttWs', MqttWs], ['Amqp', Amqp]] as const)('ModuleClient over %s', (name, transport) => {
   it('sends telemetry stamped with its module id, and output events with their output name', async () => {
     const deviceId = `mod-tel-${name.toLowerCase()}`
     const client = ModuleClient.fromConnectionString(await moduleConnectionString(deviceId, 'sensor'), transport)
@@ -53,6 +54,22 @@ describe.each([['Mqtt', Mqtt], ['MqttWs', MqttWs]] as const)('ModuleClient over 
     expect(events.map((e) => [e.systemProperties['message-id'], e.systemProperties['iothub-connection-module-id'], e.systemProperties['iothub-connection-device-id']]))
       .toEqual([['from-module', 'sensor', deviceId], ['to-output', 'sensor', deviceId]])
     expect(JSON.parse(events[0]!.systemProperties['iothub-connection-auth-method']!).scope).toBe('module')
+  }, 30_000)
+
+  it('is connected beside its device: neither connection takes the other over', async () => {
+    const deviceId = `mod-beside-${name.toLowerCase()}`
+    const moduleClient = ModuleClient.fromConnectionString(await moduleConnectionString(deviceId, 'side'), transport)
+    const key = (await registry.get(deviceId)).responseBody.authentication!.symmetricKey!.primaryKey
+    const device = DeviceClient.fromConnectionString(`HostName=localhost;DeviceId=${deviceId};SharedAccessKey=${key}`, Mqtt)
+    await device.open()
+    await moduleClient.open()
+    await moduleClient.sendEvent(new Message('module'))
+    await device.sendEvent(new Message('device'))
+    expect((await registry.get(deviceId)).responseBody.connectionState).toBe('Connected')
+    expect((await registry.getModule(deviceId, 'side')).responseBody.connectionState).toBe('Connected')
+    expect(logRecords.filter((r) => r.deviceId === deviceId && String(r.reason).startsWith('taken over'))).toEqual([])
+    await moduleClient.close()
+    await device.close()
   }, 30_000)
 
   it('reports twin properties and receives desired patches on its own twin, not the device\'s', async () => {

@@ -1,5 +1,6 @@
-// Devices on the AMQP endpoint: their put-tokens (`{host}/devices/{id}`), their links, and one
-// device session (device-session.ts) per device and connection. A device token opens the session at
+// Devices and modules on the AMQP endpoint: their put-tokens (`{host}/devices/{id}`, or
+// `…/modules/{m}`), their links, and one device session (device-session.ts) per device (or module)
+// and connection. A device token opens the session at
 // once (the device shows as connected, and a newer connection of the device, MQTT or AMQP, takes
 // over); a DeviceConnect policy token for the whole hub opens one when a link of a device attaches.
 import type rhea from 'rhea'
@@ -7,6 +8,7 @@ import type { DeviceIdentity } from '../auth/authenticator.js'
 import type { DeviceEdge } from '../edge/device-edge.js'
 import type { Logger } from '../log.js'
 import type { DeviceRegistry } from '../registry/device-registry.js'
+import { moduleKey } from '../shard-protocol.js'
 import type { ConnectionGrants, Grant } from './cbs-auth.js'
 import { DEVICE_LINK_RIGHTS, type DeviceLinkAddress } from './device-addresses.js'
 import { AmqpDeviceSession, type AmqpDeviceHost } from './device-session.js'
@@ -43,7 +45,7 @@ class ConnectionDevices implements AmqpDeviceHost {
   violation(kind: 'transfer-without-credit' | 'deliveries-unsettled'): void { this.port.violation(kind) }
 
   sessionClosed(session: AmqpDeviceSession): void {
-    if (this.sessions.get(session.deviceId) === session) this.sessions.delete(session.deviceId)
+    if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId)
     this.holding.delete(session)
   }
 }
@@ -70,26 +72,34 @@ export class AmqpDevices {
    */
   attach(conn: rhea.Connection, link: rhea.link, address: string, parsed: DeviceLinkAddress): string {
     const devices = this.devicesOf(conn)
-    if (parsed.moduleId !== undefined) throw new AmqpError('amqp:not-implemented', 'module identities are not supported by this hub yet (see "Not yet" in its README)')
     const kind = parsed.kind
-    if (!kind) throw new AmqpError('amqp:not-found', `The messaging entity '${address}' could not be found.`)
-    // the id as written first (an id may hold `%`), then URL-decoded; device ids compare exactly
+    // a module has no C2D queue (IoT Edge routes to its inputs; there is no edgeHub here)
+    if (!kind || (parsed.moduleId !== undefined && kind === 'c2d')) throw new AmqpError('amqp:not-found', `The messaging entity '${address}' could not be found.`)
+    const moduleId = parsed.moduleId
+    const under = (deviceId: string) => moduleId === undefined ? `/devices/${deviceId}` : `/devices/${deviceId}/modules/${moduleId}`
+    // the id as written first (an id may hold `%`), then URL-decoded; ids compare exactly
     let found: { deviceId: string; grant: Grant } | undefined
     for (const deviceId of new Set([parsed.rawDeviceId, parsed.deviceId])) {
-      const grant = devices.port.grants.grantFor(`/devices/${deviceId}`, DEVICE_LINK_RIGHTS[kind])
-      if (grant && (!grant.device || grant.device.device.deviceId === deviceId) && (grant.device || this.registry.get(deviceId))) { found = { deviceId, grant }; break }
+      const grant = devices.port.grants.grantFor(under(deviceId), DEVICE_LINK_RIGHTS[kind])
+      if (!grant) continue
+      const own = grant.device
+      if (own ? own.device.deviceId === deviceId && own.module?.moduleId === moduleId : this.exists(deviceId, moduleId)) { found = { deviceId, grant }; break }
     }
     if (!found) {
-      // a DeviceConnect policy for a device that does not exist: not found, as Azure answers
-      const policy = devices.port.grants.grantFor(`/devices/${parsed.deviceId}`, DEVICE_LINK_RIGHTS[kind])
-      if (policy && !policy.device) this.policyIdentity(parsed.deviceId, policy)
-      throw new AmqpError('amqp:unauthorized-access', `Unauthorized access to '${address}': put a token for device ${parsed.deviceId} on $cbs first.`)
+      // a DeviceConnect policy for an identity that does not exist: not found, as Azure answers
+      const policy = devices.port.grants.grantFor(under(parsed.deviceId), DEVICE_LINK_RIGHTS[kind])
+      if (policy && !policy.device) this.policyIdentity(parsed.deviceId, moduleId, policy)
+      throw new AmqpError('amqp:unauthorized-access', `Unauthorized access to '${address}': put a token for ${moduleId === undefined ? `device ${parsed.deviceId}` : `module ${moduleId} of device ${parsed.deviceId}`} on $cbs first.`)
     }
-    const identity = found.grant.device ?? this.policyIdentity(found.deviceId, found.grant)
+    const identity = found.grant.device ?? this.policyIdentity(found.deviceId, moduleId, found.grant)
     const session = this.session(conn, identity)
     this.linkSessions.set(link, session)
     session.attach(kind, link)
-    return found.deviceId
+    return under(found.deviceId)
+  }
+
+  private exists(deviceId: string, moduleId: string | undefined): boolean {
+    return moduleId === undefined ? this.registry.get(deviceId) !== undefined : this.edge.authenticator.modules.get(deviceId, moduleId) !== undefined
   }
 
   /** A message on a device link; false when the link is not one. */
@@ -113,7 +123,9 @@ export class AmqpDevices {
     const devices = this.byConnection.get(conn)
     if (!devices) return
     for (const session of [...devices.sessions.values()]) {
-      if (!devices.port.grants.allows(`/devices/${session.deviceId}`, 'DeviceConnect')) session.close('the device\'s token expired')
+      const m = session.identity.module
+      const address = m ? `/devices/${session.deviceId}/modules/${m.moduleId}` : `/devices/${session.deviceId}`
+      if (!devices.port.grants.allows(address, 'DeviceConnect')) session.close(m ? 'the module\'s token expired' : 'the device\'s token expired')
     }
   }
 
@@ -132,24 +144,27 @@ export class AmqpDevices {
 
   private session(conn: rhea.Connection, identity: DeviceIdentity, fromToken = false): AmqpDeviceSession {
     const devices = this.devicesOf(conn)
-    const existing = devices.sessions.get(identity.device.deviceId)
+    const key = identity.module ? moduleKey(identity.device.deviceId, identity.module.moduleId) : identity.device.deviceId
+    const existing = devices.sessions.get(key)
     if (existing && existing.state !== 'closed') {
       if (fromToken) existing.renewed(identity)
       return existing
     }
     const session = new AmqpDeviceSession(this.edge, devices, identity)
-    devices.sessions.set(identity.device.deviceId, session)
+    devices.sessions.set(key, session)
     session.open()
     return session
   }
 
-  /** A device acting under a DeviceConnect policy token for the hub (or all devices): it must exist and be enabled. */
-  private policyIdentity(deviceId: string, grant: Grant): DeviceIdentity {
+  /** A device (or module) acting under a DeviceConnect policy token for the hub (or all devices): it must exist and its device be enabled. */
+  private policyIdentity(deviceId: string, moduleId: string | undefined, grant: Grant): DeviceIdentity {
     const device = this.registry.get(deviceId)
     if (!device) throw new AmqpError('amqp:not-found', `device ${deviceId} is not registered`)
+    const module = moduleId === undefined ? undefined : this.edge.authenticator.modules.get(deviceId, moduleId)
+    if (moduleId !== undefined && !module) throw new AmqpError('amqp:not-found', `module ${moduleId} of device ${deviceId} is not registered`)
     if (device.status === 'disabled') throw new AmqpError('amqp:unauthorized-access', `device ${deviceId} is disabled`)
     return {
-      device, expiry: grant.expiry,
+      device, ...(module ? { module } : {}), expiry: grant.expiry,
       authMethod: JSON.stringify({ scope: 'hub', type: 'sas', issuer: 'iothub', acceptingIpFilterRule: null }),
     }
   }

@@ -353,9 +353,9 @@ export class AmqpServer {
 
   /** A device's link: the devices authorise it; it is watched for its token's expiry like the others. */
   private attachDeviceLink(conn: rhea.Connection, link: rhea.link, address: string, device: NonNullable<ReturnType<typeof parseDeviceAddress>>): void {
-    const deviceId = this.o.devices.attach(conn, link, address, device)
-    // watched under the device it was granted for (the address may spell the id URL-encoded)
-    this.connState(conn).granted.set(link, { address: `/devices/${deviceId}`, right: 'DeviceConnect' })
+    const granted = this.o.devices.attach(conn, link, address, device)
+    // watched under the device (or module) it was granted for (the address may spell the id URL-encoded)
+    this.connState(conn).granted.set(link, { address: granted, right: 'DeviceConnect' })
   }
 
   /** The client attached a receiver: we send from its source address. */
@@ -419,10 +419,11 @@ export class AmqpServer {
         if (props.operation !== 'put-token') throw new TokenError(`operation ${String(props.operation)} is not supported`, 'malformed')
         const audience = String(props.name)
         const device = deviceOfAudience(audience)
-        if (device?.moduleId !== undefined) throw new TokenError('module identities are not supported by this hub yet (see "Not yet" in its README)', 'scope')
-        const grant = device
-          ? this.cbs.verifyDevice(String(msg.body), decodedAudience(audience)!, device.deviceId)
-          : this.cbs.verify(String(msg.body), audience)
+        const grant = device?.moduleId !== undefined
+          ? this.cbs.verifyModule(String(msg.body), decodedAudience(audience)!, device.deviceId, device.moduleId)
+          : device
+            ? this.cbs.verifyDevice(String(msg.body), decodedAudience(audience)!, device.deviceId)
+            : this.cbs.verify(String(msg.body), audience)
         this.connState(ctx.connection).grants.add(grant)
         this.authenticated(ctx.connection)
         this.o.devices.authenticated(ctx.connection, grant)

@@ -47,6 +47,20 @@ export class CbsAuthority {
     return { path: ['devices', deviceId], expiry: identity.expiry + CLOCK_SKEW_SECONDS, rights: ['DeviceConnect'], device: identity }
   }
 
+  /** A module's put-token (`{host}/devices/{id}/modules/{m}`): the module's key, or a DeviceConnect policy's. */
+  verifyModule(token: string, audience: string, deviceId: string, moduleId: string, nowSeconds = Date.now() / 1000): Grant {
+    const aud = parseAudience(audience)
+    if (!this.hosts.has(aud.host)) throw new TokenError('audience is not this hub', 'scope')
+    let identity: DeviceIdentity
+    try {
+      identity = this.auth.authenticateModule(token, deviceId, moduleId, nowSeconds)
+    } catch (e) {
+      if (e instanceof DeviceAuthError) throw new TokenError(e.message, e.failure === 'unauthorized' ? 'signature' : 'scope')
+      throw e
+    }
+    return { path: ['devices', deviceId, 'modules', moduleId], expiry: identity.expiry + CLOCK_SKEW_SECONDS, rights: ['DeviceConnect'], device: identity }
+  }
+
   /** Validates a put-token; returns the grant, or throws TokenError. */
   verify(token: string, audience: string, nowSeconds = Date.now() / 1000): Grant {
     const t = parseSasToken(token)
@@ -79,7 +93,7 @@ export class ConnectionGrants {
   add(g: Grant, nowSeconds = Date.now() / 1000): void {
     // device ids are case-sensitive: a token for `CX` must not replace (and so extend) one for `cx`
     const same = (a: Grant) => a.path.length === g.path.length && a.device?.device.deviceId === g.device?.device.deviceId
-      && a.path.every((s, i) => s.toLowerCase() === g.path[i]!.toLowerCase())
+      && a.device?.module?.moduleId === g.device?.module?.moduleId && a.path.every((s, i) => s.toLowerCase() === g.path[i]!.toLowerCase())
     this.grants = this.grants.filter((a) => a.expiry >= nowSeconds && !same(a))
     if (this.grants.length >= MAX_GRANTS_PER_CONNECTION) throw new TokenError(`a connection holds at most ${MAX_GRANTS_PER_CONNECTION} tokens`, 'scope')
     this.grants.push(g)
@@ -97,8 +111,14 @@ export class ConnectionGrants {
     for (const g of this.grants) {
       if (g.expiry < nowSeconds || !g.rights.includes(right) || g.path.length > path.length) continue
       if (!g.path.every((s, i) => s.toLowerCase() === path[i])) continue
-      // a device's grant covers that device only, in its exact case
-      if (g.device && address.split('/').filter(Boolean)[1] !== g.device.device.deviceId) continue
+      // a device's grant covers that device only, in its exact case, and none of its modules; a
+      // module's covers that module only
+      if (g.device) {
+        const raw = address.split('/').filter(Boolean)
+        if (raw[1] !== g.device.device.deviceId) continue
+        const m = g.device.module
+        if (m ? raw[2]?.toLowerCase() !== 'modules' || raw[3] !== m.moduleId : raw[2]?.toLowerCase() === 'modules') continue
+      }
       if (!best || g.path.length > best.path.length) best = g
     }
     return best

@@ -18,6 +18,7 @@ import { MAX_RID_LENGTH, METHODS_FILTER, TWIN_DESIRED_FILTER, c2dFilter } from '
 import { MAX_TELEMETRY_BYTES_IN_FLIGHT, MAX_TWIN_IN_FLIGHT, WRITE_LIMIT_BYTES } from '../mqtt/device-connection.js'
 import { MAX_MESSAGE_BYTES } from '../../shards/message-limits.js'
 import { bodyBytes, idText } from './amqp-values.js'
+import { moduleKey } from '../shard-protocol.js'
 import type { DeviceLinkKind } from './device-addresses.js'
 import { c2dToAmqp, parseTwinTopic, telemetryFromAmqp } from './device-messages.js'
 import type { OutgoingBudget } from './outgoing-budget.js'
@@ -101,7 +102,8 @@ export class AmqpDeviceSession implements EdgeConnection {
 
   constructor(private readonly edge: DeviceEdge, private readonly host: AmqpDeviceHost, public identity: DeviceIdentity) {
     this.id = edge.newConnectionId()
-    this.clientId = identity.device.deviceId
+    // a module's connection is known as `{device}/{module}`, as its MQTT client id is
+    this.clientId = identity.module ? moduleKey(identity.device.deviceId, identity.module.moduleId) : identity.device.deviceId
   }
 
   get deviceId(): string { return this.identity.device.deviceId }
