@@ -212,8 +212,9 @@ function handleBatch(ops: unknown[][]): void {
         break
       }
       case OP_BIND_SENDER: {
-        const [, connId, deviceId, generationId, authMethod] = op as [number, number, string, string, string]
-        connections.set(connId, { sender: { deviceId, generationId, authMethod }, log: logs.get(partitionOf(deviceId, init.partitions))! })
+        const [, connId, deviceId, generationId, authMethod, moduleId] = op as [number, number, string, string, string, string | undefined]
+        const sender: Sender = moduleId ? { deviceId, moduleId, generationId, authMethod } : { deviceId, generationId, authMethod }
+        connections.set(connId, { sender, log: logs.get(partitionOf(deviceId, init.partitions))! })
         break
       }
       case OP_STREAM_TAIL:

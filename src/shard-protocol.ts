@@ -47,7 +47,7 @@ export const OP_PUBACK = 8 // [op, connId, packetId, outcome?]: the device settl
 export const OP_TWIN_DEVICE = 9 // [op, connId, 'get' | 'patch', rid, payload]: a twin request from a device over MQTT
 export const OP_DEVICE_CHANGED = 10 // [op, deviceId or moduleKey, generationId | null, created]: created/updated, or deleted (null; a module's deletion is the awaited 'module.remove' request)
 export const OP_STREAM_TAIL = 11 // [op, partition, boolean]: whether live stream readers want each commit's events as a ready frame
-export const OP_BIND_SENDER = 12 // [op, connId, deviceId, generationId, authMethod]: binds connId to its device with no session (device HTTPS); OP_CONNECTION_CLOSED unbinds
+export const OP_BIND_SENDER = 12 // [op, connId, deviceId, generationId, authMethod, moduleId ('' for a device)]: binds connId to its device or module with no session (HTTPS); OP_CONNECTION_CLOSED unbinds
 
 // shard → edge ops
 export const OP_ACKS = 1 // [op, connId, packetId, connId, packetId, ...] after the commit that holds them

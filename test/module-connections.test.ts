@@ -119,6 +119,19 @@ describe('module connections over MQTT', () => {
     expect(lastCloseReason()).toBe('publish to another module\'s topic')
   })
 
+  it('over HTTPS a module posts telemetry with its own token only; the event carries its module id', async () => {
+    const key = await addModule('mc-https', 'h')
+    const other = await addModule('mc-https', 'other')
+    const device = t.hub.registry.get('mc-https')!
+    const post = (token: string, id: string) => t.rest('POST', '/devices/mc-https/modules/h/messages/events?api-version=2021-04-12', { raw: `from ${id}`, token, headers: { 'iothub-messageid': id } })
+    const refused = (r: { status: number; body: any }) => ({ status: r.status, message: r.body.Message })
+    expect(refused(await post(moduleToken('mc-https', 'other', other), 'other'))).toEqual({ status: 401, message: 'ErrorCode:IotHubUnauthorized;Unauthorized: token is for another module or the device' })
+    expect(refused(await post(t.deviceToken('mc-https', device.authentication.symmetricKey.primaryKey!), 'device'))).toEqual({ status: 401, message: 'ErrorCode:IotHubUnauthorized;Unauthorized: token is for another module or the device' })
+    expect((await post(moduleToken('mc-https', 'h', key), 'mine')).status).toBe(204)
+    const events = await waitForEvents(t, 'mc-https', 1)
+    expect(events.map((e) => [e.systemProperties['message-id'], e.systemProperties['iothub-connection-module-id']])).toEqual([['mine', 'h']])
+  })
+
   it('disabling its device closes a module\'s connection and refuses it until the device is enabled again', async () => {
     const key = await addModule('mc-disable', 'm')
     const conn = await connectModule('mc-disable', 'm', moduleToken('mc-disable', 'm', key))

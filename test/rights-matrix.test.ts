@@ -10,16 +10,18 @@ import { hasRight, type AccessPolicy, type Permission } from '../src/auth/polici
 import { startTestHub, type TestHub } from './helpers/test-hub.js'
 
 let t: TestHub
+let moduleKeyOfM1 = ''
 beforeAll(async () => {
   t = await startTestHub()
   await t.createDevice('rm-dev')
+  moduleKeyOfM1 = (await t.rest('PUT', '/devices/rm-dev/modules/m1?api-version=2021-04-12', { body: {} })).body.authentication.symmetricKey.primaryKey
   // a log endpoint, so its read API has something to answer for
   await t.rest('PUT', '/routing/endpoints/logs/rmlog', { body: {} })
 })
 afterAll(async () => { await t.stop() })
 
 /** What Azure requires for each operation (auth.md "What rights allow"); ControlPlane: hub configuration, owner only. */
-type Needs = Permission | 'None' | 'Anyone' | 'Device'
+type Needs = Permission | 'None' | 'Anyone' | 'Device' | 'Module'
 
 /** What Azure requires for each operation (auth.md "What rights allow"); ControlPlane: hub configuration, owner only; None: a feature not here yet says so to anyone. */
 const EXPECTED: { method: string; path: string; needs: Needs }[] = [
@@ -90,7 +92,7 @@ const EXPECTED: { method: string; path: string; needs: Needs }[] = [
   { method: 'get', path: '/devices/rm-dev/modules/m1', needs: 'RegistryRead' },
   { method: 'put', path: '/devices/rm-dev/modules/m-new', needs: 'RegistryWrite' },
   { method: 'delete', path: '/devices/rm-dev/modules/m-nobody', needs: 'RegistryWrite' },
-  { method: 'any', path: '/devices/rm-dev/modules/m1/messages/events', needs: 'None' },
+  { method: 'post', path: '/devices/rm-dev/modules/m1/messages/events', needs: 'Module' },
   { method: 'get', path: '/twins/rm-dev/modules/m1', needs: 'ServiceConnect' },
   { method: 'patch', path: '/twins/rm-dev/modules/m1', needs: 'ServiceConnect' },
   { method: 'put', path: '/twins/rm-dev/modules/m1', needs: 'ServiceConnect' },
@@ -116,6 +118,7 @@ function credentials(): Credential[] {
   return [
     ...t.hub.policies.map((p) => ({ name: `policy ${p.keyName}`, token: () => t.serviceToken(p.keyName), policy: policy(p.keyName) })),
     { name: 'device token', token: () => t.deviceToken('rm-dev', t.hub.registry.get('rm-dev')!.authentication.symmetricKey.primaryKey!) },
+    { name: 'module token', token: () => createSasToken(encodeURIComponent('localhost/devices/rm-dev/modules/m1'), moduleKeyOfM1) },
     { name: 'another hub\'s token', token: () => createSasToken('otherhub.azure-devices.net', t.policyKey('iothubowner'), 'iothubowner') },
     { name: 'expired token', token: () => createSasToken('localhost', t.policyKey('iothubowner'), 'iothubowner', -400) },
     { name: 'malformed token', token: () => 'SharedAccessSignature sr=localhost&sig=%%%&se=x' },
@@ -126,6 +129,7 @@ function credentials(): Credential[] {
 /** Where a request that passed the rights check must not arrive: its answer is the handler's, never 401. */
 function allowed(c: Credential, needs: Needs): boolean {
   if (needs === 'Device') return c.name === 'device token' || (c.policy !== undefined && hasRight(c.policy(), 'DeviceConnect'))
+  if (needs === 'Module') return c.name === 'module token' || (c.policy !== undefined && hasRight(c.policy(), 'DeviceConnect'))
   return needs === 'None' || needs === 'Anyone' || (c.policy !== undefined && hasRight(c.policy(), needs))
 }
 

@@ -5,7 +5,7 @@
 // not as it was. Channels of devices that stop posting are let go.
 import type { DeviceIdentity } from '../auth/authenticator.js'
 import { HubError } from '../rest/hub-error.js'
-import { OP_BIND_SENDER } from '../shard-protocol.js'
+import { moduleKey, OP_BIND_SENDER } from '../shard-protocol.js'
 import type { ShardPool } from '../shard-pool.js'
 import type { DeviceEdge } from './device-edge.js'
 import type { EdgeConnection, EdgeConnectionState } from './edge-connection.js'
@@ -38,7 +38,8 @@ class HttpDeviceChannel implements EdgeConnection {
     this.id = edge.newConnectionId()
     this.shard = shards.shardFor(identity.device.deviceId)
     edge.register(this)
-    shards.send(this.shard, [OP_BIND_SENDER, this.id, identity.device.deviceId, identity.device.generationId, identity.authMethod])
+    const m = identity.module
+    shards.send(this.shard, [OP_BIND_SENDER, this.id, identity.device.deviceId, m?.generationId ?? identity.device.generationId, identity.authMethod, m?.moduleId ?? ''])
   }
 
   get clientId(): string { return '' }
@@ -115,10 +116,12 @@ export class HttpDevices {
   }
 
   private channel(identity: DeviceIdentity): HttpDeviceChannel {
-    const id = identity.device.deviceId
+    // a device's channel, or a module's (under `{device}/{module}`)
+    const id = identity.module ? moduleKey(identity.device.deviceId, identity.module.moduleId) : identity.device.deviceId
     const existing = this.channels.get(id)
-    // a device created again under the same id is another device to the shard
-    if (existing && existing.state !== 'closed' && existing.identity.device.generationId === identity.device.generationId) {
+    // a device (or module) created again under the same id is another one to the shard
+    if (existing && existing.state !== 'closed' && existing.identity.device.generationId === identity.device.generationId
+      && existing.identity.module?.generationId === identity.module?.generationId) {
       existing.identity = identity
       return existing
     }

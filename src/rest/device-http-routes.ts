@@ -1,7 +1,7 @@
 // The device HTTPS API's telemetry (azure-iot-device-http): one message, its properties in
 // `iothub-app-*` and the system-property headers, or a batch (`application/vnd.microsoft.iothub.json`:
 // a JSON array of {body: base64, properties}), at most 256 KB; 204 once every message is committed.
-// A device reaches only its own path (right `Device`).
+// A device reaches only its own path (right `Device`), a module only its module's (`Module`).
 import type { RestRequest, Route } from './http-server.js'
 import { HubError } from './hub-error.js'
 import { formatPropertyBag, clientKeyed } from '../mqtt/property-bag.js'
@@ -45,15 +45,17 @@ function batch(req: RestRequest): HttpTelemetry[] {
 }
 
 export function deviceHttpRoutes(devices: HttpDevices): Route[] {
-  return [{
-    method: 'post', pattern: /^\/devices\/([^/]+)\/messages\/events\/?$/i, right: 'Device',
-    handle: async (req) => {
-      // the body and, for one message, its properties; a batch as a whole
-      const size = req.body.length + Object.entries(req.headers).reduce((n, [k, v]) => n + (k.startsWith('iothub-') ? k.length + v.length : 0), 0)
-      if (size > MAX_MESSAGE_BYTES) throw new HubError(413001, `the message is ${size} bytes; IoT Hub takes at most ${MAX_MESSAGE_BYTES}`)
-      const messages = (req.headers['content-type'] ?? '').toLowerCase().startsWith(BATCH_TYPE) ? batch(req) : [single(req)]
-      await devices.post(req.device!, messages)
-      return { status: 204 }
-    },
-  }]
+  const post = async (req: RestRequest) => {
+    // the body and, for one message, its properties; a batch as a whole
+    const size = req.body.length + Object.entries(req.headers).reduce((n, [k, v]) => n + (k.startsWith('iothub-') ? k.length + v.length : 0), 0)
+    if (size > MAX_MESSAGE_BYTES) throw new HubError(413001, `the message is ${size} bytes; IoT Hub takes at most ${MAX_MESSAGE_BYTES}`)
+    const messages = (req.headers['content-type'] ?? '').toLowerCase().startsWith(BATCH_TYPE) ? batch(req) : [single(req)]
+    await devices.post(req.device!, messages)
+    return { status: 204 }
+  }
+  return [
+    { method: 'post', pattern: /^\/devices\/([^/]+)\/messages\/events\/?$/i, right: 'Device', handle: post },
+    // a module's telemetry (right `Module`: its own token for that module)
+    { method: 'post', pattern: /^\/devices\/([^/]+)\/modules\/([^/]+)\/messages\/events\/?$/i, right: 'Module', handle: post },
+  ]
 }

@@ -34,7 +34,7 @@ export interface Route {
   method: 'get' | 'put' | 'post' | 'delete' | 'patch' | 'any'
   pattern: RegExp
   /** `None`: answered without a credential (only to say a feature does not exist yet); `Anyone`: liveness and readiness probes */
-  right: Permission | 'None' | 'Anyone' | 'Device'
+  right: Permission | 'None' | 'Anyone' | 'Device' | 'Module'
   handle(req: RestRequest): Promise<RestResponse> | RestResponse
   /** what the route costs under a tier (rest/route-limits.ts) */
   limits?: RouteLimits
@@ -47,9 +47,10 @@ const STATUS_TEXT: Record<number, string> = {
 }
 
 /** A device's own route: its SAS token (or a DeviceConnect policy's) for the device the path names. */
-function authenticateDevice(auth: Authenticator, header: string | undefined, deviceId: string): DeviceIdentity {
+/** The path's device (or, given a module id, its module) from the Authorization header's SAS token. */
+function authenticateDevice(auth: Authenticator, header: string | undefined, deviceId: string, moduleId?: string): DeviceIdentity {
   try {
-    return auth.authenticateDevice(header, deviceId)
+    return moduleId === undefined ? auth.authenticateDevice(header, deviceId) : auth.authenticateModule(header, deviceId, moduleId)
   } catch (e) {
     if (e instanceof DeviceAuthError) throw new HubError(401003, `Unauthorized: ${e.message}`)
     throw e
@@ -93,6 +94,7 @@ export function mountRest(app: TemplatedApp, routes: Route[], auth: Authenticato
     let device: DeviceIdentity | undefined
     try {
       if (route.right === 'Device') device = authenticateDevice(auth, headers.authorization, params[0] ?? '')
+      else if (route.right === 'Module') device = authenticateDevice(auth, headers.authorization, params[0] ?? '', params[1] ?? '')
       else if (route.right !== 'None' && route.right !== 'Anyone') auth.authorizeService(headers.authorization, route.right)
     } catch (e) {
       return fail(e)

@@ -5,8 +5,7 @@ import { HubError } from './hub-error.js'
 import type { Route } from './http-server.js'
 
 const NOT_YET: { pattern: RegExp; method: Route['method']; feature: string }[] = [
-  // modules, and what has no home here yet
-  { method: 'any', pattern: /^\/devices\/[^/]+\/modules\/[^/]+\/.+$/i, feature: 'module messages and file upload over HTTPS' },
+  // what has no home here yet
   { method: 'any', pattern: /^\/jobs(\/.*)?$/i, feature: 'jobs' },
   { method: 'post', pattern: /^\/devices\/?$/i, feature: 'bulk registry operations' },
 ]
