@@ -237,12 +237,10 @@ export class TwinStore {
    * applied for the first time) its desired-properties patch. Nothing is written when nothing changes.
    */
   configure(deviceId: string, patch: Json | null, statuses: ConfigurationStatuses | null): { doc: TwinDoc | undefined; written: Promise<unknown>; desiredPush: Json | undefined } {
-    // a device's twin the scan saw may be gone since (the device deleted): it is not made again, or
-    // a new device under the id would inherit it. (A module's twin may never have been written: it
-    // is made, as a read would.)
-    const stored = this.cache.get(deviceId) ?? (this.db.get(deviceId) as TwinDoc | undefined)
-    if (!stored && !deviceId.includes('/')) return { doc: undefined, written: Promise.resolve(), desiredPush: undefined }
-    const doc = stored ?? this.get(deviceId)
+    // a twin the scan saw may be gone since (its device or module deleted): it is not made again, or
+    // a new one under the id would inherit it. Twins are made with their device or module.
+    const doc = this.cache.get(deviceId) ?? (this.db.get(deviceId) as TwinDoc | undefined)
+    if (!doc) return { doc: undefined, written: Promise.resolve(), desiredPush: undefined }
     this.cache.set(deviceId, doc)
     // null statuses: an IoT Edge deployment writing a module's desired properties, leaving its statuses
     const same = statuses === null || JSON.stringify(doc.configurations ?? {}) === JSON.stringify(statuses)

@@ -229,7 +229,8 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
   }
 
   const queries = new QueryPool(config.dataDir, config.durability, edge)
-  const configurations = new ConfigurationStore(store.configurations, health)
+  const configurations = new ConfigurationStore(store.configurations, health,
+    (id, reason) => log.warn('stored configuration breaks the rules and is not applied; PUT it again to replace it', { id, reason }))
   const configurationApplier = new ConfigurationApplier(configurations, queries, shards, modules, log, config.configurationIntervalSeconds * 1000)
   configurationApplier.start()
   const app = uWS.SSLApp({ key_file_name: pki.serverKeyFile, cert_file_name: pki.serverCertFile })

@@ -8,7 +8,7 @@ const twin = (deviceId: string, env: string, configurations?: Record<string, { s
   ({ key: deviceId, twin: { deviceId, tags: { env }, properties: { desired: {}, reported: { ok: env === 'test' } }, ...(configurations ? { configurations } : {}) } })
 
 const request = (over: Partial<ConfigurationPlanRequest> = {}): ConfigurationPlanRequest => ({
-  modules: false, maxChanges: 100,
+  modules: false, maxChanges: 100, maxScanned: 100,
   configurations: [{ id: 'low', condition: "tags.env='test'", rank: 0 }, { id: 'high', condition: "tags.env='test' AND deviceId='b'", rank: 1 }],
   metrics: [{ configurationId: 'low', name: 'ok', query: 'SELECT deviceId FROM devices WHERE properties.reported.ok = true' },
     { configurationId: 'low', name: 'mods', query: 'SELECT deviceId FROM devices.modules WHERE moduleId = \'x\'' }],
@@ -32,6 +32,14 @@ describe('configuration plan', () => {
       twin('c', 'prod', { low: { status: 'Applied' } }),
     ])
     expect(plan.changes).toEqual([{ key: 'c', statuses: {} }])
+  })
+
+  it('also stops after maxScanned twins, changed or not, so one page never holds the worker for the whole fleet', () => {
+    const twins = ['a', 'b', 'c', 'd'].map((id) => twin(id, 'prod'))
+    const first = planConfigurations(request({ maxScanned: 3 }), twins)
+    expect([first.changes, first.resumeAfter]).toEqual([[], 'c'])
+    const rest = planConfigurations(request({ maxScanned: 3, after: 'c' }), twins.slice(3))
+    expect([rest.changes, rest.resumeAfter]).toEqual([[], undefined])
   })
 
   it('stops after maxChanges and says where to resume', () => {

@@ -1,9 +1,13 @@
 // Issue 16: the configurations REST API's error paths, as Azure answers them: bad ids, content and
 // priorities (400), a stale etag (412), the limit of 100 (413101), an unknown one (404301), and
-// testQueries reporting each query's syntax error without storing anything.
+// testQueries reporting each query's syntax error without storing anything; stored configurations that
+// break the rules are not loaded.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startTestHub, type TestHub } from './helpers/test-hub.js'
-import { MAX_CONFIGURATIONS } from '../src/configurations/configuration-store.js'
+import { rmSync } from 'node:fs'
+import { join } from 'node:path'
+import { open } from 'lmdb'
+import { startTestHub, tempDir, type TestHub } from './helpers/test-hub.js'
+import { ConfigurationStore, MAX_CONFIGURATIONS } from '../src/configurations/configuration-store.js'
 
 let t: TestHub
 beforeAll(async () => { t = await startTestHub() })
@@ -12,6 +16,23 @@ afterAll(async () => { await t?.stop() })
 const path = (id: string) => `/configurations/${encodeURIComponent(id)}?api-version=2021-04-12`
 const err = (r: { status: number; headers: Record<string, unknown>; body: any }) => ({ status: r.status, code: r.headers['iothub-errorcode'], message: r.body?.Message })
 const good = { content: { deviceContent: { 'properties.desired.x': 1 } }, targetCondition: "tags.a='b'", priority: 2 }
+
+describe('configurations stored before today\'s rules', () => {
+  it('are not loaded when they break them (a __proto__ or 5000-name path saved by an older hub)', async () => {
+    const dir = tempDir('hyperhub-cfg-load-')
+    const db = open({ path: join(dir, 'c.mdb') })
+    const record = (id: string, deviceContent: Record<string, unknown>) => ({ id, content: { deviceContent }, targetCondition: '*', priority: 0, etag: 'MQ==', metrics: { queries: {} }, results: { system: {}, custom: {} } })
+    await db.put('bad-proto', record('bad-proto', { 'properties.desired.__proto__.content-length': 9 }))
+    await db.put('bad-deep', record('bad-deep', { [`properties.desired${'.a'.repeat(5000)}`]: 1 }))
+    await db.put('fine', record('fine', { 'properties.desired.x': 1 }))
+    const refused: string[] = []
+    const store = new ConfigurationStore(db, undefined, (id) => refused.push(id))
+    expect([store.all().map((c) => c.id), refused.sort()]).toEqual([['fine'], ['bad-deep', 'bad-proto']])
+    expect(({} as Record<string, unknown>)['content-length']).toBeUndefined()
+    await db.close()
+    rmSync(dir, { recursive: true, force: true })
+  })
+})
 
 describe('configurations REST errors', () => {
   it('refuses bad ids, content and priorities with the reason', async () => {
@@ -25,6 +46,9 @@ describe('configurations REST errors', () => {
     expect(err(await t.rest('PUT', path('c1'), { body: { ...good, content: { deviceContent: { 'properties.desired.__proto__.content-length': 9 } } } }))).toMatchObject({ status: 400, message: expect.stringContaining('__proto__ is not supported') })
     expect(err(await t.rest('PUT', path('c1'), { body: { ...good, content: { deviceContent: { [`properties.desired${'.a'.repeat(5000)}`]: 1 } } } }))).toMatchObject({ status: 400, message: expect.stringContaining('deeper than 10 levels') })
     expect(err(await t.rest('POST', '/configurations/testQueries?api-version=2021-04-12', { body: { targetCondition: 'x'.repeat(100_000) } }))).toMatchObject({ status: 200 })
+    // the values are checked as the twins will take them (a bad one would fail on every twin, every cycle)
+    expect(err(await t.rest('PUT', path('c1'), { body: { ...good, content: { deviceContent: { 'properties.desired.a': { $x: 1 } } } } }))).toMatchObject({ status: 400, message: expect.stringContaining("desired.a.$x: property names must not contain") })
+    expect(err(await t.rest('PUT', path('c1'), { body: { ...good, content: { modulesContent: { $edgeAgent: { 'properties.desired': { a: null } } } } } }))).toMatchObject({ status: 400, message: expect.stringContaining('null is only allowed in a patch') })
     expect(err(await t.rest('GET', path('c1')))).toMatchObject({ status: 404, code: 'ConfigurationNotFound' })
   })
 

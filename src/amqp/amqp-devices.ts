@@ -75,27 +75,44 @@ export class AmqpDevices {
     const kind = parsed.kind
     // a module has no C2D queue (IoT Edge routes to its inputs; there is no edgeHub here)
     if (!kind || (parsed.moduleId !== undefined && kind === 'c2d')) throw new AmqpError('amqp:not-found', `The messaging entity '${address}' could not be found.`)
-    const moduleId = parsed.moduleId
-    const under = (deviceId: string) => moduleId === undefined ? `/devices/${deviceId}` : `/devices/${deviceId}/modules/${moduleId}`
-    // the id as written first (an id may hold `%`), then URL-decoded; ids compare exactly
-    let found: { deviceId: string; grant: Grant } | undefined
-    for (const deviceId of new Set([parsed.rawDeviceId, parsed.deviceId])) {
-      const grant = devices.port.grants.grantFor(under(deviceId), DEVICE_LINK_RIGHTS[kind])
-      if (!grant) continue
-      const own = grant.device
-      if (own ? own.device.deviceId === deviceId && own.module?.moduleId === moduleId : this.exists(deviceId, moduleId)) { found = { deviceId, grant }; break }
+    const under = (deviceId: string, moduleId: string | undefined) => moduleId === undefined ? `/devices/${deviceId}` : `/devices/${deviceId}/modules/${moduleId}`
+    // each id as written first (an id may hold `%`), then URL-decoded; ids compare exactly
+    const moduleIds = parsed.moduleId === undefined ? [undefined] : [...new Set([parsed.rawModuleId, parsed.moduleId])]
+    let found: { deviceId: string; moduleId: string | undefined; grant: Grant } | undefined
+    search: for (const deviceId of new Set([parsed.rawDeviceId, parsed.deviceId])) {
+      for (const moduleId of moduleIds) {
+        const grant = devices.port.grants.grantFor(under(deviceId, moduleId), DEVICE_LINK_RIGHTS[kind])
+        if (!grant) continue
+        const own = grant.device
+        if (own ? own.device.deviceId === deviceId && own.module?.moduleId === moduleId : this.exists(deviceId, moduleId)) { found = { deviceId, moduleId, grant }; break search }
+      }
     }
+    const what = parsed.moduleId === undefined ? `device ${parsed.deviceId}` : `module ${parsed.moduleId} of device ${parsed.deviceId}`
     if (!found) {
       // a DeviceConnect policy for an identity that does not exist: not found, as Azure answers
-      const policy = devices.port.grants.grantFor(under(parsed.deviceId), DEVICE_LINK_RIGHTS[kind])
-      if (policy && !policy.device) this.policyIdentity(parsed.deviceId, moduleId, policy)
-      throw new AmqpError('amqp:unauthorized-access', `Unauthorized access to '${address}': put a token for ${moduleId === undefined ? `device ${parsed.deviceId}` : `module ${moduleId} of device ${parsed.deviceId}`} on $cbs first.`)
+      const policy = devices.port.grants.grantFor(under(parsed.deviceId, parsed.moduleId), DEVICE_LINK_RIGHTS[kind])
+      if (policy && !policy.device) this.policyIdentity(parsed.deviceId, parsed.moduleId, policy)
+      throw new AmqpError('amqp:unauthorized-access', `Unauthorized access to '${address}': put a token for ${what} on $cbs first.`)
     }
-    const identity = found.grant.device ?? this.policyIdentity(found.deviceId, moduleId, found.grant)
+    // a token put earlier names the identity as it was then: it must still be registered, the same
+    // generation, and its device enabled (a deleted module or a disabled device opens no new link)
+    const own = found.grant.device
+    if (own) this.checkStillValid(own, what)
+    const identity = own ?? this.policyIdentity(found.deviceId, found.moduleId, found.grant)
     const session = this.session(conn, identity)
     this.linkSessions.set(link, session)
     session.attach(kind, link)
-    return under(found.deviceId)
+    return under(found.deviceId, found.moduleId)
+  }
+
+  private checkStillValid(identity: DeviceIdentity, what: string): void {
+    const device = this.registry.get(identity.device.deviceId)
+    const m = identity.module
+    const module = m ? this.edge.authenticator.modules.get(m.deviceId, m.moduleId) : undefined
+    if (!device || device.generationId !== identity.device.generationId || (m && (!module || module.generationId !== m.generationId))) {
+      throw new AmqpError('amqp:not-found', `${what} is not registered (the token was put for an identity since deleted)`)
+    }
+    if (device.status === 'disabled') throw new AmqpError('amqp:unauthorized-access', `device ${device.deviceId} is disabled`)
   }
 
   private exists(deviceId: string, moduleId: string | undefined): boolean {

@@ -22,8 +22,10 @@ export interface DeviceLinkAddress {
   deviceId: string
   /** as written (Node's SDK puts ids in addresses unencoded, and an id may hold `%`) */
   rawDeviceId: string
-  /** set for the module forms (/devices/{id}/modules/{module}/...), which this hub does not serve yet */
+  /** set for the module forms (/devices/{id}/modules/{module}/...), URL-decoded */
   moduleId?: string
+  /** the module id as written (as with the device id, the Node SDK does not encode it) */
+  rawModuleId?: string
   kind: DeviceLinkKind | undefined
 }
 
@@ -48,7 +50,7 @@ export function parseDeviceAddress(address: string, hubReceives: boolean): Devic
     return { deviceId: m[1]!, rawDeviceId: m[1]!, kind: undefined }
   }
   const entry = Object.hasOwn(BY_PATH, m[3] ?? '') ? BY_PATH[m[3]!] : undefined
-  return { deviceId, rawDeviceId: m[1]!, ...(moduleId !== undefined ? { moduleId } : {}), kind: hubReceives ? entry?.hubReceives : entry?.hubSends }
+  return { deviceId, rawDeviceId: m[1]!, ...(moduleId !== undefined ? { moduleId, rawModuleId: m[2]! } : {}), kind: hubReceives ? entry?.hubReceives : entry?.hubSends }
 }
 
 /** An audience as the device SDK sends it (`host%2Fdevices%2Fid`, URL-encoded) or as others do (plain). */

@@ -57,7 +57,7 @@ function replaced(old: rhea.link | undefined, link: rhea.link): void {
 /** Why the hub ended a session → the condition its links are detached with (what the SDK does next follows from it). */
 function detachCondition(reason: string): string {
   if (reason.startsWith('taken over')) return 'amqp:link:stolen' // the SDK gives up rather than take it back
-  if (reason === 'device deleted') return 'amqp:not-found'
+  if (reason === 'device deleted' || reason === 'module deleted') return 'amqp:not-found'
   if (reason === 'device disabled' || reason.includes('token')) return 'amqp:unauthorized-access'
   return 'amqp:link:detach-forced' // the SDK reconnects at once
 }

@@ -13,6 +13,7 @@ import type { ModuleRegistry } from '../registry/module-registry.js'
 import type { ShardPool } from '../shard-pool.js'
 import { splitIdentityKey } from '../shard-protocol.js'
 import { targetsModules, type ConfigurationRecord, type ConfigurationStore } from './configuration-store.js'
+import { contentPatch } from './content-patch.js'
 
 type Json = Record<string, unknown>
 
@@ -20,19 +21,8 @@ type Json = Record<string, unknown>
 const WRITES_IN_FLIGHT = 16
 /** Changes the worker returns per page of its scan: what a cycle holds at once. */
 const CHANGES_PER_PAGE = 500
-
-/** A configuration's content paths as one desired-properties patch (`properties.desired.a.b` → `{a: {b: …}}`). */
-export function contentPatch(content: Json): Json {
-  const patch: Json = {}
-  for (const [path, value] of Object.entries(content)) {
-    const segments = path.split('.').slice(2)
-    if (segments.length === 0) { Object.assign(patch, value as Json); continue }
-    let at = patch
-    for (const s of segments.slice(0, -1)) at = (at[s] = typeof at[s] === 'object' && at[s] !== null ? at[s] : {}) as Json
-    at[segments.at(-1)!] = value
-  }
-  return patch
-}
+/** Twins one page scans at most: a page holds the query worker for tens of ms, so queries interleave. */
+const TWINS_PER_PAGE = 2000
 
 /** Highest priority first; on a tie, the one created last. */
 function beats(a: ConfigurationRecord, b: ConfigurationRecord): boolean {
@@ -69,7 +59,7 @@ export class ConfigurationApplier {
     private readonly log: Logger,
     private readonly intervalMs: number,
   ) {
-    store.onChange = () => this.soon()
+    store.onChange = () => { this.statusesToClear = true; this.soon() }
   }
 
   start(): void {
@@ -101,12 +91,18 @@ export class ConfigurationApplier {
     await this.running
   }
 
+  /** whether twins may still carry statuses of deleted configurations (a scan with none left clears them) */
+  private statusesToClear = true
+
   private async cycle(): Promise<void> {
     const all = this.store.all()
+    // with no configurations, and none deleted since the last full scan, there is nothing to scan for
+    if (all.length === 0 && !this.statusesToClear) return
     const totals = { targeted: new Map<string, number>(), applied: new Map<string, number>(), metrics: new Map<string, number>() }
     await this.applyTo(all.filter((c) => !targetsModules(c)), all, false, totals)
     await this.applyTo(all.filter(targetsModules), all, true, totals)
     if (this.closed) return
+    if (all.length === 0) this.statusesToClear = false
     for (const c of all) {
       const custom: Record<string, number> = {}
       for (const name of Object.keys(c.metrics.queries)) custom[name] = totals.metrics.get(`${c.id}\n${name}`) ?? 0
@@ -129,6 +125,7 @@ export class ConfigurationApplier {
       configurations: ranked.map((c, rank) => ({ id: c.id, condition: c.targetCondition, rank })),
       metrics: all.flatMap((c) => Object.entries(c.metrics.queries).map(([name, query]) => ({ configurationId: c.id, name, query }))),
       maxChanges: CHANGES_PER_PAGE,
+      maxScanned: TWINS_PER_PAGE,
     }
     let after: string | undefined
     let failed = 0

@@ -8,7 +8,8 @@ import { HubError } from '../rest/hub-error.js'
 import { checkEtag } from '../registry/device-registry.js'
 import { SerializedChanges } from '../registry/serialized-changes.js'
 import type { WriteHealth } from '../store/write-health.js'
-import { checkPropertyPath } from '../../shards/twin-rules.js'
+import { checkContent as checkTwinSection, checkPropertyPath } from '../../shards/twin-rules.js'
+import { contentPatch } from './content-patch.js'
 
 /** Azure's limit for paid tiers (quotas-throttling.md): 100 configurations. */
 export const MAX_CONFIGURATIONS = 100
@@ -87,16 +88,26 @@ function checkTwinContent(name: string, content: unknown): Json {
 /** Content and testQueries conditions: a condition is a query's WHERE, bounded as a stored one is. */
 export const MAX_CONDITION_CHARS = 4096
 
-function checkContent(raw: unknown): ConfigurationContent {
+/**
+ * A configuration's content, checked as the twins will take it: the paths name by name, then the
+ * patch they make against the twin rules (names, values, depth), so a stored configuration cannot
+ * fail on every twin of every cycle.
+ */
+export function checkContent(raw: unknown): ConfigurationContent {
   if (!isObject(raw)) throw new HubError(400004, 'content is required: deviceContent, moduleContent or modulesContent')
   const kinds = (['deviceContent', 'moduleContent', 'modulesContent'] as const).filter((k) => raw[k] !== undefined && raw[k] !== null)
   if (kinds.length !== 1) throw new HubError(400004, 'content must hold exactly one of deviceContent, moduleContent or modulesContent')
   const kind = kinds[0]!
-  if (kind !== 'modulesContent') return { [kind]: checkTwinContent(kind, raw[kind]) }
+  if (kind !== 'modulesContent') {
+    const content = checkTwinContent(kind, raw[kind])
+    checkTwinSection('desired', contentPatch(content), false)
+    return { [kind]: content }
+  }
   const modules = raw.modulesContent
   if (!isObject(modules)) throw new HubError(400004, 'content.modulesContent must be an object of module ids')
   for (const [moduleId, c] of Object.entries(modules)) {
     if (!isObject(c) || !isObject(c['properties.desired'])) throw new HubError(400004, `content.modulesContent.${moduleId} must be {"properties.desired": {...}}`)
+    checkTwinSection('desired', c['properties.desired'], false)
   }
   return { modulesContent: modules }
 }
@@ -126,9 +137,17 @@ export class ConfigurationStore {
   /** a configuration was created or changed: the applier runs a cycle soon */
   onChange: () => void = () => {}
 
-  constructor(private readonly db: Database, private readonly health?: WriteHealth) {
+  constructor(private readonly db: Database, private readonly health?: WriteHealth,
+    /** a stored configuration that breaks today's rules is not loaded (it would fail, or harm, every cycle) */
+    refused: (id: string, reason: string) => void = () => {}) {
     for (const { value } of db.getRange()) {
       const c = value as ConfigurationRecord
+      try {
+        checkContent(c.content)
+      } catch (e) {
+        refused(c.id, (e as Error).message)
+        continue
+      }
       this.byId.set(c.id, c)
       this.etagCounter = Math.max(this.etagCounter, Number(Buffer.from(c.etag, 'base64').toString()) || 0)
     }

@@ -1,8 +1,9 @@
 // The scan behind automatic configurations, run in the query worker: one pass over the device twins
 // (or the module twins) evaluates every configuration's target condition and metrics query on each
-// twin, picks the winner by rank, and returns only the twins whose `configurations` must change, at
-// most `maxChanges` of them, with where to resume. Memory stays bounded by a page of changes, not
-// by the fleet; counts are summed by the caller across the pages of one cycle.
+// twin, picks the winner by rank, and returns only the twins whose `configurations` must change. A
+// page ends after `maxChanges` changes or `maxScanned` twins, with where to resume: memory stays
+// bounded by a page, not by the fleet, and a page holds the one query worker for a bounded time
+// (queries wait behind it). Counts are summed by the caller across the pages of one cycle.
 import type { Value } from '../query-common/values.js'
 import { evaluateExpression } from './query-evaluator.js'
 import { parseQuery } from './query-parser.js'
@@ -30,6 +31,8 @@ export interface ConfigurationPlanRequest {
   /** resume after this twin (its key, `d` or `d/m`) */
   after?: string
   maxChanges: number
+  /** a page also ends after this many twins, so one task never holds the worker for a whole fleet */
+  maxScanned: number
 }
 
 export type Statuses = Record<string, { status: 'Applied' | 'Targeted' }>
@@ -81,8 +84,10 @@ export function planConfigurations(request: ConfigurationPlanRequest, twins: Ite
   const plan: ConfigurationPlan = { changes: [], targeted: {}, applied: {}, metrics: {} }
   for (const c of configs) { plan.targeted[c.id] = 0; plan.applied[c.id] = 0 }
   for (const m of metrics) plan.metrics[m.key] = 0
+  let scanned = 0
   for (const { key, twin } of twins) {
     const doc = twin as Value
+    const last = ++scanned >= request.maxScanned
     let winner: (typeof configs)[number] | undefined
     const targeting: typeof configs = []
     for (const c of configs) {
@@ -97,9 +102,8 @@ export function planConfigurations(request: ConfigurationPlanRequest, twins: Ite
     if (winner) plan.applied[winner.id]!++
     const have = (twin.configurations ?? {}) as Statuses
     const firstTime = winner !== undefined && have[winner.id]?.status !== 'Applied'
-    if (!firstTime && sameStatuses(have, statuses)) continue
-    plan.changes.push(firstTime ? { key, statuses, apply: winner!.id } : { key, statuses })
-    if (plan.changes.length >= request.maxChanges) { plan.resumeAfter = key; return plan }
+    if (firstTime || !sameStatuses(have, statuses)) plan.changes.push(firstTime ? { key, statuses, apply: winner!.id } : { key, statuses })
+    if (plan.changes.length >= request.maxChanges || last) { plan.resumeAfter = key; return plan }
   }
   return plan
 }
