@@ -2,6 +2,8 @@
 // token signed with their own key, or with a DeviceConnect policy's key.
 import type { DeviceRecord, DeviceRegistry } from '../registry/device-registry.js'
 import type { ModuleRecord } from '../registry/module-registry.js'
+import type { X509Certificate } from 'node:crypto'
+import { createHash } from 'node:crypto'
 import { HubError } from '../rest/hub-error.js'
 import { hasRight, OWNER_POLICY, type AccessPolicy, type Permission } from './policies.js'
 import { parseSasToken, splitResource, verifySasToken, TokenError, type SasToken } from './sas-token.js'
@@ -96,8 +98,39 @@ export class Authenticator {
     return this.authenticate(password, deviceId, moduleId, nowSeconds)
   }
 
+  /**
+   * A device (or module) that presented a client certificate and no password: registered as
+   * `selfSigned`, the certificate's SHA-1 or SHA-256 thumbprint must be its primary or secondary
+   * one, and the certificate must be within its validity dates (auth.md "X.509").
+   */
+  authenticateX509(cert: X509Certificate, deviceId: string, moduleId?: string, nowMs = Date.now()): DeviceIdentity {
+    const device = this.registry.get(deviceId)
+    if (!device) throw new DeviceAuthError('not-found', `device ${deviceId} is not registered`)
+    const module = moduleId === undefined ? undefined : this.modules.get(deviceId, moduleId)
+    if (moduleId !== undefined && !module) throw new DeviceAuthError('not-found', `module ${moduleId} of device ${deviceId} is not registered`)
+    const auth = (module ?? device).authentication
+    const what = moduleId === undefined ? 'device' : 'module'
+    if (auth.type === 'certificateAuthority') throw new DeviceAuthError('unauthorized', `CA-signed X.509 ${what}s are not supported yet (see "Not yet" in the README)`)
+    if (auth.type !== 'selfSigned') throw new DeviceAuthError('unauthorized', `the ${what} does not use X.509: a client certificate is not its credential`)
+    if (Date.parse(cert.validFrom) > nowMs || Date.parse(cert.validTo) < nowMs) throw new DeviceAuthError('unauthorized', 'the client certificate is expired or not yet valid')
+    const sha1 = createHash('sha1').update(cert.raw).digest('hex').toUpperCase()
+    const sha256 = createHash('sha256').update(cert.raw).digest('hex').toUpperCase()
+    const registered = [auth.x509Thumbprint.primaryThumbprint, auth.x509Thumbprint.secondaryThumbprint]
+      .filter((t): t is string => typeof t === 'string' && t !== '').map((t) => t.replace(/:/g, '').toUpperCase())
+    if (!registered.some((t) => t === sha1 || t === sha256)) {
+      throw new DeviceAuthError('unauthorized', `Thumbprint does not match configuration: Thumbprint: SHA1Hash=${sha1}, SHA2Hash=${sha256}; Configuration: PrimaryThumbprint=${auth.x509Thumbprint.primaryThumbprint ?? ''}, SecondaryThumbprint=${auth.x509Thumbprint.secondaryThumbprint ?? ''}`)
+    }
+    if (device.status === 'disabled') throw new DeviceAuthError('disabled', `device ${deviceId} is disabled`)
+    return {
+      device, ...(module ? { module } : {}),
+      // the connection ends when the certificate does (the 5-minute skew SAS gets is taken off again)
+      expiry: Math.floor(Date.parse(cert.validTo) / 1000) - 300,
+      authMethod: JSON.stringify({ scope: what, type: 'x509Certificate', issuer: 'external', acceptingIpFilterRule: null }),
+    }
+  }
+
   private authenticate(password: string | undefined, deviceId: string, moduleId: string | undefined, nowSeconds: number): DeviceIdentity {
-    if (!password) throw new DeviceAuthError('unauthorized', 'no SAS token (X.509 is not supported yet)')
+    if (!password) throw new DeviceAuthError('unauthorized', 'no SAS token and no client certificate')
     const device = this.registry.get(deviceId)
     if (!device) throw new DeviceAuthError('not-found', `device ${deviceId} is not registered`)
     const module = moduleId === undefined ? undefined : this.modules.get(deviceId, moduleId)

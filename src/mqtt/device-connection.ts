@@ -396,7 +396,10 @@ export class DeviceConnection implements FrameHandler, EdgeConnection {
     let identity: DeviceIdentity
     try {
       const password = p.password?.toString('utf8')
-      identity = moduleId === undefined ? this.edge.authenticator.authenticateDevice(password, deviceId) : this.edge.authenticator.authenticateModule(password, deviceId, moduleId)
+      // no password and a client certificate from the TLS handshake: an X.509 device or module
+      const cert = password ? undefined : this.transport.peerCertificate?.()
+      identity = cert ? this.edge.authenticator.authenticateX509(cert, deviceId, moduleId)
+        : moduleId === undefined ? this.edge.authenticator.authenticateDevice(password, deviceId) : this.edge.authenticator.authenticateModule(password, deviceId, moduleId)
     } catch (e) {
       if (e instanceof DeviceAuthError) return this.refuse(packets.CONNACK_NOT_AUTHORIZED, e.message, { failure: e.failure })
       throw e

@@ -44,7 +44,9 @@ export function createTlsListener(edge: DeviceEdge, key: string, cert: string, h
   // the gate keeps the handshake deadline; the edge's admission bounds the connections per address
   // that have not authenticated yet (it needs the CONNECT outcome)
   const gate = new ConnectionGate({ handshakeTimeoutMs, maxUnauthenticatedPerAddress: Infinity, maxConnectionsPerAddress: Infinity })
-  const server = gate.createServer({ key, cert }, (socket) => attach(socket, 'tls', edge))
+  // a client certificate is asked for and checked by the hub itself at CONNECT (X.509 devices: a
+  // thumbprint, not a chain to a public CA), so the handshake takes any or none
+  const server = gate.createServer({ key, cert, requestCert: true, rejectUnauthorized: false }, (socket) => attach(socket, 'tls', edge))
   server.on('connection', (raw: net.Socket) => edge.admission.admitRaw(raw))
   return server
 }

@@ -2,6 +2,8 @@
 // does not care which, except that a WebSocket cannot stop reading (uWebSockets.js has no pause
 // for one), so the connection bounds what such a client sends while it should be waiting.
 import type { Socket } from 'node:net'
+import type { X509Certificate } from 'node:crypto'
+import type { TLSSocket } from 'node:tls'
 
 export interface MqttTransport {
   readonly kind: 'tls' | 'tcp' | 'wss'
@@ -21,6 +23,8 @@ export interface MqttTransport {
   onDrain(listener: () => void): void
   /** Close after what was written has gone out. */
   end(): void
+  /** The client certificate the TLS handshake carried (X.509 devices), if any. */
+  peerCertificate?(): X509Certificate | undefined
 }
 
 /** A peer that does not read what the hub sends cannot hold a closing socket open longer than this. */
@@ -44,5 +48,6 @@ export function socketTransport(socket: Socket, kind: 'tls' | 'tcp'): MqttTransp
       socket.end()
       setTimeout(() => socket.destroy(), END_GRACE_MS).unref()
     },
+    ...(kind === 'tls' ? { peerCertificate: () => (socket as TLSSocket).getPeerX509Certificate() } : {}),
   }
 }

@@ -39,6 +39,7 @@ const OID = {
   authorityKeyIdentifier: '2.5.29.35',
   extKeyUsage: '2.5.29.37',
   serverAuth: '1.3.6.1.5.5.7.3.1',
+  clientAuth: '1.3.6.1.5.5.7.3.2',
 }
 // KeyUsage bit positions (RFC 5280 4.2.1.3)
 const KU = { digitalSignature: 0, keyEncipherment: 2, keyCertSign: 5, cRLSign: 6 }
@@ -211,6 +212,37 @@ export function issueServerCertificate(ca: KeyAndCert, names: string[]): KeyAndC
       extension(OID.subjectKeyIdentifier, false, octetString(keyIdentifier(spki))),
     ],
     signingKey: caKey,
+  })
+  return { keyPem: keyPem(privateKey), certPem }
+}
+
+/**
+ * A device's (or module's, `CN={device}/{module}`) client certificate: self-signed, or signed by `ca`
+ * (the CA-signed form Azure's registry calls certificateAuthority). For trying X.509 devices locally
+ * and for tests; `validity` moves the window (an expired certificate).
+ */
+export function issueDeviceCertificate(commonName: string, o: { ca?: KeyAndCert; notBefore?: Date; notAfter?: Date } = {}): KeyAndCert {
+  const { privateKey, publicKey } = newKeyPair()
+  const spki = publicKey.export({ type: 'spki', format: 'der' })
+  const subject = nameDer(commonName)
+  const caCert = o.ca ? new X509Certificate(o.ca.certPem) : undefined
+  const issuer = caCert ? issuerInfo(caCert) : { subject, keyId: keyIdentifier(spki) }
+  const notBefore = o.notBefore ?? new Date(Date.now() - BACKDATE)
+  const certPem = buildCertificate({
+    serial: randomSerial(),
+    issuer: issuer.subject,
+    subject,
+    notBefore,
+    notAfter: o.notAfter ?? new Date(notBefore.getTime() + 365 * DAY),
+    spki,
+    extensions: [
+      extension(OID.basicConstraints, false, sequence()),
+      extension(OID.keyUsage, true, namedBits([KU.digitalSignature])),
+      extension(OID.extKeyUsage, false, sequence(oid(OID.clientAuth))),
+      extension(OID.authorityKeyIdentifier, false, sequence(implicitPrimitive(0, issuer.keyId))),
+      extension(OID.subjectKeyIdentifier, false, octetString(keyIdentifier(spki))),
+    ],
+    signingKey: o.ca ? createPrivateKey(o.ca.keyPem) : privateKey,
   })
   return { keyPem: keyPem(privateKey), certPem }
 }

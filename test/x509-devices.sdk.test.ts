@@ -1,0 +1,79 @@
+// Issue 17 (first part): X.509 self-signed devices with the official device SDK over Mqtt, on the
+// standard port. A device registered with the SHA-1 or SHA-256 thumbprint of its certificate connects
+// with `x509=true` and the certificate, no key; it sends telemetry (stamped x509Certificate) and gets
+// C2D. A certificate whose thumbprint is not registered, an expired one, one presented for a SAS
+// device, and none at all are refused with UnauthorizedError.
+import { createHash, X509Certificate } from 'node:crypto'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { Client as DeviceClient, Message } from 'azure-iot-device'
+import { Mqtt } from 'azure-iot-device-mqtt'
+import { Registry } from 'azure-iothub'
+import { issueDeviceCertificate, type KeyAndCert } from '../src/tls/local-pki.js'
+import { startTestHub, type TestHub } from './helpers/test-hub.js'
+import { waitForEvents } from './helpers/events.js'
+import { MqttTestClient } from './helpers/mqtt-test-client.js'
+
+let t: TestHub
+let registry: Registry
+const logRecords: Record<string, unknown>[] = []
+beforeAll(async () => {
+  if (!process.env.NODE_EXTRA_CA_CERTS) throw new Error('run through `npm test`: the SDKs need NODE_EXTRA_CA_CERTS set at process start')
+  t = await startTestHub({ mqttPort: 8883, httpsPort: 443, mqttTcpPort: null, amqpPort: null }, { logRecords })
+  registry = Registry.fromConnectionString(`HostName=localhost;SharedAccessKeyName=iothubowner;SharedAccessKey=${t.policyKey('iothubowner')}`)
+})
+afterAll(async () => { await t?.stop() })
+
+const thumbprint = (c: KeyAndCert, alg: 'sha1' | 'sha256') => createHash(alg).update(new X509Certificate(c.certPem).raw).digest('hex').toUpperCase()
+
+async function x509Client(deviceId: string, cert: KeyAndCert): Promise<DeviceClient> {
+  const client = DeviceClient.fromConnectionString(`HostName=localhost;DeviceId=${deviceId};x509=true`, Mqtt)
+  await client.setOptions({ cert: cert.certPem, key: cert.keyPem })
+  return client
+}
+
+describe('X.509 self-signed devices over Mqtt', () => {
+  it('connect with a registered thumbprint (SHA-1 primary or SHA-256 secondary), send telemetry and receive C2D', async () => {
+    const cert = issueDeviceCertificate('x509-dev')
+    const spare = issueDeviceCertificate('x509-dev')
+    await registry.create({ deviceId: 'x509-dev', authentication: { x509Thumbprint: { primaryThumbprint: thumbprint(cert, 'sha1'), secondaryThumbprint: thumbprint(spare, 'sha256') } } })
+    for (const c of [cert, spare]) {
+      const client = await x509Client('x509-dev', c)
+      await client.open()
+      const m = new Message('by certificate')
+      m.messageId = `x509-${c === cert ? 'primary' : 'secondary'}`
+      await client.sendEvent(m)
+      await client.close()
+    }
+    const events = await waitForEvents(t, 'x509-dev', 2)
+    expect(events.map((e) => [e.systemProperties['message-id'], JSON.parse(e.systemProperties['iothub-connection-auth-method']!).type])).toEqual([['x509-primary', 'x509Certificate'], ['x509-secondary', 'x509Certificate']])
+
+    const client = await x509Client('x509-dev', cert)
+    const received = new Promise<Message>((resolve) => client.on('message', (msg: Message) => { void client.complete(msg, () => {}); resolve(msg) }))
+    await client.open()
+    expect((await t.rest('POST', '/devices/x509-dev/messages/deviceBound', { raw: 'to the certificate', headers: { 'iothub-messageid': 'c2d-x509' } })).status).toBe(200)
+    expect((await received).messageId).toBe('c2d-x509')
+    await client.close()
+  }, 30_000)
+
+  it('refuses an unregistered thumbprint, an expired certificate, a certificate for a SAS device, and no credential at all', async () => {
+    const registered = issueDeviceCertificate('x509-strict')
+    await registry.create({ deviceId: 'x509-strict', authentication: { x509Thumbprint: { primaryThumbprint: thumbprint(registered, 'sha256') } } })
+    const refusal = async (deviceId: string, cert: KeyAndCert) => {
+      const client = await x509Client(deviceId, cert)
+      const error = await client.open().then(() => undefined, (e: Error) => e)
+      await client.close().catch(() => {})
+      return { name: error?.constructor.name, reason: logRecords.filter((r) => r.msg === 'connection closed').at(-1)?.reason }
+    }
+    const stranger = issueDeviceCertificate('x509-strict')
+    expect(await refusal('x509-strict', stranger)).toEqual({ name: 'UnauthorizedError', reason: expect.stringMatching(/^connection refused: Thumbprint does not match configuration: Thumbprint: SHA1Hash=[0-9A-F]{40}, SHA2Hash=[0-9A-F]{64}; Configuration: PrimaryThumbprint=[0-9A-F]{64}, SecondaryThumbprint=$/) })
+    const expired = issueDeviceCertificate('x509-old', { notBefore: new Date(Date.now() - 10 * 86_400_000), notAfter: new Date(Date.now() - 86_400_000) })
+    await registry.create({ deviceId: 'x509-old', authentication: { x509Thumbprint: { primaryThumbprint: thumbprint(expired, 'sha1') } } })
+    expect(await refusal('x509-old', expired)).toEqual({ name: 'UnauthorizedError', reason: 'connection refused: the client certificate is expired or not yet valid' })
+    await registry.create({ deviceId: 'x509-sas' })
+    expect(await refusal('x509-sas', registered)).toEqual({ name: 'UnauthorizedError', reason: 'connection refused: the device does not use X.509: a client certificate is not its credential' })
+    // over TLS with neither a password nor a certificate
+    const bare = await MqttTestClient.connect({ port: t.hub.ports.mqtt!, tls: { ca: t.ca }, clientId: 'x509-strict' })
+    expect(bare.connack.returnCode).toBe(5)
+    expect(logRecords.filter((r) => r.msg === 'connection closed').at(-1)?.reason).toBe('connection refused: no SAS token and no client certificate')
+  }, 30_000)
+})
