@@ -42,6 +42,12 @@ describe('configuration plan', () => {
     expect([rest.changes, rest.resumeAfter]).toEqual([[], undefined])
   })
 
+  it('ends a page by time too: with a deadline already past, after the first 16 twins', () => {
+    const twins = Array.from({ length: 40 }, (_, i) => twin(`t${String(i).padStart(2, '0')}`, 'prod'))
+    const page = planConfigurations(request({ maxScanned: 1000, maxMs: -1 }), twins)
+    expect(page.resumeAfter).toBe('t15')
+  })
+
   it('stops after maxChanges and says where to resume', () => {
     const twins = ['a', 'b', 'c', 'd'].map((id) => twin(id, 'test'))
     const first = planConfigurations(request({ maxChanges: 2 }), twins)

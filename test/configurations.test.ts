@@ -46,6 +46,8 @@ describe('configurations REST errors', () => {
     expect(err(await t.rest('PUT', path('c1'), { body: { ...good, content: { deviceContent: { 'properties.desired.__proto__.content-length': 9 } } } }))).toMatchObject({ status: 400, message: expect.stringContaining('__proto__ is not supported') })
     expect(err(await t.rest('PUT', path('c1'), { body: { ...good, content: { deviceContent: { [`properties.desired${'.a'.repeat(5000)}`]: 1 } } } }))).toMatchObject({ status: 400, message: expect.stringContaining('deeper than 10 levels') })
     expect(err(await t.rest('POST', '/configurations/testQueries?api-version=2021-04-12', { body: { targetCondition: 'x'.repeat(100_000) } }))).toMatchObject({ status: 200 })
+    // a whole-section path merges its object in: a __proto__ inside it is refused, not lost in the merge
+    expect(err(await t.rest('PUT', path('c1'), { body: { ...good, content: { deviceContent: JSON.parse('{"properties.desired": {"__proto__": {"a b": 1}}}') } } }))).toMatchObject({ status: 400, message: expect.stringContaining('__proto__ is not supported') })
     // the values are checked as the twins will take them (a bad one would fail on every twin, every cycle)
     expect(err(await t.rest('PUT', path('c1'), { body: { ...good, content: { deviceContent: { 'properties.desired.a': { $x: 1 } } } } }))).toMatchObject({ status: 400, message: expect.stringContaining("desired.a.$x: property names must not contain") })
     expect(err(await t.rest('PUT', path('c1'), { body: { ...good, content: { modulesContent: { $edgeAgent: { 'properties.desired': { a: null } } } } } }))).toMatchObject({ status: 400, message: expect.stringContaining('null is only allowed in a patch') })

@@ -21,8 +21,9 @@ type Json = Record<string, unknown>
 const WRITES_IN_FLIGHT = 16
 /** Changes the worker returns per page of its scan: what a cycle holds at once. */
 const CHANGES_PER_PAGE = 500
-/** Twins one page scans at most: a page holds the query worker for tens of ms, so queries interleave. */
+/** Twins one page scans at most, and for how long: a page holds the query worker briefly, so queries interleave. */
 const TWINS_PER_PAGE = 2000
+const PAGE_MS = 50
 
 /** Highest priority first; on a tie, the one created last. */
 function beats(a: ConfigurationRecord, b: ConfigurationRecord): boolean {
@@ -99,10 +100,11 @@ export class ConfigurationApplier {
     // with no configurations, and none deleted since the last full scan, there is nothing to scan for
     if (all.length === 0 && !this.statusesToClear) return
     const totals = { targeted: new Map<string, number>(), applied: new Map<string, number>(), metrics: new Map<string, number>() }
-    await this.applyTo(all.filter((c) => !targetsModules(c)), all, false, totals)
-    await this.applyTo(all.filter(targetsModules), all, true, totals)
+    const failed = await this.applyTo(all.filter((c) => !targetsModules(c)), all, false, totals)
+      + await this.applyTo(all.filter(targetsModules), all, true, totals)
     if (this.closed) return
-    if (all.length === 0) this.statusesToClear = false
+    // cleared only once every clearing write went through
+    if (all.length === 0 && failed === 0) this.statusesToClear = false
     for (const c of all) {
       const custom: Record<string, number> = {}
       for (const name of Object.keys(c.metrics.queries)) custom[name] = totals.metrics.get(`${c.id}\n${name}`) ?? 0
@@ -116,7 +118,7 @@ export class ConfigurationApplier {
    * are counted on the collection they query.
    */
   private async applyTo(configs: ConfigurationRecord[], all: ConfigurationRecord[], modules: boolean,
-    totals: { targeted: Map<string, number>; applied: Map<string, number>; metrics: Map<string, number> }): Promise<void> {
+    totals: { targeted: Map<string, number>; applied: Map<string, number>; metrics: Map<string, number> }): Promise<number> {
     const byId = new Map(configs.map((c) => [c.id, c]))
     // rank: priority first, then creation time (the newest wins a tie)
     const ranked = [...configs].sort((a, b) => (beats(a, b) ? 1 : beats(b, a) ? -1 : 0))
@@ -126,11 +128,12 @@ export class ConfigurationApplier {
       metrics: all.flatMap((c) => Object.entries(c.metrics.queries).map(([name, query]) => ({ configurationId: c.id, name, query }))),
       maxChanges: CHANGES_PER_PAGE,
       maxScanned: TWINS_PER_PAGE,
+      maxMs: PAGE_MS,
     }
     let after: string | undefined
     let failed = 0
     do {
-      if (this.closed) return
+      if (this.closed) return failed
       const plan = await this.queries.plan({ ...request, ...(after === undefined ? {} : { after }) })
       for (const [id, n] of Object.entries(plan.targeted)) totals.targeted.set(id, (totals.targeted.get(id) ?? 0) + n)
       for (const [id, n] of Object.entries(plan.applied)) totals.applied.set(id, (totals.applied.get(id) ?? 0) + n)
@@ -155,6 +158,7 @@ export class ConfigurationApplier {
       after = plan.resumeAfter
     } while (after !== undefined)
     if (failed > 0) this.log.warn('configuration not written to some twins; the next cycle retries', { twins: failed })
+    return failed
   }
 
   /** An IoT Edge deployment's module content, on the device's modules that exist (`$edgeAgent`, `$edgeHub`, …). */

@@ -79,6 +79,9 @@ function checkTwinContent(name: string, content: unknown): Json {
       throw new HubError(400004, `content.${name} may only set desired properties: "${path}" does not start with "properties.desired"`)
     }
     if (path === 'properties.desired' && !isObject(content[path])) throw new HubError(400004, `content.${name}["properties.desired"] must be an object`)
+    // the whole section is merged in as it is: its own names are checked with the rest of the patch,
+    // but a __proto__ among them would vanish into the merge unchecked
+    if (path === 'properties.desired' && Object.hasOwn(content[path] as Json, '__proto__')) throw new HubError(400004, `content.${name}["properties.desired"]: the property name __proto__ is not supported`)
     // the names below properties.desired become nested objects when applied: checked now (no __proto__, not too deep)
     checkPropertyPath('desired', path.split('.').slice(2))
   }

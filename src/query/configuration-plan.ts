@@ -31,8 +31,9 @@ export interface ConfigurationPlanRequest {
   /** resume after this twin (its key, `d` or `d/m`) */
   after?: string
   maxChanges: number
-  /** a page also ends after this many twins, so one task never holds the worker for a whole fleet */
+  /** a page also ends after this many twins, or after this long, so one task never holds the worker for long */
   maxScanned: number
+  maxMs?: number
 }
 
 export type Statuses = Record<string, { status: 'Applied' | 'Targeted' }>
@@ -85,9 +86,11 @@ export function planConfigurations(request: ConfigurationPlanRequest, twins: Ite
   for (const c of configs) { plan.targeted[c.id] = 0; plan.applied[c.id] = 0 }
   for (const m of metrics) plan.metrics[m.key] = 0
   let scanned = 0
+  const deadline = request.maxMs === undefined ? Infinity : performance.now() + request.maxMs
   for (const { key, twin } of twins) {
     const doc = twin as Value
-    const last = ++scanned >= request.maxScanned
+    // the clock is read every 16 twins: heavy conditions end a page by time, light ones by count
+    const last = ++scanned >= request.maxScanned || ((scanned & 15) === 0 && performance.now() > deadline)
     let winner: (typeof configs)[number] | undefined
     const targeting: typeof configs = []
     for (const c of configs) {
