@@ -7,6 +7,7 @@ import { createHash, X509Certificate } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Client as DeviceClient, Message } from 'azure-iot-device'
 import { Mqtt } from 'azure-iot-device-mqtt'
+import { Amqp } from 'azure-iot-device-amqp'
 import { Registry } from 'azure-iothub'
 import { issueDeviceCertificate, type KeyAndCert } from '../src/tls/local-pki.js'
 import { startTestHub, type TestHub } from './helpers/test-hub.js'
@@ -18,15 +19,15 @@ let registry: Registry
 const logRecords: Record<string, unknown>[] = []
 beforeAll(async () => {
   if (!process.env.NODE_EXTRA_CA_CERTS) throw new Error('run through `npm test`: the SDKs need NODE_EXTRA_CA_CERTS set at process start')
-  t = await startTestHub({ mqttPort: 8883, httpsPort: 443, mqttTcpPort: null, amqpPort: null }, { logRecords })
+  t = await startTestHub({ mqttPort: 8883, httpsPort: 443, mqttTcpPort: null, amqpPort: 5671 }, { logRecords })
   registry = Registry.fromConnectionString(`HostName=localhost;SharedAccessKeyName=iothubowner;SharedAccessKey=${t.policyKey('iothubowner')}`)
 })
 afterAll(async () => { await t?.stop() })
 
 const thumbprint = (c: KeyAndCert, alg: 'sha1' | 'sha256') => createHash(alg).update(new X509Certificate(c.certPem).raw).digest('hex').toUpperCase()
 
-async function x509Client(deviceId: string, cert: KeyAndCert): Promise<DeviceClient> {
-  const client = DeviceClient.fromConnectionString(`HostName=localhost;DeviceId=${deviceId};x509=true`, Mqtt)
+async function x509Client(deviceId: string, cert: KeyAndCert, transport: typeof Mqtt | typeof Amqp = Mqtt): Promise<DeviceClient> {
+  const client = DeviceClient.fromConnectionString(`HostName=localhost;DeviceId=${deviceId};x509=true`, transport)
   await client.setOptions({ cert: cert.certPem, key: cert.keyPem })
   return client
 }
@@ -75,5 +76,28 @@ describe('X.509 self-signed devices over Mqtt', () => {
     const bare = await MqttTestClient.connect({ port: t.hub.ports.mqtt!, tls: { ca: t.ca }, clientId: 'x509-strict' })
     expect(bare.connack.returnCode).toBe(5)
     expect(logRecords.filter((r) => r.msg === 'connection closed').at(-1)?.reason).toBe('connection refused: no SAS token and no client certificate')
+  }, 30_000)
+})
+
+describe('X.509 self-signed devices over Amqp', () => {
+  it('send telemetry and receive C2D with the certificate alone (no put-token); a stranger\'s certificate is refused', async () => {
+    const cert = issueDeviceCertificate('x509-amqp')
+    await registry.create({ deviceId: 'x509-amqp', authentication: { x509Thumbprint: { primaryThumbprint: thumbprint(cert, 'sha256') } } })
+    const client = await x509Client('x509-amqp', cert, Amqp)
+    const received = new Promise<Message>((resolve) => client.on('message', (msg: Message) => { void client.complete(msg, () => {}); resolve(msg) }))
+    await client.open()
+    const m = new Message('over amqp by certificate')
+    m.messageId = 'x509-amqp-1'
+    await client.sendEvent(m)
+    expect((await t.rest('POST', '/devices/x509-amqp/messages/deviceBound', { raw: 'c2d', headers: { 'iothub-messageid': 'c2d-x509-amqp' } })).status).toBe(200)
+    expect((await received).messageId).toBe('c2d-x509-amqp')
+    await client.close()
+    const events = await waitForEvents(t, 'x509-amqp', 1)
+    expect(events.map((e) => [e.systemProperties['message-id'], JSON.parse(e.systemProperties['iothub-connection-auth-method']!).type])).toEqual([['x509-amqp-1', 'x509Certificate']])
+
+    const stranger = await x509Client('x509-amqp', issueDeviceCertificate('x509-amqp'), Amqp)
+    const refused = await stranger.open().then(() => stranger.sendEvent(new Message('no'))).then(() => undefined, (e: Error) => e)
+    await stranger.close().catch(() => {})
+    expect(refused?.constructor.name).toBe('UnauthorizedError')
   }, 30_000)
 })

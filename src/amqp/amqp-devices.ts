@@ -4,6 +4,9 @@
 // once (the device shows as connected, and a newer connection of the device, MQTT or AMQP, takes
 // over); a DeviceConnect policy token for the whole hub opens one when a link of a device attaches.
 import type rhea from 'rhea'
+import type { X509Certificate } from 'node:crypto'
+import { DeviceAuthError } from '../auth/authenticator.js'
+import { CLOCK_SKEW_SECONDS } from '../auth/sas-token.js'
 import type { DeviceIdentity } from '../auth/authenticator.js'
 import type { DeviceEdge } from '../edge/device-edge.js'
 import type { Logger } from '../log.js'
@@ -24,6 +27,10 @@ export interface DeviceConnectionPort {
   readonly grants: ConnectionGrants
   /** the connection broke a rule (a transfer without credit): it is closed */
   violation(kind: 'transfer-without-credit' | 'deliveries-unsettled'): void
+  /** the client certificate of the TLS handshake, if any (X.509 devices put no token) */
+  peerCertificate(): X509Certificate | undefined
+  /** a device link was authorised by that certificate: the connection is authenticated */
+  certificateAccepted(): void
 }
 
 class ConnectionDevices implements AmqpDeviceHost {
@@ -88,6 +95,9 @@ export class AmqpDevices {
       }
     }
     const what = parsed.moduleId === undefined ? `device ${parsed.deviceId}` : `module ${parsed.moduleId} of device ${parsed.deviceId}`
+    // no token for it, but a client certificate: an X.509 device (or module) authenticates by it
+    const cert = found ? undefined : devices.port.peerCertificate()
+    if (cert) found = this.byCertificate(devices, cert, parsed.deviceId, parsed.moduleId, under(parsed.deviceId, parsed.moduleId))
     if (!found) {
       // a DeviceConnect policy for an identity that does not exist: not found, as Azure answers
       const policy = devices.port.grants.grantFor(under(parsed.deviceId, parsed.moduleId), DEVICE_LINK_RIGHTS[kind])
@@ -103,6 +113,20 @@ export class AmqpDevices {
     this.linkSessions.set(link, session)
     session.attach(kind, link)
     return under(found.deviceId, found.moduleId)
+  }
+
+  private byCertificate(devices: ConnectionDevices, cert: X509Certificate, deviceId: string, moduleId: string | undefined, address: string): { deviceId: string; moduleId: string | undefined; grant: Grant } {
+    let identity: DeviceIdentity
+    try {
+      identity = this.edge.authenticator.authenticateX509(cert, deviceId, moduleId)
+    } catch (e) {
+      if (e instanceof DeviceAuthError) throw new AmqpError(e.failure === 'not-found' ? 'amqp:not-found' : 'amqp:unauthorized-access', e.message)
+      throw e
+    }
+    const grant: Grant = { path: address.split('/').filter(Boolean), expiry: identity.expiry + CLOCK_SKEW_SECONDS, rights: ['DeviceConnect'], device: identity }
+    devices.port.grants.add(grant)
+    devices.port.certificateAccepted()
+    return { deviceId, moduleId, grant }
   }
 
   private checkStillValid(identity: DeviceIdentity, what: string): void {

@@ -5,7 +5,7 @@
 // connection gate (handshake deadline, per-address bounds) and then the frame guard (frame size,
 // bytes before a token); after that it is held to the deadlines and counts in amqp-limits.ts.
 import type { AddressInfo } from 'node:net'
-import type tls from 'node:tls'
+import tls from 'node:tls'
 import rhea from 'rhea'
 import type { Authenticator } from '../auth/authenticator.js'
 import type { Right } from '../auth/policies.js'
@@ -142,7 +142,8 @@ export class AmqpServer {
 
   listen(): Promise<number> {
     return new Promise((resolve, reject) => {
-      const server = this.gate.createServer({ key: this.o.key, cert: this.o.cert }, (socket, ticket) => this.accept(socket, ticket))
+      // a client certificate is asked for and checked by the hub when a device link attaches (X.509 devices)
+      const server = this.gate.createServer({ key: this.o.key, cert: this.o.cert, requestCert: true, rejectUnauthorized: false }, (socket, ticket) => this.accept(socket, ticket))
       this.server = server
       server.once('error', reject)
       server.listen({ host: this.o.host, port: this.o.port }, () => {
@@ -220,6 +221,8 @@ export class AmqpServer {
     this.o.devices.connected(conn, {
       transportKind: socket.remotePort === undefined ? 'amqpwss' : 'amqps', guard, budget, grants: s.grants,
       violation: (kind) => this.drop(conn, kind),
+      peerCertificate: () => (socket instanceof tls.TLSSocket ? socket.getPeerX509Certificate() : undefined),
+      certificateAccepted: () => this.authenticated(conn),
     })
     limitIncomingTransfers(conn, L.maxMessageBytes)
     ignoreLateSessionFrames(conn, (kind) => this.o.log.debug('amqp frame for an ended session dropped', { peer, kind }))
