@@ -240,3 +240,26 @@ describe('before the connection is authenticated', () => {
     edge.closeAll('test over')
   })
 })
+
+describe('a credential valid for longer than a timer can wait', () => {
+  it('keeps the connection past 24.8 days and closes it when the credential ends, naming it', () => {
+    // timeouts and the clock only: the edge's once-a-second sweep stays on real time and does not run
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] })
+    const sent: unknown[][] = []
+    const shards = { send: (_s: number, op: unknown[]) => { sent.push(op) }, shardFor: () => 0 } as unknown as ShardPool
+    const days = 60
+    const auth = { authenticateDevice: (_p: string, deviceId: string) => ({
+      device: { deviceId, generationId: 'g' }, authMethod: '{"scope":"device","type":"x509Certificate"}', expiry: Date.now() / 1000 + days * 86_400 - 300,
+    }) } as unknown as Authenticator
+    const edge = new DeviceEdge(auth, shards, createLogger('silent'))
+    const { conn } = connected(edge)
+    let reason = ''
+    const close = conn.close.bind(conn)
+    conn.close = (r: string, f?: Record<string, unknown>, g?: boolean) => { reason ||= r; close(r, f, g) }
+    vi.advanceTimersByTime((days - 1) * 86_400_000)
+    expect(conn.state).toBe('connected')
+    vi.advanceTimersByTime(2 * 86_400_000)
+    expect([conn.state, reason]).toEqual(['closed', 'client certificate expired'])
+    edge.closeAll('test over')
+  })
+})

@@ -112,7 +112,10 @@ export class Authenticator {
     const what = moduleId === undefined ? 'device' : 'module'
     if (auth.type === 'certificateAuthority') throw new DeviceAuthError('unauthorized', `CA-signed X.509 ${what}s are not supported yet (see "Not yet" in the README)`)
     if (auth.type !== 'selfSigned') throw new DeviceAuthError('unauthorized', `the ${what} does not use X.509: a client certificate is not its credential`)
-    if (Date.parse(cert.validFrom) > nowMs || Date.parse(cert.validTo) < nowMs) throw new DeviceAuthError('unauthorized', 'the client certificate is expired or not yet valid')
+    const from = Date.parse(cert.validFrom)
+    const to = Date.parse(cert.validTo)
+    // a date that does not parse fails closed
+    if (!(from <= nowMs && nowMs <= to)) throw new DeviceAuthError('unauthorized', 'the client certificate is expired or not yet valid')
     const sha1 = createHash('sha1').update(cert.raw).digest('hex').toUpperCase()
     const sha256 = createHash('sha256').update(cert.raw).digest('hex').toUpperCase()
     const registered = [auth.x509Thumbprint.primaryThumbprint, auth.x509Thumbprint.secondaryThumbprint]

@@ -422,10 +422,17 @@ export class DeviceConnection implements FrameHandler, EdgeConnection {
     this.clean = p.clean !== false
     // IoT Hub drops a connection after 1.5 × keep-alive of silence, capped at 1767 s
     this.keepAliveMs = p.keepalive ? Math.min(p.keepalive * 1500, 1_767_000) : 0
-    const msToExpiry = (identity.expiry + 300) * 1000 - Date.now()
-    this.expiryTimer = setTimeout(() => this.close('SAS token expired'), Math.min(msToExpiry, 2 ** 31 - 1))
-    this.expiryTimer.unref()
+    this.armExpiry((identity.expiry + 300) * 1000, identity.authMethod.includes('"x509Certificate"') ? 'client certificate expired' : 'SAS token expired')
     this.edge.openSession(this)
+  }
+
+  /** Closes the connection when its credential expires; a timer cannot wait past ~24.8 days, so a long one is re-armed. */
+  private armExpiry(atMs: number, reason: string): void {
+    this.expiryTimer = setTimeout(() => {
+      if (Date.now() >= atMs) this.close(reason)
+      else this.armExpiry(atMs, reason)
+    }, Math.min(Math.max(0, atMs - Date.now()), 2 ** 31 - 1))
+    this.expiryTimer.unref()
   }
 
   /** The shard answered the session open: the connection is live (or the session could not be stored). */
