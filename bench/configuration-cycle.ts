@@ -49,7 +49,8 @@ function call(method: string, path: string, body?: unknown): Promise<{ status: n
 async function probe(until: Promise<unknown>): Promise<number[]> {
   const lat: number[] = []
   let done = false
-  void until.finally(() => { done = true })
+  // the caller awaits `until` itself; this only watches it (a rejection ends the probe too)
+  until.then(() => { done = true }, () => { done = true })
   const deadline = Date.now() + CYCLE_TIMEOUT_MS
   while (!done && Date.now() < deadline) {
     lat.push((await call('GET', '/devices/cfg-000001?api-version=2021-04-12')).ms)

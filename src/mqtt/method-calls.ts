@@ -3,6 +3,7 @@
 // its methods link) and completes when the device answers with the same rid, or fails with 404103 when the
 // device is not online (after connectTimeout) and 504101 when it does not answer in time.
 import { HubError } from '../rest/hub-error.js'
+import { splitIdentityKey } from '../shard-protocol.js'
 import { jsonDeeperThan, MAX_JSON_DEPTH } from '../json-depth.js'
 
 export const MAX_METHOD_PAYLOAD_BYTES = 128 * 1024
@@ -48,8 +49,8 @@ export class MethodCalls {
       }
     }
     // deviceId is a device's id or a module's `{device}/{module}` key
-    const slash = deviceId.indexOf('/')
-    const whom = slash < 0 ? `device ${deviceId}` : `module ${deviceId.slice(slash + 1)} of device ${deviceId.slice(0, slash)}`
+    const identity = splitIdentityKey(deviceId)
+    const whom = identity.moduleId === undefined ? `device ${deviceId}` : `module ${identity.moduleId} of device ${identity.deviceId}`
     const who = whom[0]!.toUpperCase() + whom.slice(1)
     if (!conn) throw new HubError(404103, `${who} is not online, or not subscribed to direct methods`)
     const count = this.perDevice.get(deviceId) ?? 0

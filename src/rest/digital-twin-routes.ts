@@ -12,12 +12,12 @@ import type { ShardPool } from '../shard-pool.js'
 import { moduleKey } from '../shard-protocol.js'
 import { HubError } from './hub-error.js'
 import type { RestRequest, Route } from './http-server.js'
-import type { RouteLimits } from './route-limits.js'
+import { methodLimits, twinReadLimits, twinUpdateLimits } from './route-limits.js'
 import type { TwinCore } from './twin-routes.js'
 
-const TWIN_READ: RouteLimits = { throttle: 'twinReads', meter: { op: 'twinReads', bytes: 'response' }, standardOnly: 'digital twins' }
-const TWIN_UPDATE: RouteLimits = { throttle: 'twinUpdates', meter: { op: 'twinUpdates', bytes: 'request' }, standardOnly: 'digital twins' }
-const COMMANDS: RouteLimits = { throttle: 'methodKB', cost: (req) => 4 * Math.max(1, Math.ceil(req.body.length / 4096)), meter: { op: 'methods', bytes: 'both' }, standardOnly: 'digital twin commands' }
+const TWIN_READ = twinReadLimits('digital twins')
+const TWIN_UPDATE = twinUpdateLimits('digital twins')
+const COMMANDS = methodLimits('digital twin commands')
 const TWIN = /^\/digitaltwins\/([^/]+)\/?$/
 // a command name is a method name (method-routes.ts); a component name is a property name
 const NAME = /^[!#%&'*+\-.0-9A-Z^_`a-z|~]{1,128}$/

@@ -7,7 +7,7 @@ import type { ModuleRegistry } from '../registry/module-registry.js'
 import { moduleKey } from '../shard-protocol.js'
 import { HubError } from './hub-error.js'
 import type { Route } from './http-server.js'
-import type { RouteLimits } from './route-limits.js'
+import { methodLimits } from './route-limits.js'
 
 // US-ASCII printable without $ ( ) < > @ , ; : \ " / [ ] ? = { } space and tab
 const METHOD_NAME = /^[!#%&'*+\-.0-9A-Z^_`a-z|~]{1,128}$/
@@ -32,8 +32,7 @@ function methodCall(body: unknown): { methodName: string; responseTimeoutMs: num
   return { methodName: b.methodName, responseTimeoutMs: responseTimeout * 1000, connectTimeoutMs: connectTimeout * 1000, payload }
 }
 
-// the methods throttle meters KB on a 4 KB meter: a call of up to 4 KB costs 4
-const METHOD_LIMITS: RouteLimits = { throttle: 'methodKB', cost: (req) => 4 * Math.max(1, Math.ceil(req.body.length / 4096)), meter: { op: 'methods', bytes: 'both' }, standardOnly: 'direct methods' }
+const METHOD_LIMITS = methodLimits('direct methods')
 
 export function methodRoutes(registry: DeviceRegistry, edge: DeviceEdge, modules: ModuleRegistry): Route[] {
   return [{

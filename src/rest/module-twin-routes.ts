@@ -5,8 +5,8 @@ import type { PresenceView } from '../registry/device-registry.js'
 import { moduleIdentityJson, type ModuleRecord, type ModuleRegistry } from '../registry/module-registry.js'
 import type { ShardPool } from '../shard-pool.js'
 import type { RestRequest, Route } from './http-server.js'
-import type { TwinCore } from './twin-routes.js'
-import type { RouteLimits } from './route-limits.js'
+import { twinContent, type TwinCore } from './twin-routes.js'
+import { twinReadLimits, twinUpdateLimits } from './route-limits.js'
 
 
 const MODULE_TWIN = /^\/twins\/([^/]+)\/modules\/([^/]+)\/?$/
@@ -27,14 +27,12 @@ export function moduleTwinJson(m: ModuleRecord, core: TwinCore, presence?: Prese
     x509Thumbprint: m.authentication.x509Thumbprint,
     modelId: '',
     version: core.version,
-    ...(Object.keys(core.tags).length > 0 ? { tags: core.tags } : {}),
-    properties: core.properties,
-    ...(core.configurations ? { configurations: core.configurations } : {}),
+    ...twinContent(core),
   }
 }
 
-const TWIN_READ: RouteLimits = { throttle: 'twinReads', meter: { op: 'twinReads', bytes: 'response' }, standardOnly: 'module twins' }
-const TWIN_UPDATE: RouteLimits = { throttle: 'twinUpdates', meter: { op: 'twinUpdates', bytes: 'request' }, standardOnly: 'module twins' }
+const TWIN_READ = twinReadLimits('module twins')
+const TWIN_UPDATE = twinUpdateLimits('module twins')
 
 export function moduleTwinRoutes(modules: ModuleRegistry, shards: ShardPool): Route[] {
   const reply = (m: ModuleRecord, core: TwinCore) => ({ status: 200, body: moduleTwinJson(m, core, modules.presence), headers: { ETag: `"${core.etag}"` } })

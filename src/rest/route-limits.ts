@@ -18,6 +18,14 @@ export interface RouteLimits {
   standardOnly?: string
 }
 
+/** A twin read or update, on a Standard-only feature named for the 403010 message. */
+export const twinReadLimits = (feature: string): RouteLimits => ({ throttle: 'twinReads', meter: { op: 'twinReads', bytes: 'response' }, standardOnly: feature })
+export const twinUpdateLimits = (feature: string): RouteLimits => ({ throttle: 'twinUpdates', meter: { op: 'twinUpdates', bytes: 'request' }, standardOnly: feature })
+/** A direct method call: the methods throttle meters KB on a 4 KB meter, so a call of up to 4 KB costs 4. */
+export const methodLimits = (feature: string): RouteLimits => ({
+  throttle: 'methodKB', cost: (req) => 4 * Math.max(1, Math.ceil(req.body.length / 4096)), meter: { op: 'methods', bytes: 'both' }, standardOnly: feature,
+})
+
 function bodyBytes(body: unknown): number {
   if (body === undefined) return 0
   return Buffer.byteLength(typeof body === 'string' ? body : JSON.stringify(body))

@@ -4,7 +4,7 @@ import { scopeJson, type DeviceRecord, type DeviceRegistry } from '../registry/d
 import type { ShardPool } from '../shard-pool.js'
 import { HubError } from './hub-error.js'
 import type { Route, RestRequest } from './http-server.js'
-import type { RouteLimits } from './route-limits.js'
+import { twinReadLimits, twinUpdateLimits } from './route-limits.js'
 
 /** What a shard answers for a twin (shards/twin-store.ts), as the routes read it. */
 export interface TwinCore { etag: string; version: number; tags: Record<string, unknown>; properties: { desired: unknown; reported: unknown }; configurations?: unknown }
@@ -30,15 +30,21 @@ export function twinJson(registry: Pick<DeviceRegistry, 'toJson'>, d: DeviceReco
     version: core.version,
     capabilities: d.capabilities,
     ...scopeJson(d),
-    // Azure leaves tags out of a twin that has none
+    ...twinContent(core),
+  }
+}
+
+/** What a device's and a module's twin end with: tags (left out when there are none, as Azure does), properties, configurations. */
+export function twinContent(core: TwinCore): Record<string, unknown> {
+  return {
     ...(Object.keys(core.tags).length > 0 ? { tags: core.tags } : {}),
     properties: core.properties,
     ...(core.configurations ? { configurations: core.configurations } : {}),
   }
 }
 
-const TWIN_READ: RouteLimits = { throttle: 'twinReads', meter: { op: 'twinReads', bytes: 'response' }, standardOnly: 'device twins' }
-const TWIN_UPDATE: RouteLimits = { throttle: 'twinUpdates', meter: { op: 'twinUpdates', bytes: 'request' }, standardOnly: 'device twins' }
+const TWIN_READ = twinReadLimits('device twins')
+const TWIN_UPDATE = twinUpdateLimits('device twins')
 
 export function twinRoutes(registry: DeviceRegistry, shards: ShardPool): Route[] {
   const device = (req: RestRequest) => {
