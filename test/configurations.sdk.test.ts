@@ -111,5 +111,15 @@ describe('automatic device configurations', () => {
     await registry.applyConfigurationContentOnDevice('cfg-edge', { modulesContent: { $edgeAgent: { 'properties.desired': { schemaVersion: '1.1', modules: {} } } } })
     expect((await registry.getModuleTwin('cfg-edge', '$edgeAgent')).responseBody.properties.desired).toMatchObject({ schemaVersion: '1.1' })
     await expect(registry.applyConfigurationContentOnDevice('cfg-mod-dev', { modulesContent: {} })).rejects.toMatchObject({ responseBody: expect.stringContaining('not an IoT Edge device') })
+    // a deployment through the cycle: the winning edge deployment writes the modules the device has
+    await registry.addModule({ deviceId: 'cfg-edge', moduleId: '$edgeHub' })
+    await registry.updateTwin('cfg-edge', { tags: { ring: 'edge' } }, '*')
+    await registry.addConfiguration(config('cfg-deploy', {
+      content: { modulesContent: { $edgeHub: { 'properties.desired': { routes: { all: 'FROM /* INTO $upstream' } } }, $absent: { 'properties.desired': { x: 1 } } } },
+      targetCondition: "tags.ring='edge'",
+    }))
+    const hub = await until(async () => (await registry.getModuleTwin('cfg-edge', '$edgeHub')).responseBody.properties.desired, (d) => d.routes !== undefined)
+    expect(hub.routes).toEqual({ all: 'FROM /* INTO $upstream' })
+    expect((await twinOf('cfg-edge')).configurations).toEqual({ 'cfg-deploy': { status: 'Applied' } })
   }, 30_000)
 })

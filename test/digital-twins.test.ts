@@ -34,3 +34,19 @@ describe('digital twin patches from a hostile caller', () => {
     expect((await t.rest('GET', dt('dt-hostile'))).status).toBe(200)
   })
 })
+
+describe('a module\'s digital twin', () => {
+  it('is read and written as {device}~{module}; an unknown module is 404 ModuleNotFound', async () => {
+    await t.createDevice('dt-mod-dev')
+    expect((await t.rest('PUT', '/devices/dt-mod-dev/modules/sensor?api-version=2021-04-12', { body: {} })).status).toBe(200)
+    const patched = await t.rest('PATCH', dt('dt-mod-dev~sensor'), { body: [{ op: 'add', path: '/interval', value: 5 }] })
+    expect(patched.status).toBe(202)
+    const got = await t.rest('GET', dt('dt-mod-dev~sensor'))
+    expect([got.status, got.body.$dtId, got.body.$metadata.interval.desiredValue]).toEqual([200, 'dt-mod-dev~sensor', 5])
+    const moduleTwin = await t.rest('GET', '/twins/dt-mod-dev/modules/sensor?api-version=2021-04-12')
+    expect(moduleTwin.body.properties.desired.interval).toBe(5)
+    expect((await t.rest('GET', '/twins/dt-mod-dev?api-version=2021-04-12')).body.properties.desired.interval).toBeUndefined()
+    const missing = await t.rest('GET', dt('dt-mod-dev~nobody'))
+    expect([missing.status, missing.headers['iothub-errorcode']]).toEqual([404, 'ModuleNotFound'])
+  })
+})
