@@ -7,6 +7,8 @@ import uWS from './uws-native.js'
 import type { us_listen_socket } from 'uWebSockets.js'
 import { Authenticator } from './auth/authenticator.js'
 import { createDefaultPolicies, type AccessPolicy } from './auth/policies.js'
+import { PolicyRegistry } from './auth/policy-registry.js'
+import { policyRoutes } from './rest/policy-routes.js'
 import { portHint, type HubConfig } from './config.js'
 import { BuiltInEndpoint } from './events/built-in-endpoint.js'
 import { EventStream } from './events/event-stream.js'
@@ -64,7 +66,9 @@ import { prepareDataDir, protectStoreFiles } from './store/data-dir-permissions.
 
 export interface RunningHub {
   config: HubConfig
-  policies: AccessPolicy[]
+  /** the policies as they are now */
+  readonly policies: AccessPolicy[]
+  policyRegistry: PolicyRegistry
   caCertFile: string
   ports: { mqtt: number; https: number; mqttTcp: number | null; amqp: number | null }
   /** the Event Hubs entity (EntityPath) of the built-in endpoint */
@@ -114,7 +118,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
     throw new StartupError(`partitions: this data directory was created with ${storedPartitions} partitions; the count cannot change (got ${config.partitions})`)
   }
   if (storedPartitions === undefined) await store.meta.put('partitions', config.partitions)
-  const policies = await loadPolicies(store)
+  const policies = new PolicyRegistry(await loadPolicies(store), (all) => store.meta.put('policies', all).then(() => {}))
   const tlsNames = [...new Set([config.hostName.replace(/:\d+$/, ''), 'localhost', '127.0.0.1', ...config.tlsNames])]
   const pki = ensureLocalPki(join(config.dataDir, 'tls'), tlsNames)
   if (pki.created) log.info('issued TLS certificates', { caCertFile: pki.caCertFile, names: tlsNames })
@@ -247,8 +251,14 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
     ...registryRoutes(registry, edge), ...moduleRoutes(modules), ...moduleTwinRoutes(modules, shards), ...eventsRoutes(endpoint), ...twinRoutes(registry, shards), ...methodRoutes(registry, edge, modules),
     ...c2dRoutes(registry, shards, feedback, eventHubName), ...routingRoutes(routing), ...endpointLogRoutes((name) => routing.logEndpoint(name)),
     ...queryRoutes(queries), ...configurationRoutes(configurations, configurationApplier, registry),
-    ...digitalTwinRoutes(registry, modules, shards, edge), ...notYetRoutes(),
+    ...digitalTwinRoutes(registry, modules, shards, edge), ...policyRoutes(policies), ...notYetRoutes(),
   ]
+  // a changed or deleted policy ends the connections whose token it no longer signs
+  policies.onChange(() => {
+    edge.policiesChanged()
+    amqpServer.policiesChanged()
+    stream.policiesChanged()
+  })
   const httpDevices = new HttpDevices(edge, shards)
   routes.push(...tierRoutes(throttles), ...faultRoutes(throttles.faults, edge), ...deviceHttpRoutes(httpDevices), ...deviceC2dRoutes(shards, throttles, log), ...fileUploadRoutes(fileUploads, fileNotifications, eventHubName))
   const metrics = new HubMetrics({
@@ -316,7 +326,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
     else openForStorage(routing.current)
     started = true
     log.info('hub started', { hostName: config.hostName, mqtt, https, mqttTcp, amqp, shards: config.shards, partitions: config.partitions })
-    return { config, policies, caCertFile: pki.caCertFile, ports: { mqtt, https, mqttTcp, amqp }, eventHubName, registry, edge, routes, throttles, blobStore, stop }
+    return { config, get policies() { return policies.list() }, policyRegistry: policies, caCertFile: pki.caCertFile, ports: { mqtt, https, mqttTcp, amqp }, eventHubName, registry, edge, routes, throttles, blobStore, stop }
   } catch (e) {
     await stop()
     throw e

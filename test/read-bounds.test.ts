@@ -131,7 +131,7 @@ describe('readers catching up', () => {
       const stream = new EventStream(new BuiltInEndpoint(store, 1), () => {})
       // sockets that never fill: fast readers on loopback
       const readers = Array.from({ length: 3 }, () => {
-        const reader: Reader = { positions: new Map([[0, 0]]), closed: false, expiresAt: Infinity, turn: 0 }
+        const reader: Reader = { positions: new Map([[0, 0]]), closed: false, expiresAt: Infinity, turn: 0, held: { keyName: 'service', token: '' } }
         const frames: string[] = []
         const ws = { getUserData: () => reader, getBufferedAmount: () => 0, send: (f: string) => { frames.push(f); return 1 as const } }
         return { reader, frames, ws }

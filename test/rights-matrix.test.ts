@@ -107,6 +107,12 @@ const EXPECTED: { method: string; path: string; needs: Needs }[] = [
   { method: 'patch', path: '/digitaltwins/rm-dev', needs: 'ServiceConnect' },
   { method: 'post', path: '/digitaltwins/rm-dev/commands/reboot', needs: 'ServiceConnect' },
   { method: 'post', path: '/digitaltwins/rm-dev/components/c1/commands/reboot', needs: 'ServiceConnect' },
+  // shared access policies show keys: the owner's alone (issue 17)
+  { method: 'get', path: '/hyperhub/policies', needs: 'ControlPlane' },
+  { method: 'get', path: '/hyperhub/policies/nosuchpolicy', needs: 'ControlPlane' },
+  { method: 'put', path: '/hyperhub/policies/rm-policy', needs: 'ControlPlane' },
+  { method: 'post', path: '/hyperhub/policies/nosuchpolicy/regenerateKey', needs: 'ControlPlane' },
+  { method: 'delete', path: '/hyperhub/policies/nosuchpolicy', needs: 'ControlPlane' },
   { method: 'any', path: '/jobs/v2/j1', needs: 'None' },
   { method: 'post', path: '/devices', needs: 'None' },
 ]

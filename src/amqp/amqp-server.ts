@@ -59,7 +59,7 @@ const MANAGEMENT_CREDIT = 8
 const C2D_SEND_CREDIT = 100
 
 /** Why the hub ended a connection itself. */
-export type DropReason = FrameViolation | 'open-timeout' | 'cbs-timeout' | 'output-stalled' | 'internal-error' | 'transfer-without-credit' | 'deliveries-unsettled'
+export type DropReason = FrameViolation | 'open-timeout' | 'cbs-timeout' | 'output-stalled' | 'internal-error' | 'transfer-without-credit' | 'deliveries-unsettled' | 'credential-revoked'
 
 /** rhea's view of a connection's sessions and their links, which its typings leave out. */
 interface SessionMap { local_channel_map: Record<string, { links: Record<string, rhea.link> }> }
@@ -255,6 +255,7 @@ export class AmqpServer {
       case 'cbs-timeout': return { condition: 'amqp:unauthorized-access', description: `no valid token was put on $cbs within ${L.cbsTimeoutMs / 1000} s` }
       case 'internal-error': return { condition: 'amqp:internal-error', description: 'internal error' }
       case 'transfer-without-credit': return { condition: 'amqp:link:transfer-limit-exceeded', description: 'a transfer arrived on a link the hub had given no credit' }
+      case 'credential-revoked': return { condition: 'amqp:unauthorized-access', description: 'the shared access policy key that signed a token on this connection was revoked' }
       case 'deliveries-unsettled': return { condition: 'amqp:resource-limit-exceeded', description: 'a session left nearly 2,048 deliveries of the hub unsettled' }
       // no AMQP open to answer, or a peer that does not read what we write
       case 'open-timeout':
@@ -316,6 +317,15 @@ export class AmqpServer {
     const s = this.connState(conn)
     if (!s.grants.allows(address, right)) throw new AmqpError('amqp:unauthorized-access', `Unauthorized access to '${address}': put a token with ${right} on $cbs first.`)
     s.granted.set(link, { address, right })
+  }
+
+  /** A shared access policy changed: a connection holding a token that policy no longer signs is closed. */
+  policiesChanged(): void {
+    for (const conn of [...this.connections]) {
+      const s = this.state.get(conn)
+      if (!s || s.grants.stillHeld(this.o.auth)) continue
+      this.drop(conn, 'credential-revoked')
+    }
   }
 
   /** As Azure does: a link whose token expired, and was not renewed on $cbs, is closed. */

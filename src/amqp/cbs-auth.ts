@@ -3,7 +3,7 @@
 // conventions reach this endpoint: IoT Hub clients HMAC with the base64-decoded key, Event Hubs
 // clients with the key string's UTF-8 bytes; both are accepted.
 import { createHmac, timingSafeEqual } from 'node:crypto'
-import { DeviceAuthError, type Authenticator, type DeviceIdentity } from '../auth/authenticator.js'
+import { DeviceAuthError, type Authenticator, type DeviceIdentity, type PolicyToken } from '../auth/authenticator.js'
 import { hasRight, type Right } from '../auth/policies.js'
 import { parseSasToken, splitResource, CLOCK_SKEW_SECONDS, TokenError } from '../auth/sas-token.js'
 
@@ -13,6 +13,8 @@ export interface Grant {
   rights: Right[]
   /** a device's own token (or a policy token for one device): who it is */
   device?: DeviceIdentity
+  /** a service token: the policy that signed it, checked again when policies change */
+  policyToken?: PolicyToken
 }
 
 /** An audience or address as host (port dropped) and path segments; scheme ignored. */
@@ -74,11 +76,11 @@ export class CbsAuthority {
     const policy = t.keyName ? this.auth.policy(t.keyName) : undefined
     if (!policy) throw new TokenError('unknown policy', 'scope')
     const given = Buffer.from(t.signature, 'base64')
-    const ok = [policy.primaryKey, policy.secondaryKey].some((k) =>
-      signatureMatches(Buffer.from(k, 'base64'), t.rawResource, t.rawExpiry, given) || signatureMatches(Buffer.from(k, 'utf8'), t.rawResource, t.rawExpiry, given))
-    if (!ok) throw new TokenError('signature does not match', 'signature')
+    const keys = [policy.primaryKey, policy.secondaryKey]
+    const base64Key = keys.some((k) => signatureMatches(Buffer.from(k, 'base64'), t.rawResource, t.rawExpiry, given))
+    if (!base64Key && !keys.some((k) => signatureMatches(Buffer.from(k, 'utf8'), t.rawResource, t.rawExpiry, given))) throw new TokenError('signature does not match', 'signature')
     const rights = (['RegistryRead', 'RegistryWrite', 'ServiceConnect', 'DeviceConnect'] as Right[]).filter((r) => hasRight(policy, r))
-    return { path: aud.path, expiry: t.expiry + CLOCK_SKEW_SECONDS, rights }
+    return { path: aud.path, expiry: t.expiry + CLOCK_SKEW_SECONDS, rights, policyToken: { keyName: policy.keyName, token, ...(base64Key ? {} : { utf8Key: true }) } }
   }
 }
 
@@ -97,6 +99,14 @@ export class ConnectionGrants {
     this.grants = this.grants.filter((a) => a.expiry >= nowSeconds && !same(a))
     if (this.grants.length >= MAX_GRANTS_PER_CONNECTION) throw new TokenError(`a connection holds at most ${MAX_GRANTS_PER_CONNECTION} tokens`, 'scope')
     this.grants.push(g)
+  }
+
+  /** Whether every policy token among the grants is still signed by its policy's keys and carries the rights it granted. */
+  stillHeld(auth: Authenticator): boolean {
+    return this.grants.every((g) => {
+      const held = g.policyToken ?? g.device?.policyToken
+      return !held || g.rights.every((r) => auth.stillHolds(held, r))
+    })
   }
 
   /** Whether a live grant whose path is a segment-wise prefix of a link address (a path, no host) carries `right`. */

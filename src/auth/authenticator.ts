@@ -3,9 +3,10 @@
 import type { DeviceRecord, DeviceRegistry } from '../registry/device-registry.js'
 import type { ModuleRecord } from '../registry/module-registry.js'
 import type { X509Certificate } from 'node:crypto'
-import { createHash } from 'node:crypto'
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto'
 import { HubError } from '../rest/hub-error.js'
-import { hasRight, OWNER_POLICY, type AccessPolicy, type Permission } from './policies.js'
+import { hasRight, OWNER_POLICY, type AccessPolicy, type Permission, type Right } from './policies.js'
+import { PolicyRegistry } from './policy-registry.js'
 import { parseSasToken, splitResource, verifySasToken, TokenError, type SasToken } from './sas-token.js'
 import { SasVerifierCache } from '../wasm/sas-verifier-cache.js'
 
@@ -28,25 +29,65 @@ export interface DeviceIdentity {
   authMethod: string
   /** Seconds since the epoch when the token stops being valid. */
   expiry: number
+  /** set when a shared access policy's key signed the token: the connection ends if that key is revoked */
+  policyToken?: PolicyToken
+}
+
+/** A token signed with a policy's key, kept to check again when the policy changes. */
+export interface PolicyToken {
+  keyName: string
+  token: string
+  /** signed as Event Hubs clients sign: HMAC keyed with the key string's UTF-8 bytes */
+  utf8Key?: boolean
+}
+
+function signedWithUtf8Key(raw: string, keys: string[]): boolean {
+  try {
+    const t = parseSasToken(raw)
+    const given = Buffer.from(t.signature, 'base64')
+    return keys.some((k) => {
+      const expected = createHmac('sha256', Buffer.from(k, 'utf8')).update(`${t.rawResource}\n${t.rawExpiry}`).digest()
+      return expected.length === given.length && timingSafeEqual(expected, given)
+    })
+  } catch {
+    return false
+  }
 }
 
 export class Authenticator {
   private readonly hosts: Set<string>
-  private readonly policies = new Map<string, AccessPolicy>()
+  readonly policies: PolicyRegistry
 
   private readonly cache: SasVerifierCache | undefined
   /** module identities, once the hub has them (none: every module is unknown) */
   modules: { get(deviceId: string, moduleId: string): ModuleRecord | undefined } = { get: () => undefined }
 
-  constructor(hostNames: string[], policies: AccessPolicy[], private readonly registry: DeviceRegistry, verifier: SasVerifierKind = 'wasm',
+  constructor(hostNames: string[], policies: AccessPolicy[] | PolicyRegistry, private readonly registry: DeviceRegistry, verifier: SasVerifierKind = 'wasm',
     /** a token whose `se` lies further ahead than this is refused (a stolen token must not live for ever) */
     private readonly maxTokenLifetimeSeconds = DEFAULT_MAX_TOKEN_LIFETIME_DAYS * 86_400) {
     this.cache = verifier === 'wasm' ? new SasVerifierCache() : undefined
     this.hosts = new Set(hostNames.map((h) => h.replace(/:\d+$/, '').toLowerCase()))
-    for (const p of policies) this.policies.set(p.keyName, p)
+    this.policies = policies instanceof PolicyRegistry ? policies : new PolicyRegistry(policies)
   }
 
   policy(name: string): AccessPolicy | undefined { return this.policies.get(name) }
+
+  /**
+   * Whether a policy token accepted earlier would still be accepted for `right`: its policy exists,
+   * still grants the right, and one of its current keys signs it (expiry is watched elsewhere).
+   */
+  stillHolds(held: PolicyToken, right: Right): boolean {
+    const policy = this.policies.get(held.keyName)
+    if (!policy || !hasRight(policy, right)) return false
+    try {
+      const token = parseSasToken(held.token)
+      verifySasToken(token, [policy.primaryKey, policy.secondaryKey], token.expiry)
+      return true
+    } catch {
+      // Event Hubs clients sign with the key's UTF-8 bytes (amqp/cbs-auth.ts)
+      return held.utf8Key === true && signedWithUtf8Key(held.token, [policy.primaryKey, policy.secondaryKey])
+    }
+  }
 
   private verify(raw: string, token: SasToken, keys: readonly string[], nowSeconds = Date.now() / 1000): void {
     if (this.cache) this.cache.verify(raw, keys, nowSeconds)
@@ -144,6 +185,7 @@ export class Authenticator {
       const { token, segments } = this.parse(password)
       let keys: string[]
       let scope: 'device' | 'module' | 'hub'
+      let policyToken: PolicyToken | undefined
       if (token.keyName) {
         const policy = this.policies.get(token.keyName)
         if (!policy || !hasRight(policy, 'DeviceConnect')) throw new TokenError('policy does not grant DeviceConnect', 'scope')
@@ -151,6 +193,7 @@ export class Authenticator {
         if (segments.length > target.length || segments.length === 3 || segments.some((s, i) => s !== target[i])) throw new TokenError('token is for another resource', 'scope')
         keys = [policy.primaryKey, policy.secondaryKey]
         scope = 'hub'
+        policyToken = { keyName: policy.keyName, token: password }
       } else {
         // a module's own token names the module; a device's names the device (neither opens the other)
         if (segments.length !== target.length || segments.some((s, i) => s !== target[i])) {
@@ -165,6 +208,7 @@ export class Authenticator {
       return {
         device,
         ...(module ? { module } : {}),
+        ...(policyToken ? { policyToken } : {}),
         expiry: token.expiry,
         authMethod: JSON.stringify({ scope, type: 'sas', issuer: 'iothub', acceptingIpFilterRule: null }),
       }

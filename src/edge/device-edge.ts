@@ -459,6 +459,21 @@ export class DeviceEdge implements PresenceView {
     }
   }
 
+  /**
+   * A shared access policy changed: a connection whose token that policy's keys no longer sign (the
+   * key regenerated, the policy deleted or its DeviceConnect taken away) closes now.
+   */
+  policiesChanged(): number {
+    let closed = 0
+    for (const c of [...this.byId.values()]) {
+      const held = c.identity?.policyToken
+      if (!held || this.authenticator.stillHolds(held, 'DeviceConnect')) continue
+      c.close('the shared access policy key that signed its token was revoked')
+      closed++
+    }
+    return closed
+  }
+
   /** A deleted module's connection closes at once, and its presence is forgotten. */
   moduleRemoved(deviceId: string, moduleId: string): void {
     const key = moduleKey(deviceId, moduleId)

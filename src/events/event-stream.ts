@@ -6,7 +6,7 @@
 // reader catching up on a long backlog never fills its socket, and would otherwise hold the hub for
 // seconds (64 of them, 64 times as long).
 import type { TemplatedApp, WebSocket } from 'uWebSockets.js'
-import type { Authenticator } from '../auth/authenticator.js'
+import type { Authenticator, PolicyToken } from '../auth/authenticator.js'
 import { errorBody, HubError } from '../rest/hub-error.js'
 import { CLOCK_SKEW_SECONDS, parseSasToken } from '../auth/sas-token.js'
 import { toEventJson, type BuiltInEndpoint } from './built-in-endpoint.js'
@@ -37,6 +37,8 @@ export interface Reader {
   closed: boolean
   /** when the reader's token stops being valid (ms): the stream closes then, as an MQTT connection does */
   expiresAt: number
+  /** the policy token it opened with: the stream closes when the policy no longer accepts it */
+  held: PolicyToken
   expiryTimer?: NodeJS.Timeout
   /** round-robin start, so a partition with a long backlog cannot starve the others */
   turn: number
@@ -47,6 +49,7 @@ export type StreamSocket = Pick<WebSocket<Reader>, 'getUserData' | 'getBufferedA
 
 export class EventStream {
   private readonly readers = new Set<WebSocket<Reader>>()
+  private auth: Authenticator | undefined
 
   private readonly readersPerPartition = new Map<number, number>()
   /** readers waiting for the next turn's budget, in turn order */
@@ -67,6 +70,7 @@ export class EventStream {
   }
 
   mount(app: TemplatedApp, auth: Authenticator): void {
+    this.auth = auth
     app.ws<Reader>('/messages/events/stream', {
       maxPayloadLength: 16 * 1024,
       maxBackpressure: MAX_BACKPRESSURE,
@@ -77,9 +81,11 @@ export class EventStream {
         const extensions = req.getHeader('sec-websocket-extensions')
         let positions: Map<number, number>
         let expiresAt: number
+        let held: PolicyToken
         try {
           const token = req.getHeader('authorization') || query.get('authorization') || undefined
-          auth.authorizeService(token, 'ServiceConnect')
+          const policy = auth.authorizeService(token, 'ServiceConnect')
+          held = { keyName: policy.keyName, token: token! }
           if (this.readers.size >= MAX_STREAM_READERS) throw new HubError(429001, `at most ${MAX_STREAM_READERS} stream readers at once`)
           expiresAt = (parseSasToken(token!).expiry + CLOCK_SKEW_SECONDS) * 1000
           this.endpoint.refresh()
@@ -96,7 +102,7 @@ export class EventStream {
             .writeHeader('Content-Type', 'application/json').end(errorBody(err)))
           return
         }
-        res.upgrade<Reader>({ positions, closed: false, turn: 0, expiresAt }, key, protocol, extensions, context)
+        res.upgrade<Reader>({ positions, closed: false, turn: 0, expiresAt, held }, key, protocol, extensions, context)
       },
       open: (ws) => {
         const reader = ws.getUserData()
@@ -193,6 +199,13 @@ export class EventStream {
     const stored = this.endpoint.readStored(p, from, FRAME_EVENTS, STREAM_FRAME_BODY_BYTES)
     if (stored.length === 0) return undefined
     return { json: JSON.stringify(stored.map((r) => toEventJson(p, r.sequence, r.offset, r.event))), next: stored[stored.length - 1]!.sequence + 1 }
+  }
+
+  /** Readers whose policy token was revoked (key regenerated, policy deleted, ServiceConnect taken away) close now. */
+  policiesChanged(): void {
+    for (const ws of [...this.readers]) {
+      if (!this.auth!.stillHolds(ws.getUserData().held, 'ServiceConnect')) ws.end(1008, 'the shared access policy key that signed its token was revoked')
+    }
   }
 
   closeAll(): void {
