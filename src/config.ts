@@ -46,9 +46,19 @@ export interface HubConfig {
   fileNotificationMaxDeliveries: number
   /** how often automatic configurations are evaluated against the twins (Azure: about every 5 minutes) */
   configurationIntervalSeconds: number
+  /** Azure's disableLocalAuth: tokens signed with a shared access policy's key are refused (the built-in endpoint keeps them) */
+  disableLocalAuth: boolean
+  /** bearer tokens signed by the hub's own key (`npm run token -- --role …`) are trusted */
+  localIssuer: boolean
+  /** a JWKS file or URL whose keys sign trusted bearer tokens ('' for none) */
+  jwks: string
+  /** the `iss` the JWKS's tokens carry */
+  jwtIssuer: string
+  /** the `aud` every bearer token must carry */
+  jwtAudience: string
 }
 
-type Kind = 'port' | 'optionalPort' | 'string' | 'names' | 'int' | 'level' | 'durability' | 'wasmOrJs' | 'bool' | 'tier' | 'blobStore' | 'blobStoreStart' | 'container'
+type Kind = 'port' | 'optionalPort' | 'string' | 'optionalString' | 'names' | 'int' | 'level' | 'durability' | 'wasmOrJs' | 'bool' | 'tier' | 'blobStore' | 'blobStoreStart' | 'container'
 interface Setting { key: keyof HubConfig; flag: string; env: string; kind: Kind; min?: number; max?: number; help: string }
 
 export const SETTINGS: Setting[] = [
@@ -80,6 +90,11 @@ export const SETTINGS: Setting[] = [
   { key: 'fileNotificationLockSeconds', flag: '--file-notification-lock-seconds', env: 'HYPERHUB_FILE_NOTIFICATION_LOCK_SECONDS', kind: 'int', min: 5, max: 300, help: 'how long a received file notification stays locked' },
   { key: 'configurationIntervalSeconds', flag: '--configuration-interval-seconds', env: 'HYPERHUB_CONFIGURATION_INTERVAL_SECONDS', kind: 'int', min: 1, max: 3600, help: 'how often automatic configurations are applied to the twins they target and their metrics counted' },
   { key: 'fileNotificationMaxDeliveries', flag: '--file-notification-max-deliveries', env: 'HYPERHUB_FILE_NOTIFICATION_MAX_DELIVERIES', kind: 'int', min: 1, max: 100, help: 'deliveries of a file notification before it is dropped' },
+  { key: 'disableLocalAuth', flag: '--disable-local-auth', env: 'HYPERHUB_DISABLE_LOCAL_AUTH', kind: 'bool', help: 'true: shared access policy tokens are refused (Azure\'s disableLocalAuth); back ends use bearer tokens; the built-in endpoint keeps SAS' },
+  { key: 'localIssuer', flag: '--local-issuer', env: 'HYPERHUB_LOCAL_ISSUER', kind: 'bool', help: 'true (default): bearer tokens signed by the hub\'s own key (npm run token -- --role ...) are trusted' },
+  { key: 'jwks', flag: '--jwks', env: 'HYPERHUB_JWKS', kind: 'optionalString', help: 'a JWKS file or URL (https, or http on loopback) whose keys sign trusted bearer tokens' },
+  { key: 'jwtIssuer', flag: '--jwt-issuer', env: 'HYPERHUB_JWT_ISSUER', kind: 'optionalString', help: 'the "iss" of bearer tokens signed by --jwks (needed with it)' },
+  { key: 'jwtAudience', flag: '--jwt-audience', env: 'HYPERHUB_JWT_AUDIENCE', kind: 'string', help: 'the "aud" every bearer token must carry (default https://iothubs.azure.net)' },
   { key: 'logLevel', flag: '--log-level', env: 'HYPERHUB_LOG_LEVEL', kind: 'level', help: 'debug | info | warn | error | silent' },
 ]
 
@@ -90,6 +105,7 @@ export function defaultConfig(): HubConfig {
     shards: Math.max(1, availableParallelism() - 1), partitions: 4, retentionDays: 1, logLevel: 'info', durability: 'process', sasVerifier: 'wasm', mqttFramer: 'wasm', minFreeDiskMb: 100, allowPrivateWebhooks: false, maxTokenLifetimeDays: 365, tier: 'unlimited',
     blobStore: 'embedded', blobPort: 0, blobStoreStart: 'boot', fileUploadContainer: 'fileupload', fileUploadSasTtlMinutes: 60, fileUploadNotifications: true,
     fileNotificationTtlMinutes: 60, fileNotificationLockSeconds: 60, fileNotificationMaxDeliveries: 10, configurationIntervalSeconds: 60,
+    disableLocalAuth: false, localIssuer: true, jwks: '', jwtIssuer: '', jwtAudience: 'https://iothubs.azure.net',
   }
 }
 
@@ -105,6 +121,9 @@ function parseValue(s: Setting, raw: unknown): unknown {
   switch (s.kind) {
     case 'string':
       if (typeof raw !== 'string' || raw.trim() === '') throw bad('must be a non-empty string')
+      return raw.trim()
+    case 'optionalString':
+      if (typeof raw !== 'string') throw bad('must be a string')
       return raw.trim()
     case 'names': {
       const list = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',') : null
@@ -195,6 +214,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env,
   }
   const out = { ...(config as unknown as HubConfig), ...overrides }
   out.dataDir = resolve(out.dataDir)
+  if (out.jwks !== '' && out.jwtIssuer === '') throw new ConfigError('jwtIssuer: --jwks needs the issuer its tokens carry; set it with --jwt-issuer, HYPERHUB_JWT_ISSUER or "jwtIssuer" in the config file')
   return out
 }
 

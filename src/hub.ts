@@ -8,6 +8,8 @@ import type { us_listen_socket } from 'uWebSockets.js'
 import { Authenticator } from './auth/authenticator.js'
 import { createDefaultPolicies, type AccessPolicy } from './auth/policies.js'
 import { PolicyRegistry } from './auth/policy-registry.js'
+import { BearerTokenVerifier, jwksSource, type TrustedIssuer } from './auth/bearer-tokens.js'
+import { ensureLocalIssuerKey, localIssuer } from './auth/local-issuer.js'
 import { policyRoutes } from './rest/policy-routes.js'
 import { portHint, type HubConfig } from './config.js'
 import { BuiltInEndpoint } from './events/built-in-endpoint.js'
@@ -92,6 +94,20 @@ export interface StartHubOptions {
   amqpLimits?: Partial<AmqpLimits>
   /** the throttles' and quota's clock and how queued requests wait (tests move time themselves) */
   throttleClock?: HubThrottlesOptions
+}
+
+/** The issuers whose bearer tokens the hub trusts: its own key, and the configured JWKS. */
+async function bearerVerifier(config: HubConfig): Promise<BearerTokenVerifier | undefined> {
+  const issuers: TrustedIssuer[] = []
+  if (config.localIssuer) issuers.push(localIssuer(await ensureLocalIssuerKey(config.dataDir)))
+  if (config.jwks !== '') {
+    try {
+      issuers.push({ issuer: config.jwtIssuer, keys: jwksSource(config.jwks) })
+    } catch (e) {
+      throw new StartupError(`jwks: ${(e as Error).message}`)
+    }
+  }
+  return issuers.length ? new BearerTokenVerifier(issuers, [config.jwtAudience]) : undefined
 }
 
 async function loadPolicies(store: ReturnType<typeof openHubStore>): Promise<AccessPolicy[]> {
@@ -205,6 +221,8 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
     },
     forget: (deviceId) => { store.activity.remove(deviceId).catch((e: unknown) => health.failed(e)) },
   })
+  edge.authenticator.localAuth = !config.disableLocalAuth
+  edge.authenticator.bearer = await bearerVerifier(config)
   for (const [deviceId, count] of earlyCounts.splice(0)) edge.c2dCount(deviceId, count)
   edge.throttles = throttles
   edge.authenticator.modules = modules

@@ -1,5 +1,5 @@
-// Issue 11 items 1 and 5 on AMQP: every entity of the hub's AMQP table (AMQP_ENTITY_RIGHTS) allows
-// exactly the credentials Azure allows; a link closes when its token expires unless a new one was
+// Issue 11 items 1 and 5 and issue 17 item 3 on AMQP: every entity of the hub's AMQP table
+// (AMQP_ENTITY_RIGHTS) allows exactly the credentials Azure allows, bearer tokens of each role included; a link closes when its token expires unless a new one was
 // put on $cbs; the event stream closes when its token expires; a connection holds a bounded number
 // of tokens.
 import rhea from 'rhea'
@@ -13,11 +13,18 @@ import { hasRight, type AccessPolicy } from '../src/auth/policies.js'
 import { amqpConnect, next, putToken } from './helpers/amqp-client.js'
 import { MqttTestClient } from './helpers/mqtt-test-client.js'
 import { startTestHub, type TestHub } from './helpers/test-hub.js'
+import { ensureLocalIssuerKey, signRoleToken } from '../src/auth/local-issuer.js'
+import { ROLES, type AccessNeed, type RoleDefinition } from '../src/auth/roles.js'
+import { roleMayDo } from './helpers/role-expectations.js'
 import { partitionOf } from '../src/shard-protocol.js'
 
 let t: TestHub
 const conns: rhea.Connection[] = []
-beforeAll(async () => { t = await startTestHub() })
+beforeAll(async () => {
+  t = await startTestHub()
+  const key = await ensureLocalIssuerKey(t.dataDir)
+  for (const role of ROLES) roleTokens.push({ role, token: await signRoleToken(key, { roles: [role.name] }) })
+})
 afterAll(async () => {
   for (const c of conns) if (c.is_open()) c.close()
   await t.stop()
@@ -29,7 +36,17 @@ async function connection(): Promise<rhea.Connection> {
   return c
 }
 
-interface Credential { name: string; token: () => string | null; policy?: AccessPolicy }
+interface Credential { name: string; token: () => string | null; policy?: AccessPolicy; roles?: RoleDefinition[] }
+
+/** What Azure requires of each entity: ServiceConnect, or a role with the data action; the Event Hubs endpoint takes SAS only. */
+const EXPECTED_NEEDS: Record<keyof typeof AMQP_ENTITY_RIGHTS, AccessNeed> = {
+  c2dSender: { right: 'ServiceConnect', role: 'cloudToDeviceMessages/send/action' },
+  feedbackReceiver: { right: 'ServiceConnect', role: 'cloudToDeviceMessages/feedback/action' },
+  fileNotificationReceiver: { right: 'ServiceConnect', role: 'fileUpload/notifications/action' },
+  eventHubsPartitionReceiver: { right: 'ServiceConnect', role: 'sas-only' },
+  management: { right: 'ServiceConnect', role: 'sas-only' },
+}
+const roleTokens: { role: RoleDefinition; token: string }[] = []
 
 function credentials(): Credential[] {
   return [
@@ -39,6 +56,8 @@ function credentials(): Credential[] {
     { name: 'expired token', token: () => createSasToken('localhost', t.policyKey('iothubowner'), 'iothubowner', -400) },
     { name: 'malformed token', token: () => 'SharedAccessSignature sr=localhost&sig=%%%&se=x' },
     { name: 'no token', token: () => null },
+    // as azure-iothub's token-credential clients put it: `Bearer <jwt>` for the scope
+    ...roleTokens.map(({ role, token }) => ({ name: `bearer ${role.name}`, token: () => `Bearer ${token}`, roles: [role] })),
   ]
 }
 
@@ -78,6 +97,7 @@ const PROBES: Record<keyof typeof AMQP_ENTITY_RIGHTS, (c: rhea.Connection) => Pr
 describe('AMQP entities', () => {
   it('every entity in the hub\'s table has a probe here', () => {
     expect(Object.keys(PROBES).sort()).toEqual(Object.keys(AMQP_ENTITY_RIGHTS).sort())
+    expect(AMQP_ENTITY_RIGHTS).toEqual(EXPECTED_NEEDS)
   })
 
   it('allows and refuses every credential on every entity as Azure does', async () => {
@@ -86,12 +106,12 @@ describe('AMQP entities', () => {
     for (const c of credentials()) {
       const conn = await connection()
       const token = c.token()
-      const put = token === null ? undefined : await putToken(conn, token, 'localhost')
-      if (c.policy) expect({ c: c.name, put }).toEqual({ c: c.name, put: 200 })
+      const put = token === null ? undefined : await putToken(conn, token, c.roles ? 'https://iothubs.azure.net/.default' : 'localhost')
+      if (c.policy || c.roles) expect({ c: c.name, put }).toEqual({ c: c.name, put: 200 })
       else if (put !== undefined) expect({ c: c.name, put }).toEqual({ c: c.name, put: 401 })
-      for (const [entity, right] of Object.entries(AMQP_ENTITY_RIGHTS) as [keyof typeof AMQP_ENTITY_RIGHTS, 'ServiceConnect'][]) {
+      for (const [entity, need] of Object.entries(EXPECTED_NEEDS) as [keyof typeof AMQP_ENTITY_RIGHTS, AccessNeed][]) {
         const outcome = await PROBES[entity](conn)
-        const ok = c.policy !== undefined && hasRight(c.policy, right)
+        const ok = c.policy !== undefined ? hasRight(c.policy, need.right) : c.roles !== undefined && roleMayDo(c.roles[0]!.name, need.role)
         const refusal = entity === 'management' ? 401 : 'amqp:unauthorized-access'
         if (ok ? outcome !== true : outcome !== refusal) wrong.push(`${entity} with ${c.name}: ${String(outcome)}`)
       }

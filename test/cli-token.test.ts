@@ -30,6 +30,14 @@ describe('npm run token', () => {
     await client.disconnect()
   })
 
+  it('prints a bearer token for a role that the hub accepts for what the role allows', async () => {
+    const reader = (await token('--role', 'IoT Hub Registry Contributor', '--subject', 'cli-user')).stdout.trim()
+    expect((await t.rest('GET', '/devices/', { token: `Bearer ${reader}` })).status).toBe(200)
+    const refused = await t.rest('GET', '/twins/cli-dev', { token: `Bearer ${reader}` })
+    expect([refused.status, refused.body.Message]).toEqual([401, 'ErrorCode:IotHubUnauthorized;Principal cli-user is not authorized for GET on /twins/cli-dev due to no assigned permissions'])
+    await expect(token('--role', 'Data Wizard')).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining("unknown role 'Data Wizard'") })
+  })
+
   it('fails clearly for unknown policies and devices', async () => {
     await expect(token('--policy', 'nope')).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('no policy nope') })
     await expect(token('--device', 'nobody')).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('no SAS device nobody') })

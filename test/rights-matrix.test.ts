@@ -1,6 +1,7 @@
-// Issue 11 item 1: every route's rights, proven from the route table itself. For each REST route the
+// Issue 11 item 1 and issue 17 item 3: every route's rights, proven from the route table itself. For each REST route the
 // hub registers (hub.routes, not a copied list) and for the event stream, every default policy, a
-// device token, a token for another hub, an expired token, a malformed one and none: allowed exactly
+// device token, a token for another hub, an expired token, a malformed one, none, and a bearer token
+// for each of Azure's IoT Hub roles and ARM's Owner and Contributor: allowed exactly
 // when Azure's rules allow it, refused with Azure's 401 body otherwise. A route without an
 // expectation here fails the test, so a route added later cannot escape it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -8,6 +9,9 @@ import WebSocket from 'ws'
 import { createSasToken } from '../src/auth/sas-token.js'
 import { hasRight, type AccessPolicy, type Permission } from '../src/auth/policies.js'
 import { startTestHub, type TestHub } from './helpers/test-hub.js'
+import { ensureLocalIssuerKey, signRoleToken } from '../src/auth/local-issuer.js'
+import { ROLES, type RoleDefinition, type RoleNeed } from '../src/auth/roles.js'
+import { roleMayDo } from './helpers/role-expectations.js'
 
 let t: TestHub
 let moduleKeyOfM1 = ''
@@ -17,6 +21,8 @@ beforeAll(async () => {
   moduleKeyOfM1 = (await t.rest('PUT', '/devices/rm-dev/modules/m1?api-version=2021-04-12', { body: {} })).body.authentication.symmetricKey.primaryKey
   // a log endpoint, so its read API has something to answer for
   await t.rest('PUT', '/routing/endpoints/logs/rmlog', { body: {} })
+  const key = await ensureLocalIssuerKey(t.dataDir)
+  for (const role of ROLES) roleTokens.push({ role, token: await signRoleToken(key, { roles: [role.name] }) })
 })
 afterAll(async () => { await t.stop() })
 
@@ -24,42 +30,43 @@ afterAll(async () => { await t.stop() })
 type Needs = Permission | 'None' | 'Anyone' | 'Device' | 'Module'
 
 /** What Azure requires for each operation (auth.md "What rights allow"); ControlPlane: hub configuration, owner only; None: a feature not here yet says so to anyone. */
-const EXPECTED: { method: string; path: string; needs: Needs }[] = [
-  { method: 'get', path: '/devices', needs: 'RegistryRead' },
-  { method: 'get', path: '/devices/rm-dev', needs: 'RegistryRead' },
-  { method: 'put', path: '/devices/rm-new', needs: 'RegistryWrite' },
-  { method: 'delete', path: '/devices/rm-nobody', needs: 'RegistryWrite' },
-  { method: 'get', path: '/statistics/devices', needs: 'RegistryRead' },
-  { method: 'get', path: '/statistics/service', needs: 'ServiceConnect' },
-  { method: 'get', path: '/twins/rm-dev', needs: 'ServiceConnect' },
-  { method: 'patch', path: '/twins/rm-dev', needs: 'ServiceConnect' },
-  { method: 'put', path: '/twins/rm-dev', needs: 'ServiceConnect' },
-  { method: 'post', path: '/twins/rm-dev/methods', needs: 'ServiceConnect' },
-  { method: 'post', path: '/devices/rm-dev/messages/devicebound', needs: 'ServiceConnect' },
-  { method: 'delete', path: '/devices/rm-dev/commands', needs: 'ServiceConnect' },
-  { method: 'get', path: '/messages/servicebound/feedback', needs: 'ServiceConnect' },
-  { method: 'delete', path: '/messages/servicebound/feedback/no-such-lock', needs: 'ServiceConnect' },
-  { method: 'post', path: '/messages/servicebound/feedback/no-such-lock/abandon', needs: 'ServiceConnect' },
-  { method: 'post', path: '/devices/query', needs: 'ServiceConnect' },
+interface Row { method: string; path: string; needs: Needs; role?: RoleNeed }
+const EXPECTED: Row[] = [
+  { method: 'get', path: '/devices', needs: 'RegistryRead', role: 'devices/read' },
+  { method: 'get', path: '/devices/rm-dev', needs: 'RegistryRead', role: 'devices/read' },
+  { method: 'put', path: '/devices/rm-new', needs: 'RegistryWrite', role: 'devices/write' },
+  { method: 'delete', path: '/devices/rm-nobody', needs: 'RegistryWrite', role: 'devices/delete' },
+  { method: 'get', path: '/statistics/devices', needs: 'RegistryRead', role: 'statistics/read' },
+  { method: 'get', path: '/statistics/service', needs: 'ServiceConnect', role: 'statistics/read' },
+  { method: 'get', path: '/twins/rm-dev', needs: 'ServiceConnect', role: 'twins/read' },
+  { method: 'patch', path: '/twins/rm-dev', needs: 'ServiceConnect', role: 'twins/write' },
+  { method: 'put', path: '/twins/rm-dev', needs: 'ServiceConnect', role: 'twins/write' },
+  { method: 'post', path: '/twins/rm-dev/methods', needs: 'ServiceConnect', role: 'directMethods/invoke/action' },
+  { method: 'post', path: '/devices/rm-dev/messages/devicebound', needs: 'ServiceConnect', role: 'cloudToDeviceMessages/send/action' },
+  { method: 'delete', path: '/devices/rm-dev/commands', needs: 'ServiceConnect', role: 'cloudToDeviceMessages/queue/purge/action' },
+  { method: 'get', path: '/messages/servicebound/feedback', needs: 'ServiceConnect', role: 'cloudToDeviceMessages/feedback/action' },
+  { method: 'delete', path: '/messages/servicebound/feedback/no-such-lock', needs: 'ServiceConnect', role: 'cloudToDeviceMessages/feedback/action' },
+  { method: 'post', path: '/messages/servicebound/feedback/no-such-lock/abandon', needs: 'ServiceConnect', role: 'cloudToDeviceMessages/feedback/action' },
+  { method: 'post', path: '/devices/query', needs: 'ServiceConnect', role: 'twins/read' },
   { method: 'get', path: '/hyperhub/tier', needs: 'ControlPlane' },
   { method: 'put', path: '/hyperhub/tier', needs: 'ControlPlane' },
-  { method: 'get', path: '/hyperhub/metering', needs: 'ServiceConnect' },
-  { method: 'get', path: '/metrics', needs: 'ServiceConnect' },
+  { method: 'get', path: '/hyperhub/metering', needs: 'ServiceConnect', role: 'statistics/read' },
+  { method: 'get', path: '/metrics', needs: 'ServiceConnect', role: 'statistics/read' },
   { method: 'post', path: '/hyperhub/faults', needs: 'ControlPlane' },
   { method: 'get', path: '/hyperhub/faults', needs: 'ControlPlane' },
   { method: 'delete', path: '/hyperhub/faults/999', needs: 'ControlPlane' },
   // probes say only whether the hub serves: open to anyone, as a load balancer's are
   { method: 'get', path: '/health', needs: 'Anyone' },
   { method: 'get', path: '/ready', needs: 'Anyone' },
-  ...['/messages/events', '/messages/endpoints/rmlog'].flatMap((base): { method: string; path: string; needs: Needs }[] => [
-    { method: 'get', path: `${base}/partitions`, needs: 'ServiceConnect' },
-    { method: 'get', path: `${base}/partitions/0`, needs: 'ServiceConnect' },
-    { method: 'get', path: `${base}/partitions/0/events`, needs: 'ServiceConnect' },
-    { method: 'get', path: `${base}/consumergroups`, needs: 'ServiceConnect' },
+  ...['/messages/events', '/messages/endpoints/rmlog'].flatMap((base): Row[] => [
+    { method: 'get', path: `${base}/partitions`, needs: 'ServiceConnect', role: 'sas-only' },
+    { method: 'get', path: `${base}/partitions/0`, needs: 'ServiceConnect', role: 'sas-only' },
+    { method: 'get', path: `${base}/partitions/0/events`, needs: 'ServiceConnect', role: 'sas-only' },
+    { method: 'get', path: `${base}/consumergroups`, needs: 'ServiceConnect', role: 'sas-only' },
     { method: 'put', path: `${base}/consumergroups/bad%20name`, needs: 'ControlPlane' },
     { method: 'delete', path: `${base}/consumergroups/nosuchgroup`, needs: 'ControlPlane' },
-    { method: 'get', path: `${base}/consumergroups/$Default/partitions/0/checkpoint`, needs: 'ServiceConnect' },
-    { method: 'put', path: `${base}/consumergroups/$Default/partitions/0/checkpoint`, needs: 'ServiceConnect' },
+    { method: 'get', path: `${base}/consumergroups/$Default/partitions/0/checkpoint`, needs: 'ServiceConnect', role: 'sas-only' },
+    { method: 'put', path: `${base}/consumergroups/$Default/partitions/0/checkpoint`, needs: 'ServiceConnect', role: 'sas-only' },
   ]),
   { method: 'get', path: '/routing', needs: 'ControlPlane' },
   { method: 'put', path: '/routing', needs: 'ControlPlane' },
@@ -85,28 +92,28 @@ const EXPECTED: { method: string; path: string; needs: Needs }[] = [
   { method: 'post', path: '/devices/rm-dev/files', needs: 'Device' },
   { method: 'post', path: '/devices/rm-dev/files/notifications', needs: 'Device' },
   { method: 'post', path: '/devices/rm-dev/files/notifications/some-correlation-id', needs: 'Device' },
-  { method: 'get', path: '/messages/servicebound/filenotifications', needs: 'ServiceConnect' },
-  { method: 'delete', path: '/messages/servicebound/filenotifications/no-such-lock', needs: 'ServiceConnect' },
-  { method: 'post', path: '/messages/servicebound/filenotifications/no-such-lock/abandon', needs: 'ServiceConnect' },
-  { method: 'get', path: '/devices/rm-dev/modules', needs: 'RegistryRead' },
-  { method: 'get', path: '/devices/rm-dev/modules/m1', needs: 'RegistryRead' },
-  { method: 'put', path: '/devices/rm-dev/modules/m-new', needs: 'RegistryWrite' },
-  { method: 'delete', path: '/devices/rm-dev/modules/m-nobody', needs: 'RegistryWrite' },
+  { method: 'get', path: '/messages/servicebound/filenotifications', needs: 'ServiceConnect', role: 'fileUpload/notifications/action' },
+  { method: 'delete', path: '/messages/servicebound/filenotifications/no-such-lock', needs: 'ServiceConnect', role: 'fileUpload/notifications/action' },
+  { method: 'post', path: '/messages/servicebound/filenotifications/no-such-lock/abandon', needs: 'ServiceConnect', role: 'fileUpload/notifications/action' },
+  { method: 'get', path: '/devices/rm-dev/modules', needs: 'RegistryRead', role: 'devices/read' },
+  { method: 'get', path: '/devices/rm-dev/modules/m1', needs: 'RegistryRead', role: 'devices/read' },
+  { method: 'put', path: '/devices/rm-dev/modules/m-new', needs: 'RegistryWrite', role: 'devices/write' },
+  { method: 'delete', path: '/devices/rm-dev/modules/m-nobody', needs: 'RegistryWrite', role: 'devices/delete' },
   { method: 'post', path: '/devices/rm-dev/modules/m1/messages/events', needs: 'Module' },
-  { method: 'get', path: '/twins/rm-dev/modules/m1', needs: 'ServiceConnect' },
-  { method: 'patch', path: '/twins/rm-dev/modules/m1', needs: 'ServiceConnect' },
-  { method: 'put', path: '/twins/rm-dev/modules/m1', needs: 'ServiceConnect' },
-  { method: 'post', path: '/twins/rm-dev/modules/m1/methods', needs: 'ServiceConnect' },
-  { method: 'put', path: '/configurations/rm-cfg', needs: 'RegistryWrite' },
-  { method: 'get', path: '/configurations/rm-cfg', needs: 'RegistryRead' },
-  { method: 'delete', path: '/configurations/rm-cfg-nobody', needs: 'RegistryWrite' },
-  { method: 'get', path: '/configurations', needs: 'RegistryRead' },
-  { method: 'post', path: '/configurations/testQueries', needs: 'RegistryRead' },
-  { method: 'post', path: '/devices/rm-dev/applyConfigurationContent', needs: 'RegistryWrite' },
-  { method: 'get', path: '/digitaltwins/rm-dev', needs: 'ServiceConnect' },
-  { method: 'patch', path: '/digitaltwins/rm-dev', needs: 'ServiceConnect' },
-  { method: 'post', path: '/digitaltwins/rm-dev/commands/reboot', needs: 'ServiceConnect' },
-  { method: 'post', path: '/digitaltwins/rm-dev/components/c1/commands/reboot', needs: 'ServiceConnect' },
+  { method: 'get', path: '/twins/rm-dev/modules/m1', needs: 'ServiceConnect', role: 'twins/read' },
+  { method: 'patch', path: '/twins/rm-dev/modules/m1', needs: 'ServiceConnect', role: 'twins/write' },
+  { method: 'put', path: '/twins/rm-dev/modules/m1', needs: 'ServiceConnect', role: 'twins/write' },
+  { method: 'post', path: '/twins/rm-dev/modules/m1/methods', needs: 'ServiceConnect', role: 'directMethods/invoke/action' },
+  { method: 'put', path: '/configurations/rm-cfg', needs: 'RegistryWrite', role: 'configurations/write' },
+  { method: 'get', path: '/configurations/rm-cfg', needs: 'RegistryRead', role: 'configurations/read' },
+  { method: 'delete', path: '/configurations/rm-cfg-nobody', needs: 'RegistryWrite', role: 'configurations/delete' },
+  { method: 'get', path: '/configurations', needs: 'RegistryRead', role: 'configurations/read' },
+  { method: 'post', path: '/configurations/testQueries', needs: 'RegistryRead', role: 'configurations/testQueries/action' },
+  { method: 'post', path: '/devices/rm-dev/applyConfigurationContent', needs: 'RegistryWrite', role: 'configurations/applyToEdgeDevice/action' },
+  { method: 'get', path: '/digitaltwins/rm-dev', needs: 'ServiceConnect', role: 'twins/read' },
+  { method: 'patch', path: '/digitaltwins/rm-dev', needs: 'ServiceConnect', role: 'twins/write' },
+  { method: 'post', path: '/digitaltwins/rm-dev/commands/reboot', needs: 'ServiceConnect', role: 'directMethods/invoke/action' },
+  { method: 'post', path: '/digitaltwins/rm-dev/components/c1/commands/reboot', needs: 'ServiceConnect', role: 'directMethods/invoke/action' },
   // shared access policies show keys: the owner's alone (issue 17)
   { method: 'get', path: '/hyperhub/policies', needs: 'ControlPlane' },
   { method: 'get', path: '/hyperhub/policies/nosuchpolicy', needs: 'ControlPlane' },
@@ -117,7 +124,10 @@ const EXPECTED: { method: string; path: string; needs: Needs }[] = [
   { method: 'post', path: '/devices', needs: 'None' },
 ]
 
-interface Credential { name: string; token: () => string | null; policy?: () => AccessPolicy }
+interface Credential { name: string; token: () => string | null; policy?: () => AccessPolicy; roles?: RoleDefinition[] }
+
+/** A bearer token for each of Azure's roles (and ARM's Owner), signed by the hub's local issuer. */
+const roleTokens: { role: RoleDefinition; token: string }[] = []
 
 function credentials(): Credential[] {
   const policy = (name: string) => () => t.hub.policies.find((p) => p.keyName === name)!
@@ -129,11 +139,17 @@ function credentials(): Credential[] {
     { name: 'expired token', token: () => createSasToken('localhost', t.policyKey('iothubowner'), 'iothubowner', -400) },
     { name: 'malformed token', token: () => 'SharedAccessSignature sr=localhost&sig=%%%&se=x' },
     { name: 'no token', token: () => null },
+    ...roleTokens.map(({ role, token }) => ({ name: `bearer ${role.name}`, token: () => `Bearer ${token}`, roles: [role] })),
   ]
 }
 
 /** Where a request that passed the rights check must not arrive: its answer is the handler's, never 401. */
-function allowed(c: Credential, needs: Needs): boolean {
+function allowed(c: Credential, needs: Needs, role?: RoleNeed): boolean {
+  if (c.roles) {
+    if (needs === 'None' || needs === 'Anyone') return true
+    if (needs === 'Device' || needs === 'Module') return false
+    return roleMayDo(c.roles[0]!.name, needs === 'ControlPlane' ? 'control-plane' : role!)
+  }
   if (needs === 'Device') return c.name === 'device token' || (c.policy !== undefined && hasRight(c.policy(), 'DeviceConnect'))
   if (needs === 'Module') return c.name === 'module token' || (c.policy !== undefined && hasRight(c.policy(), 'DeviceConnect'))
   return needs === 'None' || needs === 'Anyone' || (c.policy !== undefined && hasRight(c.policy(), needs))
@@ -146,7 +162,7 @@ describe('REST routes', () => {
     const unexpected = t.hub.routes.filter((r) => !EXPECTED.some((e) => e.method === r.method && r.pattern.test(e.path)))
     expect(unexpected.map((r) => `${r.method} ${r.pattern}`)).toEqual([])
     // the route table says what it checks; it must be what Azure requires
-    for (const e of EXPECTED) expect({ ...e, checks: matching(e)[0]!.right }).toEqual({ ...e, checks: e.needs })
+    for (const e of EXPECTED) expect({ ...e, checks: matching(e)[0]!.right, role: matching(e)[0]!.role }).toEqual({ ...e, checks: e.needs })
   })
 
   it('allows and refuses every credential on every route as Azure does', async () => {
@@ -155,7 +171,7 @@ describe('REST routes', () => {
       for (const c of credentials()) {
         // no body: a request that passes the check fails validation (400) or finds nothing (404), changing nothing
         const r = await t.rest(e.method === 'any' ? 'GET' : e.method.toUpperCase(), `${e.path}?api-version=2021-04-12`, { token: c.token() })
-        if (allowed(c, e.needs)) {
+        if (allowed(c, e.needs, e.role)) {
           if (r.status === 401) wrong.push(`${e.method} ${e.path} refused ${c.name}`)
           // a feature that is not here says so, by name
           if (e.needs === 'None' && !(r.status === 403 && r.headers['iothub-errorcode'] === 'OperationNotAvailableInCurrentTier')) wrong.push(`${e.method} ${e.path}: ${r.status}`)
@@ -180,7 +196,7 @@ describe('the event stream', () => {
     })
     for (const c of credentials()) {
       const r = await open(c.token())
-      expect({ credential: c.name, ...r }).toEqual(allowed(c, 'ServiceConnect')
+      expect({ credential: c.name, ...r }).toEqual(allowed(c, 'ServiceConnect', 'sas-only')
         ? { credential: c.name, status: 101 } : { credential: c.name, status: 401, code: 'IotHubUnauthorized' })
     }
   })

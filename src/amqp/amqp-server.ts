@@ -9,6 +9,8 @@ import tls from 'node:tls'
 import rhea from 'rhea'
 import type { Authenticator } from '../auth/authenticator.js'
 import type { Right } from '../auth/policies.js'
+import type { AccessNeed } from '../auth/roles.js'
+import { BearerTokenError } from '../auth/bearer-tokens.js'
 import { TokenError } from '../auth/sas-token.js'
 import type { Logger } from '../log.js'
 import { ConnectionGate, type GateTicket } from '../tls/connection-gate.js'
@@ -29,7 +31,7 @@ import { ReceiverCredit } from './receiver-credit.js'
 interface ConnectionState {
   grants: ConnectionGrants
   /** links attached under a grant, and what they need: closed when no live grant covers them any more */
-  granted: Map<rhea.link, { address: string; right: Right }>
+  granted: Map<rhea.link, { address: string; need: Right | AccessNeed }>
   /** our senders on `$cbs` / `$management`, by the client's target address (where replies go) */
   replySenders: Map<string, rhea.Sender>
   peer: string
@@ -49,9 +51,13 @@ interface ConnectionState {
  * tests enumerate this table). `$management` is checked per request.
  */
 export const AMQP_ENTITY_RIGHTS = {
-  c2dSender: 'ServiceConnect', feedbackReceiver: 'ServiceConnect', fileNotificationReceiver: 'ServiceConnect',
-  eventHubsPartitionReceiver: 'ServiceConnect', management: 'ServiceConnect',
-} as const satisfies Record<string, Right>
+  c2dSender: { right: 'ServiceConnect', role: 'cloudToDeviceMessages/send/action' },
+  feedbackReceiver: { right: 'ServiceConnect', role: 'cloudToDeviceMessages/feedback/action' },
+  fileNotificationReceiver: { right: 'ServiceConnect', role: 'fileUpload/notifications/action' },
+  // the Event Hubs-compatible endpoint: shared access signatures only, as in Azure
+  eventHubsPartitionReceiver: { right: 'ServiceConnect', role: 'sas-only' },
+  management: { right: 'ServiceConnect', role: 'sas-only' },
+} as const satisfies Record<string, AccessNeed>
 
 /** Messages the hub takes on a link before it settles them: put-tokens and management requests are answered at once, C2D sends once stored. */
 const CBS_CREDIT = 8
@@ -106,7 +112,7 @@ export class AmqpServer {
   constructor(private readonly o: AmqpServerOptions) {
     this.expiryTimer = setInterval(() => this.safely(undefined, () => this.closeExpiredLinks()), 1000)
     this.expiryTimer.unref()
-    this.cbs = new CbsAuthority(o.auth, new Set(o.hostNames.map((h) => h.replace(/:\d+$/, '').toLowerCase())))
+    this.cbs = new CbsAuthority(o.auth, new Set(o.hostNames.map((h) => h.replace(/:\d+$/, '').toLowerCase())), o.eventHubs.entity)
     this.limits = amqpLimits(o.limits)
     this.gate = new ConnectionGate({
       ...this.limits,
@@ -313,10 +319,12 @@ export class AmqpServer {
   }
 
   /** The link may attach if a live grant covers it; it is then watched, and closed when its grants expire. */
-  private authorize(conn: rhea.Connection, address: string, right: Right, link: rhea.link): void {
+  private authorize(conn: rhea.Connection, address: string, need: AccessNeed, link: rhea.link): void {
     const s = this.connState(conn)
-    if (!s.grants.allows(address, right)) throw new AmqpError('amqp:unauthorized-access', `Unauthorized access to '${address}': put a token with ${right} on $cbs first.`)
-    s.granted.set(link, { address, right })
+    if (!s.grants.allows(address, need)) {
+      throw new AmqpError('amqp:unauthorized-access', `Unauthorized access to '${address}': put a token with ${need.right}${need.role === 'sas-only' ? '' : ` (or a bearer token whose roles allow ${need.role})`} on $cbs first.`)
+    }
+    s.granted.set(link, { address, need })
   }
 
   /** A shared access policy changed: a connection holding a token that policy no longer signs is closed. */
@@ -335,7 +343,7 @@ export class AmqpServer {
       if (!s) continue
       for (const [link, need] of s.granted) {
         if (!link.is_open()) { s.granted.delete(link); continue }
-        if (s.grants.allows(need.address, need.right, now)) continue
+        if (s.grants.allows(need.address, need.need, now)) continue
         s.granted.delete(link)
         link.close({ condition: 'amqp:unauthorized-access', description: `the token for '${need.address}' expired; put a new one on $cbs before it does` })
       }
@@ -368,7 +376,7 @@ export class AmqpServer {
   private attachDeviceLink(conn: rhea.Connection, link: rhea.link, address: string, device: NonNullable<ReturnType<typeof parseDeviceAddress>>): void {
     const granted = this.o.devices.attach(conn, link, address, device)
     // watched under the device (or module) it was granted for (the address may spell the id URL-encoded)
-    this.connState(conn).granted.set(link, { address: granted, right: 'DeviceConnect' })
+    this.connState(conn).granted.set(link, { address: granted, need: 'DeviceConnect' })
   }
 
   /** The client attached a receiver: we send from its source address. */
@@ -417,7 +425,7 @@ export class AmqpServer {
     const node = receiver.target?.address
     if (node === C2D_ADDRESS) {
       if (!this.connState(ctx.connection).grants.allows(C2D_ADDRESS, AMQP_ENTITY_RIGHTS.c2dSender)) {
-        ctx.delivery!.reject({ condition: 'amqp:unauthorized-access', description: 'no token with ServiceConnect' })
+        ctx.delivery!.reject({ condition: 'amqp:unauthorized-access', description: 'no token with ServiceConnect (or a bearer token whose roles allow cloudToDeviceMessages/send/action)' })
         return credit.settled()
       }
       void this.o.service.c2d(msg, ctx.delivery!).finally(() => credit.settled())
@@ -427,6 +435,7 @@ export class AmqpServer {
     credit.settled()
     const props = (msg.application_properties ?? {}) as Record<string, unknown>
     if (node === '$cbs') {
+      if (props.operation === 'put-token' && typeof msg.body === 'string' && /^Bearer\s/i.test(msg.body)) return this.putBearerToken(ctx.connection, msg)
       let status = 200, description = 'OK'
       try {
         if (props.operation !== 'put-token') throw new TokenError(`operation ${String(props.operation)} is not supported`, 'malformed')
@@ -455,7 +464,7 @@ export class AmqpServer {
       if (!allowed && typeof props.security_token === 'string') {
         try {
           const g = this.cbs.verify(props.security_token, `sb://${this.o.hostNames[0]}/${this.o.eventHubs.entity}`)
-          allowed = g.rights.includes(AMQP_ENTITY_RIGHTS.management)
+          allowed = g.rights.includes(AMQP_ENTITY_RIGHTS.management.right)
         } catch (e) {
           if (!(e instanceof TokenError)) throw e
         }
@@ -466,6 +475,22 @@ export class AmqpServer {
     } else {
       ctx.delivery?.reject({ condition: 'amqp:not-found', description: 'no such node' })
     }
+  }
+
+  /** A bearer token on $cbs: its signature is checked asynchronously, then answered like a SAS put-token. */
+  private putBearerToken(conn: rhea.Connection, msg: rhea.Message): void {
+    void this.cbs.verifyBearer(String(msg.body)).then((grant) => {
+      if (!this.state.has(conn)) return
+      this.connState(conn).grants.add(grant)
+      this.authenticated(conn)
+      return [200, 'OK'] as const
+    }, (e: unknown) => {
+      if (!(e instanceof BearerTokenError)) this.o.log.error('bearer token check failed', { error: e as Error })
+      this.o.log.info('amqp put-token refused', { reason: 'bearer' })
+      return [401, `Unauthorized: ${e instanceof BearerTokenError ? e.message : 'internal error'}`] as const
+    }).then((answer) => {
+      if (answer && this.state.has(conn) && conn.is_open()) this.reply(conn, msg, '$cbs', answer[0], answer[1])
+    }).catch((e: unknown) => this.failed(conn, e))
   }
 
   /** The socket closed, whoever closed it. */

@@ -3,8 +3,9 @@
 // conventions reach this endpoint: IoT Hub clients HMAC with the base64-decoded key, Event Hubs
 // clients with the key string's UTF-8 bytes; both are accepted.
 import { createHmac, timingSafeEqual } from 'node:crypto'
-import { DeviceAuthError, type Authenticator, type DeviceIdentity, type PolicyToken } from '../auth/authenticator.js'
+import { DeviceAuthError, LOCAL_AUTH_DISABLED, type Authenticator, type DeviceIdentity, type PolicyToken } from '../auth/authenticator.js'
 import { hasRight, type Right } from '../auth/policies.js'
+import { rolesAllow, type AccessNeed, type RoleDefinition } from '../auth/roles.js'
 import { parseSasToken, splitResource, CLOCK_SKEW_SECONDS, TokenError } from '../auth/sas-token.js'
 
 export interface Grant {
@@ -15,6 +16,17 @@ export interface Grant {
   device?: DeviceIdentity
   /** a service token: the policy that signed it, checked again when policies change */
   policyToken?: PolicyToken
+  /** a bearer token: the roles it carries (its `rights` are empty: roles decide) */
+  roles?: RoleDefinition[]
+}
+
+/** A bare right is a device link's need: no role grants one. */
+function needOf(need: Right | AccessNeed): AccessNeed {
+  return typeof need === 'string' ? { right: need, role: 'sas-only' } : need
+}
+
+function grantAllows(g: Grant, need: AccessNeed): boolean {
+  return g.roles ? rolesAllow(g.roles, need.role) : g.rights.includes(need.right)
 }
 
 /** An audience or address as host (port dropped) and path segments; scheme ignored. */
@@ -29,7 +41,7 @@ function signatureMatches(key: Buffer, rawResource: string, rawExpiry: string, g
 }
 
 export class CbsAuthority {
-  constructor(private readonly auth: Authenticator, private readonly hosts: Set<string>) {}
+  constructor(private readonly auth: Authenticator, private readonly hosts: Set<string>, private readonly eventHubsEntity: string) {}
 
   /**
    * A device's put-token (azure-iot-device-amqp): the audience is `{host}/devices/{id}`, still
@@ -63,6 +75,15 @@ export class CbsAuthority {
     return { path: ['devices', deviceId, 'modules', moduleId], expiry: identity.expiry + CLOCK_SKEW_SECONDS, rights: ['DeviceConnect'], device: identity }
   }
 
+  /**
+   * A bearer token put on $cbs (`Bearer <jwt>`, as azure-iothub's token-credential clients do, for
+   * the scope `https://iothubs.azure.net/.default`): it covers the whole hub, as far as its roles go.
+   */
+  async verifyBearer(body: string): Promise<Grant> {
+    const principal = await this.auth.verifyBearer(body)
+    return { path: [], expiry: principal.expiry + CLOCK_SKEW_SECONDS, rights: [], roles: principal.roles }
+  }
+
   /** Validates a put-token; returns the grant, or throws TokenError. */
   verify(token: string, audience: string, nowSeconds = Date.now() / 1000): Grant {
     const t = parseSasToken(token)
@@ -73,6 +94,8 @@ export class CbsAuthority {
     if (sr.path.length > aud.path.length || sr.path.some((s, i) => s.toLowerCase() !== aud.path[i]!.toLowerCase())) throw new TokenError('token resource does not cover the audience', 'scope')
     if (t.expiry + CLOCK_SKEW_SECONDS < nowSeconds) throw new TokenError('token expired', 'expired')
     this.auth.checkLifetime(t, nowSeconds)
+    // with local authentication off, policy keys open the built-in endpoint only (Azure's accepts nothing else)
+    if (!this.auth.localAuth && aud.path[0]?.toLowerCase() !== this.eventHubsEntity.toLowerCase()) throw new TokenError(LOCAL_AUTH_DISABLED, 'scope')
     const policy = t.keyName ? this.auth.policy(t.keyName) : undefined
     if (!policy) throw new TokenError('unknown policy', 'scope')
     const given = Buffer.from(t.signature, 'base64')
@@ -109,17 +132,18 @@ export class ConnectionGrants {
     })
   }
 
-  /** Whether a live grant whose path is a segment-wise prefix of a link address (a path, no host) carries `right`. */
-  allows(address: string, right: Right, nowSeconds = Date.now() / 1000): boolean {
-    return this.grantFor(address, right, nowSeconds) !== undefined
+  /** Whether a live grant whose path is a segment-wise prefix of a link address (a path, no host) allows `need`. */
+  allows(address: string, need: Right | AccessNeed, nowSeconds = Date.now() / 1000): boolean {
+    return this.grantFor(address, need, nowSeconds) !== undefined
   }
 
   /** The live grant that allows it (the most specific one: a device's own before a policy's). */
-  grantFor(address: string, right: Right, nowSeconds = Date.now() / 1000): Grant | undefined {
+  grantFor(address: string, need: Right | AccessNeed, nowSeconds = Date.now() / 1000): Grant | undefined {
+    const wanted = needOf(need)
     const path = address.split('/').filter(Boolean).map((s) => s.toLowerCase())
     let best: Grant | undefined
     for (const g of this.grants) {
-      if (g.expiry < nowSeconds || !g.rights.includes(right) || g.path.length > path.length) continue
+      if (g.expiry < nowSeconds || !grantAllows(g, wanted) || g.path.length > path.length) continue
       if (!g.path.every((s, i) => s.toLowerCase() === path[i])) continue
       // a device's grant covers that device only, in its exact case, and none of its modules; a
       // module's covers that module only

@@ -9,6 +9,12 @@ import { hasRight, OWNER_POLICY, type AccessPolicy, type Permission, type Right 
 import { PolicyRegistry } from './policy-registry.js'
 import { parseSasToken, splitResource, verifySasToken, TokenError, type SasToken } from './sas-token.js'
 import { SasVerifierCache } from '../wasm/sas-verifier-cache.js'
+import { BearerTokenError, type BearerPrincipal, type BearerTokenVerifier } from './bearer-tokens.js'
+import { rolesAllow, type RoleNeed } from './roles.js'
+
+const BEARER = /^Bearer\s+/i
+export const isBearer = (header: string | undefined): header is string => header !== undefined && BEARER.test(header)
+export const LOCAL_AUTH_DISABLED = 'local authentication is disabled on this hub: shared access policy tokens are refused, use a bearer token'
 
 /** `wasm`: HMAC in WebAssembly with a cache of verified tokens; `js`: node:crypto every time. */
 export type SasVerifierKind = 'wasm' | 'js'
@@ -59,6 +65,10 @@ export class Authenticator {
   readonly policies: PolicyRegistry
 
   private readonly cache: SasVerifierCache | undefined
+  /** who verifies bearer tokens (none: every bearer token is refused) */
+  bearer: BearerTokenVerifier | undefined
+  /** false (Azure's disableLocalAuth): tokens signed with a policy's key are refused, but on the built-in endpoint */
+  localAuth = true
   /** module identities, once the hub has them (none: every module is unknown) */
   modules: { get(deviceId: string, moduleId: string): ModuleRecord | undefined } = { get: () => undefined }
 
@@ -109,9 +119,38 @@ export class Authenticator {
     return { token, segments }
   }
 
-  /** Checks an Authorization header for a service route; throws HubError 401003. */
-  authorizeService(header: string | undefined, right: Permission): AccessPolicy {
+  /**
+   * Checks a bearer token for a service route or link; throws HubError 401003. `operation` names
+   * what was asked (`GET on /devices/d1`), as Azure's refusal does.
+   */
+  async authorizeBearer(header: string, need: RoleNeed, operation: string): Promise<BearerPrincipal> {
+    if (need === 'sas-only') throw new HubError(401003, 'Unauthorized: the built-in endpoint accepts shared access signatures only, as Azure\'s Event Hubs-compatible endpoint does')
+    let principal: BearerPrincipal
+    try {
+      principal = await this.verifyBearer(header)
+    } catch (e) {
+      if (e instanceof BearerTokenError) throw new HubError(401003, `Unauthorized: ${e.message}`)
+      throw e
+    }
+    if (!rolesAllow(principal.roles, need)) throw new HubError(401003, `Principal ${principal.name} is not authorized for ${operation} due to no assigned permissions`)
+    return principal
+  }
+
+  /** Who a bearer token (`Bearer …`) names, and its roles; rejects with BearerTokenError. */
+  verifyBearer(header: string): Promise<BearerPrincipal> {
+    if (!this.bearer) return Promise.reject(new BearerTokenError('this hub trusts no bearer token issuer'))
+    return this.bearer.verify(header.replace(BEARER, ''))
+  }
+
+  /**
+   * Checks an Authorization header's SAS token for a service route; throws HubError 401003.
+   * `builtInEndpoint`: the built-in endpoint, which keeps shared access signatures when local
+   * authentication is off (Azure's accepts nothing else).
+   */
+  authorizeService(header: string | undefined, right: Permission, builtInEndpoint = false): AccessPolicy {
     if (!header) throw new HubError(401003, 'Authorization header missing')
+    if (isBearer(header) && builtInEndpoint) throw new HubError(401003, 'Unauthorized: the built-in endpoint accepts shared access signatures only, as Azure\'s Event Hubs-compatible endpoint does')
+    if (!this.localAuth && !builtInEndpoint) throw new HubError(401003, `Unauthorized: ${LOCAL_AUTH_DISABLED}`)
     let policy: AccessPolicy | undefined
     try {
       const { token, segments } = this.parse(header)
@@ -187,6 +226,7 @@ export class Authenticator {
       let scope: 'device' | 'module' | 'hub'
       let policyToken: PolicyToken | undefined
       if (token.keyName) {
+        if (!this.localAuth) throw new TokenError(LOCAL_AUTH_DISABLED, 'scope')
         const policy = this.policies.get(token.keyName)
         if (!policy || !hasRight(policy, 'DeviceConnect')) throw new TokenError('policy does not grant DeviceConnect', 'scope')
         // a policy token may cover the hub, all devices, this device, or (a module) this module

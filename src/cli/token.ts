@@ -3,19 +3,38 @@
 //   npm run -s token                         service token, policy iothubowner
 //   npm run -s token -- --policy service     another policy
 //   npm run -s token -- --device dev1        device token signed with the device's primary key
+//   npm run -s token -- --role "IoT Hub Data Reader"   bearer token (JWT) for a role, signed by the
+//                                            hub's local issuer key (repeat --role for several)
 import { parseArgs } from 'node:util'
-import { resolve } from 'node:path'
+import { existsSync, readFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import type { JWK } from 'jose'
 import { createSasToken } from '../auth/sas-token.js'
 import type { AccessPolicy } from '../auth/policies.js'
 import type { DeviceRecord } from '../registry/device-registry.js'
 import { openHubStore } from '../store/hub-store.js'
+import { LOCAL_ISSUER, signRoleToken } from '../auth/local-issuer.js'
 
 const { values } = parseArgs({
   options: {
     policy: { type: 'string', default: 'iothubowner' }, device: { type: 'string' }, ttl: { type: 'string', default: '3600' },
+    role: { type: 'string', multiple: true }, subject: { type: 'string', default: 'local-user' },
     'data-dir': { type: 'string', default: process.env.HYPERHUB_DATA_DIR ?? './data' }, 'host-name': { type: 'string', default: process.env.HYPERHUB_HOST_NAME ?? 'localhost' },
   },
 })
+if (values.role) {
+  // the key file, not the store: a role token needs no LMDB
+  const file = join(resolve(values['data-dir']), 'rbac', 'local-issuer.jwk.json')
+  try {
+    if (!existsSync(file)) throw new Error(`no local issuer key in ${values['data-dir']} (has the hub been started there with --local-issuer true?)`)
+    const key = JSON.parse(readFileSync(file, 'utf8')) as JWK
+    console.log(await signRoleToken(key, { roles: values.role, subject: values.subject, ttlSeconds: Number(values.ttl) }))
+  } catch (e) {
+    console.error(`token: ${(e as Error).message} (issuer ${LOCAL_ISSUER})`)
+    process.exitCode = 2
+  }
+  process.exit()
+}
 const store = openHubStore(resolve(values['data-dir']))
 try {
   const ttl = Number(values.ttl)

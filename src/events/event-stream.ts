@@ -84,7 +84,7 @@ export class EventStream {
         let held: PolicyToken
         try {
           const token = req.getHeader('authorization') || query.get('authorization') || undefined
-          const policy = auth.authorizeService(token, 'ServiceConnect')
+          const policy = auth.authorizeService(token, 'ServiceConnect', true)
           held = { keyName: policy.keyName, token: token! }
           if (this.readers.size >= MAX_STREAM_READERS) throw new HubError(429001, `at most ${MAX_STREAM_READERS} stream readers at once`)
           expiresAt = (parseSasToken(token!).expiry + CLOCK_SKEW_SECONDS) * 1000

@@ -62,7 +62,7 @@ export function c2dRoutes(registry: DeviceRegistry, shards: ShardPool, feedback:
   }
   return [
     {
-      method: 'post', pattern: /^\/devices\/([^/]+)\/messages\/devicebound\/?$/i, right: 'ServiceConnect', limits: { throttle: 'c2dSends', standardOnly: 'cloud-to-device messages' }, // billed when delivered (device-edge.ts)
+      method: 'post', pattern: /^\/devices\/([^/]+)\/messages\/devicebound\/?$/i, right: 'ServiceConnect', role: 'cloudToDeviceMessages/send/action', limits: { throttle: 'c2dSends', standardOnly: 'cloud-to-device messages' }, // billed when delivered (device-edge.ts)
       async handle(req) {
         const d = device(req.params[0]!)
         const msg = c2dFromHeaders(req, d.deviceId)
@@ -73,13 +73,13 @@ export function c2dRoutes(registry: DeviceRegistry, shards: ShardPool, feedback:
       },
     },
     {
-      method: 'delete', pattern: /^\/devices\/([^/]+)\/commands\/?$/, right: 'ServiceConnect', limits: C2D_ONLY,
+      method: 'delete', pattern: /^\/devices\/([^/]+)\/commands\/?$/, right: 'ServiceConnect', role: 'cloudToDeviceMessages/queue/purge/action', limits: C2D_ONLY,
       async handle(req) {
         const d = device(req.params[0]!)
         const purged = await shards.request<number>('c2d.purge', d.deviceId)
         return { status: 200, body: { deviceId: d.deviceId, totalMessagesPurged: purged } }
       },
     },
-    ...serviceBoundRoutes({ name: 'feedback', queue: feedback, contentType: 'application/vnd.microsoft.iothub.feedback.json', single: false, hubName, limits: C2D_ONLY }),
+    ...serviceBoundRoutes({ name: 'feedback', queue: feedback, contentType: 'application/vnd.microsoft.iothub.feedback.json', single: false, hubName, limits: C2D_ONLY, role: 'cloudToDeviceMessages/feedback/action' }),
   ]
 }

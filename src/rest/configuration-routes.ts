@@ -31,28 +31,28 @@ async function checkQuery(query: string): Promise<void> {
 export function configurationRoutes(store: ConfigurationStore, applier: ConfigurationApplier, registry: DeviceRegistry): Route[] {
   return [
     {
-      method: 'put', pattern: CONFIGURATION, right: 'RegistryWrite', limits: LIMITS,
+      method: 'put', pattern: CONFIGURATION, right: 'RegistryWrite', role: 'configurations/write', limits: LIMITS,
       async handle(req) {
         const c = await store.put(req.params[0]!, req.json(), req.headers['if-match'] || undefined, checkQuery)
         return { status: 200, body: configurationJson(c), headers: { ETag: `"${c.etag}"` } }
       },
     },
     {
-      method: 'get', pattern: CONFIGURATION, right: 'RegistryRead', limits: LIMITS,
+      method: 'get', pattern: CONFIGURATION, right: 'RegistryRead', role: 'configurations/read', limits: LIMITS,
       handle(req) {
         const c = store.get(req.params[0]!)
         return { status: 200, body: configurationJson(c), headers: { ETag: `"${c.etag}"` } }
       },
     },
     {
-      method: 'delete', pattern: CONFIGURATION, right: 'RegistryWrite', limits: LIMITS,
+      method: 'delete', pattern: CONFIGURATION, right: 'RegistryWrite', role: 'configurations/delete', limits: LIMITS,
       async handle(req) {
         await store.delete(req.params[0]!, req.headers['if-match'] || undefined)
         return { status: 204 }
       },
     },
     {
-      method: 'get', pattern: /^\/configurations\/?$/, right: 'RegistryRead', limits: LIMITS,
+      method: 'get', pattern: /^\/configurations\/?$/, right: 'RegistryRead', role: 'configurations/read', limits: LIMITS,
       handle(req) {
         const top = req.query.get('top')
         const n = top === null || top === '' ? MAX_CONFIGURATIONS : Number(top)
@@ -61,7 +61,7 @@ export function configurationRoutes(store: ConfigurationStore, applier: Configur
       },
     },
     {
-      method: 'post', pattern: /^\/configurations\/testQueries\/?$/, right: 'RegistryRead', limits: LIMITS,
+      method: 'post', pattern: /^\/configurations\/testQueries\/?$/, right: 'RegistryRead', role: 'configurations/testQueries/action', limits: LIMITS,
       handle(req) {
         const b = req.json<{ targetCondition?: unknown; customMetricQueries?: unknown }>()
         if (typeof b !== 'object' || b === null) throw new HubError(400004, 'the body must be {"targetCondition": "...", "customMetricQueries": {...}}')
@@ -74,7 +74,7 @@ export function configurationRoutes(store: ConfigurationStore, applier: Configur
       },
     },
     {
-      method: 'post', pattern: /^\/devices\/([^/]+)\/applyConfigurationContent\/?$/, right: 'RegistryWrite', limits: LIMITS,
+      method: 'post', pattern: /^\/devices\/([^/]+)\/applyConfigurationContent\/?$/, right: 'RegistryWrite', role: 'configurations/applyToEdgeDevice/action', limits: LIMITS,
       async handle(req) {
         const d = registry.get(req.params[0]!)
         if (!d) throw new HubError(404001, `Device ${req.params[0]} not registered`)

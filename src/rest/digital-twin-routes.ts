@@ -59,7 +59,7 @@ export function digitalTwinRoutes(registry: DeviceRegistry, modules: ModuleRegis
 
   return [
     {
-      method: 'get', pattern: TWIN, right: 'ServiceConnect', limits: TWIN_READ,
+      method: 'get', pattern: TWIN, right: 'ServiceConnect', role: 'twins/read', limits: TWIN_READ,
       async handle(req) {
         const id = req.params[0]!
         const t = target(id)
@@ -68,7 +68,7 @@ export function digitalTwinRoutes(registry: DeviceRegistry, modules: ModuleRegis
       },
     },
     {
-      method: 'patch', pattern: TWIN, right: 'ServiceConnect', limits: TWIN_UPDATE,
+      method: 'patch', pattern: TWIN, right: 'ServiceConnect', role: 'twins/write', limits: TWIN_UPDATE,
       async handle(req) {
         const t = target(req.params[0]!)
         const operations = req.json()
@@ -82,14 +82,14 @@ export function digitalTwinRoutes(registry: DeviceRegistry, modules: ModuleRegis
       },
     },
     {
-      method: 'post', pattern: /^\/digitaltwins\/([^/]+)\/commands\/([^/]+)\/?$/, right: 'ServiceConnect', limits: COMMANDS,
+      method: 'post', pattern: /^\/digitaltwins\/([^/]+)\/commands\/([^/]+)\/?$/, right: 'ServiceConnect', role: 'directMethods/invoke/action', limits: COMMANDS,
       handle(req) {
         if (!NAME.test(req.params[1]!)) throw new HubError(400004, 'the command name must be 1-128 printable US-ASCII characters without $ ( ) < > @ , ; : \\ " / [ ] ? = { } or spaces')
         return command(req, req.params[0]!, req.params[1]!)
       },
     },
     {
-      method: 'post', pattern: /^\/digitaltwins\/([^/]+)\/components\/([^/]+)\/commands\/([^/]+)\/?$/, right: 'ServiceConnect', limits: COMMANDS,
+      method: 'post', pattern: /^\/digitaltwins\/([^/]+)\/components\/([^/]+)\/commands\/([^/]+)\/?$/, right: 'ServiceConnect', role: 'directMethods/invoke/action', limits: COMMANDS,
       handle(req) {
         const [component, name] = [req.params[1]!, req.params[2]!]
         if (!NAME.test(component) || !NAME.test(name) || component.includes('*')) throw new HubError(400004, 'component and command names must be 1-128 printable US-ASCII characters (no *)')

@@ -25,14 +25,14 @@ function logReadRoutes(base: string, pick: (req: RestRequest) => { endpoint: Bui
   }
   return [
     {
-      method: 'get', pattern: at('/partitions/?'), right: 'ServiceConnect',
+      method: 'get', pattern: at('/partitions/?'), right: 'ServiceConnect', role: 'sas-only',
       handle: bind(({ endpoint }) => {
         endpoint.refresh()
         return { status: 200, body: Array.from({ length: endpoint.partitions }, (_, p) => endpoint.partitionInfo(p)) }
       }),
     },
     {
-      method: 'get', pattern: at('/partitions/([^/]+)/?'), right: 'ServiceConnect',
+      method: 'get', pattern: at('/partitions/([^/]+)/?'), right: 'ServiceConnect', role: 'sas-only',
       handle: bind((req) => {
         const endpoint = req.endpoint
         endpoint.refresh()
@@ -40,7 +40,7 @@ function logReadRoutes(base: string, pick: (req: RestRequest) => { endpoint: Bui
       }),
     },
     {
-      method: 'get', pattern: at('/partitions/([^/]+)/events/?'), right: 'ServiceConnect',
+      method: 'get', pattern: at('/partitions/([^/]+)/events/?'), right: 'ServiceConnect', role: 'sas-only',
       handle: bind((req) => {
         const endpoint = req.endpoint
         endpoint.refresh()
@@ -58,7 +58,7 @@ function logReadRoutes(base: string, pick: (req: RestRequest) => { endpoint: Bui
       }),
     },
     {
-      method: 'get', pattern: at('/consumergroups/?', 'i'), right: 'ServiceConnect',
+      method: 'get', pattern: at('/consumergroups/?', 'i'), right: 'ServiceConnect', role: 'sas-only',
       handle: bind(({ endpoint }) => ({ status: 200, body: endpoint.consumerGroups().map((name) => ({ name })) })),
     },
     {
@@ -79,7 +79,7 @@ function logReadRoutes(base: string, pick: (req: RestRequest) => { endpoint: Bui
       }),
     },
     {
-      method: 'get', pattern: at('/consumergroups/([^/]+)/partitions/([^/]+)/checkpoint/?', 'i'), right: 'ServiceConnect',
+      method: 'get', pattern: at('/consumergroups/([^/]+)/partitions/([^/]+)/checkpoint/?', 'i'), right: 'ServiceConnect', role: 'sas-only',
       handle: bind((req) => {
         const endpoint = req.endpoint
         endpoint.checkConsumerGroup(req.params[0]!)
@@ -89,7 +89,7 @@ function logReadRoutes(base: string, pick: (req: RestRequest) => { endpoint: Bui
       }),
     },
     {
-      method: 'put', pattern: at('/consumergroups/([^/]+)/partitions/([^/]+)/checkpoint/?', 'i'), right: 'ServiceConnect',
+      method: 'put', pattern: at('/consumergroups/([^/]+)/partitions/([^/]+)/checkpoint/?', 'i'), right: 'ServiceConnect', role: 'sas-only',
       handle: bind(async (req) => {
         const endpoint = req.endpoint
         endpoint.refresh()

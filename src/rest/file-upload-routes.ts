@@ -40,6 +40,6 @@ export function fileUploadRoutes(uploads: FileUploads, notifications: ServiceBou
       method: 'post', pattern: /^\/devices\/([^/]+)\/files\/notifications\/([^/]+)\/?$/i, right: 'Device', limits: BILLED,
       handle: (req) => complete(req, req.params[1]),
     },
-    ...serviceBoundRoutes({ name: 'filenotifications', queue: notifications, contentType: 'application/vnd.microsoft.iothub.filenotification.json', single: true, hubName }),
+    ...serviceBoundRoutes({ name: 'filenotifications', queue: notifications, contentType: 'application/vnd.microsoft.iothub.filenotification.json', single: true, hubName, role: 'fileUpload/notifications/action' }),
   ]
 }

@@ -2,8 +2,9 @@
 // needs; the Authorization header is checked before the handler runs. Errors leave as IoT Hub error
 // bodies.
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js'
-import { DeviceAuthError, type Authenticator, type DeviceIdentity } from '../auth/authenticator.js'
-import type { Permission } from '../auth/policies.js'
+import { DeviceAuthError, isBearer, type Authenticator, type DeviceIdentity } from '../auth/authenticator.js'
+import type { Right } from '../auth/policies.js'
+import type { RoleNeed } from '../auth/roles.js'
 import type { Logger } from '../log.js'
 import { errorBody, HubError } from './hub-error.js'
 import { jsonDeeperThan, MAX_JSON_DEPTH } from '../json-depth.js'
@@ -29,16 +30,26 @@ export interface RestResponse {
   headers?: Record<string, string>
 }
 
-export interface Route {
+interface RouteBase {
   /** `any`: every method (the answers for features the hub does not have yet) */
   method: 'get' | 'put' | 'post' | 'delete' | 'patch' | 'any'
   pattern: RegExp
-  /** `None`: answered without a credential (only to say a feature does not exist yet); `Anyone`: liveness and readiness probes */
-  right: Permission | 'None' | 'Anyone' | 'Device' | 'Module'
   handle(req: RestRequest): Promise<RestResponse> | RestResponse
   /** what the route costs under a tier (rest/route-limits.ts) */
   limits?: RouteLimits
 }
+
+/**
+ * Who may call a route. A service route names the SAS right and, beside it, what a bearer token's
+ * roles must allow (roles.ts). `ControlPlane` routes need the owner policy or a role with control-plane
+ * actions; `None`: answered without a credential (only to say a feature does not exist yet);
+ * `Anyone`: liveness and readiness probes; `Device`/`Module`: the path's own identity.
+ */
+export type RouteAccess =
+  | { right: Right; role: RoleNeed }
+  | { right: 'ControlPlane' | 'None' | 'Anyone' | 'Device' | 'Module'; role?: undefined }
+
+export type Route = RouteBase & RouteAccess
 
 const STATUS_TEXT: Record<number, string> = {
   200: 'OK', 201: 'Created', 204: 'No Content', 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden',
@@ -92,13 +103,20 @@ export function mountRest(app: TemplatedApp, routes: Route[], auth: Authenticato
     const apiVersion = query.get('api-version')
     if (apiVersion !== null && !API_VERSION.test(apiVersion)) return fail(new HubError(400001, `api-version ${apiVersion} is not supported`))
     let device: DeviceIdentity | undefined
+    // a bearer token's signature is checked asynchronously; the body is read meanwhile
+    let bearer: Promise<unknown> | undefined
     try {
       if (route.right === 'Device') device = authenticateDevice(auth, headers.authorization, params[0] ?? '')
       else if (route.right === 'Module') device = authenticateDevice(auth, headers.authorization, params[0] ?? '', params[1] ?? '')
-      else if (route.right !== 'None' && route.right !== 'Anyone') auth.authorizeService(headers.authorization, route.right)
+      else if (route.right !== 'None' && route.right !== 'Anyone') {
+        if (isBearer(headers.authorization)) bearer = auth.authorizeBearer(headers.authorization, route.role ?? 'control-plane', `${method.toUpperCase()} on ${path}`)
+        else auth.authorizeService(headers.authorization, route.right, route.role === 'sas-only')
+      }
     } catch (e) {
       return fail(e)
     }
+    // a refused bearer token is answered once, even if the body is still arriving
+    bearer?.catch(() => {})
     const handle = (body: Buffer) => {
       const request: RestRequest = {
         method, path, params, query, headers, body, ...(device ? { device } : {}),
@@ -109,7 +127,7 @@ export function mountRest(app: TemplatedApp, routes: Route[], auth: Authenticato
           try { return JSON.parse(body.toString('utf8')) as T } catch { throw new HubError(400012, 'the request body is not valid JSON') }
         },
       }
-      Promise.resolve().then(() => route.handle(request)).then(reply, fail)
+      Promise.resolve(bearer).then(() => route.handle(request)).then(reply, fail)
     }
     if (!headers['content-length'] && !headers['transfer-encoding']) return handle(Buffer.alloc(0))
     if (Number(headers['content-length']) > MAX_REST_BODY_BYTES) return fail(new HubError(413000, `request body exceeds ${MAX_REST_BODY_BYTES} bytes`))

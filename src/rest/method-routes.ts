@@ -36,7 +36,7 @@ const METHOD_LIMITS = methodLimits('direct methods')
 
 export function methodRoutes(registry: DeviceRegistry, edge: DeviceEdge, modules: ModuleRegistry): Route[] {
   return [{
-    method: 'post', pattern: /^\/twins\/([^/]+)\/methods\/?$/, right: 'ServiceConnect', limits: METHOD_LIMITS,
+    method: 'post', pattern: /^\/twins\/([^/]+)\/methods\/?$/, right: 'ServiceConnect', role: 'directMethods/invoke/action', limits: METHOD_LIMITS,
     async handle(req) {
       const deviceId = req.params[0]!
       const call = methodCall(req.json())
@@ -45,7 +45,7 @@ export function methodRoutes(registry: DeviceRegistry, edge: DeviceEdge, modules
       return { status: 200, body: result }
     },
   }, {
-    method: 'post', pattern: /^\/twins\/([^/]+)\/modules\/([^/]+)\/methods\/?$/, right: 'ServiceConnect', limits: METHOD_LIMITS,
+    method: 'post', pattern: /^\/twins\/([^/]+)\/modules\/([^/]+)\/methods\/?$/, right: 'ServiceConnect', role: 'directMethods/invoke/action', limits: METHOD_LIMITS,
     async handle(req) {
       const [deviceId, moduleId] = [req.params[0]!, req.params[1]!]
       const call = methodCall(req.json())

@@ -10,21 +10,21 @@ export function moduleRoutes(modules: ModuleRegistry): Route[] {
   const limits = { throttle: 'registry' } as const
   return [
     {
-      method: 'get', pattern: /^\/devices\/([^/]+)\/modules\/?$/, right: 'RegistryRead', limits,
+      method: 'get', pattern: /^\/devices\/([^/]+)\/modules\/?$/, right: 'RegistryRead', role: 'devices/read', limits,
       handle: (req) => ({ status: 200, body: modules.list(req.params[0]!).map((m) => modules.toJson(m)) }),
     },
     {
-      method: 'get', pattern: MODULE, right: 'RegistryRead', limits,
+      method: 'get', pattern: MODULE, right: 'RegistryRead', role: 'devices/read', limits,
       handle: (req) => reply(modules.require(req.params[0]!, req.params[1]!)),
     },
     {
-      method: 'put', pattern: MODULE, right: 'RegistryWrite', limits,
+      method: 'put', pattern: MODULE, right: 'RegistryWrite', role: 'devices/write', limits,
       async handle(req) {
         return reply(await modules.put(req.params[0]!, req.params[1]!, req.json(), req.headers['if-match']))
       },
     },
     {
-      method: 'delete', pattern: MODULE, right: 'RegistryWrite', limits,
+      method: 'delete', pattern: MODULE, right: 'RegistryWrite', role: 'devices/delete', limits,
       async handle(req) {
         await modules.delete(req.params[0]!, req.params[1]!, req.headers['if-match'])
         return { status: 204 }

@@ -43,13 +43,13 @@ export function moduleTwinRoutes(modules: ModuleRegistry, shards: ShardPool): Ro
   }
   return [
     {
-      method: 'get', pattern: MODULE_TWIN, right: 'ServiceConnect', limits: TWIN_READ,
+      method: 'get', pattern: MODULE_TWIN, right: 'ServiceConnect', role: 'twins/read', limits: TWIN_READ,
       async handle(req) {
         const m = modules.require(req.params[0]!, req.params[1]!)
         return reply(m, await shards.requestForModule<TwinCore>('twin.get', m.deviceId, m.moduleId))
       },
     },
-    { method: 'patch', pattern: MODULE_TWIN, right: 'ServiceConnect', limits: TWIN_UPDATE, handle: update('patch') },
-    { method: 'put', pattern: MODULE_TWIN, right: 'ServiceConnect', limits: TWIN_UPDATE, handle: update('replace') },
+    { method: 'patch', pattern: MODULE_TWIN, right: 'ServiceConnect', role: 'twins/write', limits: TWIN_UPDATE, handle: update('patch') },
+    { method: 'put', pattern: MODULE_TWIN, right: 'ServiceConnect', role: 'twins/write', limits: TWIN_UPDATE, handle: update('replace') },
   ]
 }

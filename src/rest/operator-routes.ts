@@ -11,7 +11,7 @@ export interface Readiness {
 export function operatorRoutes(metrics: HubMetrics, readiness: Readiness): Route[] {
   return [
     {
-      method: 'get', pattern: /^\/metrics\/?$/, right: 'ServiceConnect',
+      method: 'get', pattern: /^\/metrics\/?$/, right: 'ServiceConnect', role: 'statistics/read',
       handle: async () => ({ status: 200, body: await metrics.text(), headers: { 'Content-Type': metrics.registry.contentType } }),
     },
     {

@@ -11,7 +11,7 @@ const MAX_PAGE = 1000
 
 export function queryRoutes(pool: QueryPool): Route[] {
   return [{
-    method: 'post', pattern: /^\/devices\/query\/?$/, right: 'ServiceConnect', limits: { throttle: 'queries', meter: { op: 'queries', bytes: 'response' } },
+    method: 'post', pattern: /^\/devices\/query\/?$/, right: 'ServiceConnect', role: 'twins/read', limits: { throttle: 'queries', meter: { op: 'queries', bytes: 'response' } },
     async handle(req) {
       const body = req.json<{ query?: unknown }>()
       if (typeof body !== 'object' || body === null || typeof body.query !== 'string') throw new HubError(400004, 'the body must be {"query": "<query text>"}')

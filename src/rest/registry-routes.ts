@@ -10,7 +10,7 @@ export function registryRoutes(registry: DeviceRegistry, edge: DeviceEdge): Rout
   const deviceReply = (d: Parameters<DeviceRegistry['toJson']>[0]) => ({ status: 200, body: registry.toJson(d), headers: { ETag: `"${d.etag}"` } })
   return [
     {
-      method: 'get', pattern: /^\/devices\/?$/, right: 'RegistryRead', limits: { throttle: 'registry' }, 
+      method: 'get', pattern: /^\/devices\/?$/, right: 'RegistryRead', role: 'devices/read', limits: { throttle: 'registry' }, 
       handle(req) {
         const top = req.query.get('top') === null ? 1000 : Number(req.query.get('top'))
         if (!Number.isInteger(top) || top < 1 || top > 1000) throw new HubError(400004, 'top must be an integer 1..1000')
@@ -18,7 +18,7 @@ export function registryRoutes(registry: DeviceRegistry, edge: DeviceEdge): Rout
       },
     },
     {
-      method: 'get', pattern: DEVICE, right: 'RegistryRead', limits: { throttle: 'registry' }, 
+      method: 'get', pattern: DEVICE, right: 'RegistryRead', role: 'devices/read', limits: { throttle: 'registry' }, 
       handle(req) {
         const d = registry.get(req.params[0]!)
         if (!d) throw new HubError(404001, `Device ${req.params[0]} not registered`)
@@ -26,24 +26,24 @@ export function registryRoutes(registry: DeviceRegistry, edge: DeviceEdge): Rout
       },
     },
     {
-      method: 'put', pattern: DEVICE, right: 'RegistryWrite', limits: { throttle: 'registry' }, 
+      method: 'put', pattern: DEVICE, right: 'RegistryWrite', role: 'devices/write', limits: { throttle: 'registry' }, 
       async handle(req) {
         return deviceReply(await registry.put(req.params[0]!, req.json(), req.headers['if-match']))
       },
     },
     {
-      method: 'delete', pattern: DEVICE, right: 'RegistryWrite', limits: { throttle: 'registry' }, 
+      method: 'delete', pattern: DEVICE, right: 'RegistryWrite', role: 'devices/delete', limits: { throttle: 'registry' }, 
       async handle(req) {
         await registry.delete(req.params[0]!, req.headers['if-match'])
         return { status: 204 }
       },
     },
     {
-      method: 'get', pattern: /^\/statistics\/devices\/?$/, right: 'RegistryRead', limits: { throttle: 'registry' }, 
+      method: 'get', pattern: /^\/statistics\/devices\/?$/, right: 'RegistryRead', role: 'statistics/read', limits: { throttle: 'registry' }, 
       handle: () => ({ status: 200, body: registry.statistics() }),
     },
     {
-      method: 'get', pattern: /^\/statistics\/service\/?$/, right: 'ServiceConnect',
+      method: 'get', pattern: /^\/statistics\/service\/?$/, right: 'ServiceConnect', role: 'statistics/read',
       handle: () => ({ status: 200, body: { connectedDeviceCount: edge.connectedDeviceCount } }),
     },
   ]

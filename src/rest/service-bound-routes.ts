@@ -3,6 +3,7 @@
 // or 204, `DELETE …/{lock}` completes it and `POST …/{lock}/abandon` puts it back. Used for C2D
 // feedback and for file-upload notifications.
 import type { ServiceBoundQueue } from '../c2d/service-bound-queue.js'
+import type { DataAction } from '../auth/roles.js'
 import type { Route } from './http-server.js'
 import type { RouteLimits } from './route-limits.js'
 
@@ -16,13 +17,15 @@ export interface ServiceBoundRouteOptions {
   /** the user id the messages carry (the hub's name, as Azure's do) */
   hubName: string
   limits?: RouteLimits
+  /** the data action a bearer token's roles must allow */
+  role: DataAction
 }
 
 export function serviceBoundRoutes(o: ServiceBoundRouteOptions): Route[] {
   const base = `^\\/messages\\/servicebound\\/${o.name}`
   return [
     {
-      method: 'get', pattern: new RegExp(`${base}\\/?$`, 'i'), right: 'ServiceConnect', limits: o.limits,
+      method: 'get', pattern: new RegExp(`${base}\\/?$`, 'i'), right: 'ServiceConnect', limits: o.limits, role: o.role,
       async handle() {
         const m = await o.queue.receive()
         if (!m) return { status: 204 }
@@ -36,14 +39,14 @@ export function serviceBoundRoutes(o: ServiceBoundRouteOptions): Route[] {
       },
     },
     {
-      method: 'delete', pattern: new RegExp(`${base}\\/([^/]+)\\/?$`, 'i'), right: 'ServiceConnect', limits: o.limits,
+      method: 'delete', pattern: new RegExp(`${base}\\/([^/]+)\\/?$`, 'i'), right: 'ServiceConnect', limits: o.limits, role: o.role,
       async handle(req) {
         await o.queue.complete(req.params[0]!)
         return { status: 204 }
       },
     },
     {
-      method: 'post', pattern: new RegExp(`${base}\\/([^/]+)\\/abandon\\/?$`, 'i'), right: 'ServiceConnect', limits: o.limits,
+      method: 'post', pattern: new RegExp(`${base}\\/([^/]+)\\/abandon\\/?$`, 'i'), right: 'ServiceConnect', limits: o.limits, role: o.role,
       handle(req) {
         o.queue.abandon(req.params[0]!)
         return { status: 204 }

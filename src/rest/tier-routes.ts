@@ -26,7 +26,7 @@ export function tierRoutes(throttles: HubThrottles): Route[] {
       },
     },
     {
-      method: 'get', pattern: /^\/hyperhub\/metering\/?$/, right: 'ServiceConnect',
+      method: 'get', pattern: /^\/hyperhub\/metering\/?$/, right: 'ServiceConnect', role: 'statistics/read',
       handle: () => ({ status: 200, body: throttles.report() }),
     },
   ]

@@ -61,13 +61,13 @@ export function twinRoutes(registry: DeviceRegistry, shards: ShardPool): Route[]
   }
   return [
     {
-      method: 'get', pattern: TWIN, right: 'ServiceConnect', limits: TWIN_READ,
+      method: 'get', pattern: TWIN, right: 'ServiceConnect', role: 'twins/read', limits: TWIN_READ,
       async handle(req) {
         const d = device(req)
         return reply(d, await shards.request<TwinCore>('twin.get', d.deviceId))
       },
     },
-    { method: 'patch', pattern: TWIN, right: 'ServiceConnect', limits: TWIN_UPDATE, handle: update('patch') },
-    { method: 'put', pattern: TWIN, right: 'ServiceConnect', limits: TWIN_UPDATE, handle: update('replace') },
+    { method: 'patch', pattern: TWIN, right: 'ServiceConnect', role: 'twins/write', limits: TWIN_UPDATE, handle: update('patch') },
+    { method: 'put', pattern: TWIN, right: 'ServiceConnect', role: 'twins/write', limits: TWIN_UPDATE, handle: update('replace') },
   ]
 }
