@@ -11,6 +11,9 @@ import { PolicyRegistry } from './auth/policy-registry.js'
 import { BearerTokenVerifier, jwksSource, type TrustedIssuer } from './auth/bearer-tokens.js'
 import { ensureLocalIssuerKey, localIssuer } from './auth/local-issuer.js'
 import { policyRoutes } from './rest/policy-routes.js'
+import { certificateRoutes } from './rest/certificate-routes.js'
+import { HttpsFront } from './tls/https-front.js'
+import { CertificateAuthorities, type StoredCertificate } from './auth/certificate-authorities.js'
 import { portHint, type HubConfig } from './config.js'
 import { BuiltInEndpoint } from './events/built-in-endpoint.js'
 import { EventStream } from './events/event-stream.js'
@@ -19,7 +22,7 @@ import { AmqpServer } from './amqp/amqp-server.js'
 import { EventHubsEndpoint } from './amqp/event-hubs-endpoint.js'
 import { ServiceLinks } from './amqp/service-links.js'
 import type { Logger } from './log.js'
-import { createTcpListener, createTlsListener, listen } from './mqtt/listeners.js'
+import { createTcpListener, createTlsListener, listen, TLS_HANDSHAKE_TIMEOUT_MS } from './mqtt/listeners.js'
 import { mountWebSockets } from './edge/websocket-endpoints.js'
 import { DeviceEdge } from './edge/device-edge.js'
 import { DeviceRegistry } from './registry/device-registry.js'
@@ -72,7 +75,8 @@ export interface RunningHub {
   readonly policies: AccessPolicy[]
   policyRegistry: PolicyRegistry
   caCertFile: string
-  ports: { mqtt: number; https: number; mqttTcp: number | null; amqp: number | null }
+  /** `httpsBackend`: the loopback port uWS serves behind the HTTPS port's TLS front */
+  ports: { mqtt: number; https: number; httpsBackend: number; mqttTcp: number | null; amqp: number | null }
   /** the Event Hubs entity (EntityPath) of the built-in endpoint */
   eventHubName: string
   registry: DeviceRegistry
@@ -221,6 +225,9 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
     },
     forget: (deviceId) => { store.activity.remove(deviceId).catch((e: unknown) => health.failed(e)) },
   })
+  const authorities = new CertificateAuthorities((store.meta.get('caCertificates') as StoredCertificate[] | undefined) ?? [],
+    (all) => store.meta.put('caCertificates', all).then(() => {}))
+  edge.authenticator.authorities = authorities
   edge.authenticator.localAuth = !config.disableLocalAuth
   edge.authenticator.bearer = await bearerVerifier(config)
   for (const [deviceId, count] of earlyCounts.splice(0)) edge.c2dCount(deviceId, count)
@@ -255,21 +262,24 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
     (id, reason) => log.warn('stored configuration breaks the rules and is not applied; PUT it again to replace it', { id, reason }))
   const configurationApplier = new ConfigurationApplier(configurations, queries, shards, modules, log, config.configurationIntervalSeconds * 1000)
   configurationApplier.start()
-  const app = uWS.SSLApp({ key_file_name: pki.serverKeyFile, cert_file_name: pki.serverCertFile })
   const key = readFileSync(pki.serverKeyFile, 'utf8')
   const cert = readFileSync(pki.serverCertFile, 'utf8')
+  // TLS for the HTTPS port is node:tls in front of uWS on loopback (https-front.ts: client certificates)
+  let backendPort = 0
+  const front = new HttpsFront({ key, cert, handshakeTimeoutMs: TLS_HANDSHAKE_TIMEOUT_MS, backendPort: () => backendPort })
+  const app = uWS.App()
   // one AMQP engine for 5671 and for AMQP over WebSocket on the HTTPS port (which works with 5671 off)
   const amqpServer = new AmqpServer({
     host: config.host, port: config.amqpPort ?? 0, key, cert, hostNames: tlsNames, auth: edge.authenticator, eventHubs,
     service: new ServiceLinks(registry, shards, feedback, log, eventHubName, throttles, fileNotifications), devices: new AmqpDevices(edge, registry, log), log, limits: options.amqpLimits,
   })
-  const webSocketHeldInput = mountWebSockets(app, edge, amqpServer)
-  stream.mount(app, edge.authenticator)
+  const webSocketHeldInput = mountWebSockets(app, edge, amqpServer, front)
+  stream.mount(app, edge.authenticator, front)
   const routes: Route[] = [
     ...registryRoutes(registry, edge), ...moduleRoutes(modules), ...moduleTwinRoutes(modules, shards), ...eventsRoutes(endpoint), ...twinRoutes(registry, shards), ...methodRoutes(registry, edge, modules),
     ...c2dRoutes(registry, shards, feedback, eventHubName), ...routingRoutes(routing), ...endpointLogRoutes((name) => routing.logEndpoint(name)),
     ...queryRoutes(queries), ...configurationRoutes(configurations, configurationApplier, registry),
-    ...digitalTwinRoutes(registry, modules, shards, edge), ...policyRoutes(policies), ...notYetRoutes(),
+    ...digitalTwinRoutes(registry, modules, shards, edge), ...policyRoutes(policies), ...certificateRoutes(authorities), ...notYetRoutes(),
   ]
   // a changed or deleted policy ends the connections whose token it no longer signs
   policies.onChange(() => {
@@ -290,13 +300,14 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
   routes.push(...operatorRoutes(metrics, {
     notReady: () => (stopping ? ['the hub is stopping'] : started ? [] : ['listeners', 'shards']),
   }))
-  mountRest(app, routes.map((r) => withTierLimits(r, throttles)), edge.authenticator, log)
+  mountRest(app, routes.map((r) => withTierLimits(r, throttles)), edge.authenticator, log, front)
 
   let httpsSocket: us_listen_socket | undefined
   let stopping: Promise<void> | undefined
   async function stop(): Promise<void> {
     stopping ??= (async () => {
       for (const s of servers) s.close()
+      front.server.close()
       if (httpsSocket) uWS.us_listen_socket_close(httpsSocket)
       await amqpServer.close()
       // a cycle under way stops at its next query page; its twin writes are answered before the shards stop
@@ -311,6 +322,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
       await queries.close()
       edge.closeAll('hub shutting down')
       stream.closeAll()
+      front.close() // last: what the closes above wrote to WebSockets passes through it
       health.close()
       await store.close()
       log.info('hub stopped')
@@ -321,12 +333,15 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
   try {
     const mqtt = await bind(createTlsListener(edge, key, cert), config.mqttPort, 'mqttPort', 'MQTT over TLS')
     const mqttTcp = config.mqttTcpPort === null ? null : await bind(createTcpListener(edge), config.mqttTcpPort, 'mqttTcpPort', 'MQTT over TCP')
-    const https = await new Promise<number>((resolve, reject) => {
-      app.listen(config.host, config.httpsPort, (ls) => {
-        if (!ls) return reject(new StartupError(`cannot listen on ${config.host}:${config.httpsPort} for HTTPS and MQTT over WebSocket (in use, or not permitted); ${portHint('httpsPort')}`))
+    backendPort = await new Promise<number>((resolve, reject) => {
+      app.listen('127.0.0.1', 0, (ls) => {
+        if (!ls) return reject(new StartupError('cannot listen on a loopback port for the HTTPS server behind the TLS front'))
         httpsSocket = ls
         resolve(uWS.us_socket_local_port(ls))
       })
+    })
+    const https = await front.listen(config.httpsPort, config.host).catch((e: NodeJS.ErrnoException) => {
+      throw new StartupError(`cannot listen on ${config.host}:${config.httpsPort} for HTTPS and MQTT over WebSocket (${e.code ?? 'in use, or not permitted'}); ${portHint('httpsPort')}`)
     })
     let amqp: number | null = null
     if (config.amqpPort !== null) {
@@ -337,14 +352,14 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
       }
     }
     // webhooks to the hub's own ports would loop back into it: the shards learn the bound ports
-    hubPorts.push(...[mqtt, https, mqttTcp, amqp].filter((p): p is number => p !== null))
+    hubPorts.push(...[mqtt, https, backendPort, mqttTcp, amqp].filter((p): p is number => p !== null))
     await shards.broadcast('hub.ports', [...hubPorts])
     // the embedded blob store starts beside the hub, not before it: a slow start delays no listener
     if (blobStore.embedded && config.blobStoreStart === 'boot') blobStore.keepOpen()
     else openForStorage(routing.current)
     started = true
     log.info('hub started', { hostName: config.hostName, mqtt, https, mqttTcp, amqp, shards: config.shards, partitions: config.partitions })
-    return { config, get policies() { return policies.list() }, policyRegistry: policies, caCertFile: pki.caCertFile, ports: { mqtt, https, mqttTcp, amqp }, eventHubName, registry, edge, routes, throttles, blobStore, stop }
+    return { config, get policies() { return policies.list() }, policyRegistry: policies, caCertFile: pki.caCertFile, ports: { mqtt, https, httpsBackend: backendPort, mqttTcp, amqp }, eventHubName, registry, edge, routes, throttles, blobStore, stop }
   } catch (e) {
     await stop()
     throw e

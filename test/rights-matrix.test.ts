@@ -120,6 +120,13 @@ const EXPECTED: Row[] = [
   { method: 'put', path: '/hyperhub/policies/rm-policy', needs: 'ControlPlane' },
   { method: 'post', path: '/hyperhub/policies/nosuchpolicy/regenerateKey', needs: 'ControlPlane' },
   { method: 'delete', path: '/hyperhub/policies/nosuchpolicy', needs: 'ControlPlane' },
+  // CA certificates for CA-signed X.509 devices (issue 17)
+  { method: 'get', path: '/hyperhub/certificates', needs: 'ControlPlane' },
+  { method: 'get', path: '/hyperhub/certificates/nosuchcert', needs: 'ControlPlane' },
+  { method: 'put', path: '/hyperhub/certificates/rm-cert', needs: 'ControlPlane' },
+  { method: 'post', path: '/hyperhub/certificates/nosuchcert/generateVerificationCode', needs: 'ControlPlane' },
+  { method: 'post', path: '/hyperhub/certificates/nosuchcert/verify', needs: 'ControlPlane' },
+  { method: 'delete', path: '/hyperhub/certificates/nosuchcert', needs: 'ControlPlane' },
   { method: 'any', path: '/jobs/v2/j1', needs: 'None' },
   { method: 'post', path: '/devices', needs: 'None' },
 ]

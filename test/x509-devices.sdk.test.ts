@@ -7,9 +7,11 @@ import { createHash, X509Certificate } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Client as DeviceClient, Message } from 'azure-iot-device'
 import { Mqtt } from 'azure-iot-device-mqtt'
-import { Amqp } from 'azure-iot-device-amqp'
+import { Amqp, AmqpWs } from 'azure-iot-device-amqp'
+import { MqttWs } from 'azure-iot-device-mqtt'
+import { Http } from 'azure-iot-device-http'
 import { Registry } from 'azure-iothub'
-import { issueDeviceCertificate, type KeyAndCert } from '../src/tls/local-pki.js'
+import { createCertificateAuthority, issueDeviceCertificate, type KeyAndCert } from '../src/tls/local-pki.js'
 import { startTestHub, type TestHub } from './helpers/test-hub.js'
 import { waitForEvents } from './helpers/events.js'
 import { MqttTestClient } from './helpers/mqtt-test-client.js'
@@ -26,9 +28,12 @@ afterAll(async () => { await t?.stop() })
 
 const thumbprint = (c: KeyAndCert, alg: 'sha1' | 'sha256') => createHash(alg).update(new X509Certificate(c.certPem).raw).digest('hex').toUpperCase()
 
-async function x509Client(deviceId: string, cert: KeyAndCert, transport: typeof Mqtt | typeof Amqp = Mqtt): Promise<DeviceClient> {
+type Transport = typeof Mqtt | typeof MqttWs | typeof Amqp | typeof AmqpWs | typeof Http
+
+async function x509Client(deviceId: string, cert: KeyAndCert, transport: Transport = Mqtt): Promise<DeviceClient> {
   const client = DeviceClient.fromConnectionString(`HostName=localhost;DeviceId=${deviceId};x509=true`, transport)
-  await client.setOptions({ cert: cert.certPem, key: cert.keyPem })
+  // azure-iot-device-http answers setOptions only when it carries a receive policy: one is given (poll every second)
+  await client.setOptions({ cert: cert.certPem, key: cert.keyPem, ...(transport === Http ? { http: { receivePolicy: { interval: 1 } } } : {}) })
   return client
 }
 
@@ -100,4 +105,74 @@ describe('X.509 self-signed devices over Amqp', () => {
     await stranger.close().catch(() => {})
     expect(refused?.constructor.name).toBe('UnauthorizedError')
   }, 30_000)
+})
+
+describe('X.509 CA-signed devices', () => {
+  it('a device whose certificate a verified CA signed sends telemetry and receives C2D over Mqtt and Amqp; a CN that is not its id is refused', async () => {
+    const ca = createCertificateAuthority('SDK Fleet CA')
+    // proof of possession through the control plane
+    const up = await t.rest('PUT', '/hyperhub/certificates/sdk-fleet?api-version=2021-04-12', { body: { properties: { certificate: ca.certPem } } })
+    const code = await t.rest('POST', '/hyperhub/certificates/sdk-fleet/generateVerificationCode?api-version=2021-04-12', { headers: { 'If-Match': up.headers.etag as string } })
+    const proof = issueDeviceCertificate(code.body.properties.verificationCode, { ca })
+    expect((await t.rest('POST', '/hyperhub/certificates/sdk-fleet/verify?api-version=2021-04-12', { body: { certificate: proof.certPem }, headers: { 'If-Match': code.headers.etag as string } })).body.properties.isVerified).toBe(true)
+
+    for (const [deviceId, transport] of [['ca-sdk-mqtt', Mqtt], ['ca-sdk-amqp', Amqp]] as const) {
+      await registry.create({ deviceId, authentication: { type: 'certificateAuthority' } } as never)
+      const client = await x509Client(deviceId, issueDeviceCertificate(deviceId, { ca }), transport)
+      const received = new Promise<Message>((resolve) => client.on('message', (msg: Message) => { void client.complete(msg, () => {}); resolve(msg) }))
+      await client.open()
+      const m = new Message('CA-signed')
+      m.messageId = `${deviceId}-1`
+      await client.sendEvent(m)
+      expect((await t.rest('POST', `/devices/${deviceId}/messages/deviceBound`, { raw: 'c2d', headers: { 'iothub-messageid': `${deviceId}-c2d` } })).status).toBe(200)
+      expect((await received).messageId).toBe(`${deviceId}-c2d`)
+      await client.close()
+      const events = await waitForEvents(t, deviceId, 1)
+      expect(events.map((e) => [e.systemProperties['message-id'], JSON.parse(e.systemProperties['iothub-connection-auth-method']!).type])).toEqual([[`${deviceId}-1`, 'x509Certificate']])
+
+      const impostor = await x509Client(deviceId, issueDeviceCertificate('someone-else', { ca }), transport)
+      const refused = await impostor.open().then(() => impostor.sendEvent(new Message('no'))).then(() => undefined, (e: Error) => e)
+      await impostor.close().catch(() => {})
+      expect({ deviceId, error: refused?.constructor.name }).toEqual({ deviceId, error: 'UnauthorizedError' })
+    }
+  }, 60_000)
+})
+
+describe('X.509 over every transport', () => {
+  const TRANSPORTS: [string, Transport][] = [['Mqtt', Mqtt], ['MqttWs', MqttWs], ['Amqp', Amqp], ['AmqpWs', AmqpWs], ['Http', Http]]
+
+  it('self-signed and CA-signed devices send telemetry and receive C2D over Mqtt, MqttWs, Amqp, AmqpWs and Http; a mismatched thumbprint is UnauthorizedError', async () => {
+    const ca = createCertificateAuthority('Every Transport CA')
+    expect((await t.rest('PUT', '/hyperhub/certificates/every?api-version=2021-04-12', { body: { properties: { certificate: ca.certPem, isVerified: true } } })).status).toBe(201)
+    const outcomes: string[] = []
+    for (const [name, transport] of TRANSPORTS) {
+      for (const kind of ['self', 'ca'] as const) {
+        const deviceId = `x509-${name.toLowerCase()}-${kind}`
+        const cert = kind === 'self' ? issueDeviceCertificate(deviceId) : issueDeviceCertificate(deviceId, { ca })
+        await registry.create(kind === 'self'
+          ? { deviceId, authentication: { x509Thumbprint: { primaryThumbprint: thumbprint(cert, 'sha256') } } }
+          : { deviceId, authentication: { type: 'certificateAuthority' } } as never)
+        const client = await x509Client(deviceId, cert, transport)
+        const received = new Promise<Message>((resolve) => client.on('message', (msg: Message) => { void client.complete(msg, () => {}); resolve(msg) }))
+        await client.open()
+        const m = new Message(`${name} ${kind}`)
+        m.messageId = `${deviceId}-d2c`
+        await client.sendEvent(m)
+        expect((await t.rest('POST', `/devices/${deviceId}/messages/deviceBound`, { raw: 'c2d', headers: { 'iothub-messageid': `${deviceId}-c2d` } })).status).toBe(200)
+        outcomes.push(`${deviceId}: ${(await received).messageId}`)
+        await client.close()
+        const events = await waitForEvents(t, deviceId, 1)
+        expect(events.map((e) => [e.systemProperties['message-id'], JSON.parse(e.systemProperties['iothub-connection-auth-method']!).type])).toEqual([[`${deviceId}-d2c`, 'x509Certificate']])
+      }
+      // a certificate whose thumbprint is not the registered one
+      const stranger = await x509Client(`x509-${name.toLowerCase()}-self`, issueDeviceCertificate(`x509-${name.toLowerCase()}-self`), transport)
+      const refused = await stranger.open().then(() => stranger.sendEvent(new Message('no'))).then(() => undefined, (e: Error) => e)
+      await stranger.close().catch(() => {})
+      outcomes.push(`${name} stranger: ${refused?.constructor.name}`)
+    }
+    expect(outcomes).toEqual(TRANSPORTS.flatMap(([name]) => {
+      const id = (k: string) => `x509-${name.toLowerCase()}-${k}`
+      return [`${id('self')}: ${id('self')}-c2d`, `${id('ca')}: ${id('ca')}-c2d`, `${name} stranger: UnauthorizedError`]
+    }))
+  }, 180_000)
 })

@@ -28,7 +28,7 @@ export interface DeviceConnectionPort {
   /** the connection broke a rule (a transfer without credit): it is closed */
   violation(kind: 'transfer-without-credit' | 'deliveries-unsettled'): void
   /** the client certificate of the TLS handshake, if any (X.509 devices put no token) */
-  peerCertificate(): X509Certificate | undefined
+  peerCertificates(): X509Certificate[] | undefined
   /** a device link was authorised by that certificate: the connection is authenticated */
   certificateAccepted(): void
 }
@@ -96,7 +96,7 @@ export class AmqpDevices {
     }
     const what = parsed.moduleId === undefined ? `device ${parsed.deviceId}` : `module ${parsed.moduleId} of device ${parsed.deviceId}`
     // no token for it, but a client certificate: an X.509 device (or module) authenticates by it
-    const cert = found ? undefined : devices.port.peerCertificate()
+    const cert = found ? undefined : devices.port.peerCertificates()
     if (cert) found = this.byCertificate(devices, cert, parsed.deviceId, parsed.moduleId, under(parsed.deviceId, parsed.moduleId))
     if (!found) {
       // a DeviceConnect policy for an identity that does not exist: not found, as Azure answers
@@ -115,7 +115,7 @@ export class AmqpDevices {
     return under(found.deviceId, found.moduleId)
   }
 
-  private byCertificate(devices: ConnectionDevices, cert: X509Certificate, deviceId: string, moduleId: string | undefined, address: string): { deviceId: string; moduleId: string | undefined; grant: Grant } {
+  private byCertificate(devices: ConnectionDevices, cert: X509Certificate[], deviceId: string, moduleId: string | undefined, address: string): { deviceId: string; moduleId: string | undefined; grant: Grant } {
     let identity: DeviceIdentity
     try {
       identity = this.edge.authenticator.authenticateX509(cert, deviceId, moduleId)

@@ -7,6 +7,7 @@
 import type { AddressInfo } from 'node:net'
 import tls from 'node:tls'
 import rhea from 'rhea'
+import { peerCertificateChain } from '../tls/peer-chain.js'
 import type { Authenticator } from '../auth/authenticator.js'
 import type { Right } from '../auth/policies.js'
 import type { AccessNeed } from '../auth/roles.js'
@@ -227,7 +228,7 @@ export class AmqpServer {
     this.o.devices.connected(conn, {
       transportKind: socket.remotePort === undefined ? 'amqpwss' : 'amqps', guard, budget, grants: s.grants,
       violation: (kind) => this.drop(conn, kind),
-      peerCertificate: () => (socket instanceof tls.TLSSocket ? socket.getPeerX509Certificate() : undefined),
+      peerCertificates: () => (socket instanceof tls.TLSSocket ? peerCertificateChain(socket) : 'peerCertificates' in socket ? (socket as WebSocketByteStream).peerCertificates() : undefined),
       certificateAccepted: () => this.authenticated(conn),
     })
     limitIncomingTransfers(conn, L.maxMessageBytes)

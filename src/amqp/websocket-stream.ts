@@ -3,6 +3,7 @@
 // reading a WebSocket, so while the hub holds the connection what arrives is kept, up to
 // `slackBytes`, and given to rhea when reading resumes; a peer that sends more than that while held
 // (beyond the credit it was given) is closed.
+import type { X509Certificate } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import type tls from 'node:tls'
 import type { WebSocket } from 'uWebSockets.js'
@@ -30,7 +31,9 @@ export class WebSocketByteStream extends EventEmitter implements AmqpByteSocket 
   writableEnded = false
 
   constructor(private readonly ws: AmqpWebSocket, readonly remoteAddress: string, private readonly slackBytes: number,
-    private readonly hubWide: HeldInputBudget = new HeldInputBudget(Infinity)) {
+    private readonly hubWide: HeldInputBudget = new HeldInputBudget(Infinity),
+    /** the client certificate chain the TLS front saw (X.509 devices over AmqpWs) */
+    readonly peerCertificates: () => X509Certificate[] | undefined = () => undefined) {
     super()
   }
 

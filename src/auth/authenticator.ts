@@ -11,6 +11,7 @@ import { parseSasToken, splitResource, verifySasToken, TokenError, type SasToken
 import { SasVerifierCache } from '../wasm/sas-verifier-cache.js'
 import { BearerTokenError, type BearerPrincipal, type BearerTokenVerifier } from './bearer-tokens.js'
 import { rolesAllow, type RoleNeed } from './roles.js'
+import { CertificateAuthorities, commonName } from './certificate-authorities.js'
 
 const BEARER = /^Bearer\s+/i
 export const isBearer = (header: string | undefined): header is string => header !== undefined && BEARER.test(header)
@@ -69,6 +70,8 @@ export class Authenticator {
   bearer: BearerTokenVerifier | undefined
   /** false (Azure's disableLocalAuth): tokens signed with a policy's key are refused, but on the built-in endpoint */
   localAuth = true
+  /** the CA certificates CA-signed devices chain to (none until the hub has them) */
+  authorities: Pick<CertificateAuthorities, 'verifiedIssuerOf'> = new CertificateAuthorities([])
   /** module identities, once the hub has them (none: every module is unknown) */
   modules: { get(deviceId: string, moduleId: string): ModuleRecord | undefined } = { get: () => undefined }
 
@@ -179,35 +182,45 @@ export class Authenticator {
   }
 
   /**
-   * A device (or module) that presented a client certificate and no password: registered as
-   * `selfSigned`, the certificate's SHA-1 or SHA-256 thumbprint must be its primary or secondary
-   * one, and the certificate must be within its validity dates (auth.md "X.509").
+   * A device (or module) that presented a client certificate and no password; `chain` is the leaf
+   * first, then what else the client sent. Registered as `selfSigned`, the leaf's SHA-1 or SHA-256
+   * thumbprint must be its primary or secondary one; as `certificateAuthority`, the chain must lead
+   * to a verified CA and the leaf's CN be the device id (`{device}/{module}` for a module). Either
+   * way the leaf must be within its validity dates (auth.md "X.509").
    */
-  authenticateX509(cert: X509Certificate, deviceId: string, moduleId?: string, nowMs = Date.now()): DeviceIdentity {
+  authenticateX509(chain: readonly X509Certificate[], deviceId: string, moduleId?: string, nowMs = Date.now()): DeviceIdentity {
+    const cert = chain[0]
+    if (!cert) throw new DeviceAuthError('unauthorized', 'no SAS token and no client certificate')
     const device = this.registry.get(deviceId)
     if (!device) throw new DeviceAuthError('not-found', `device ${deviceId} is not registered`)
     const module = moduleId === undefined ? undefined : this.modules.get(deviceId, moduleId)
     if (moduleId !== undefined && !module) throw new DeviceAuthError('not-found', `module ${moduleId} of device ${deviceId} is not registered`)
     const auth = (module ?? device).authentication
     const what = moduleId === undefined ? 'device' : 'module'
-    if (auth.type === 'certificateAuthority') throw new DeviceAuthError('unauthorized', `CA-signed X.509 ${what}s are not supported yet (see "Not yet" in the README)`)
-    if (auth.type !== 'selfSigned') throw new DeviceAuthError('unauthorized', `the ${what} does not use X.509: a client certificate is not its credential`)
+    if (auth.type !== 'selfSigned' && auth.type !== 'certificateAuthority') throw new DeviceAuthError('unauthorized', `the ${what} does not use X.509: a client certificate is not its credential`)
     const from = Date.parse(cert.validFrom)
     const to = Date.parse(cert.validTo)
     // a date that does not parse fails closed
     if (!(from <= nowMs && nowMs <= to)) throw new DeviceAuthError('unauthorized', 'the client certificate is expired or not yet valid')
-    const sha1 = createHash('sha1').update(cert.raw).digest('hex').toUpperCase()
-    const sha256 = createHash('sha256').update(cert.raw).digest('hex').toUpperCase()
-    const registered = [auth.x509Thumbprint.primaryThumbprint, auth.x509Thumbprint.secondaryThumbprint]
-      .filter((t): t is string => typeof t === 'string' && t !== '').map((t) => t.replace(/:/g, '').toUpperCase())
-    if (!registered.some((t) => t === sha1 || t === sha256)) {
-      throw new DeviceAuthError('unauthorized', `Thumbprint does not match configuration: Thumbprint: SHA1Hash=${sha1}, SHA2Hash=${sha256}; Configuration: PrimaryThumbprint=${auth.x509Thumbprint.primaryThumbprint ?? ''}, SecondaryThumbprint=${auth.x509Thumbprint.secondaryThumbprint ?? ''}`)
+    if (auth.type === 'certificateAuthority') {
+      const expected = moduleId === undefined ? deviceId : `${deviceId}/${moduleId}`
+      const cn = commonName(cert)
+      if (cn !== expected) throw new DeviceAuthError('unauthorized', `the client certificate's CN ${cn === undefined ? '(none)' : `'${cn}'`} is not the ${what} id '${expected}'`)
+      if (!this.authorities.verifiedIssuerOf(chain, nowMs)) throw new DeviceAuthError('unauthorized', 'the client certificate\'s chain does not lead to a verified CA certificate of this hub')
+    } else {
+      const sha1 = createHash('sha1').update(cert.raw).digest('hex').toUpperCase()
+      const sha256 = createHash('sha256').update(cert.raw).digest('hex').toUpperCase()
+      const registered = [auth.x509Thumbprint.primaryThumbprint, auth.x509Thumbprint.secondaryThumbprint]
+        .filter((t): t is string => typeof t === 'string' && t !== '').map((t) => t.replace(/:/g, '').toUpperCase())
+      if (!registered.some((t) => t === sha1 || t === sha256)) {
+        throw new DeviceAuthError('unauthorized', `Thumbprint does not match configuration: Thumbprint: SHA1Hash=${sha1}, SHA2Hash=${sha256}; Configuration: PrimaryThumbprint=${auth.x509Thumbprint.primaryThumbprint ?? ''}, SecondaryThumbprint=${auth.x509Thumbprint.secondaryThumbprint ?? ''}`)
+      }
     }
     if (device.status === 'disabled') throw new DeviceAuthError('disabled', `device ${deviceId} is disabled`)
     return {
       device, ...(module ? { module } : {}),
       // the connection ends when the certificate does (the 5-minute skew SAS gets is taken off again)
-      expiry: Math.floor(Date.parse(cert.validTo) / 1000) - 300,
+      expiry: Math.floor(to / 1000) - 300,
       authMethod: JSON.stringify({ scope: what, type: 'x509Certificate', issuer: 'external', acceptingIpFilterRule: null }),
     }
   }

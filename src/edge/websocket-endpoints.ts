@@ -8,6 +8,7 @@ import { HeldInputBudget, WebSocketByteStream } from '../amqp/websocket-stream.j
 import { MAX_PACKET_BYTES, UNPAUSABLE_SLACK_BYTES, WRITE_LIMIT_BYTES } from '../mqtt/device-connection.js'
 import { wsTransport, type WsMqtt } from '../mqtt/listeners.js'
 import type { DeviceEdge } from './device-edge.js'
+import type { FrontPeer, HttpsFront } from '../tls/https-front.js'
 
 export const AMQP_WS_PROTOCOL = 'AMQPWSB10'
 const MQTT_WS_PROTOCOL = 'mqtt'
@@ -15,6 +16,8 @@ const MQTT_WS_PROTOCOL = 'mqtt'
 interface WsSocket extends WsMqtt {
   protocol: 'mqtt' | 'amqp'
   stream?: WebSocketByteStream
+  /** who is at the other end of the TLS front */
+  peer: FrontPeer
 }
 
 /**
@@ -26,21 +29,20 @@ const AMQP_HELD_SLACK_BYTES = 64 * 256 * 1024 + 4 * UNPAUSABLE_SLACK_BYTES
 /** ... and all of them together: past it, the connection whose bytes would not fit is closed */
 export const AMQP_HELD_HUB_BYTES = 128 * 1024 * 1024
 
-function remoteAddress(ws: WebSocket<WsSocket>): string {
-  return Buffer.from(ws.getRemoteAddressAsText()).toString()
-}
 
 /** Mounts the endpoints; returns what held AMQP WebSockets keep, hub-wide (for /metrics). */
-export function mountWebSockets(app: TemplatedApp, edge: DeviceEdge, amqp: AmqpServer): HeldInputBudget {
+export function mountWebSockets(app: TemplatedApp, edge: DeviceEdge, amqp: AmqpServer, front: Pick<HttpsFront, 'peerOf'>): HeldInputBudget {
   const heldBudget = new HeldInputBudget(AMQP_HELD_HUB_BYTES)
   const upgrade = (allowed: readonly string[]) => (res: HttpResponse, req: HttpRequest, context: us_socket_context_t) => {
+    const peer = front.peerOf(res.getProxiedRemoteAddress())
+    if (!peer) return void res.close() // came round the TLS front
     const offered = req.getHeader('sec-websocket-protocol').split(',').map((p) => p.trim())
     const protocol = allowed.find((p) => offered.includes(p))
     if (!protocol) {
       res.writeStatus('400 Bad Request').end(`a WebSocket here needs the subprotocol ${allowed.map((p) => `"${p}"`).join(' or ')}`)
       return
     }
-    res.upgrade<WsSocket>({ protocol: protocol === AMQP_WS_PROTOCOL ? 'amqp' : 'mqtt', closed: false }, req.getHeader('sec-websocket-key'), protocol,
+    res.upgrade<WsSocket>({ protocol: protocol === AMQP_WS_PROTOCOL ? 'amqp' : 'mqtt', closed: false, peer }, req.getHeader('sec-websocket-key'), protocol,
       req.getHeader('sec-websocket-extensions'), context)
   }
   const handlers = {
@@ -52,11 +54,11 @@ export function mountWebSockets(app: TemplatedApp, edge: DeviceEdge, amqp: AmqpS
     open: (ws: WebSocket<WsSocket>) => {
       const data = ws.getUserData()
       if (data.protocol === 'amqp') {
-        data.stream = new WebSocketByteStream(ws, remoteAddress(ws), AMQP_HELD_SLACK_BYTES, heldBudget)
+        data.stream = new WebSocketByteStream(ws, data.peer.address, AMQP_HELD_SLACK_BYTES, heldBudget, () => data.peer.certificates())
         if (!amqp.acceptWebSocket(data.stream)) { data.closed = true; ws.end(1013, 'too many connections from this address') }
         return
       }
-      data.conn = edge.accept(wsTransport(ws, remoteAddress(ws)))
+      data.conn = edge.accept(wsTransport(ws, data.peer.address, () => data.peer.certificates()))
       if (!data.conn) { data.closed = true; ws.end(1013, 'too many connections from this address') }
     },
     message: (ws: WebSocket<WsSocket>, message: ArrayBuffer) => {

@@ -7,6 +7,7 @@
 // seconds (64 of them, 64 times as long).
 import type { TemplatedApp, WebSocket } from 'uWebSockets.js'
 import type { Authenticator, PolicyToken } from '../auth/authenticator.js'
+import type { HttpsFront } from '../tls/https-front.js'
 import { errorBody, HubError } from '../rest/hub-error.js'
 import { CLOCK_SKEW_SECONDS, parseSasToken } from '../auth/sas-token.js'
 import { toEventJson, type BuiltInEndpoint } from './built-in-endpoint.js'
@@ -69,12 +70,13 @@ export class EventStream {
     }
   }
 
-  mount(app: TemplatedApp, auth: Authenticator): void {
+  mount(app: TemplatedApp, auth: Authenticator, front: Pick<HttpsFront, 'peerOf'>): void {
     this.auth = auth
     app.ws<Reader>('/messages/events/stream', {
       maxPayloadLength: 16 * 1024,
       maxBackpressure: MAX_BACKPRESSURE,
       upgrade: (res, req, context) => {
+        if (!front.peerOf(res.getProxiedRemoteAddress())) return void res.close() // came round the TLS front
         const query = new URLSearchParams(req.getQuery() ?? '')
         const key = req.getHeader('sec-websocket-key')
         const protocol = req.getHeader('sec-websocket-protocol')

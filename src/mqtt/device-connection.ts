@@ -397,7 +397,7 @@ export class DeviceConnection implements FrameHandler, EdgeConnection {
     try {
       const password = p.password?.toString('utf8')
       // no password and a client certificate from the TLS handshake: an X.509 device or module
-      const cert = password ? undefined : this.transport.peerCertificate?.()
+      const cert = password ? undefined : this.transport.peerCertificates?.()
       identity = cert ? this.edge.authenticator.authenticateX509(cert, deviceId, moduleId)
         : moduleId === undefined ? this.edge.authenticator.authenticateDevice(password, deviceId) : this.edge.authenticator.authenticateModule(password, deviceId, moduleId)
     } catch (e) {

@@ -1,6 +1,7 @@
 // Where MQTT bytes come from: TLS on 8883 (node:tls: uWS has no raw TCP server), optional plain TCP
 // for local use and benchmarks, and WebSocket at /$iothub/websocket (subprotocol mqtt) on the uWS app
 // (edge/websocket-endpoints.ts).
+import type { X509Certificate } from 'node:crypto'
 import net from 'node:net'
 import type tls from 'node:tls'
 import type { WebSocket } from 'uWebSockets.js'
@@ -58,12 +59,13 @@ export function createTcpListener(edge: DeviceEdge): net.Server {
 /** What a WebSocket carrying MQTT holds (websocket-endpoints.ts mounts the route). */
 export interface WsMqtt { conn?: DeviceConnection; closed: boolean; drained?: () => void }
 
-export function wsTransport(ws: WebSocket<WsMqtt>, remoteAddress: string): MqttTransport {
+export function wsTransport(ws: WebSocket<WsMqtt>, remoteAddress: string, peerCertificates?: () => X509Certificate[] | undefined): MqttTransport {
   const data = ws.getUserData()
   const end = () => { if (!data.closed) { data.closed = true; ws.end(1000) } }
   return {
     kind: 'wss',
     remoteAddress,
+    ...(peerCertificates ? { peerCertificates } : {}),
     pausable: false,
     get bufferedBytes() { return data.closed ? 0 : ws.getBufferedAmount() },
     // a send uWS did not take would leave a hole in the MQTT byte stream: the connection ends

@@ -1,6 +1,7 @@
 // The byte pipe under an MQTT connection: a TLS or TCP socket, or a WebSocket. The protocol code
 // does not care which, except that a WebSocket cannot stop reading (uWebSockets.js has no pause
 // for one), so the connection bounds what such a client sends while it should be waiting.
+import { peerCertificateChain } from '../tls/peer-chain.js'
 import type { Socket } from 'node:net'
 import type { X509Certificate } from 'node:crypto'
 import type { TLSSocket } from 'node:tls'
@@ -24,7 +25,8 @@ export interface MqttTransport {
   /** Close after what was written has gone out. */
   end(): void
   /** The client certificate the TLS handshake carried (X.509 devices), if any. */
-  peerCertificate?(): X509Certificate | undefined
+  /** the client's certificate chain, leaf first (TLS listeners ask every client for one) */
+  peerCertificates?(): X509Certificate[] | undefined
 }
 
 /** A peer that does not read what the hub sends cannot hold a closing socket open longer than this. */
@@ -48,6 +50,6 @@ export function socketTransport(socket: Socket, kind: 'tls' | 'tcp'): MqttTransp
       socket.end()
       setTimeout(() => socket.destroy(), END_GRACE_MS).unref()
     },
-    ...(kind === 'tls' ? { peerCertificate: () => (socket as TLSSocket).getPeerX509Certificate() } : {}),
+    ...(kind === 'tls' ? { peerCertificates: () => peerCertificateChain(socket as TLSSocket) } : {}),
   }
 }

@@ -9,6 +9,7 @@ import type { Logger } from '../log.js'
 import { errorBody, HubError } from './hub-error.js'
 import { jsonDeeperThan, MAX_JSON_DEPTH } from '../json-depth.js'
 import type { RouteLimits } from './route-limits.js'
+import type { FrontPeer, HttpsFront } from '../tls/https-front.js'
 
 export const MAX_REST_BODY_BYTES = 1024 * 1024
 
@@ -57,10 +58,14 @@ const STATUS_TEXT: Record<number, string> = {
   415: 'Unsupported Media Type', 429: 'Too Many Requests', 500: 'Internal Server Error', 503: 'Service Unavailable', 504: 'Gateway Timeout',
 }
 
-/** A device's own route: its SAS token (or a DeviceConnect policy's) for the device the path names. */
-/** The path's device (or, given a module id, its module) from the Authorization header's SAS token. */
-function authenticateDevice(auth: Authenticator, header: string | undefined, deviceId: string, moduleId?: string): DeviceIdentity {
+/**
+ * The path's device (or, given a module id, its module): from the Authorization header's SAS token
+ * (its own, or a DeviceConnect policy's), or with no header, from the client certificate (X.509).
+ */
+function authenticateDevice(auth: Authenticator, header: string | undefined, peer: FrontPeer, deviceId: string, moduleId?: string): DeviceIdentity {
   try {
+    const chain = header ? undefined : peer.certificates()
+    if (chain) return auth.authenticateX509(chain, deviceId, moduleId)
     return moduleId === undefined ? auth.authenticateDevice(header, deviceId) : auth.authenticateModule(header, deviceId, moduleId)
   } catch (e) {
     if (e instanceof DeviceAuthError) throw new HubError(401003, `Unauthorized: ${e.message}`)
@@ -70,8 +75,11 @@ function authenticateDevice(auth: Authenticator, header: string | undefined, dev
 
 const API_VERSION = /^\d{4}-\d{2}-\d{2}(-preview)?$/
 
-export function mountRest(app: TemplatedApp, routes: Route[], auth: Authenticator, log: Logger): void {
+export function mountRest(app: TemplatedApp, routes: Route[], auth: Authenticator, log: Logger, front: Pick<HttpsFront, 'peerOf'>): void {
   app.any('/*', (res: HttpResponse, req: HttpRequest) => {
+    // only the TLS front reaches uWS: a request without its live token came round it
+    const peer = front.peerOf(res.getProxiedRemoteAddress())
+    if (!peer) return void res.close()
     const method = req.getMethod().toLowerCase()
     const path = req.getUrl()
     const query = new URLSearchParams(req.getQuery() ?? '')
@@ -106,8 +114,8 @@ export function mountRest(app: TemplatedApp, routes: Route[], auth: Authenticato
     // a bearer token's signature is checked asynchronously; the body is read meanwhile
     let bearer: Promise<unknown> | undefined
     try {
-      if (route.right === 'Device') device = authenticateDevice(auth, headers.authorization, params[0] ?? '')
-      else if (route.right === 'Module') device = authenticateDevice(auth, headers.authorization, params[0] ?? '', params[1] ?? '')
+      if (route.right === 'Device') device = authenticateDevice(auth, headers.authorization, peer, params[0] ?? '')
+      else if (route.right === 'Module') device = authenticateDevice(auth, headers.authorization, peer, params[0] ?? '', params[1] ?? '')
       else if (route.right !== 'None' && route.right !== 'Anyone') {
         if (isBearer(headers.authorization)) bearer = auth.authorizeBearer(headers.authorization, route.role ?? 'control-plane', `${method.toUpperCase()} on ${path}`)
         else auth.authorizeService(headers.authorization, route.right, route.role === 'sas-only')

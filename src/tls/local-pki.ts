@@ -108,27 +108,33 @@ function keyPem(key: KeyObject): string {
   return key.export({ type: 'pkcs8', format: 'pem' }).toString()
 }
 
-export function createCertificateAuthority(commonName: string): KeyAndCert {
+/**
+ * A CA certificate: self-signed (a root), or signed by `issuer` (an intermediate). `pathLength`: how
+ * many intermediates may follow it (0: it signs leaf certificates only).
+ */
+export function createCertificateAuthority(commonName: string, o: { issuer?: KeyAndCert; pathLength?: number; notAfter?: Date } = {}): KeyAndCert {
   const { privateKey, publicKey } = newKeyPair()
   const spki = publicKey.export({ type: 'spki', format: 'der' })
   const name = nameDer(commonName)
+  const issuerCert = o.issuer ? new X509Certificate(o.issuer.certPem) : undefined
+  const issuer = issuerCert ? issuerInfo(issuerCert) : { subject: name, keyId: keyIdentifier(spki) }
   const notBefore = new Date(Date.now() - BACKDATE)
-  const notAfter = new Date(notBefore)
-  notAfter.setUTCFullYear(notAfter.getUTCFullYear() + 10)
+  const notAfter = o.notAfter ?? new Date(notBefore)
+  if (!o.notAfter) notAfter.setUTCFullYear(notAfter.getUTCFullYear() + 10)
   const certPem = buildCertificate({
     serial: randomSerial(),
-    issuer: name,
+    issuer: issuer.subject,
     subject: name,
     notBefore,
     notAfter,
     spki,
     extensions: [
-      // pathLen 0: this CA may only sign leaf certificates, never intermediates
-      extension(OID.basicConstraints, true, sequence(boolean(true), integer(0))),
+      extension(OID.basicConstraints, true, sequence(boolean(true), integer(o.pathLength ?? 0))),
       extension(OID.keyUsage, true, namedBits([KU.keyCertSign, KU.cRLSign])),
+      ...(issuerCert ? [extension(OID.authorityKeyIdentifier, false, sequence(implicitPrimitive(0, issuer.keyId)))] : []),
       extension(OID.subjectKeyIdentifier, false, octetString(keyIdentifier(spki))),
     ],
-    signingKey: privateKey,
+    signingKey: o.issuer ? createPrivateKey(o.issuer.keyPem) : privateKey,
   })
   return { keyPem: keyPem(privateKey), certPem }
 }

@@ -6,7 +6,8 @@ import mqttPacket from 'mqtt-packet'
 
 export interface ConnectOptions {
   port: number
-  tls?: { ca: string }
+  /** with `cert` and `key`: a client certificate (and the chain `cert` holds) */
+  tls?: { ca: string; cert?: string; key?: string }
   clientId: string
   username?: string
   password?: string
@@ -33,9 +34,9 @@ export class MqttTestClient {
     this.closed = new Promise((resolve) => socket.once('close', () => resolve()))
   }
 
-  static async open(port: number, ca?: string): Promise<MqttTestClient> {
+  static async open(port: number, ca?: string, client?: { cert?: string; key?: string }): Promise<MqttTestClient> {
     const socket = ca
-      ? tls.connect({ host: '127.0.0.1', port, ca, servername: 'localhost' })
+      ? tls.connect({ host: '127.0.0.1', port, ca, servername: 'localhost', ...(client?.cert ? { cert: client.cert, key: client.key } : {}) })
       : net.connect({ host: '127.0.0.1', port })
     await new Promise<void>((resolve, reject) => {
       socket.once(ca ? 'secureConnect' : 'connect', () => resolve())
@@ -46,7 +47,7 @@ export class MqttTestClient {
 
   /** Opens a socket and sends CONNECT; resolves with the CONNACK (or rejects if the socket closes first). */
   static async connect(o: ConnectOptions): Promise<{ client: MqttTestClient; connack: mqttPacket.IConnackPacket }> {
-    const client = await MqttTestClient.open(o.port, o.tls?.ca)
+    const client = await MqttTestClient.open(o.port, o.tls?.ca, o.tls)
     client.send({
       cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: o.clientId, clean: o.clean ?? false,
       keepalive: o.keepalive ?? 60, username: o.username ?? `localhost/${o.clientId}/?api-version=2021-04-12`,
