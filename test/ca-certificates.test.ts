@@ -2,6 +2,7 @@
 // proof of possession (or on upload); then a device whose chain leads to it, with its id as CN,
 // connects over MQTT/TLS with no key. Every refusal is exact, and what is committed survives a restart.
 import { rmSync } from 'node:fs'
+import { X509Certificate } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createCertificateAuthority, issueDeviceCertificate, type KeyAndCert } from '../src/tls/local-pki.js'
 import { MAX_CA_CERTIFICATES } from '../src/auth/certificate-authorities.js'
@@ -98,6 +99,11 @@ describe('CA certificates', () => {
     expect(errorOf(await t.rest('PUT', `/hyperhub/certificates/bad${API}`, { body: { properties: { certificate: 'not a pem' } } }))).toEqual({ status: 400, message: 'properties.certificate is not a certificate that parses (PEM or its base64 body)' })
     expect(errorOf(await t.rest('PUT', `/hyperhub/certificates/bad${API}`, { body: {} }))).toEqual({ status: 400, message: 'properties.certificate must be a PEM certificate' })
     expect(errorOf(await upload('bad', issueDeviceCertificate('leaf')))).toEqual({ status: 400, message: 'properties.certificate is not a CA certificate (its basic constraints must say CA:TRUE)' })
+    // a root whose self-signature no longer verifies (one byte of its serial changed)
+    const der = new X509Certificate(ca.certPem).raw
+    der[16] = der[16]! ^ 0x01
+    const damaged = `-----BEGIN CERTIFICATE-----\n${der.toString('base64')}\n-----END CERTIFICATE-----\n`
+    expect(errorOf(await upload('bad', { certPem: damaged, keyPem: '' }))).toEqual({ status: 400, message: 'properties.certificate is self-issued but its signature does not verify' })
     expect(errorOf(await upload('bad%20name', ca))).toEqual({ status: 400, message: "certificate name 'bad name' must be 1 to 64 letters, digits, '.', '_' or '-'" })
     expect(errorOf(await upload('bad', ca, { isVerified: 'yes' }))).toEqual({ status: 400, message: 'properties.isVerified must be true or false' })
     expect(errorOf(await t.rest('GET', `/hyperhub/certificates/nobody${API}`))).toEqual({ status: 404, message: "certificate 'nobody' does not exist" })

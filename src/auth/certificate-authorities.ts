@@ -93,6 +93,8 @@ export class CertificateAuthorities {
       const props = (body as { properties?: { certificate?: unknown; isVerified?: unknown } } | null)?.properties
       const x = parsePem(props?.certificate, 'properties.certificate')
       if (!x.ca) throw new HubError(400004, 'properties.certificate is not a CA certificate (its basic constraints must say CA:TRUE)')
+      // a root signs itself: a signature that does not verify is a damaged certificate
+      if (x.checkIssued(x) && !x.verify(x.publicKey)) throw new HubError(400004, 'properties.certificate is self-issued but its signature does not verify')
       if (props?.isVerified !== undefined && typeof props.isVerified !== 'boolean') throw new HubError(400004, 'properties.isVerified must be true or false')
       const old = this.byName.get(name)
       this.checkEtag(old, ifMatch)
