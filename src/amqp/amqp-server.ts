@@ -432,11 +432,16 @@ export class AmqpServer {
       void this.o.service.c2d(msg, ctx.delivery!).finally(() => credit.settled())
       return
     }
+    const props = (msg.application_properties ?? {}) as Record<string, unknown>
+    // a bearer token's signature is checked asynchronously: its credit comes back when it is answered,
+    // so one connection has at most CBS_CREDIT checks under way
+    if (node === '$cbs' && props.operation === 'put-token' && typeof msg.body === 'string' && /^Bearer\s/i.test(msg.body)) {
+      ctx.delivery!.accept()
+      return this.putBearerToken(ctx.connection, msg, () => credit.settled())
+    }
     // everything else is answered now
     credit.settled()
-    const props = (msg.application_properties ?? {}) as Record<string, unknown>
     if (node === '$cbs') {
-      if (props.operation === 'put-token' && typeof msg.body === 'string' && /^Bearer\s/i.test(msg.body)) return this.putBearerToken(ctx.connection, msg)
       let status = 200, description = 'OK'
       try {
         if (props.operation !== 'put-token') throw new TokenError(`operation ${String(props.operation)} is not supported`, 'malformed')
@@ -479,7 +484,7 @@ export class AmqpServer {
   }
 
   /** A bearer token on $cbs: its signature is checked asynchronously, then answered like a SAS put-token. */
-  private putBearerToken(conn: rhea.Connection, msg: rhea.Message): void {
+  private putBearerToken(conn: rhea.Connection, msg: rhea.Message, answered: () => void): void {
     void this.cbs.verifyBearer(String(msg.body)).then((grant) => {
       if (!this.state.has(conn)) return
       this.connState(conn).grants.add(grant)
@@ -491,7 +496,7 @@ export class AmqpServer {
       return [401, `Unauthorized: ${e instanceof BearerTokenError ? e.message : 'internal error'}`] as const
     }).then((answer) => {
       if (answer && this.state.has(conn) && conn.is_open()) this.reply(conn, msg, '$cbs', answer[0], answer[1])
-    }).catch((e: unknown) => this.failed(conn, e))
+    }).catch((e: unknown) => this.failed(conn, e)).finally(answered)
   }
 
   /** The socket closed, whoever closed it. */
