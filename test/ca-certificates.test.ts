@@ -75,6 +75,13 @@ describe('CA certificates', () => {
     expect(await connectWith('ca-chained', chained)).toMatchObject({ code: 5 })
   })
 
+  it('a CA-signed module connects with CN {device}/{module}; its device\'s certificate does not open it', async () => {
+    await t.createDevice('ca-mod-dev')
+    expect((await t.rest('PUT', `/devices/ca-mod-dev/modules/m1${API}`, { body: { authentication: { type: 'certificateAuthority' } } })).status).toBe(200)
+    expect(await connectWith('ca-mod-dev/m1', issueDeviceCertificate('ca-mod-dev/m1', { ca: fleet }))).toEqual({ code: 0 })
+    expect(await connectWith('ca-mod-dev/m1', issueDeviceCertificate('ca-mod-dev', { ca: fleet }))).toEqual({ code: 5, reason: "connection refused: the client certificate's CN 'ca-mod-dev' is not the module id 'ca-mod-dev/m1'" })
+  })
+
   it('refuses a leaf whose CN is not the device id, an expired leaf, a leaf of an unknown CA, and an X.509 device without a certificate', async () => {
     const ca = createCertificateAuthority('Strict Root')
     expect((await upload('strict', ca, { isVerified: true })).status).toBe(201)
