@@ -282,6 +282,10 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
     ...digitalTwinRoutes(registry, modules, shards, edge), ...policyRoutes(policies), ...certificateRoutes(authorities), ...notYetRoutes(),
   ]
   // a changed or deleted policy ends the connections whose token it no longer signs
+  authorities.onChange(() => {
+    edge.certificatesChanged()
+    amqpServer.certificatesChanged()
+  })
   policies.onChange(() => {
     edge.policiesChanged()
     amqpServer.policiesChanged()

@@ -2,7 +2,7 @@
 import { ConfigError, loadConfig, usage } from './config.js'
 import { startHub, StartupError } from './hub.js'
 import { createLogger } from './log.js'
-import { serviceConnectionString } from './auth/policies.js'
+import { hasRight, serviceConnectionString } from './auth/policies.js'
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2)
@@ -14,6 +14,9 @@ async function main(): Promise<void> {
   const log = createLogger(config.logLevel)
   const hub = await startHub(config, log)
   const owner = hub.policies.find((p) => p.keyName === 'iothubowner')!
+  // "service" unless it was deleted or lost ServiceConnect: then any policy that reads the endpoint
+  const readers = hub.policies.filter((p) => hasRight(p, 'ServiceConnect'))
+  const reader = readers.find((p) => p.keyName === 'service') ?? readers.find((p) => p.keyName !== 'iothubowner') ?? owner
   // the banner names the embedded blob store's connection string, known once it has started
   if (hub.blobStore.embedded && config.blobStoreStart === 'boot') await hub.blobStore.open().catch(() => { /* logged by the hub */ })
   const blob = !hub.blobStore.configured ? ['Blob store: off (file upload answers 400 DefaultStorageEndpointNotConfigured)']
@@ -33,9 +36,9 @@ async function main(): Promise<void> {
     'Service connection string (iothubowner):',
     `  ${serviceConnectionString(config.hostName, owner)}`,
     ...(hub.ports.https !== 443 ? ['  (the service SDKs always dial port 443; on another port only REST clients that take a port can reach it)'] : []),
-    ...(hub.ports.amqp !== null ? [
-      'Event Hubs-compatible endpoint (built-in endpoint, policy "service"):',
-      `  Endpoint=sb://${config.hostName}${hub.ports.amqp === 5671 ? '' : `:${hub.ports.amqp}`}/;SharedAccessKeyName=service;SharedAccessKey=${hub.policies.find((p) => p.keyName === 'service')!.primaryKey};EntityPath=${hub.eventHubName}`,
+    ...(hub.ports.amqp !== null && reader ? [
+      `Event Hubs-compatible endpoint (built-in endpoint, policy "${reader.keyName}"):`,
+      `  Endpoint=sb://${config.hostName}${hub.ports.amqp === 5671 ? '' : `:${hub.ports.amqp}`}/;SharedAccessKeyName=${reader.keyName};SharedAccessKey=${reader.primaryKey};EntityPath=${hub.eventHubName}`,
     ] : []),
     `Device connection strings: HostName=${hub.ports.mqtt === 8883 ? config.hostName : `${config.hostName}:${hub.ports.mqtt}`};DeviceId=<id>;SharedAccessKey=<the device's key>`,
     ...blob,

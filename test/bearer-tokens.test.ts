@@ -126,6 +126,21 @@ describe('bearer tokens', () => {
     expect(await refusal(down.verify(await token()))).toBe('BearerTokenError: the trusted keys could not be fetched')
   })
 
+  it('while a JWKS URL fails, tokens naming its issuer do not each start a fetch', async () => {
+    let fetches = 0
+    const failing = createServer((_req, res) => { fetches++; res.statusCode = 500; res.end() })
+    await new Promise<void>((resolve) => failing.listen(0, '127.0.0.1', resolve))
+    try {
+      const url = `http://127.0.0.1:${(failing.address() as { port: number }).port}/keys`
+      const v = new BearerTokenVerifier([{ issuer: ISSUER, keys: jwksSource(url) }], [IOT_HUB_AUDIENCE])
+      const t = await token()
+      for (let i = 0; i < 50; i++) expect(await refusal(v.verify(t))).toMatch(/^BearerTokenError: /)
+      expect(fetches).toBe(1)
+    } finally {
+      failing.close()
+    }
+  })
+
   it('signs role tokens with the local issuer\'s key, kept 0600, and refuses an unknown role name', async () => {
     const key = await ensureLocalIssuerKey(dir)
     expect(await ensureLocalIssuerKey(dir)).toEqual(key) // made once

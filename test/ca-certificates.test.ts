@@ -4,9 +4,11 @@
 import { rmSync } from 'node:fs'
 import { X509Certificate } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createCertificateAuthority, issueDeviceCertificate, type KeyAndCert } from '../src/tls/local-pki.js'
+import { createCertificateAuthority, issueDeviceCertificate, issueServerCertificate, type KeyAndCert } from '../src/tls/local-pki.js'
 import { MAX_CA_CERTIFICATES } from '../src/auth/certificate-authorities.js'
 import { MqttTestClient } from './helpers/mqtt-test-client.js'
+import rhea from 'rhea'
+import { closeError, next } from './helpers/amqp-client.js'
 import { startTestHub, tempDir, type TestHub } from './helpers/test-hub.js'
 
 const API = '?api-version=2021-04-12'
@@ -90,15 +92,43 @@ describe('CA certificates', () => {
     const old = issueDeviceCertificate('ca-strict', { ca, notBefore: new Date(Date.now() - 10 * 86_400_000), notAfter: new Date(Date.now() - 86_400_000) })
     expect(await connectWith('ca-strict', old)).toEqual({ code: 5, reason: 'connection refused: the client certificate is expired or not yet valid' })
     expect(await connectWith('ca-strict', issueDeviceCertificate('ca-strict', { ca: createCertificateAuthority('Strict Root') }))).toEqual({ code: 5, reason: 'connection refused: the client certificate\'s chain does not lead to a verified CA certificate of this hub' })
+    // a certificate for a TLS server (serverAuth only) whose CN happens to be the device id
+    expect(await connectWith('ca-strict', issueServerCertificate(ca, ['ca-strict']))).toEqual({ code: 5, reason: 'connection refused: the client certificate\'s chain does not lead to a verified CA certificate of this hub' })
+    // two CNs: ambiguous, whichever of them is the device id
+    expect(await connectWith('ca-strict', issueDeviceCertificate(['someone', 'ca-strict'], { ca }))).toEqual({ code: 5, reason: "connection refused: the client certificate's CN (none, or more than one) is not the device id 'ca-strict'" })
+    // a root that allows no intermediate (path length 0): a leaf under an intermediate it signed is refused
+    const strictRoot = createCertificateAuthority('No Intermediates', { pathLength: 0 })
+    expect((await upload('no-intermediates', strictRoot, { isVerified: true })).status).toBe(201)
+    const below = createCertificateAuthority('Below', { issuer: strictRoot })
+    const underBelow = issueDeviceCertificate('ca-strict', { ca: below })
+    expect(await connectWith('ca-strict', { keyPem: underBelow.keyPem, certPem: underBelow.certPem + below.certPem })).toEqual({ code: 5, reason: 'connection refused: the client certificate\'s chain does not lead to a verified CA certificate of this hub' })
+    // a CN with a character the subject's text form escapes still matches its device
+    await t.createDevice('ca,comma', { authentication: { type: 'certificateAuthority' } })
+    expect(await connectWith('ca,comma', issueDeviceCertificate('ca,comma', { ca }))).toEqual({ code: 0 })
     // names and key ids that point at the CA, signed by another key: a forgery
     const forger = { certPem: ca.certPem, keyPem: createCertificateAuthority('Forger').keyPem }
     expect(await connectWith('ca-strict', issueDeviceCertificate('ca-strict', { ca: forger }))).toEqual({ code: 5, reason: 'connection refused: the client certificate\'s chain does not lead to a verified CA certificate of this hub' })
     // a self-signed certificate with the right CN is not CA-signed
     expect(await connectWith('ca-strict', issueDeviceCertificate('ca-strict'))).toMatchObject({ code: 5 })
-    // deleting the CA refuses its devices from then on
+    // deleting the CA closes its devices' connections (MQTT and AMQP) and refuses them from then on
+    const good = issueDeviceCertificate('ca-strict', { ca })
+    const { client, connack } = await MqttTestClient.connect({ port: t.hub.ports.mqtt, tls: { ca: t.ca, cert: good.certPem, key: good.keyPem }, clientId: 'ca-strict' })
+    expect(connack.returnCode).toBe(0)
+    await t.createDevice('ca-strict-amqp', { authentication: { type: 'certificateAuthority' } })
+    const amqpCert = issueDeviceCertificate('ca-strict-amqp', { ca })
+    const container = rhea.create_container({ id: 'ca-amqp' })
+    container.on('error', () => {})
+    const conn = container.connect({ host: '127.0.0.1', port: t.hub.ports.amqp!, transport: 'tls', servername: 'localhost', ca: t.ca, cert: amqpCert.certPem, key: amqpCert.keyPem, reconnect: false } as rhea.ConnectionOptions)
+    conn.on('disconnected', () => {})
+    const sender = conn.open_sender({ target: { address: '/devices/ca-strict-amqp/messages/events' } })
+    await next(sender, 'sendable')
+    const amqpClosed = closeError(conn)
     const etag = (await t.rest('GET', `/hyperhub/certificates/strict${API}`)).headers.etag as string
     expect((await t.rest('DELETE', `/hyperhub/certificates/strict${API}`, { headers: { 'If-Match': etag } })).status).toBe(204)
-    expect(await connectWith('ca-strict', issueDeviceCertificate('ca-strict', { ca }))).toMatchObject({ code: 5 })
+    await client.closed
+    expect(logRecords.filter((r) => r.msg === 'connection closed' && r.deviceId === 'ca-strict').at(-1)?.reason).toBe('its certificate no longer leads to a verified CA certificate of the hub')
+    expect(await amqpClosed).toMatchObject({ condition: 'amqp:unauthorized-access', description: 'a device certificate on this connection no longer leads to a verified CA certificate of the hub' })
+    expect(await connectWith('ca-strict', good)).toMatchObject({ code: 5 })
   })
 
   it('refuses bad uploads and calls with exact errors', async () => {

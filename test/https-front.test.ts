@@ -4,6 +4,8 @@
 import net from 'node:net'
 import { randomBytes } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import tls from 'node:tls'
+import { readFileSync } from 'node:fs'
 import { startTestHub, type TestHub } from './helpers/test-hub.js'
 
 let t: TestHub
@@ -32,4 +34,32 @@ describe('the TLS front of the HTTPS port', () => {
     expect(await roundTheFront(forged)).toBe('')
     expect((await t.rest('GET', '/health', { token: null })).status).toBe(200)
   })
+})
+
+/** This process's anonymous resident memory (the hub runs in it). */
+function rssAnon(): number {
+  return Number(/RssAnon:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'))![1]) * 1024
+}
+
+describe('a client that pipelines requests and reads nothing', () => {
+  it('holds one response of the hub\'s memory, not every answer', async () => {
+    for (let i = 0; i < 100; i++) await t.createDevice(`pipe-${i}`, { tags: { pad: 'x'.repeat(1000) } })
+    const size = (await t.rest('GET', '/devices')).text.length
+    const N = 2000 // ~120 MB of answers if the hub took them all
+    const request = `GET /devices HTTP/1.1\r\nHost: localhost\r\nAuthorization: ${t.serviceToken()}\r\n\r\n`
+    const socket = tls.connect({ host: '127.0.0.1', port: t.hub.ports.https, servername: 'localhost', ca: t.ca })
+    await new Promise((resolve) => socket.once('secureConnect', resolve))
+    socket.pause()
+    socket.on('error', () => {})
+    const closed = new Promise((resolve) => socket.once('close', resolve))
+    global.gc?.()
+    const before = rssAnon()
+    for (let i = 0; i < N; i++) if (!socket.write(request)) await Promise.race([new Promise((r) => socket.once('drain', r)), closed])
+    // bounded either way: the hub closes the client, or it stops taking its requests
+    await Promise.race([closed, new Promise((r) => setTimeout(r, 3000))])
+    const grown = rssAnon() - before
+    socket.destroy()
+    console.log(`pipelined ${N} × ${size} B unread: RssAnon +${(grown / 2 ** 20).toFixed(0)} MB`)
+    expect(grown).toBeLessThan(40 * 2 ** 20)
+  }, 30_000)
 })

@@ -10,6 +10,7 @@ import { amqpConnect, closeError, next, putToken } from './helpers/amqp-client.j
 import { MqttTestClient } from './helpers/mqtt-test-client.js'
 import { startTestHub, tempDir, type TestHub } from './helpers/test-hub.js'
 import { rmSync } from 'node:fs'
+import { spawnHub } from './helpers/hub-process.js'
 
 const API = '?api-version=2021-04-12'
 let t: TestHub
@@ -129,6 +130,23 @@ describe('revoking a key', () => {
     expect((await t.rest('PUT', `/hyperhub/policies/streamer${API}`, { body: { rights: 'RegistryRead' } })).status).toBe(200)
     expect(await closed).toEqual([1008, 'the shared access policy key that signed its token was revoked'])
   })
+
+  it('a hub whose "service" policy was deleted still starts, and names another ServiceConnect policy for the Event Hubs endpoint', async () => {
+    const dir = tempDir()
+    let hub = await spawnHub(dir)
+    try {
+      expect((await hub.rest('DELETE', `/hyperhub/policies/service${API}`)).status).toBe(204)
+      expect((await hub.rest('PUT', `/hyperhub/policies/reader${API}`, { rights: 'ServiceConnect' })).status).toBe(201)
+      hub.child.kill('SIGTERM')
+      await hub.exited
+      hub = await spawnHub(dir)
+      expect(hub.eventHubsConnectionString).toMatch(/;SharedAccessKeyName=reader;/)
+    } finally {
+      hub.child.kill('SIGTERM')
+      await hub.exited
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }, 60_000)
 
   it('keeps what it committed across a restart', async () => {
     const created = (await t.rest('PUT', `/hyperhub/policies/durable${API}`, { body: { rights: 'RegistryRead' } })).body

@@ -66,7 +66,7 @@ const MANAGEMENT_CREDIT = 8
 const C2D_SEND_CREDIT = 100
 
 /** Why the hub ended a connection itself. */
-export type DropReason = FrameViolation | 'open-timeout' | 'cbs-timeout' | 'output-stalled' | 'internal-error' | 'transfer-without-credit' | 'deliveries-unsettled' | 'credential-revoked'
+export type DropReason = FrameViolation | 'open-timeout' | 'cbs-timeout' | 'output-stalled' | 'internal-error' | 'transfer-without-credit' | 'deliveries-unsettled' | 'credential-revoked' | 'certificate-revoked'
 
 /** rhea's view of a connection's sessions and their links, which its typings leave out. */
 interface SessionMap { local_channel_map: Record<string, { links: Record<string, rhea.link> }> }
@@ -263,6 +263,7 @@ export class AmqpServer {
       case 'internal-error': return { condition: 'amqp:internal-error', description: 'internal error' }
       case 'transfer-without-credit': return { condition: 'amqp:link:transfer-limit-exceeded', description: 'a transfer arrived on a link the hub had given no credit' }
       case 'credential-revoked': return { condition: 'amqp:unauthorized-access', description: 'the shared access policy key that signed a token on this connection was revoked' }
+      case 'certificate-revoked': return { condition: 'amqp:unauthorized-access', description: 'a device certificate on this connection no longer leads to a verified CA certificate of the hub' }
       case 'deliveries-unsettled': return { condition: 'amqp:resource-limit-exceeded', description: 'a session left nearly 2,048 deliveries of the hub unsettled' }
       // no AMQP open to answer, or a peer that does not read what we write
       case 'open-timeout':
@@ -334,6 +335,15 @@ export class AmqpServer {
       const s = this.state.get(conn)
       if (!s || s.grants.stillHeld(this.o.auth)) continue
       this.drop(conn, 'credential-revoked')
+    }
+  }
+
+  /** A CA certificate was deleted or changed: a connection holding a CA-signed device whose chain no longer verifies is closed. */
+  certificatesChanged(): void {
+    for (const conn of [...this.connections]) {
+      const s = this.state.get(conn)
+      if (!s || s.grants.every((g) => !g.device || this.o.auth.chainStillVerified(g.device))) continue
+      this.drop(conn, 'certificate-revoked')
     }
   }
 
@@ -485,16 +495,21 @@ export class AmqpServer {
 
   /** A bearer token on $cbs: its signature is checked asynchronously, then answered like a SAS put-token. */
   private putBearerToken(conn: rhea.Connection, msg: rhea.Message, answered: () => void): void {
+    const refused = (e: unknown) => {
+      if (!(e instanceof BearerTokenError) && !(e instanceof TokenError)) this.o.log.error('bearer token check failed', { error: e as Error })
+      this.o.log.info('amqp put-token refused', { reason: 'bearer' })
+      return [401, `Unauthorized: ${e instanceof BearerTokenError || e instanceof TokenError ? e.message : 'internal error'}`] as const
+    }
     void this.cbs.verifyBearer(String(msg.body)).then((grant) => {
       if (!this.state.has(conn)) return
-      this.connState(conn).grants.add(grant)
+      try {
+        this.connState(conn).grants.add(grant) // past the bound of tokens per connection: refused, as a SAS token is
+      } catch (e) {
+        return refused(e)
+      }
       this.authenticated(conn)
       return [200, 'OK'] as const
-    }, (e: unknown) => {
-      if (!(e instanceof BearerTokenError)) this.o.log.error('bearer token check failed', { error: e as Error })
-      this.o.log.info('amqp put-token refused', { reason: 'bearer' })
-      return [401, `Unauthorized: ${e instanceof BearerTokenError ? e.message : 'internal error'}`] as const
-    }).then((answer) => {
+    }, refused).then((answer) => {
       if (answer && this.state.has(conn) && conn.is_open()) this.reply(conn, msg, '$cbs', answer[0], answer[1])
     }).catch((e: unknown) => this.failed(conn, e)).finally(answered)
   }

@@ -95,14 +95,17 @@ export class CbsAuthority {
     if (t.expiry + CLOCK_SKEW_SECONDS < nowSeconds) throw new TokenError('token expired', 'expired')
     this.auth.checkLifetime(t, nowSeconds)
     // with local authentication off, policy keys open the built-in endpoint only (Azure's accepts nothing else)
-    if (!this.auth.localAuth && aud.path[0]?.toLowerCase() !== this.eventHubsEntity.toLowerCase()) throw new TokenError(LOCAL_AUTH_DISABLED, 'scope')
+    const builtInOnly = !this.auth.localAuth
+    if (builtInOnly && !(aud.path.length === 1 && aud.path[0]!.toLowerCase() === this.eventHubsEntity.toLowerCase())) throw new TokenError(LOCAL_AUTH_DISABLED, 'scope')
     const policy = t.keyName ? this.auth.policy(t.keyName) : undefined
     if (!policy) throw new TokenError('unknown policy', 'scope')
     const given = Buffer.from(t.signature, 'base64')
     const keys = [policy.primaryKey, policy.secondaryKey]
     const base64Key = keys.some((k) => signatureMatches(Buffer.from(k, 'base64'), t.rawResource, t.rawExpiry, given))
     if (!base64Key && !keys.some((k) => signatureMatches(Buffer.from(k, 'utf8'), t.rawResource, t.rawExpiry, given))) throw new TokenError('signature does not match', 'signature')
-    const rights = (['RegistryRead', 'RegistryWrite', 'ServiceConnect', 'DeviceConnect'] as Right[]).filter((r) => hasRight(policy, r))
+    // with local authentication off the grant reads the endpoint and nothing else (a hub named
+    // `devices` must not turn an Event Hubs token into one for device links)
+    const rights = (['RegistryRead', 'RegistryWrite', 'ServiceConnect', 'DeviceConnect'] as Right[]).filter((r) => hasRight(policy, r) && (!builtInOnly || r === 'ServiceConnect'))
     return { path: aud.path, expiry: t.expiry + CLOCK_SKEW_SECONDS, rights, policyToken: { keyName: policy.keyName, token, ...(base64Key ? {} : { utf8Key: true }) } }
   }
 }
@@ -122,6 +125,11 @@ export class ConnectionGrants {
     this.grants = this.grants.filter((a) => a.expiry >= nowSeconds && !same(a))
     if (this.grants.length >= MAX_GRANTS_PER_CONNECTION) throw new TokenError(`a connection holds at most ${MAX_GRANTS_PER_CONNECTION} tokens`, 'scope')
     this.grants.push(g)
+  }
+
+  /** Whether every grant passes the check. */
+  every(check: (g: Grant) => boolean): boolean {
+    return this.grants.every(check)
   }
 
   /** Whether every policy token among the grants is still signed by its policy's keys and carries the rights it granted. */

@@ -38,6 +38,8 @@ export interface DeviceIdentity {
   expiry: number
   /** set when a shared access policy's key signed the token: the connection ends if that key is revoked */
   policyToken?: PolicyToken
+  /** a CA-signed device's certificate chain: the connection ends if it no longer leads to a verified CA */
+  certificateChain?: readonly X509Certificate[]
 }
 
 /** A token signed with a policy's key, kept to check again when the policy changes. */
@@ -84,6 +86,11 @@ export class Authenticator {
   }
 
   policy(name: string): AccessPolicy | undefined { return this.policies.get(name) }
+
+  /** Whether a CA-signed identity's chain still leads to a verified CA (true for every other identity). */
+  chainStillVerified(identity: DeviceIdentity): boolean {
+    return !identity.certificateChain || this.authorities.verifiedIssuerOf(identity.certificateChain) !== undefined
+  }
 
   /**
    * Whether a policy token accepted earlier would still be accepted for `right`: its policy exists,
@@ -197,6 +204,7 @@ export class Authenticator {
     if (moduleId !== undefined && !module) throw new DeviceAuthError('not-found', `module ${moduleId} of device ${deviceId} is not registered`)
     const auth = (module ?? device).authentication
     const what = moduleId === undefined ? 'device' : 'module'
+    let caChain: readonly X509Certificate[] | undefined
     if (auth.type !== 'selfSigned' && auth.type !== 'certificateAuthority') throw new DeviceAuthError('unauthorized', `the ${what} does not use X.509: a client certificate is not its credential`)
     const from = Date.parse(cert.validFrom)
     const to = Date.parse(cert.validTo)
@@ -205,8 +213,9 @@ export class Authenticator {
     if (auth.type === 'certificateAuthority') {
       const expected = moduleId === undefined ? deviceId : `${deviceId}/${moduleId}`
       const cn = commonName(cert)
-      if (cn !== expected) throw new DeviceAuthError('unauthorized', `the client certificate's CN ${cn === undefined ? '(none)' : `'${cn}'`} is not the ${what} id '${expected}'`)
+      if (cn !== expected) throw new DeviceAuthError('unauthorized', `the client certificate's CN ${cn === undefined ? '(none, or more than one)' : `'${cn}'`} is not the ${what} id '${expected}'`)
       if (!this.authorities.verifiedIssuerOf(chain, nowMs)) throw new DeviceAuthError('unauthorized', 'the client certificate\'s chain does not lead to a verified CA certificate of this hub')
+      caChain = chain
     } else {
       const sha1 = createHash('sha1').update(cert.raw).digest('hex').toUpperCase()
       const sha256 = createHash('sha256').update(cert.raw).digest('hex').toUpperCase()
@@ -218,7 +227,7 @@ export class Authenticator {
     }
     if (device.status === 'disabled') throw new DeviceAuthError('disabled', `device ${deviceId} is disabled`)
     return {
-      device, ...(module ? { module } : {}),
+      device, ...(module ? { module } : {}), ...(caChain ? { certificateChain: caChain } : {}),
       // the connection ends when the certificate does (the 5-minute skew SAS gets is taken off again)
       expiry: Math.floor(to / 1000) - 300,
       authMethod: JSON.stringify({ scope: what, type: 'x509Certificate', issuer: 'external', acceptingIpFilterRule: null }),

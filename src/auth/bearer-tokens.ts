@@ -35,7 +35,7 @@ export function jwksSource(spec: string): JWTVerifyGetKey {
     const url = new URL(spec)
     const loopback = url.hostname === '127.0.0.1' || url.hostname === 'localhost' || url.hostname === '[::1]'
     if (url.protocol === 'http:' && !loopback) throw new BearerTokenError(`a JWKS URL must use https unless it is on loopback (got ${spec})`)
-    return createRemoteJWKSet(url, { timeoutDuration: 5000, cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000 })
+    return withFetchBackoff(createRemoteJWKSet(url, { timeoutDuration: 5000, cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000 }))
   }
   let set: JSONWebKeySet
   try {
@@ -45,6 +45,36 @@ export function jwksSource(spec: string): JWTVerifyGetKey {
   }
   if (!Array.isArray(set?.keys)) throw new BearerTokenError(`the JWKS file ${spec} has no "keys" array`)
   return createLocalJWKSet(set)
+}
+
+/** After a failed fetch, how long the keys are not fetched again. */
+export const JWKS_RETRY_AFTER_MS = 30_000
+
+/**
+ * jose backs off only after a fetch that worked: while the URL fails, every token naming the issuer
+ * (signature unchecked yet: anyone can send one) would start a fetch. Here a failure holds fetches
+ * off for JWKS_RETRY_AFTER_MS, and meanwhile the last key set that was fetched keeps verifying.
+ */
+function withFetchBackoff(remote: ReturnType<typeof createRemoteJWKSet>, now: () => number = Date.now): JWTVerifyGetKey {
+  let lastGood: JWTVerifyGetKey | undefined
+  let retryAt = 0
+  return async (header, token) => {
+    if (now() < retryAt) {
+      if (lastGood) return lastGood(header, token)
+      throw new errors.JWKSTimeout('the trusted keys could not be fetched')
+    }
+    try {
+      const key = await remote(header, token)
+      const set = remote.jwks()
+      if (set) lastGood = createLocalJWKSet(set)
+      return key
+    } catch (e) {
+      if (e instanceof errors.JWKSNoMatchingKey || e instanceof errors.JWKSMultipleMatchingKeys) throw e
+      retryAt = now() + JWKS_RETRY_AFTER_MS
+      if (lastGood) return lastGood(header, token)
+      throw e
+    }
+  }
 }
 
 export class BearerTokenVerifier {

@@ -4,6 +4,7 @@
 // leads to a verified CA, and whose leaf's CN is its device id, connects with no key.
 import { randomBytes, X509Certificate, createHash } from 'node:crypto'
 import { HubError } from '../rest/hub-error.js'
+import { pathLengthConstraint } from '../tls/certificate-extensions.js'
 
 export const MAX_CA_CERTIFICATES = 25
 /** Intermediates a device may present between its leaf and a verified CA. */
@@ -39,10 +40,32 @@ export function thumbprintOf(x: X509Certificate): string {
   return createHash('sha1').update(x.raw).digest('hex').toUpperCase()
 }
 
-/** The subject's CN, or undefined when it has none. */
+/** The subject's CN, unescaped; undefined when it has none, or more than one (which would be ambiguous). */
 export function commonName(x: X509Certificate): string | undefined {
-  for (const line of x.subject.split('\n')) if (line.startsWith('CN=')) return line.slice(3)
-  return undefined
+  const cn = (x.toLegacyObject().subject as Record<string, string | string[]> | undefined)?.CN
+  return typeof cn === 'string' ? cn : undefined
+}
+
+const CLIENT_AUTH = '1.3.6.1.5.5.7.3.2'
+const ANY_EXTENDED_KEY_USAGE = '2.5.29.37.0'
+
+/** A certificate without an extended key usage may authenticate a client; one with it must name clientAuth. */
+function allowsClientAuth(x: X509Certificate): boolean {
+  const usages = x.keyUsage as string[] | undefined
+  return usages === undefined || usages.includes(CLIENT_AUTH) || usages.includes(ANY_EXTENDED_KEY_USAGE)
+}
+
+/**
+ * A path leaf first, the verified CA last: every certificate may authenticate a client, and no CA has
+ * more intermediates below it than its path length allows.
+ */
+function pathAllowed(path: readonly X509Certificate[]): boolean {
+  if (!path.every(allowsClientAuth)) return false
+  return path.every((c, k) => {
+    if (k === 0) return true
+    const limit = pathLengthConstraint(c)
+    return limit === undefined || k - 1 <= limit
+  })
 }
 
 function parsePem(value: unknown, field: string): X509Certificate {
@@ -73,12 +96,16 @@ export class CertificateAuthorities {
   /** parsed once: chains are checked at every X.509 connect */
   private readonly parsed = new Map<string, X509Certificate>()
   private tail: Promise<unknown> = Promise.resolve()
+  private readonly listeners: (() => void)[] = []
 
   constructor(stored: readonly StoredCertificate[], private readonly save: (all: StoredCertificate[]) => Promise<void> = async () => {}) {
     for (const c of stored) this.remember(c)
   }
 
   list(): StoredCertificate[] { return [...this.byName.values()] }
+
+  /** Called after every committed change: connections whose chain no longer leads to a verified CA close. */
+  onChange(listener: () => void): void { this.listeners.push(listener) }
 
   get(name: string): StoredCertificate {
     const c = this.byName.get(name)
@@ -146,21 +173,24 @@ export class CertificateAuthorities {
 
   /**
    * The verified CA a device's chain (leaf first, then what it sent) leads to, or undefined. Every
-   * link must be signed by the next, every certificate in date; intermediates must be CAs.
+   * link must be signed by the next, every certificate in date and fit to authenticate a client,
+   * intermediates must be CAs, and no CA's path length may be exceeded.
    */
   verifiedIssuerOf(chain: readonly X509Certificate[], nowMs = Date.now()): StoredCertificate | undefined {
-    let current = chain[0]
-    if (!current || !inDate(current, nowMs)) return undefined
-    const rest = chain.slice(1, 1 + MAX_CHAIN_INTERMEDIATES)
-    for (let depth = 0; depth <= rest.length; depth++) {
+    const leaf = chain[0]
+    if (!leaf || !inDate(leaf, nowMs)) return undefined
+    const offered = chain.slice(1, 1 + MAX_CHAIN_INTERMEDIATES)
+    const path = [leaf]
+    for (;;) {
+      const current = path[path.length - 1]!
       for (const c of this.byName.values()) {
-        if (c.isVerified && inDate(this.parsed.get(c.name)!, nowMs) && signedBy(current, this.parsed.get(c.name)!)) return c
+        const ca = this.parsed.get(c.name)!
+        if (c.isVerified && inDate(ca, nowMs) && signedBy(current, ca) && pathAllowed([...path, ca])) return c
       }
-      const next = rest.find((p) => p !== current && signedBy(current!, p) && inDate(p, nowMs))
+      const next = offered.find((p) => !path.includes(p) && signedBy(current, p) && inDate(p, nowMs))
       if (!next) return undefined
-      current = next
+      path.push(next)
     }
-    return undefined
   }
 
   private checkEtag(old: StoredCertificate | undefined, ifMatch: string | undefined, required = false): void {
@@ -183,6 +213,7 @@ export class CertificateAuthorities {
       this.byName.delete(name)
       this.parsed.delete(name)
     }
+    for (const l of this.listeners) l()
   }
 
   private serially<T>(work: () => Promise<T>): Promise<T> {

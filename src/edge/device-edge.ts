@@ -474,6 +474,17 @@ export class DeviceEdge implements PresenceView {
     return closed
   }
 
+  /** A CA certificate was deleted or changed: CA-signed connections whose chain no longer leads to a verified CA close now. */
+  certificatesChanged(): number {
+    let closed = 0
+    for (const c of [...this.byId.values()]) {
+      if (!c.identity || this.authenticator.chainStillVerified(c.identity)) continue
+      c.close('its certificate no longer leads to a verified CA certificate of the hub')
+      closed++
+    }
+    return closed
+  }
+
   /** A deleted module's connection closes at once, and its presence is forgotten. */
   moduleRemoved(deviceId: string, moduleId: string): void {
     const key = moduleKey(deviceId, moduleId)

@@ -73,6 +73,22 @@ function authenticateDevice(auth: Authenticator, header: string | undefined, pee
   }
 }
 
+/**
+ * Sends a body no faster than the client reads it. uWS takes the next pipelined request only once
+ * this response is done, so a client that pipelines requests and reads nothing holds at most one
+ * response here; end() would take every answer at once and buffer them all.
+ */
+function sendBody(res: HttpResponse, body: Buffer, aborted: () => boolean): void {
+  const start = res.getWriteOffset()
+  const [ok, done] = res.tryEnd(body, body.length)
+  if (ok || done) return
+  res.onWritable((offset) => {
+    if (aborted()) return true
+    const [sent, finished] = res.tryEnd(body.subarray(offset - start), body.length)
+    return sent || finished
+  })
+}
+
 const API_VERSION = /^\d{4}-\d{2}-\d{2}(-preview)?$/
 
 export function mountRest(app: TemplatedApp, routes: Route[], auth: Authenticator, log: Logger, front: Pick<HttpsFront, 'peerOf'>): void {
@@ -94,7 +110,8 @@ export function mountRest(app: TemplatedApp, routes: Route[], auth: Authenticato
         for (const [k, v] of Object.entries(r.headers ?? {})) res.writeHeader(k, v)
         if (r.body === undefined) return void res.end()
         if (!r.headers?.['Content-Type']) res.writeHeader('Content-Type', 'application/json; charset=utf-8')
-        res.end(typeof r.body === 'string' || Buffer.isBuffer(r.body) ? r.body : JSON.stringify(r.body))
+        const body = Buffer.isBuffer(r.body) ? r.body : Buffer.from(typeof r.body === 'string' ? r.body : JSON.stringify(r.body))
+        sendBody(res, body, () => aborted)
       })
     }
     const fail = (e: unknown) => {

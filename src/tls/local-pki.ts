@@ -55,8 +55,9 @@ function randomSerial(): Buffer {
   return b
 }
 
-function nameDer(commonName: string): Buffer {
-  return sequence(set(sequence(oid(OID.commonName), utf8String(commonName))))
+/** A Name of CNs (several only to test how a verifier treats an ambiguous subject). */
+function nameDer(commonName: string | string[]): Buffer {
+  return sequence(...[commonName].flat().map((cn) => set(sequence(oid(OID.commonName), utf8String(cn)))))
 }
 
 /** RFC 5280 4.2.1.2 method (1): SHA-1 over the subjectPublicKey BIT STRING value (without the unused-bits byte). */
@@ -227,7 +228,7 @@ export function issueServerCertificate(ca: KeyAndCert, names: string[]): KeyAndC
  * (the CA-signed form Azure's registry calls certificateAuthority). For trying X.509 devices locally
  * and for tests; `validity` moves the window (an expired certificate).
  */
-export function issueDeviceCertificate(commonName: string, o: { ca?: KeyAndCert; notBefore?: Date; notAfter?: Date } = {}): KeyAndCert {
+export function issueDeviceCertificate(commonName: string | string[], o: { ca?: KeyAndCert; notBefore?: Date; notAfter?: Date } = {}): KeyAndCert {
   const { privateKey, publicKey } = newKeyPair()
   const spki = publicKey.export({ type: 'spki', format: 'der' })
   const subject = nameDer(commonName)
