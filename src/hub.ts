@@ -13,6 +13,7 @@ import { ensureLocalIssuerKey, localIssuer } from './auth/local-issuer.js'
 import { policyRoutes } from './rest/policy-routes.js'
 import { certificateRoutes } from './rest/certificate-routes.js'
 import { HttpsFront } from './tls/https-front.js'
+import { BulkRegistry } from './registry/bulk-registry.js'
 import { CertificateAuthorities, type StoredCertificate } from './auth/certificate-authorities.js'
 import { portHint, type HubConfig } from './config.js'
 import { BuiltInEndpoint } from './events/built-in-endpoint.js'
@@ -276,7 +277,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
   const webSocketHeldInput = mountWebSockets(app, edge, amqpServer, front)
   stream.mount(app, edge.authenticator, front)
   const routes: Route[] = [
-    ...registryRoutes(registry, edge), ...moduleRoutes(modules), ...moduleTwinRoutes(modules, shards), ...eventsRoutes(endpoint), ...twinRoutes(registry, shards), ...methodRoutes(registry, edge, modules),
+    ...registryRoutes(registry, edge, new BulkRegistry(registry, (id, patch, ifMatch) => shards.request('twin.update', id, 'patch', patch, ifMatch))), ...moduleRoutes(modules), ...moduleTwinRoutes(modules, shards), ...eventsRoutes(endpoint), ...twinRoutes(registry, shards), ...methodRoutes(registry, edge, modules),
     ...c2dRoutes(registry, shards, feedback, eventHubName), ...routingRoutes(routing), ...endpointLogRoutes((name) => routing.logEndpoint(name)),
     ...queryRoutes(queries), ...configurationRoutes(configurations, configurationApplier, registry),
     ...digitalTwinRoutes(registry, modules, shards, edge), ...policyRoutes(policies), ...certificateRoutes(authorities), ...notYetRoutes(),

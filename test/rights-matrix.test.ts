@@ -128,7 +128,8 @@ const EXPECTED: Row[] = [
   { method: 'post', path: '/hyperhub/certificates/nosuchcert/verify', needs: 'ControlPlane' },
   { method: 'delete', path: '/hyperhub/certificates/nosuchcert', needs: 'ControlPlane' },
   { method: 'any', path: '/jobs/v2/j1', needs: 'None' },
-  { method: 'post', path: '/devices', needs: 'None' },
+  // bulk registry operations (issue 18): both devices/write and devices/delete
+  { method: 'post', path: '/devices', needs: 'RegistryWrite', role: ['devices/write', 'devices/delete'] },
 ]
 
 interface Credential { name: string; token: () => string | null; policy?: () => AccessPolicy; roles?: RoleDefinition[] }

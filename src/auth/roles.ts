@@ -17,9 +17,10 @@ export type DataAction =
 /**
  * What a bearer token must carry for a route: a data action; `control-plane`, hub configuration
  * (ARM's `Microsoft.Devices/IotHubs/write`); or `sas-only`, the built-in Event Hubs-compatible
- * endpoint, which in Azure accepts shared access signatures only.
+ * endpoint, which in Azure accepts shared access signatures only. Several data actions: all of
+ * them (bulk registry operations need devices/write and devices/delete).
  */
-export type RoleNeed = DataAction | 'control-plane' | 'sas-only'
+export type RoleNeed = DataAction | 'control-plane' | 'sas-only' | readonly DataAction[]
 
 /** What an AMQP entity (or a route) needs: the SAS right beside the role's need, in one row. */
 export interface AccessNeed {
@@ -65,6 +66,7 @@ function matches(pattern: string, action: string): boolean {
 
 /** Whether any of the roles allows what a route or link needs. */
 export function rolesAllow(roles: readonly RoleDefinition[], need: RoleNeed): boolean {
+  if (typeof need !== 'string') return need.every((n) => rolesAllow(roles, n))
   if (need === 'sas-only') return false
   if (need === 'control-plane') return roles.some((r) => r.actions.some((a) => matches(a, CONTROL_PLANE_ACTION)))
   const action = DATA_ACTION_PREFIX + need

@@ -7,7 +7,6 @@ import type { Route } from './http-server.js'
 const NOT_YET: { pattern: RegExp; method: Route['method']; feature: string }[] = [
   // what has no home here yet
   { method: 'any', pattern: /^\/jobs(\/.*)?$/i, feature: 'jobs' },
-  { method: 'post', pattern: /^\/devices\/?$/i, feature: 'bulk registry operations' },
 ]
 
 export function notYetRoutes(): Route[] {

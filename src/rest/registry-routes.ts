@@ -2,11 +2,22 @@
 import type { DeviceRegistry } from '../registry/device-registry.js'
 import type { DeviceEdge } from '../edge/device-edge.js'
 import { HubError } from './hub-error.js'
-import type { Route } from './http-server.js'
+import type { Route, RestRequest } from './http-server.js'
+import type { BulkRegistry } from '../registry/bulk-registry.js'
+
+/** A bulk call costs one registry operation per device it names (quotas-throttling.md). */
+function bulkCost(req: RestRequest): number {
+  try {
+    const body = JSON.parse(req.body.toString('utf8')) as unknown
+    return Array.isArray(body) ? Math.max(1, Math.min(body.length, 100)) : 1
+  } catch {
+    return 1
+  }
+}
 
 const DEVICE = /^\/devices\/([^/]+)\/?$/
 
-export function registryRoutes(registry: DeviceRegistry, edge: DeviceEdge): Route[] {
+export function registryRoutes(registry: DeviceRegistry, edge: DeviceEdge, bulk: BulkRegistry): Route[] {
   const deviceReply = (d: Parameters<DeviceRegistry['toJson']>[0]) => ({ status: 200, body: registry.toJson(d), headers: { ETag: `"${d.etag}"` } })
   return [
     {
@@ -36,6 +47,14 @@ export function registryRoutes(registry: DeviceRegistry, edge: DeviceEdge): Rout
       async handle(req) {
         await registry.delete(req.params[0]!, req.headers['if-match'])
         return { status: 204 }
+      },
+    },
+    {
+      // bulk create, update and delete: Azure asks a role for both devices/write and devices/delete
+      method: 'post', pattern: /^\/devices\/?$/, right: 'RegistryWrite', role: ['devices/write', 'devices/delete'],
+      limits: { throttle: 'registry', cost: (req) => bulkCost(req) },
+      async handle(req) {
+        return { status: 200, body: await bulk.apply(req.json()) }
       },
     },
     {

@@ -15,6 +15,7 @@ const ALLOWED: Record<string, RoleNeed[] | 'every data action'> = {
 
 /** Whether Azure lets a principal with this one role do what `need` names. */
 export function roleMayDo(roleName: string, need: RoleNeed): boolean {
+  if (typeof need !== 'string') return need.every((n) => roleMayDo(roleName, n))
   const allowed = ALLOWED[roleName]
   if (!allowed) throw new Error(`no expectation for role ${roleName}`)
   if (need === 'sas-only') return false
