@@ -37,8 +37,9 @@ function checkRequest(body: unknown): Record<string, unknown>[] {
   return body as Record<string, unknown>[]
 }
 
+/** Azure names it `eTag`; azure-iothub sends the device's `etag` as it is (Azure reads JSON names without case). */
 function etagOf(item: Record<string, unknown>, field: 'eTag' | 'twinETag'): string {
-  const v = item[field]
+  const v = item[field] ?? item[field.toLowerCase()]
   if (typeof v !== 'string' || v === '') throw new HubError(400004, `importMode needs "${field}"`)
   return v
 }
