@@ -90,8 +90,7 @@ export class BulkRegistry {
       case 'createOrUpdate':
         await this.registry.put(deviceId, identityOf(item), exists ? '*' : undefined)
         break
-      case 'update':
-        if (!exists) throw new HubError(404001, `Device ${deviceId} not registered`)
+      case 'update': // If-Match * on a missing device is 404001 DeviceNotFound
         await this.registry.put(deviceId, identityOf(item), '*')
         break
       case 'updateIfMatchETag':
