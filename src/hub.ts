@@ -283,9 +283,13 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
     ...digitalTwinRoutes(registry, modules, shards, edge), ...policyRoutes(policies), ...certificateRoutes(authorities), ...notYetRoutes(),
   ]
   // a changed or deleted policy ends the connections whose token it no longer signs
-  authorities.onChange(() => {
-    edge.certificatesChanged()
-    amqpServer.certificatesChanged()
+  authorities.onRevoke((name) => {
+    edge.certificateRevoked(name).catch((e: unknown) => log.error('closing connections of a revoked CA failed', { name, error: e as Error }))
+    try {
+      amqpServer.certificateRevoked(name)
+    } catch (e) {
+      log.error('closing AMQP connections of a revoked CA failed', { name, error: e as Error })
+    }
   })
   policies.onChange(() => {
     edge.policiesChanged()

@@ -75,6 +75,12 @@ describe('CA certificates', () => {
     expect(await connectWith('ca-chained', { keyPem: chained.keyPem, certPem: chained.certPem + issuing.certPem })).toEqual({ code: 0 })
     // without the intermediate the chain does not lead anywhere
     expect(await connectWith('ca-chained', chained)).toMatchObject({ code: 5 })
+    // a change that revokes nothing (a new verification code for the verified CA) leaves its devices connected
+    const { client } = await MqttTestClient.connect({ port: t.hub.ports.mqtt, tls: { ca: t.ca, cert: leaf.certPem, key: leaf.keyPem }, clientId: 'ca-dev' })
+    const current = (await t.rest('GET', `/hyperhub/certificates/fleet${API}`)).headers.etag as string
+    expect((await t.rest('POST', `/hyperhub/certificates/fleet/generateVerificationCode${API}`, { headers: { 'If-Match': current } })).status).toBe(200)
+    expect(await client.publish('devices/ca-dev/messages/events/', 'still connected')).toBeGreaterThan(0)
+    client.socket.destroy()
   })
 
   it('a CA-signed module connects with CN {device}/{module}; its device\'s certificate does not open it', async () => {

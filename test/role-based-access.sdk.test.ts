@@ -14,6 +14,7 @@ import { MqttTestClient } from './helpers/mqtt-test-client.js'
 import type { JWK } from 'jose'
 import { amqpConnect, next, putToken } from './helpers/amqp-client.js'
 import { createSasToken } from '../src/auth/sas-token.js'
+import { EventHubConsumerClient } from '@azure/event-hubs'
 
 let t: TestHub
 let key: JWK
@@ -98,6 +99,13 @@ describe('bearer tokens with the service SDK, local authentication disabled', ()
     const receiver = conn.open_receiver({ source: { address: `${t.hub.eventHubName}/ConsumerGroups/$Default/Partitions/0` } })
     await next(receiver, 'receiver_open')
     conn.close()
+    // the official Event Hubs client, which puts tokens for the entity's $management and partitions
+    const eh = new EventHubConsumerClient('$Default', `Endpoint=sb://localhost/;SharedAccessKeyName=service;SharedAccessKey=${t.policyKey('service')};EntityPath=${t.hub.eventHubName}`, { retryOptions: { maxRetries: 0, timeoutInMs: 10_000 } })
+    try {
+      expect((await eh.getEventHubProperties()).partitionIds).toEqual(['0', '1', '2', '3'])
+    } finally {
+      await eh.close()
+    }
     const { connack } = await MqttTestClient.connect({ port: t.hub.ports.mqttTcp!, clientId: 'rbac-dev', password: t.serviceToken('device') })
     expect(connack.returnCode).toBe(5)
   })

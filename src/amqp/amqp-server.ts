@@ -338,11 +338,11 @@ export class AmqpServer {
     }
   }
 
-  /** A CA certificate was deleted or changed: a connection holding a CA-signed device whose chain no longer verifies is closed. */
-  certificatesChanged(): void {
+  /** CA certificate `name` was deleted or no longer verified: a connection holding a device whose chain led to it, and no longer verifies, is closed. */
+  certificateRevoked(name: string): void {
     for (const conn of [...this.connections]) {
       const s = this.state.get(conn)
-      if (!s || s.grants.every((g) => !g.device || this.o.auth.chainStillVerified(g.device))) continue
+      if (!s || s.grants.every((g) => g.device?.certificateIssuer !== name || this.o.auth.chainStillVerified(g.device))) continue
       this.drop(conn, 'certificate-revoked')
     }
   }

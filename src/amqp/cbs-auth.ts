@@ -96,7 +96,8 @@ export class CbsAuthority {
     this.auth.checkLifetime(t, nowSeconds)
     // with local authentication off, policy keys open the built-in endpoint only (Azure's accepts nothing else)
     const builtInOnly = !this.auth.localAuth
-    if (builtInOnly && !(aud.path.length === 1 && aud.path[0]!.toLowerCase() === this.eventHubsEntity.toLowerCase())) throw new TokenError(LOCAL_AUTH_DISABLED, 'scope')
+    // (the Event Hubs client puts tokens for the entity, its $management and its partitions: all under the entity)
+    if (builtInOnly && aud.path[0]?.toLowerCase() !== this.eventHubsEntity.toLowerCase()) throw new TokenError(LOCAL_AUTH_DISABLED, 'scope')
     const policy = t.keyName ? this.auth.policy(t.keyName) : undefined
     if (!policy) throw new TokenError('unknown policy', 'scope')
     const given = Buffer.from(t.signature, 'base64')

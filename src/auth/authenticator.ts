@@ -38,8 +38,9 @@ export interface DeviceIdentity {
   expiry: number
   /** set when a shared access policy's key signed the token: the connection ends if that key is revoked */
   policyToken?: PolicyToken
-  /** a CA-signed device's certificate chain: the connection ends if it no longer leads to a verified CA */
+  /** a CA-signed device's certificate chain, and the verified CA it led to: checked again when that CA changes */
   certificateChain?: readonly X509Certificate[]
+  certificateIssuer?: string
 }
 
 /** A token signed with a policy's key, kept to check again when the policy changes. */
@@ -204,7 +205,7 @@ export class Authenticator {
     if (moduleId !== undefined && !module) throw new DeviceAuthError('not-found', `module ${moduleId} of device ${deviceId} is not registered`)
     const auth = (module ?? device).authentication
     const what = moduleId === undefined ? 'device' : 'module'
-    let caChain: readonly X509Certificate[] | undefined
+    let caChain: { chain: readonly X509Certificate[]; issuer: string } | undefined
     if (auth.type !== 'selfSigned' && auth.type !== 'certificateAuthority') throw new DeviceAuthError('unauthorized', `the ${what} does not use X.509: a client certificate is not its credential`)
     const from = Date.parse(cert.validFrom)
     const to = Date.parse(cert.validTo)
@@ -214,8 +215,9 @@ export class Authenticator {
       const expected = moduleId === undefined ? deviceId : `${deviceId}/${moduleId}`
       const cn = commonName(cert)
       if (cn !== expected) throw new DeviceAuthError('unauthorized', `the client certificate's CN ${cn === undefined ? '(none, or more than one)' : `'${cn}'`} is not the ${what} id '${expected}'`)
-      if (!this.authorities.verifiedIssuerOf(chain, nowMs)) throw new DeviceAuthError('unauthorized', 'the client certificate\'s chain does not lead to a verified CA certificate of this hub')
-      caChain = chain
+      const issuer = this.authorities.verifiedIssuerOf(chain, nowMs)
+      if (!issuer) throw new DeviceAuthError('unauthorized', 'the client certificate\'s chain does not lead to a verified CA certificate of this hub')
+      caChain = { chain, issuer: issuer.name }
     } else {
       const sha1 = createHash('sha1').update(cert.raw).digest('hex').toUpperCase()
       const sha256 = createHash('sha256').update(cert.raw).digest('hex').toUpperCase()
@@ -227,7 +229,7 @@ export class Authenticator {
     }
     if (device.status === 'disabled') throw new DeviceAuthError('disabled', `device ${deviceId} is disabled`)
     return {
-      device, ...(module ? { module } : {}), ...(caChain ? { certificateChain: caChain } : {}),
+      device, ...(module ? { module } : {}), ...(caChain ? { certificateChain: caChain.chain, certificateIssuer: caChain.issuer } : {}),
       // the connection ends when the certificate does (the 5-minute skew SAS gets is taken off again)
       expiry: Math.floor(to / 1000) - 300,
       authMethod: JSON.stringify({ scope: what, type: 'x509Certificate', issuer: 'external', acceptingIpFilterRule: null }),

@@ -96,7 +96,7 @@ export class CertificateAuthorities {
   /** parsed once: chains are checked at every X.509 connect */
   private readonly parsed = new Map<string, X509Certificate>()
   private tail: Promise<unknown> = Promise.resolve()
-  private readonly listeners: (() => void)[] = []
+  private readonly listeners: ((name: string) => void)[] = []
 
   constructor(stored: readonly StoredCertificate[], private readonly save: (all: StoredCertificate[]) => Promise<void> = async () => {}) {
     for (const c of stored) this.remember(c)
@@ -104,8 +104,11 @@ export class CertificateAuthorities {
 
   list(): StoredCertificate[] { return [...this.byName.values()] }
 
-  /** Called after every committed change: connections whose chain no longer leads to a verified CA close. */
-  onChange(listener: () => void): void { this.listeners.push(listener) }
+  /**
+   * Called after a committed change that can revoke (a CA deleted, replaced by another certificate,
+   * or no longer verified), with its name: connections whose chain led to it are checked again.
+   */
+  onRevoke(listener: (name: string) => void): void { this.listeners.push(listener) }
 
   get(name: string): StoredCertificate {
     const c = this.byName.get(name)
@@ -205,6 +208,8 @@ export class CertificateAuthorities {
   }
 
   private async commit(name: string, cert: StoredCertificate | undefined): Promise<void> {
+    const old = this.byName.get(name)
+    const revokes = old !== undefined && old.isVerified && (!cert || cert.pem !== old.pem || !cert.isVerified)
     const next = this.list().filter((c) => c.name !== name)
     if (cert) next.push(cert)
     await this.save(next) // stored first: a failed write leaves the certificates as they were
@@ -213,7 +218,7 @@ export class CertificateAuthorities {
       this.byName.delete(name)
       this.parsed.delete(name)
     }
-    for (const l of this.listeners) l()
+    if (revokes) for (const l of this.listeners) l(name)
   }
 
   private serially<T>(work: () => Promise<T>): Promise<T> {

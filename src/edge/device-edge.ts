@@ -474,15 +474,27 @@ export class DeviceEdge implements PresenceView {
     return closed
   }
 
-  /** A CA certificate was deleted or changed: CA-signed connections whose chain no longer leads to a verified CA close now. */
-  certificatesChanged(): number {
+  /**
+   * CA certificate `name` was deleted or no longer verified: the connections whose chain led to it
+   * are checked again, 250 per event-loop turn (a large fleet must not stall the loop), and close
+   * if their chain no longer leads to a verified CA.
+   */
+  certificateRevoked(name: string): Promise<number> {
+    const candidates = [...this.byId.values()].filter((c) => c.identity?.certificateIssuer === name)
     let closed = 0
-    for (const c of [...this.byId.values()]) {
-      if (!c.identity || this.authenticator.chainStillVerified(c.identity)) continue
-      c.close('its certificate no longer leads to a verified CA certificate of the hub')
-      closed++
-    }
-    return closed
+    return new Promise((resolve) => {
+      const batch = (from: number) => {
+        for (const c of candidates.slice(from, from + 250)) {
+          if (c.identity && !this.authenticator.chainStillVerified(c.identity)) {
+            c.close('its certificate no longer leads to a verified CA certificate of the hub')
+            closed++
+          }
+        }
+        if (from + 250 < candidates.length) setImmediate(() => batch(from + 250))
+        else resolve(closed)
+      }
+      batch(0)
+    })
   }
 
   /** A deleted module's connection closes at once, and its presence is forgotten. */

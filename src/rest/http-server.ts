@@ -74,9 +74,11 @@ function authenticateDevice(auth: Authenticator, header: string | undefined, pee
 }
 
 /**
- * Sends a body no faster than the client reads it. uWS takes the next pipelined request only once
- * this response is done, so a client that pipelines requests and reads nothing holds at most one
- * response here; end() would take every answer at once and buffer them all.
+ * Sends a body no faster than the client reads it, so a response waits here, not in a buffer that
+ * end() would grow without bound: a client that pipelines requests and reads nothing made the hub
+ * buffer every answer (end() takes each one whole). uWS closes a connection on which a request
+ * arrives while an answer is still being written: a pipelining client that does not read its
+ * answers as fast as they come is disconnected (the SDKs do not pipeline).
  */
 function sendBody(res: HttpResponse, body: Buffer, aborted: () => boolean): void {
   const start = res.getWriteOffset()
@@ -158,13 +160,14 @@ export function mountRest(app: TemplatedApp, routes: Route[], auth: Authenticato
     if (Number(headers['content-length']) > MAX_REST_BODY_BYTES) return fail(new HubError(413000, `request body exceeds ${MAX_REST_BODY_BYTES} bytes`))
     const chunks: Buffer[] = []
     let size = 0
+    let tooLarge = false
     res.onData((chunk, isLast) => {
-      if (aborted) return
+      if (aborted || tooLarge) return
       size += chunk.byteLength
       if (size > MAX_REST_BODY_BYTES) {
-        // answer once, then stop reading what the client still sends
-        if (size - chunk.byteLength <= MAX_REST_BODY_BYTES) fail(new HubError(413000, `request body exceeds ${MAX_REST_BODY_BYTES} bytes`))
-        aborted = true
+        // answer once (that answer still goes out in full), then ignore what the client still sends
+        tooLarge = true
+        fail(new HubError(413000, `request body exceeds ${MAX_REST_BODY_BYTES} bytes`))
         return
       }
       chunks.push(Buffer.from(chunk.slice(0)))
