@@ -214,5 +214,10 @@ describe('token expiry', () => {
     sender.send({ reply_to: replyTo, message_id: replyTo, application_properties: { operation: 'put-token', type: 'servicebus.windows.net:sastoken', name: 'localhost/messages/one-more' }, body: t.serviceToken('service') })
     const r = (await reply).message!.application_properties!
     expect({ status: r['status-code'], description: r['status-description'] }).toEqual({ status: 401, description: `Unauthorized: a connection holds at most ${MAX_GRANTS_PER_CONNECTION} tokens` })
+    // a bearer token past the bound is refused the same way, and the connection stays
+    const bearer = next(receiver, 'message')
+    sender.send({ reply_to: replyTo, message_id: 'bearer-over', application_properties: { operation: 'put-token', type: 'jwt', name: 'https://iothubs.azure.net/.default' }, body: `Bearer ${roleTokens[0]!.token}` })
+    const b = (await bearer).message!.application_properties!
+    expect({ status: b['status-code'], description: b['status-description'], open: conn.is_open() }).toEqual({ status: 401, description: `Unauthorized: a connection holds at most ${MAX_GRANTS_PER_CONNECTION} tokens`, open: true })
   })
 })
