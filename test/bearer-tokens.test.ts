@@ -7,8 +7,8 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import fc from 'fast-check'
-import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose'
-import { BearerTokenError, BearerTokenVerifier, IOT_HUB_AUDIENCE, jwksSource } from '../src/auth/bearer-tokens.js'
+import { createLocalJWKSet, errors, exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose'
+import { BearerTokenError, BearerTokenVerifier, IOT_HUB_AUDIENCE, JWKS_RETRY_AFTER_MS, jwksSource, withFetchBackoff } from '../src/auth/bearer-tokens.js'
 import { ensureLocalIssuerKey, localIssuer, LOCAL_ISSUER, signRoleToken } from '../src/auth/local-issuer.js'
 import { tempDir } from './helpers/test-hub.js'
 
@@ -139,6 +139,30 @@ describe('bearer tokens', () => {
     } finally {
       failing.close()
     }
+  })
+
+  it('keeps verifying with the last keys it fetched while the JWKS URL fails, and fetches again after the back-off', async () => {
+    let clock = 0
+    let failing = false
+    let calls = 0
+    const good = createLocalJWKSet({ keys: [publicJwk] })
+    // a stand-in for jose's remote set: it answers from the JWKS until the URL starts failing
+    const remote = Object.assign(async (h: Parameters<typeof good>[0], t: Parameters<typeof good>[1]) => {
+      calls++
+      if (failing) throw new errors.JWKSTimeout('fetch failed')
+      return good(h, t)
+    }, { jwks: () => ({ keys: [publicJwk] }) })
+    const v = new BearerTokenVerifier([{ issuer: ISSUER, keys: withFetchBackoff(remote as never, () => clock) }], [IOT_HUB_AUDIENCE])
+    const t = await token()
+    expect((await v.verify(t)).name).toBe('alice@example.com')
+    failing = true
+    expect((await v.verify(t)).name).toBe('alice@example.com') // the failed refresh falls back to the last keys
+    expect((await v.verify(t)).name).toBe('alice@example.com') // within the back-off: no call at all
+    expect(calls).toBe(2)
+    clock += JWKS_RETRY_AFTER_MS
+    failing = false
+    expect((await v.verify(t)).name).toBe('alice@example.com')
+    expect(calls).toBe(3)
   })
 
   it('signs role tokens with the local issuer\'s key, kept 0600, and refuses an unknown role name', async () => {

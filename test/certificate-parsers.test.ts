@@ -4,7 +4,7 @@
 import { X509Certificate } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
-import { CertificateAuthorities } from '../src/auth/certificate-authorities.js'
+import { CertificateAuthorities, MAX_CHAIN_INTERMEDIATES } from '../src/auth/certificate-authorities.js'
 import { Authenticator, DeviceAuthError } from '../src/auth/authenticator.js'
 import { createDefaultPolicies } from '../src/auth/policies.js'
 import { HubError } from '../src/rest/hub-error.js'
@@ -58,6 +58,21 @@ describe('chains to a verified CA', () => {
       }
       expect(store.verifiedIssuerOf([cert])).toBeUndefined()
     }), { numRuns: 1000 })
+  })
+
+  it(`follows at most ${MAX_CHAIN_INTERMEDIATES} intermediates a device sends`, async () => {
+    const root = createCertificateAuthority('Deep Root', { pathLength: 10 })
+    const deep = new CertificateAuthorities([])
+    await deep.put('deep', { properties: { certificate: root.certPem, isVerified: true } }, undefined)
+    const issuers = [root]
+    for (let i = 0; i <= MAX_CHAIN_INTERMEDIATES; i++) issuers.push(createCertificateAuthority(`Deep ${i}`, { issuer: issuers.at(-1)!, pathLength: 10 - i - 1 }))
+    const chainBelow = (depth: number) => {
+      const cas = issuers.slice(1, depth + 1)
+      const leafCert = new X509Certificate(issueDeviceCertificate('deep-dev', { ca: cas.at(-1)! }).certPem)
+      return [leafCert, ...cas.reverse().map((c) => new X509Certificate(c.certPem))]
+    }
+    expect(deep.verifiedIssuerOf(chainBelow(MAX_CHAIN_INTERMEDIATES))?.name).toBe('deep')
+    expect(deep.verifiedIssuerOf(chainBelow(MAX_CHAIN_INTERMEDIATES + 1))).toBeUndefined()
   })
 
   it('enforces the leaf\'s validity dates either side', async () => {

@@ -3,8 +3,9 @@
 // log endpoint through a SIGKILL under QoS 1 load; and what waits for a webhook that never answers
 // waits on disk, not in the hub's memory.
 import { routedBlobs, routedLines } from './helpers/routed-blobs.js'
+import { rssAnonBytes } from './helpers/memory.js'
 import http from 'node:http'
-import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { createSasToken } from '../src/auth/sas-token.js'
@@ -233,9 +234,3 @@ describe('endpoint deliveries of the hub process', () => {
   }, 90_000)
 })
 
-/** Anonymous resident memory of a process (heaps, buffers), without LMDB's file-backed pages. */
-function rssAnonBytes(pid: number): number {
-  const m = /RssAnon:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
-  if (!m) throw new Error('no RssAnon')
-  return Number(m[1]) * 1024
-}

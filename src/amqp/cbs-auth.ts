@@ -2,11 +2,10 @@
 // later link attach is authorised against the audiences the connection holds. Two signing
 // conventions reach this endpoint: IoT Hub clients HMAC with the base64-decoded key, Event Hubs
 // clients with the key string's UTF-8 bytes; both are accepted.
-import { createHmac, timingSafeEqual } from 'node:crypto'
 import { DeviceAuthError, LOCAL_AUTH_DISABLED, type Authenticator, type DeviceIdentity, type PolicyToken } from '../auth/authenticator.js'
 import { hasRight, type Right } from '../auth/policies.js'
 import { rolesAllow, type AccessNeed, type RoleDefinition } from '../auth/roles.js'
-import { parseSasToken, splitResource, CLOCK_SKEW_SECONDS, TokenError } from '../auth/sas-token.js'
+import { parseSasToken, signatureMatches, splitResource, CLOCK_SKEW_SECONDS, TokenError } from '../auth/sas-token.js'
 
 export interface Grant {
   path: string[]
@@ -35,10 +34,6 @@ export function parseAudience(audience: string): { host: string; path: string[] 
   return { host, path: segments.filter(Boolean) }
 }
 
-function signatureMatches(key: Buffer, rawResource: string, rawExpiry: string, given: Buffer): boolean {
-  const expected = createHmac('sha256', key).update(`${rawResource}\n${rawExpiry}`).digest()
-  return expected.length === given.length && timingSafeEqual(expected, given)
-}
 
 export class CbsAuthority {
   constructor(private readonly auth: Authenticator, private readonly hosts: Set<string>, private readonly eventHubsEntity: string) {}

@@ -3,15 +3,15 @@
 import type { DeviceRecord, DeviceRegistry } from '../registry/device-registry.js'
 import type { ModuleRecord } from '../registry/module-registry.js'
 import type { X509Certificate } from 'node:crypto'
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto'
+import { createHash } from 'node:crypto'
 import { HubError } from '../rest/hub-error.js'
 import { hasRight, OWNER_POLICY, type AccessPolicy, type Permission, type Right } from './policies.js'
 import { PolicyRegistry } from './policy-registry.js'
-import { parseSasToken, splitResource, verifySasToken, TokenError, type SasToken } from './sas-token.js'
+import { parseSasToken, signatureMatches, splitResource, verifySasToken, TokenError, type SasToken } from './sas-token.js'
 import { SasVerifierCache } from '../wasm/sas-verifier-cache.js'
 import { BearerTokenError, type BearerPrincipal, type BearerTokenVerifier } from './bearer-tokens.js'
 import { rolesAllow, type RoleNeed } from './roles.js'
-import { CertificateAuthorities, commonName } from './certificate-authorities.js'
+import { CertificateAuthorities, commonName, inDate } from './certificate-authorities.js'
 
 const BEARER = /^Bearer\s+/i
 export const isBearer = (header: string | undefined): header is string => header !== undefined && BEARER.test(header)
@@ -55,10 +55,7 @@ function signedWithUtf8Key(raw: string, keys: string[]): boolean {
   try {
     const t = parseSasToken(raw)
     const given = Buffer.from(t.signature, 'base64')
-    return keys.some((k) => {
-      const expected = createHmac('sha256', Buffer.from(k, 'utf8')).update(`${t.rawResource}\n${t.rawExpiry}`).digest()
-      return expected.length === given.length && timingSafeEqual(expected, given)
-    })
+    return keys.some((k) => signatureMatches(Buffer.from(k, 'utf8'), t.rawResource, t.rawExpiry, given))
   } catch {
     return false
   }
@@ -207,10 +204,7 @@ export class Authenticator {
     const what = moduleId === undefined ? 'device' : 'module'
     let caChain: { chain: readonly X509Certificate[]; issuer: string } | undefined
     if (auth.type !== 'selfSigned' && auth.type !== 'certificateAuthority') throw new DeviceAuthError('unauthorized', `the ${what} does not use X.509: a client certificate is not its credential`)
-    const from = Date.parse(cert.validFrom)
-    const to = Date.parse(cert.validTo)
-    // a date that does not parse fails closed
-    if (!(from <= nowMs && nowMs <= to)) throw new DeviceAuthError('unauthorized', 'the client certificate is expired or not yet valid')
+    if (!inDate(cert, nowMs)) throw new DeviceAuthError('unauthorized', 'the client certificate is expired or not yet valid')
     if (auth.type === 'certificateAuthority') {
       const expected = moduleId === undefined ? deviceId : `${deviceId}/${moduleId}`
       const cn = commonName(cert)
@@ -231,7 +225,7 @@ export class Authenticator {
     return {
       device, ...(module ? { module } : {}), ...(caChain ? { certificateChain: caChain.chain, certificateIssuer: caChain.issuer } : {}),
       // the connection ends when the certificate does (the 5-minute skew SAS gets is taken off again)
-      expiry: Math.floor(to / 1000) - 300,
+      expiry: Math.floor(Date.parse(cert.validTo) / 1000) - 300,
       authMethod: JSON.stringify({ scope: what, type: 'x509Certificate', issuer: 'external', acceptingIpFilterRule: null }),
     }
   }

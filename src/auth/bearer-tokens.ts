@@ -55,7 +55,7 @@ export const JWKS_RETRY_AFTER_MS = 30_000
  * (signature unchecked yet: anyone can send one) would start a fetch. Here a failure holds fetches
  * off for JWKS_RETRY_AFTER_MS, and meanwhile the last key set that was fetched keeps verifying.
  */
-function withFetchBackoff(remote: ReturnType<typeof createRemoteJWKSet>, now: () => number = Date.now): JWTVerifyGetKey {
+export function withFetchBackoff(remote: Pick<ReturnType<typeof createRemoteJWKSet>, 'jwks'> & JWTVerifyGetKey, now: () => number = Date.now): JWTVerifyGetKey {
   let lastGood: JWTVerifyGetKey | undefined
   let retryAt = 0
   return async (header, token) => {

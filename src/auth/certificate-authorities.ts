@@ -4,6 +4,7 @@
 // leads to a verified CA, and whose leaf's CN is its device id, connects with no key.
 import { randomBytes, X509Certificate, createHash } from 'node:crypto'
 import { HubError } from '../rest/hub-error.js'
+import { SerializedChanges } from '../registry/serialized-changes.js'
 import { pathLengthConstraint } from '../tls/certificate-extensions.js'
 
 export const MAX_CA_CERTIFICATES = 25
@@ -80,10 +81,11 @@ function parsePem(value: unknown, field: string): X509Certificate {
   }
 }
 
-function inDate(x: X509Certificate, nowMs: number): boolean {
+/** Whether `nowMs` lies within the certificate's validity dates; a date that does not parse fails closed. */
+export function inDate(x: X509Certificate, nowMs: number): boolean {
   const from = Date.parse(x.validFrom)
   const to = Date.parse(x.validTo)
-  return from <= nowMs && nowMs <= to // a date that does not parse fails closed
+  return from <= nowMs && nowMs <= to
 }
 
 /** Whether `child` was issued by `parent`: names and key identifiers link, and the parent's key signed it. */
@@ -95,7 +97,8 @@ export class CertificateAuthorities {
   private readonly byName = new Map<string, StoredCertificate>()
   /** parsed once: chains are checked at every X.509 connect */
   private readonly parsed = new Map<string, X509Certificate>()
-  private tail: Promise<unknown> = Promise.resolve()
+  /** one change at a time: each reads the state the previous one committed */
+  private readonly changes = new SerializedChanges()
   private readonly listeners: ((name: string) => void)[] = []
 
   constructor(stored: readonly StoredCertificate[], private readonly save: (all: StoredCertificate[]) => Promise<void> = async () => {}) {
@@ -222,8 +225,6 @@ export class CertificateAuthorities {
   }
 
   private serially<T>(work: () => Promise<T>): Promise<T> {
-    const run = this.tail.then(work, work)
-    this.tail = run.catch(() => {})
-    return run
+    return this.changes.run('all', work)
   }
 }

@@ -2,6 +2,7 @@
 // regenerated, deleted. A change is committed before it is answered, takes effect for the next
 // token at once, and is announced so that connections holding a token the change revoked close.
 import { HubError } from '../rest/hub-error.js'
+import { SerializedChanges } from '../registry/serialized-changes.js'
 import { generateKey, OWNER_POLICY, type AccessPolicy, type Right } from './policies.js'
 
 /** Azure's limits: 16 policies per hub, of which at most 10 grant ServiceConnect (auth.md). */
@@ -50,7 +51,7 @@ export class PolicyRegistry {
   private readonly byName = new Map<string, AccessPolicy>()
   private readonly listeners: ((change: PolicyChange) => void)[] = []
   /** one change at a time: each reads the state the previous one committed */
-  private tail: Promise<unknown> = Promise.resolve()
+  private readonly changes = new SerializedChanges()
 
   constructor(policies: readonly AccessPolicy[], private readonly save: (all: AccessPolicy[]) => Promise<void> = async () => {}) {
     for (const p of policies) this.byName.set(p.keyName, p)
@@ -120,9 +121,7 @@ export class PolicyRegistry {
   }
 
   private serially<T>(work: () => Promise<T>): Promise<T> {
-    const run = this.tail.then(work, work)
-    this.tail = run.catch(() => {})
-    return run
+    return this.changes.run('all', work)
   }
 }
 

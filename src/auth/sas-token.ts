@@ -66,6 +66,15 @@ export function signature(base64Key: string, rawResource: string, rawExpiry: str
   return createHmac('sha256', Buffer.from(base64Key, 'base64')).update(`${rawResource}\n${rawExpiry}`).digest('base64')
 }
 
+/**
+ * Whether `given` is the HMAC of the token's fields under `key` (raw key bytes: the base64-decoded
+ * key as IoT Hub clients sign, or the key string's UTF-8 bytes as Event Hubs clients do).
+ */
+export function signatureMatches(key: Buffer, rawResource: string, rawExpiry: string, given: Buffer): boolean {
+  const expected = createHmac('sha256', key).update(`${rawResource}\n${rawExpiry}`).digest()
+  return expected.length === given.length && timingSafeEqual(expected, given)
+}
+
 /** Checks expiry and the signature against any of the given keys; throws TokenError otherwise. */
 export function verifySasToken(token: SasToken, keys: readonly string[], nowSeconds = Date.now() / 1000): void {
   if (token.expiry + CLOCK_SKEW_SECONDS < nowSeconds) throw new TokenError('token expired', 'expired')

@@ -91,6 +91,14 @@ function sendBody(res: HttpResponse, body: Buffer, aborted: () => boolean): void
   })
 }
 
+/** A request body as JSON; HubError for an empty, too deep or malformed one. */
+function parseJson(body: Buffer): unknown {
+  if (body.length === 0) throw new HubError(400005, 'the request body is empty')
+  // checked before parsing: a deep document would overflow whatever serialises it next
+  if (jsonDeeperThan(body)) throw new HubError(400004, `the request body nests deeper than ${MAX_JSON_DEPTH} levels`)
+  try { return JSON.parse(body.toString('utf8')) } catch { throw new HubError(400012, 'the request body is not valid JSON') }
+}
+
 const API_VERSION = /^\d{4}-\d{2}-\d{2}(-preview)?$/
 
 export function mountRest(app: TemplatedApp, routes: Route[], auth: Authenticator, log: Logger, front: Pick<HttpsFront, 'peerOf'>): void {
@@ -145,13 +153,13 @@ export function mountRest(app: TemplatedApp, routes: Route[], auth: Authenticato
     // a refused bearer token is answered once, even if the body is still arriving
     bearer?.catch(() => {})
     const handle = (body: Buffer) => {
+      let parsed: { value: unknown } | undefined
       const request: RestRequest = {
         method, path, params, query, headers, body, ...(device ? { device } : {}),
         json<T>() {
-          if (body.length === 0) throw new HubError(400005, 'the request body is empty')
-          // checked before parsing: a deep document would overflow whatever serialises it next
-          if (jsonDeeperThan(body)) throw new HubError(400004, `the request body nests deeper than ${MAX_JSON_DEPTH} levels`)
-          try { return JSON.parse(body.toString('utf8')) as T } catch { throw new HubError(400012, 'the request body is not valid JSON') }
+          // parsed once: a route's throttle cost may read the body before its handler does
+          if (parsed === undefined) parsed = { value: parseJson(body) }
+          return parsed.value as T
         },
       }
       Promise.resolve(bearer).then(() => route.handle(request)).then(reply, fail)

@@ -5,10 +5,10 @@ import { HubError } from './hub-error.js'
 import type { Route, RestRequest } from './http-server.js'
 import type { BulkRegistry } from '../registry/bulk-registry.js'
 
-/** A bulk call costs one registry operation per device it names (quotas-throttling.md). */
+/** A bulk call costs one registry operation per device it names (quotas-throttling.md); a body that is not a list costs one and is refused by the handler. */
 function bulkCost(req: RestRequest): number {
   try {
-    const body = JSON.parse(req.body.toString('utf8')) as unknown
+    const body = req.json()
     return Array.isArray(body) ? Math.max(1, Math.min(body.length, 100)) : 1
   } catch {
     return 1
