@@ -159,9 +159,10 @@ export class DeviceServices {
           return reply(this.twins.core(this.twins.read(deviceId)))
         case 'twin.update': {
           this.health?.check()
-          const [mode, body, ifMatch] = args as ['patch' | 'replace', unknown, string | null]
+          // jobId: set by a scheduled job (its patch is applied once per twin)
+          const [mode, body, ifMatch, jobId] = args as ['patch' | 'replace', unknown, string | null, string | undefined]
           const before = this.twins.get(deviceId)
-          const { doc, written, desiredPush } = this.twins.updateFromService(deviceId, mode, body, ifMatch ?? undefined)
+          const { doc, written, desiredPush } = this.twins.updateFromService(deviceId, mode, body, ifMatch ?? undefined, jobId)
           this.track(written.then(() => {
             reply(this.twins.core(doc))
             if (desiredPush) this.pushDesired(deviceId, desiredPush)

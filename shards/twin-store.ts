@@ -19,7 +19,12 @@ export interface TwinDoc {
   reported: Json & { $metadata: Meta; $version: number }
   /** the automatic configurations that target it: `{id: {status: 'Applied' | 'Targeted'}}` */
   configurations?: ConfigurationStatuses
+  /** the scheduled jobs whose patch this twin took last (so a job resumed after a crash applies its patch once) */
+  jobs?: string[]
 }
+
+/** Job ids a twin remembers: more than the active jobs a hub runs at once (10). */
+const REMEMBERED_JOBS = 16
 
 export type ConfigurationStatuses = Record<string, { status: 'Applied' | 'Targeted' }>
 
@@ -191,9 +196,11 @@ export class TwinStore {
    * PATCH (merge, null deletes) or PUT (replace) of tags and desired properties from the service.
    * Returns the write and, when desired properties changed, what to push to the device.
    */
-  updateFromService(deviceId: string, mode: 'patch' | 'replace', body: unknown, ifMatch: string | undefined): { doc: TwinDoc; written: Promise<unknown>; desiredPush: Json | undefined } {
+  updateFromService(deviceId: string, mode: 'patch' | 'replace', body: unknown, ifMatch: string | undefined, jobId?: string): { doc: TwinDoc; written: Promise<unknown>; desiredPush: Json | undefined } {
     if (!isPlainObject(body)) throw new HubError(400004, 'the body must be a twin object')
     const doc = this.get(deviceId)
+    // a job's patch that this twin already took (the job resumed after a crash): nothing to do
+    if (jobId !== undefined && doc.jobs?.includes(jobId)) return { doc, written: Promise.resolve(), desiredPush: undefined }
     if (ifMatch !== undefined) checkEtag(ifMatch, twinEtag(doc.version))
     const tags = body.tags
     const properties = body.properties
@@ -229,6 +236,7 @@ export class TwinStore {
     const changed = nextTags !== doc.tags || nextDesired !== doc.desired
     if (!changed) return { doc, written: Promise.resolve(), desiredPush: undefined }
     const next: TwinDoc = { ...doc, version: doc.version + 1, tags: nextTags, desired: nextDesired }
+    if (jobId !== undefined) next.jobs = [...(doc.jobs ?? []).slice(1 - REMEMBERED_JOBS), jobId]
     return { doc: next, written: this.write(next), desiredPush }
   }
 

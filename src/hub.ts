@@ -60,6 +60,9 @@ import { HubMetrics } from './metrics/hub-metrics.js'
 import { HubThrottles, type HubThrottlesOptions } from './throttle/hub-throttles.js'
 import { parseTier } from './throttle/tiers.js'
 import { notYetRoutes } from './rest/not-yet-routes.js'
+import { JobStore } from './jobs/job-store.js'
+import { JobRunner } from './jobs/job-runner.js'
+import { jobRoutes } from './rest/job-routes.js'
 import { registryRoutes } from './rest/registry-routes.js'
 import { ShardPool } from './shard-pool.js'
 import { OP_STREAM_TAIL, shardOfPartition } from './shard-protocol.js'
@@ -263,6 +266,8 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
     (id, reason) => log.warn('stored configuration breaks the rules and is not applied; PUT it again to replace it', { id, reason }))
   const configurationApplier = new ConfigurationApplier(configurations, queries, shards, modules, log, config.configurationIntervalSeconds * 1000)
   configurationApplier.start()
+  const jobStore = new JobStore(store.root, store.jobs, store.jobDevices, store.jobPages, health)
+  const jobRunner = new JobRunner({ store: jobStore, queries, registry, edge, shards, throttles, log })
   const key = readFileSync(pki.serverKeyFile, 'utf8')
   const cert = readFileSync(pki.serverCertFile, 'utf8')
   // TLS for the HTTPS port is node:tls in front of uWS on loopback (https-front.ts: client certificates)
@@ -280,7 +285,8 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
     ...registryRoutes(registry, edge, new BulkRegistry(registry, (id, patch, ifMatch) => shards.request('twin.update', id, 'patch', patch, ifMatch))), ...moduleRoutes(modules), ...moduleTwinRoutes(modules, shards), ...eventsRoutes(endpoint), ...twinRoutes(registry, shards), ...methodRoutes(registry, edge, modules),
     ...c2dRoutes(registry, shards, feedback, eventHubName), ...routingRoutes(routing), ...endpointLogRoutes((name) => routing.logEndpoint(name)),
     ...queryRoutes(queries), ...configurationRoutes(configurations, configurationApplier, registry),
-    ...digitalTwinRoutes(registry, modules, shards, edge), ...policyRoutes(policies), ...certificateRoutes(authorities), ...notYetRoutes(),
+    ...digitalTwinRoutes(registry, modules, shards, edge), ...policyRoutes(policies), ...certificateRoutes(authorities),
+    ...jobRoutes(jobStore, jobRunner, throttles), ...notYetRoutes(),
   ]
   // a changed or deleted policy ends the connections whose token it no longer signs
   authorities.onRevoke((name) => {
@@ -321,6 +327,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
       await amqpServer.close()
       // a cycle under way stops at its next query page; its twin writes are answered before the shards stop
       await configurationApplier.close()
+      await jobRunner.close() // jobs stop where they are and resume on the next start
       edge.pauseAll()
       await shards.stop()
       httpDevices.close() // every ack the shards release is written before this resolves
@@ -366,6 +373,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
     // the embedded blob store starts beside the hub, not before it: a slow start delays no listener
     if (blobStore.embedded && config.blobStoreStart === 'boot') blobStore.keepOpen()
     else openForStorage(routing.current)
+    jobRunner.start()
     started = true
     log.info('hub started', { hostName: config.hostName, mqtt, https, mqttTcp, amqp, shards: config.shards, partitions: config.partitions })
     return { config, get policies() { return policies.list() }, policyRegistry: policies, caCertFile: pki.caCertFile, ports: { mqtt, https, httpsBackend: backendPort, mqttTcp, amqp }, eventHubName, registry, edge, routes, throttles, blobStore, stop }

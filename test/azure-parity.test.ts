@@ -118,8 +118,8 @@ describe('routing', () => {
 })
 
 describe('what the hub does not offer yet', () => {
-  it('answers jobs with 403 OperationNotAvailableInCurrentTier, naming the feature', async () => {
-    const r = await t.rest('PUT', '/jobs/v2/job-1?api-version=2021-04-12', { token: null })
+  it('answers import and export jobs with 403 OperationNotAvailableInCurrentTier, naming the feature', async () => {
+    const r = await t.rest('POST', '/jobs/create?api-version=2021-04-12', { token: null, body: { type: 'export' } })
     expect(r.status).toBe(403)
     expect(r.body.Message).toBe('ErrorCode:OperationNotAvailableInCurrentTier;jobs is not supported by this hub yet (see "Not yet" in its README)')
   })

@@ -127,7 +127,12 @@ const EXPECTED: Row[] = [
   { method: 'post', path: '/hyperhub/certificates/nosuchcert/generateVerificationCode', needs: 'ControlPlane' },
   { method: 'post', path: '/hyperhub/certificates/nosuchcert/verify', needs: 'ControlPlane' },
   { method: 'delete', path: '/hyperhub/certificates/nosuchcert', needs: 'ControlPlane' },
-  { method: 'any', path: '/jobs/v2/j1', needs: 'None' },
+  { method: 'any', path: '/jobs/create', needs: 'None' },
+  // scheduled jobs (issue 18)
+  { method: 'get', path: '/jobs/v2/query', needs: 'ServiceConnect', role: 'jobs/read' },
+  { method: 'put', path: '/jobs/v2/rm-job', needs: 'ServiceConnect', role: 'jobs/write' },
+  { method: 'get', path: '/jobs/v2/rm-job', needs: 'ServiceConnect', role: 'jobs/read' },
+  { method: 'post', path: '/jobs/v2/rm-job/cancel', needs: 'ServiceConnect', role: 'jobs/write' },
   // bulk registry operations (issue 18): both devices/write and devices/delete
   { method: 'post', path: '/devices', needs: 'RegistryWrite', role: ['devices/write', 'devices/delete'] },
 ]

@@ -7,6 +7,7 @@ import type { Durability } from '../store/hub-store.js'
 import { HubError } from '../rest/hub-error.js'
 import type { QueryOutcome, QueryPageOutcome, QueryTask } from './query-worker.js'
 import type { ConfigurationPlan, ConfigurationPlanRequest } from './configuration-plan.js'
+import type { JobTargets, JobTargetsRequest } from './job-targets.js'
 import { PresenceSnapshots, type PresenceSource } from './presence-snapshot.js'
 
 export const MAX_QUEUED_QUERIES = 100
@@ -26,7 +27,7 @@ export class QueryPool {
 
   async run(query: string, pageSize: number, continuation: string | undefined): Promise<QueryPageOutcome> {
     const r = await this.task({ query, pageSize, continuation })
-    if (r.ok && 'plan' in r) throw new Error('the worker answered a query with a plan')
+    if (r.ok && !('page' in r)) throw new Error('the worker answered a query with something else')
     return r
   }
 
@@ -37,7 +38,14 @@ export class QueryPool {
     return r.plan
   }
 
-  private async task(t: Pick<QueryTask, 'query' | 'pageSize' | 'continuation' | 'plan'>): Promise<QueryOutcome> {
+  /** One page of a scheduled job's targets (job-targets.ts), queued with the queries. */
+  async targets(request: JobTargetsRequest): Promise<JobTargets> {
+    const r = await this.task({ query: '', pageSize: 1, targets: request })
+    if (!r.ok || !('targets' in r)) throw new Error(r.ok ? 'the worker answered a target scan with something else' : r.message)
+    return r.targets
+  }
+
+  private async task(t: Pick<QueryTask, 'query' | 'pageSize' | 'continuation' | 'plan' | 'targets'>): Promise<QueryOutcome> {
     // counted from arrival, so queries waiting for their snapshot count as well
     if (this.waiting >= MAX_QUEUED_QUERIES) throw new HubError(429001, `more than ${MAX_QUEUED_QUERIES} queries are waiting; retry later`)
     this.waiting++

@@ -13,6 +13,7 @@ import { QuerySyntaxError } from '../query-common/errors.js'
 import { InvalidContinuationError, runQuery, type QueryPage } from './query-evaluator.js'
 import { parseQuery } from './query-parser.js'
 import { snapshotView, type PresenceSnapshot } from './presence-snapshot.js'
+import { pickJobTargets, type JobTargets, type JobTargetsRequest } from './job-targets.js'
 
 export interface QueryTask {
   dataDir: string
@@ -23,11 +24,13 @@ export interface QueryTask {
   presence: PresenceSnapshot
   /** set instead of a query: one page of the automatic configurations' scan (configuration-plan.ts) */
   plan?: ConfigurationPlanRequest
+  /** set instead of a query: one page of a scheduled job's targets (job-targets.ts) */
+  targets?: JobTargetsRequest
 }
 
 /** Errors cross the thread as data: classes do not survive the structured clone. */
 export type QueryPageOutcome = { ok: true; page: QueryPage } | { ok: false; kind: 'syntax' | 'continuation'; message: string }
-export type QueryOutcome = QueryPageOutcome | { ok: true; plan: ConfigurationPlan }
+export type QueryOutcome = QueryPageOutcome | { ok: true; plan: ConfigurationPlan } | { ok: true; targets: JobTargets }
 
 const EMPTY_TIME = '0001-01-01T00:00:00Z'
 /** A page of 1,000 large twins would be tens of MB for the edge to serialise: pages stop at this (x-ms-continuation goes on). */
@@ -86,6 +89,7 @@ function scan(store: HubStore, task: QueryTask): QueryOutcome {
     const p = task.plan
     return { ok: true, plan: planConfigurations(p, p.modules ? keyedModuleTwins(store, task, p.after) : keyedTwins(store, task, p.after)) }
   }
+  if (task.targets) return { ok: true, targets: pickJobTargets(task.targets, keyedTwins(store, task, task.targets.after)) }
   let query
   try {
     query = parseQuery(task.query)
@@ -94,8 +98,7 @@ function scan(store: HubStore, task: QueryTask): QueryOutcome {
     throw e
   }
   try {
-    // no jobs exist yet: that collection is empty
-    const docs = query.from === 'devices' ? twinsOnly(keyedTwins(store, task)) : query.from === 'devices.modules' ? twinsOnly(keyedModuleTwins(store, task)) : []
+    const docs = query.from === 'devices' ? twinsOnly(keyedTwins(store, task)) : query.from === 'devices.modules' ? twinsOnly(keyedModuleTwins(store, task)) : store.jobDevices.getRange().map(({ value }) => value as object)
     return { ok: true, page: runQuery(query, docs, { pageSize: task.pageSize, continuation: task.continuation, maxPageBytes: MAX_PAGE_BYTES }) }
   } catch (e) {
     if (e instanceof InvalidContinuationError) return { ok: false, kind: 'continuation', message: e.message }

@@ -10,6 +10,7 @@ const NAMES: Record<number, string> = {
   404000: 'GenericNotFound', 404001: 'DeviceNotFound', 404010: 'ModuleNotFound', 404301: 'ConfigurationNotFound', 409401: 'ConfigurationAlreadyExists', 413101: 'ConfigurationCountLimitExceeded', 409301: 'ModuleAlreadyExistsOnDevice', 413003: 'TooManyModulesOnDevice', 404103: 'DeviceNotOnline', 405000: 'GenericMethodNotAllowed',
   409000: 'GenericConflict', 409001: 'DeviceAlreadyExists', 412001: 'PreconditionFailed', 412002: 'DeviceMessageLockLost',
   413000: 'GenericRequestEntityTooLarge', 413001: 'MessageTooLarge', 415000: 'GenericUnsupportedMediaType',
+  404002: 'JobNotFound', 409104: 'JobAlreadyExists', 429004: 'ThrottlingMaxActiveJobCountExceeded',
   429001: 'ThrottlingException', 429002: 'ThrottleBacklogLimitExceeded', 403002: 'IotHubQuotaExceeded', 500001: 'ServerError', 503001: 'ServiceUnavailable', 503005: 'ServerBusy', 504101: 'GatewayTimeout',
 }
 

@@ -5,9 +5,18 @@
 // The scan runs in the query worker (query-pool.ts), not on the edge's event loop.
 import type { QueryPool } from '../query/query-pool.js'
 import { HubError } from './hub-error.js'
-import type { Route } from './http-server.js'
+import type { RestRequest, Route } from './http-server.js'
 
 const MAX_PAGE = 1000
+
+/** The page size a query asks for in `x-ms-max-item-count` (default 100, clamped to 1000). */
+export function requestedPageSize(req: RestRequest): number {
+  const raw = req.headers['x-ms-max-item-count']
+  if (raw === undefined || raw === '') return 100
+  const size = Number(raw)
+  if (!Number.isInteger(size) || size < 1) throw new HubError(400004, 'x-ms-max-item-count must be a positive integer')
+  return Math.min(size, MAX_PAGE)
+}
 
 export function queryRoutes(pool: QueryPool): Route[] {
   return [{
@@ -15,14 +24,7 @@ export function queryRoutes(pool: QueryPool): Route[] {
     async handle(req) {
       const body = req.json<{ query?: unknown }>()
       if (typeof body !== 'object' || body === null || typeof body.query !== 'string') throw new HubError(400004, 'the body must be {"query": "<query text>"}')
-      const rawSize = req.headers['x-ms-max-item-count']
-      let pageSize = 100
-      if (rawSize !== undefined && rawSize !== '') {
-        pageSize = Number(rawSize)
-        if (!Number.isInteger(pageSize) || pageSize < 1) throw new HubError(400004, 'x-ms-max-item-count must be a positive integer')
-        pageSize = Math.min(pageSize, MAX_PAGE)
-      }
-      const outcome = await pool.run(body.query, pageSize, req.headers['x-ms-continuation'] || undefined)
+      const outcome = await pool.run(body.query, requestedPageSize(req), req.headers['x-ms-continuation'] || undefined)
       if (!outcome.ok) {
         throw new HubError(400004, outcome.kind === 'syntax'
           ? `The query is invalid. Please check the format of the query and try again. ${outcome.message}`

@@ -28,6 +28,10 @@ export interface HubStore {
   fileNotifications: Database
   /** automatic device and module configurations by id (main thread) */
   configurations: Database
+  /** scheduled jobs by id, their per-device records (`{jobId}/{deviceId}`) and their pages of targets (src/jobs/job-store.ts; main thread) */
+  jobs: Database
+  jobDevices: Database
+  jobPages: Database
   partition(p: number): Database
   /** the segment index of partition `p` (src/events/segment-index.ts), written with its segments */
   partitionIndex(p: number): Database
@@ -83,6 +87,9 @@ export function openHubStore(dataDir: string, durability: Durability = 'process'
     fileUploads: root.openDB({ name: 'file-uploads' }),
     fileNotifications: root.openDB({ name: 'file-notifications' }),
     configurations: root.openDB({ name: 'configurations' }),
+    jobs: root.openDB({ name: 'jobs' }),
+    jobDevices: root.openDB({ name: 'job-devices' }),
+    jobPages: root.openDB({ name: 'job-pages' }),
     partition: (p) => named(`events.${p}`, true),
     partitionIndex: (p) => named(`events.${p}.index`, false),
     endpointPartition: (name, p) => named(`route.${name.toLowerCase()}.${p}`, true),
