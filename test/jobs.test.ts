@@ -143,6 +143,22 @@ describe('scheduling and cancelling', () => {
     }
   })
 
+  it('a job past its maxExecutionTimeInSeconds fails; the devices it had not reached fail with GenericTimeout', async () => {
+    // a burst of 6 device operations, then one per 10 s: 1 s is not enough for 10 devices
+    expect((await t.rest('PUT', '/hyperhub/tier', { body: { tier: 'unlimited', overrides: { jobDeviceOps: 0.1 } } })).status).toBe(200)
+    try {
+      await tagged('jx', 10, { slow: 'yes' })
+      expect((await put('expire-1', { type: 'scheduleUpdateTwin', queryCondition: "tags.slow = 'yes'", updateTwin: { etag: '*', tags: { hit: 1 } }, maxExecutionTimeInSeconds: 1 })).status).toBe(200)
+      const done = await ended('expire-1')
+      expect(done.body).toMatchObject({ status: 'failed', failureReason: 'the job ran past its maxExecutionTimeInSeconds (1 s); devices not reached were marked failed',
+        deviceJobStatistics: { deviceCount: 10, succeededCount: 6, failedCount: 4, pendingCount: 0, runningCount: 0 } })
+      const failed = (await deviceJobs('expire-1')).filter((r) => r.status === 'failed')
+      expect(failed.map((r) => r.error.code)).toEqual(['GenericTimeout', 'GenericTimeout', 'GenericTimeout', 'GenericTimeout'])
+    } finally {
+      await t.rest('PUT', '/hyperhub/tier', { body: { tier: 'unlimited' } })
+    }
+  })
+
   it('runs at most one active job on S1 (429004), and the slot frees when it ends', async () => {
     expect((await t.rest('PUT', '/hyperhub/tier', { body: { tier: 'S1' } })).status).toBe(200)
     try {

@@ -12,6 +12,7 @@
 import type { DeviceEdge } from '../edge/device-edge.js'
 import type { Logger } from '../log.js'
 import type { QueryPool } from '../query/query-pool.js'
+import type { JobTargets } from '../query/job-targets.js'
 import type { DeviceRegistry } from '../registry/device-registry.js'
 import { HubError } from '../rest/hub-error.js'
 import type { ShardPool } from '../shard-pool.js'
@@ -152,7 +153,8 @@ export class JobRunner {
   /** The next page of targets from the query worker, committed with its pending records. */
   private async nextPage(run: Run, page: JobPage): Promise<JobPage> {
     const { job } = run
-    const found = await this.d.queries.targets({ condition: job.queryCondition, after: page.after, max: TARGETS_PER_PAGE, maxScanned: TWINS_PER_SCAN, maxMs: SCAN_MS })
+    const found = await this.targets(run, page.after)
+    if (!found) return page
     // cancelled or out of time while the worker scanned: this page is not started
     if (run.stop) return page
     const next: JobPage = { ids: found.ids, after: found.resumeAfter ?? found.ids[found.ids.length - 1] ?? page.after, scanDone: found.resumeAfter === undefined }
@@ -165,6 +167,19 @@ export class JobRunner {
     job.deviceJobStatistics.pendingCount += records.length
     await this.d.store.startPage(job, next, records)
     return next
+  }
+
+  /** A page of targets; while the query worker's queue is full (429), tries again each second until the job stops. */
+  private async targets(run: Run, after: string | undefined): Promise<JobTargets | undefined> {
+    while (!run.stop) {
+      try {
+        return await this.d.queries.targets({ condition: run.job.queryCondition, after, max: TARGETS_PER_PAGE, maxScanned: TWINS_PER_SCAN, maxMs: SCAN_MS })
+      } catch (e) {
+        if (!(e instanceof HubError) || e.status !== 429) throw e
+        await sleep(1000)
+      }
+    }
+    return undefined
   }
 
   private async runPage(run: Run, ids: string[]): Promise<void> {
@@ -236,9 +251,10 @@ export class JobRunner {
       if (run.stop) return false
       const a = this.d.throttles.admit('jobDeviceOps')
       if (a.kind === 'now') return true
-      // queued: our turn comes after waitMs; refused (backlog full): try again shortly
-      // (a stop is noticed after the wait: it is bounded by the throttle's backlog)
-      await sleep(a.kind === 'queued' ? a.waitMs : 100)
+      // queued: our turn comes after waitMs; refused (backlog full): try again shortly. The wait is
+      // slept in slices so that a stop (the deadline, a cancel, the hub stopping) ends it soon.
+      const until = Date.now() + (a.kind === 'queued' ? a.waitMs : 100)
+      while (!run.stop && Date.now() < until) await sleep(Math.min(100, until - Date.now()))
       if (a.kind === 'queued') return !run.stop
     }
   }

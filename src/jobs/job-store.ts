@@ -44,8 +44,12 @@ const REMOVE_CHUNK = 1000
 
 export const deviceJobKey = (jobId: string, deviceId: string) => `${jobId}/${deviceId}`
 
+interface Batch { job: JobRecord; records: Set<DeviceJobRecord>; done: Promise<unknown> }
+
 export class JobStore {
   private readonly jobs = new Map<string, JobRecord>()
+  private readonly batches = new Map<string, Batch>()
+  private pruning: Promise<number> | undefined
 
   constructor(
     private readonly root: RootDatabase,
@@ -112,24 +116,45 @@ export class JobStore {
     }))
   }
 
-  /** Device records and their job's counts, together. */
+  /**
+   * Device records and their job's counts, together. The changes one event-loop turn makes to a job
+   * (its 16 devices in flight) share one transaction: records are written as they are when it runs.
+   */
   saveDevices(job: JobRecord, records: DeviceJobRecord[]): Promise<unknown> {
-    return this.write(() => this.root.transaction(() => {
-      for (const r of records) this.devicesDb.putSync(deviceJobKey(r.jobId, r.deviceId), r)
-      this.jobsDb.putSync(job.jobId, job)
-    }))
+    let batch = this.batches.get(job.jobId)
+    if (!batch) {
+      const b: Batch = { job, records: new Set(), done: Promise.resolve() }
+      b.done = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+        this.batches.delete(job.jobId)
+        return this.write(() => this.root.transaction(() => {
+          for (const r of b.records) this.devicesDb.putSync(deviceJobKey(r.jobId, r.deviceId), r)
+          this.jobsDb.putSync(job.jobId, job)
+        }))
+      })
+      this.batches.set(job.jobId, (batch = b))
+    }
+    for (const r of records) batch.records.add(r)
+    return batch.done
   }
 
-  /** The job ended: its page goes with the final record. */
-  finish(job: JobRecord): Promise<unknown> {
-    return this.write(() => this.root.transaction(() => {
+  /** The job ended: its page goes with the final record. Past the history's count, the oldest go. */
+  async finish(job: JobRecord): Promise<void> {
+    await this.write(() => this.root.transaction(() => {
       this.pagesDb.removeSync(job.jobId)
       this.jobsDb.putSync(job.jobId, job)
     }))
+    // a client creating jobs fast (no throttle on the unlimited tier) must not outgrow the history
+    if (this.jobs.size > MAX_ENDED_JOBS + 50) await this.prune()
   }
 
-  /** Removes ended jobs older than the history (or beyond its count), with their device records, a chunk per transaction. */
-  async prune(now = Date.now()): Promise<number> {
+  /** Removes ended jobs older than the history (or beyond its count), with their device records; one pass at a time. */
+  prune(now = Date.now()): Promise<number> {
+    this.pruning ??= this.pruneNow(now).finally(() => { this.pruning = undefined })
+    return this.pruning
+  }
+
+  /** A chunk of device records per transaction: a job of 100,000 devices goes in 100 of them. */
+  private async pruneNow(now: number): Promise<number> {
     const ended = [...this.jobs.values()].filter((j) => TERMINAL.has(j.status)).sort((a, b) => (a.endTime ?? '').localeCompare(b.endTime ?? ''))
     const excess = ended.length - MAX_ENDED_JOBS
     const gone = ended.filter((j, i) => i < excess || now - Date.parse(j.endTime ?? j.createdTime) > JOB_HISTORY_MS)
