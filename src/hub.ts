@@ -59,10 +59,11 @@ import { operatorRoutes } from './rest/operator-routes.js'
 import { HubMetrics } from './metrics/hub-metrics.js'
 import { HubThrottles, type HubThrottlesOptions } from './throttle/hub-throttles.js'
 import { parseTier } from './throttle/tiers.js'
-import { notYetRoutes } from './rest/not-yet-routes.js'
 import { JobStore } from './jobs/job-store.js'
 import { JobRunner } from './jobs/job-runner.js'
 import { jobRoutes } from './rest/job-routes.js'
+import { ImportExportJobs } from './jobs/import-export-jobs.js'
+import { importExportRoutes } from './rest/import-export-routes.js'
 import { registryRoutes } from './rest/registry-routes.js'
 import { ShardPool } from './shard-pool.js'
 import { OP_STREAM_TAIL, shardOfPartition } from './shard-protocol.js'
@@ -268,6 +269,13 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
   configurationApplier.start()
   const jobStore = new JobStore(store.root, store.jobs, store.jobDevices, store.jobPages, health)
   const jobRunner = new JobRunner({ store: jobStore, queries, registry, edge, shards, throttles, log })
+  // import lines go through the bulk registry's per-item logic, modules included; blob requests follow the webhook address rules, the hub's own store excepted
+  const importExportJobs = new ImportExportJobs({
+    db: store.importExportJobs, root: store.root, twins: store.twins, registry, modules, log, health,
+    bulk: new BulkRegistry(registry, (id, patch, ifMatch) => shards.request('twin.update', id, 'patch', patch, ifMatch),
+      { registry: modules, patchTwin: (d, m, patch, ifMatch) => shards.requestForModule('twin.update', d, m, 'patch', patch, ifMatch) }),
+    containers: { destination: () => ({ allowPrivate: config.allowPrivateWebhooks, hubPorts }), embeddedStore: () => blobStore.embeddedEndpoint },
+  })
   const key = readFileSync(pki.serverKeyFile, 'utf8')
   const cert = readFileSync(pki.serverCertFile, 'utf8')
   // TLS for the HTTPS port is node:tls in front of uWS on loopback (https-front.ts: client certificates)
@@ -286,7 +294,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
     ...c2dRoutes(registry, shards, feedback, eventHubName), ...routingRoutes(routing), ...endpointLogRoutes((name) => routing.logEndpoint(name)),
     ...queryRoutes(queries), ...configurationRoutes(configurations, configurationApplier, registry),
     ...digitalTwinRoutes(registry, modules, shards, edge), ...policyRoutes(policies), ...certificateRoutes(authorities),
-    ...jobRoutes(jobStore, jobRunner, throttles), ...notYetRoutes(),
+    ...jobRoutes(jobStore, jobRunner, throttles), ...importExportRoutes(importExportJobs, edge.authenticator),
   ]
   // a changed or deleted policy ends the connections whose token it no longer signs
   authorities.onRevoke((name) => {
@@ -328,6 +336,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
       // a cycle under way stops at its next query page; its twin writes are answered before the shards stop
       await configurationApplier.close()
       await jobRunner.close() // jobs stop where they are and resume on the next start
+      await importExportJobs.close() // a running import or export ends failed (it is not resumed)
       edge.pauseAll()
       await shards.stop()
       httpDevices.close() // every ack the shards release is written before this resolves

@@ -118,12 +118,6 @@ describe('routing', () => {
 })
 
 describe('what the hub does not offer yet', () => {
-  it('answers import and export jobs with 403 OperationNotAvailableInCurrentTier, naming the feature', async () => {
-    const r = await t.rest('POST', '/jobs/create?api-version=2021-04-12', { token: null, body: { type: 'export' } })
-    expect(r.status).toBe(403)
-    expect(r.body.Message).toBe('ErrorCode:OperationNotAvailableInCurrentTier;jobs is not supported by this hub yet (see "Not yet" in its README)')
-  })
-
   it('over AMQP, a device\'s key does not sign for its module, and a device\'s token opens none of its module\'s links', async () => {
     const { primaryKey } = await t.createDevice('amqp-device')
     expect((await t.rest('PUT', '/devices/amqp-device/modules/m1?api-version=2021-04-12', { body: {} })).status).toBe(200)

@@ -1,8 +1,10 @@
 // Bulk registry operations, `POST /devices` (identity-registry.md "Bulk registry"): up to 100
 // ExportImportDevice items, each with its own importMode, applied one by one. A failing item is
-// reported in `errors` and the others go on; only a malformed request as a whole fails it.
+// reported in `errors` and the others go on; only a malformed request as a whole fails it. Import
+// jobs apply each line of their file through the same per-item logic (applyItem), modules included.
 import { HubError } from '../rest/hub-error.js'
 import type { DeviceRegistry } from './device-registry.js'
+import type { ModuleRegistry } from './module-registry.js'
 
 export const MAX_BULK_DEVICES = 100
 
@@ -44,10 +46,17 @@ function etagOf(item: Record<string, unknown>, field: 'eTag' | 'twinETag'): stri
   return v
 }
 
-/** The identity fields of an item, as `PUT /devices/{id}` takes them. */
+/** The identity fields of a device item, as `PUT /devices/{id}` takes them. */
 function identityOf(item: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = { deviceId: item.id }
   for (const k of ['status', 'statusReason', 'authentication', 'capabilities', 'deviceScope', 'parentScopes'] as const) if (item[k] !== undefined) out[k] = item[k]
+  return out
+}
+
+/** The identity fields of a module item, as `PUT /devices/{id}/modules/{moduleId}` takes them. */
+function moduleIdentityOf(item: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { deviceId: item.id, moduleId: item.moduleId }
+  for (const k of ['authentication', 'managedBy'] as const) if (item[k] !== undefined) out[k] = item[k]
   return out
 }
 
@@ -58,60 +67,118 @@ function twinPatchOf(item: Record<string, unknown>): Record<string, unknown> | u
   return { ...(item.tags !== undefined ? { tags: item.tags } : {}), ...(desired !== undefined ? { properties: { desired } } : {}) }
 }
 
+/** What an item's importMode acts on: a device or a module, each with its registry's calls. */
+interface ItemTarget {
+  exists: boolean
+  identity: Record<string, unknown>
+  put(identity: Record<string, unknown>, ifMatch: string | undefined): Promise<unknown>
+  remove(ifMatch: string): Promise<unknown>
+  patchTwin(patch: Record<string, unknown>, ifMatch: string | null): Promise<unknown>
+  notFound(): HubError
+}
+
+/** Module items (import jobs take them; `POST /devices` does not yet): the module registry and the module twin's patch. */
+export interface ModuleTargets {
+  registry: ModuleRegistry
+  patchTwin: (deviceId: string, moduleId: string, patch: Record<string, unknown>, ifMatch: string | null) => Promise<unknown>
+}
+
+/** A refused item as the bulk answer and the import error log report it. */
+export function itemError(item: Record<string, unknown>, e: HubError): BulkItemError {
+  const deviceId = typeof item.id === 'string' ? item.id : ''
+  return { deviceId, ...(typeof item.moduleId === 'string' ? { moduleId: item.moduleId } : {}), errorCode: e.codeName, errorStatus: e.message }
+}
+
 export class BulkRegistry {
-  constructor(private readonly registry: DeviceRegistry, private readonly patchTwin: TwinPatcher) {}
+  constructor(private readonly registry: DeviceRegistry, private readonly patchTwin: TwinPatcher, private readonly modules?: ModuleTargets) {}
 
   /** Applies every item in order; a failed item is reported and the next one still runs. */
   async apply(body: unknown): Promise<BulkResult> {
     const items = checkRequest(body)
     const errors: BulkItemError[] = []
     for (const item of items) {
-      const deviceId = item.id as string
-      try {
-        if (item.moduleId !== undefined) throw new HubError(400004, 'modules are not taken by bulk operations here: use PUT /devices/{id}/modules/{moduleId}')
-        const mode = importModeOf(item.importMode)
-        if (!mode) throw new HubError(400004, `importMode ${JSON.stringify(item.importMode)} is not one of ${IMPORT_MODES.join(', ')}`)
-        await this.applyOne(deviceId, mode, item)
-      } catch (e) {
-        if (!(e instanceof HubError)) throw e
-        errors.push({ deviceId, errorCode: e.codeName, errorStatus: e.message })
-      }
+      const e = await this.applyItem(item)
+      if (e) errors.push(itemError(item, e))
     }
     return { isSuccessful: errors.length === 0, errors, warnings: [] }
   }
 
-  private async applyOne(deviceId: string, mode: ImportMode, item: Record<string, unknown>): Promise<void> {
-    const exists = this.registry.get(deviceId) !== undefined
+  /**
+   * One ExportImportDevice item with its importMode (default createOrUpdate): its refusal is
+   * returned, not thrown, so a caller reports it and goes on. What is not a HubError still throws.
+   */
+  async applyItem(item: Record<string, unknown>): Promise<HubError | undefined> {
+    try {
+      if (typeof item.id !== 'string' || item.id === '') throw new HubError(400004, 'the item needs an "id"')
+      const target = this.targetOf(item)
+      const mode = importModeOf(item.importMode)
+      if (!mode) throw new HubError(400004, `importMode ${JSON.stringify(item.importMode)} is not one of ${IMPORT_MODES.join(', ')}`)
+      await this.applyOne(mode, item, target)
+      return undefined
+    } catch (e) {
+      if (!(e instanceof HubError)) throw e
+      return e
+    }
+  }
+
+  private targetOf(item: Record<string, unknown>): ItemTarget {
+    const deviceId = item.id as string
+    if (item.moduleId === undefined) {
+      return {
+        exists: this.registry.get(deviceId) !== undefined,
+        identity: identityOf(item),
+        put: (identity, ifMatch) => this.registry.put(deviceId, identity, ifMatch),
+        remove: (ifMatch) => this.registry.delete(deviceId, ifMatch),
+        patchTwin: (patch, ifMatch) => this.patchTwin(deviceId, patch, ifMatch),
+        notFound: () => new HubError(404001, `Device ${deviceId} not registered`),
+      }
+    }
+    const modules = this.modules
+    if (!modules) throw new HubError(400004, 'modules are not taken by bulk operations here: use PUT /devices/{id}/modules/{moduleId}')
+    const moduleId = item.moduleId
+    if (typeof moduleId !== 'string' || moduleId === '') throw new HubError(400004, '"moduleId" must be a non-empty string')
+    return {
+      exists: modules.registry.get(deviceId, moduleId) !== undefined,
+      identity: moduleIdentityOf(item),
+      put: (identity, ifMatch) => modules.registry.put(deviceId, moduleId, identity, ifMatch),
+      remove: (ifMatch) => modules.registry.delete(deviceId, moduleId, ifMatch),
+      patchTwin: (patch, ifMatch) => modules.patchTwin(deviceId, moduleId, patch, ifMatch),
+      notFound: () => new HubError(404010, `Module ${moduleId} on device ${deviceId} not found`),
+    }
+  }
+
+  private async applyOne(mode: ImportMode, item: Record<string, unknown>, target: ItemTarget): Promise<void> {
+    const { exists, identity } = target
     const twin = twinPatchOf(item)
     switch (mode) {
       case 'create':
-        await this.registry.put(deviceId, identityOf(item), undefined)
+        await target.put(identity, undefined)
         break
       case 'createOrUpdate':
-        await this.registry.put(deviceId, identityOf(item), exists ? '*' : undefined)
+        await target.put(identity, exists ? '*' : undefined)
         break
-      case 'update': // If-Match * on a missing device is 404001 DeviceNotFound
-        await this.registry.put(deviceId, identityOf(item), '*')
+      case 'update': // If-Match * on a missing identity is 404001 DeviceNotFound (404010 for a module)
+        await target.put(identity, '*')
         break
       case 'updateIfMatchETag':
-        await this.registry.put(deviceId, identityOf(item), etagOf(item, 'eTag'))
+        await target.put(identity, etagOf(item, 'eTag'))
         break
       case 'createOrUpdateIfMatchETag':
-        await this.registry.put(deviceId, identityOf(item), exists ? etagOf(item, 'eTag') : undefined)
+        await target.put(identity, exists ? etagOf(item, 'eTag') : undefined)
         break
       case 'delete':
-        await this.registry.delete(deviceId, '*')
+        await target.remove('*')
         return
       case 'deleteIfMatchETag':
-        await this.registry.delete(deviceId, etagOf(item, 'eTag'))
+        await target.remove(etagOf(item, 'eTag'))
         return
       case 'updateTwin':
       case 'updateTwinIfMatchETag':
-        if (!exists) throw new HubError(404001, `Device ${deviceId} not registered`)
-        await this.patchTwin(deviceId, twin ?? {}, mode === 'updateTwin' ? null : etagOf(item, 'twinETag'))
+        if (!exists) throw target.notFound()
+        await target.patchTwin(twin ?? {}, mode === 'updateTwin' ? null : etagOf(item, 'twinETag'))
         return
     }
     // a created or updated identity takes the item's tags and desired properties too
-    if (twin) await this.patchTwin(deviceId, twin, null)
+    if (twin) await target.patchTwin(twin, null)
   }
 }

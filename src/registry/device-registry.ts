@@ -111,6 +111,9 @@ export class DeviceRegistry {
 
   get size(): number { return this.devices.size }
 
+  /** Every device, live: an iteration that awaits between steps skips devices deleted meanwhile and reaches ones added (export jobs page through it). */
+  values(): IterableIterator<DeviceRecord> { return this.devices.values() }
+
   private nextEtag(): string { return Buffer.from(String(++this.etagCounter)).toString('base64') }
 
   private async write(op: () => Promise<unknown>): Promise<void> {

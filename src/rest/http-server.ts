@@ -32,8 +32,7 @@ export interface RestResponse {
 }
 
 interface RouteBase {
-  /** `any`: every method (the answers for features the hub does not have yet) */
-  method: 'get' | 'put' | 'post' | 'delete' | 'patch' | 'any'
+  method: 'get' | 'put' | 'post' | 'delete' | 'patch'
   pattern: RegExp
   handle(req: RestRequest): Promise<RestResponse> | RestResponse
   /** what the route costs under a tier (rest/route-limits.ts) */
@@ -43,12 +42,11 @@ interface RouteBase {
 /**
  * Who may call a route. A service route names the SAS right and, beside it, what a bearer token's
  * roles must allow (roles.ts). `ControlPlane` routes need the owner policy or a role with control-plane
- * actions; `None`: answered without a credential (only to say a feature does not exist yet);
- * `Anyone`: liveness and readiness probes; `Device`/`Module`: the path's own identity.
+ * actions; `Anyone`: liveness and readiness probes; `Device`/`Module`: the path's own identity.
  */
 export type RouteAccess =
   | { right: Right; role: RoleNeed }
-  | { right: 'ControlPlane' | 'None' | 'Anyone' | 'Device' | 'Module'; role?: undefined }
+  | { right: 'ControlPlane' | 'Anyone' | 'Device' | 'Module'; role?: undefined }
 
 export type Route = RouteBase & RouteAccess
 
@@ -130,7 +128,7 @@ export function mountRest(app: TemplatedApp, routes: Route[], auth: Authenticato
       reply({ status: err.status, body: errorBody(err), headers: { 'iothub-errorcode': err.codeName } })
     }
     const matches = routes.filter((r) => r.pattern.test(path))
-    const route = matches.find((r) => r.method === method) ?? matches.find((r) => r.method === 'any')
+    const route = matches.find((r) => r.method === method)
     if (!route) return fail(matches.length ? new HubError(405000, `${method.toUpperCase()} is not allowed on ${path}`) : new HubError(404000, `no resource at ${path}`))
     const params = route.pattern.exec(path)!.slice(1).map((p) => {
       try { return decodeURIComponent(p) } catch { return p }
@@ -143,7 +141,7 @@ export function mountRest(app: TemplatedApp, routes: Route[], auth: Authenticato
     try {
       if (route.right === 'Device') device = authenticateDevice(auth, headers.authorization, peer, params[0] ?? '')
       else if (route.right === 'Module') device = authenticateDevice(auth, headers.authorization, peer, params[0] ?? '', params[1] ?? '')
-      else if (route.right !== 'None' && route.right !== 'Anyone') {
+      else if (route.right !== 'Anyone') {
         if (isBearer(headers.authorization)) bearer = auth.authorizeBearer(headers.authorization, route.role ?? 'control-plane', `${method.toUpperCase()} on ${path}`)
         else auth.authorizeService(headers.authorization, route.right, route.role === 'sas-only')
       }

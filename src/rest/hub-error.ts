@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto'
 
 const NAMES: Record<number, string> = {
-  400001: 'InvalidProtocolVersion', 400003: 'InvalidOperation', 400004: 'ArgumentInvalid', 400005: 'ArgumentNull', 400012: 'DeserializationError',
+  400001: 'InvalidProtocolVersion', 400003: 'InvalidOperation', 400004: 'ArgumentInvalid', 400008: 'BlobContainerValidationError', 400032: 'ManagedIdentityNotEnabled', 400005: 'ArgumentNull', 400012: 'DeserializationError',
   400014: 'DefaultStorageEndpointNotConfigured', 400028: 'InvalidDeviceScope', 400011: 'DeviceDefinedMultipleTimes', 413002: 'TooManyDevices', 400015: 'InvalidFileUploadCorrelationId', 400016: 'ExpiredFileUploadCorrelationId',
   400019: 'InvalidFileUploadCompletionStatus', 400020: 'InvalidStorageEndpointOrBlob', 403006: 'DeviceMaximumActiveFileUploadLimitExceeded',
   401003: 'IotHubUnauthorized', 403010: 'OperationNotAvailableInCurrentTier', 403004: 'DeviceMaximumQueueDepthExceeded', 403012: 'DeviceDisabled', 403800: 'DeviceMaximumInflightMethodExceeded',

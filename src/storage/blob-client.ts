@@ -2,7 +2,7 @@
 // embedded store (its certificate comes from that CA). Used by the main thread (file upload) and by
 // the shards (storage routing endpoints), which get the account over the thread boundary.
 import { Agent } from 'node:https'
-import { BlobServiceClient, newPipeline, StorageSharedKeyCredential } from '@azure/storage-blob'
+import { BlobServiceClient, newPipeline, StorageSharedKeyCredential, type Pipeline } from '@azure/storage-blob'
 import type { StorageAccount } from './storage-connection-string.js'
 
 /** What a thread needs to reach the blob store (crosses to the shards as a 'blob.endpoint' request). */
@@ -16,6 +16,12 @@ export function blobServiceClient(access: BlobAccess, tryTimeoutMs = 10_000): { 
   const agent = new Agent({ keepAlive: true, maxSockets: 16, ...(caPem ? { ca: caPem } : {}) })
   // a store that stops answering fails a call after two tries, never holds it forever
   const pipeline = newPipeline(credential, { keepAliveOptions: { enable: true }, retryOptions: { maxTries: 2, tryTimeoutInMs: tryTimeoutMs, retryDelayInMs: 500 } })
-  pipeline.factories.unshift({ create: (next) => ({ sendRequest: (req) => { req.agent = agent; return next.sendRequest(req) } }) })
+  withAgent(pipeline, agent)
   return { service: new BlobServiceClient(account.blobEndpoint, pipeline), credential, agent }
+}
+
+/** Sends every request of the pipeline through `agent` (its CAs, its socket bound, its lookup). */
+export function withAgent(pipeline: Pipeline, agent: Agent): Pipeline {
+  pipeline.factories.unshift({ create: (next) => ({ sendRequest: (req) => { req.agent = agent; return next.sendRequest(req) } }) })
+  return pipeline
 }

@@ -85,6 +85,12 @@ export class BlobStore {
     return (await this.open()).target
   }
 
+  /** The embedded store once it runs: its `host:port` and the CA of its certificate (import and export jobs trust it there, on loopback); undefined for a storage account. */
+  get embeddedEndpoint(): { host: string; caPem: string } | undefined {
+    const endpoint = this.azurite?.endpoint
+    return endpoint ? { host: new URL(endpoint.blobEndpoint).host, caPem: this.o.caPem } : undefined
+  }
+
   /** The connection string a back end reads the store with, or undefined before the embedded store has started. */
   get connectionString(): string | undefined {
     return this.azurite ? this.azurite.endpoint?.connectionString : this.configured ? this.o.setting : undefined

@@ -32,6 +32,8 @@ export interface HubStore {
   jobs: Database
   jobDevices: Database
   jobPages: Database
+  /** import and export jobs by id (src/jobs/import-export-jobs.ts; main thread) */
+  importExportJobs: Database
   partition(p: number): Database
   /** the segment index of partition `p` (src/events/segment-index.ts), written with its segments */
   partitionIndex(p: number): Database
@@ -90,6 +92,7 @@ export function openHubStore(dataDir: string, durability: Durability = 'process'
     jobs: root.openDB({ name: 'jobs' }),
     jobDevices: root.openDB({ name: 'job-devices' }),
     jobPages: root.openDB({ name: 'job-pages' }),
+    importExportJobs: root.openDB({ name: 'import-export-jobs' }),
     partition: (p) => named(`events.${p}`, true),
     partitionIndex: (p) => named(`events.${p}.index`, false),
     endpointPartition: (name, p) => named(`route.${name.toLowerCase()}.${p}`, true),
