@@ -271,7 +271,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
   const jobRunner = new JobRunner({ store: jobStore, queries, registry, edge, shards, throttles, log })
   // import lines go through the bulk registry's per-item logic, modules included; blob requests follow the webhook address rules, the hub's own store excepted
   const importExportJobs = new ImportExportJobs({
-    db: store.importExportJobs, root: store.root, twins: store.twins, registry, modules, log, health,
+    db: store.importExportJobs, root: store.root, twins: store.twins, registry, modules, configurations, log, health,
     bulk: new BulkRegistry(registry, (id, patch, ifMatch) => shards.request('twin.update', id, 'patch', patch, ifMatch),
       { registry: modules, patchTwin: (d, m, patch, ifMatch) => shards.requestForModule('twin.update', d, m, 'patch', patch, ifMatch) }),
     containers: { destination: () => ({ allowPrivate: config.allowPrivateWebhooks, hubPorts }), embeddedStore: () => blobStore.embeddedEndpoint },

@@ -120,6 +120,30 @@ describe('export then import into a fresh hub', () => {
     expect(listed.map((j) => j.jobId)).toContain(imported.body.jobId)
   })
 
+  it('with includeConfigurations exports configurations to configurations.txt and imports them; a bad line is reported', async () => {
+    const cfg = { content: { deviceContent: { 'properties.desired.mode': 'eco' } }, targetCondition: "tags.site = 'lab'", priority: 3, labels: { team: 'ops' },
+      metrics: { queries: { eco: "SELECT deviceId FROM devices WHERE properties.reported.mode = 'eco'" } } }
+    expect((await a.rest('PUT', `/configurations/ie-cfg?${V}`, { body: cfg })).status).toBe(200)
+    const out = await container('ie-configurations')
+    const job = (await create(a, { type: 'export', outputBlobContainerUri: sas(out), excludeKeysInExport: false, includeConfigurations: true })).body
+    expect(job).toMatchObject({ includeConfigurations: true, configurationsBlobName: 'configurations.txt' })
+    expect((await ended(a, job.jobId)).statusMessage).toMatch(/^exported \d+ devices and \d+ modules and 1 configurations$/)
+    const [line] = lines(await text(out, 'configurations.txt'))
+    expect(line).toMatchObject({ id: 'ie-cfg', ...cfg, metrics: { queries: cfg.metrics.queries } })
+    // the file as exported, plus a line that does not parse and one whose query is invalid
+    await upload(out, 'configurations.txt', [JSON.stringify(line), '{not json', JSON.stringify({ ...line, id: 'ie-cfg-bad', targetCondition: 'tags.a = = 1' })].join('\n') + '\n')
+    await upload(out, 'nothing.txt', '')
+    const imported = (await create(b, { type: 'import', inputBlobContainerUri: sas(out), outputBlobContainerUri: sas(out), inputBlobName: 'nothing.txt', includeConfigurations: true })).body
+    expect((await ended(b, imported.jobId)).statusMessage).toBe('imported 0 of 0 lines; 0 failed; configurations: imported 1 of 3; 2 failed')
+    expect(lines(await text(out, 'importErrors.log'))).toEqual([
+      { errorCode: 'DeserializationError', errorStatus: 'the line is not valid JSON', lineNumber: 2 },
+      { configurationId: 'ie-cfg-bad', errorCode: 'ArgumentInvalid', errorStatus: expect.stringContaining('The query is invalid'), lineNumber: 3 },
+    ])
+    const got = (await b.rest('GET', `/configurations/ie-cfg?${V}`)).body
+    expect(got).toMatchObject({ id: 'ie-cfg', ...cfg, metrics: { queries: cfg.metrics.queries } })
+    expect((await b.rest('GET', `/configurations/ie-cfg-bad?${V}`)).status).toBe(404)
+  })
+
   it('with excludeKeysInExport writes null keys, and the import gives those devices new keys', async () => {
     const { primaryKey } = await a.createDevice('ie-keyless')
     const out = await container('ie-keyless')

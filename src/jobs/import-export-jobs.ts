@@ -13,6 +13,9 @@ import { HubError } from '../rest/hub-error.js'
 import type { WriteHealth } from '../store/write-health.js'
 import type { Logger } from '../log.js'
 import { BlockBlobWriter } from './block-blob-writer.js'
+import { exportConfigurations, importConfigurations } from './configurations-file.js'
+import type { ConfigurationStore } from '../configurations/configuration-store.js'
+import { JOB_HISTORY_MS, MAX_ENDED_JOBS } from './job-store.js'
 import type { ContainerClient } from '@azure/storage-blob'
 import { openContainer, storeRefusal, type ContainerPolicy, type ContainerSas, type JobContainer } from './container-sas.js'
 import { parseImportExportRequest, type ImportExportRequest } from './import-export-request.js'
@@ -36,6 +39,8 @@ export interface ImportExportJob {
   outputBlobContainerUri: string
   outputBlobName: string
   excludeKeysInExport?: boolean
+  includeConfigurations?: boolean
+  configurationsBlobName?: string
   storageAuthenticationType: 'keyBased'
   failureReason?: string
   /** what the job did: counts of identities exported, lines imported and failed */
@@ -51,6 +56,8 @@ export interface ImportExportJobsOptions {
   twins: Database
   registry: DeviceRegistry
   modules: ModuleRegistry
+  /** configurations, exported and imported when a job asks (includeConfigurations) */
+  configurations: ConfigurationStore
   /** the per-item logic import lines go through; with module support */
   bulk: BulkRegistry
   containers: ContainerPolicy
@@ -58,8 +65,6 @@ export interface ImportExportJobsOptions {
   health?: WriteHealth
 }
 
-export const JOB_HISTORY_MS = 30 * 86_400_000
-export const MAX_ENDED_JOBS = 1000
 /** Progress is committed at most this often while a job runs (it is in memory at once). */
 const PROGRESS_SAVE_MS = 2000
 const TERMINAL = new Set<ImportExportStatus>(['completed', 'failed', 'cancelled'])
@@ -124,6 +129,7 @@ export class ImportExportJobs {
       ...(request.input ? { inputBlobContainerUri: request.input.redacted, inputBlobName: request.inputBlobName } : {}),
       outputBlobContainerUri: request.output.redacted, outputBlobName: request.outputBlobName,
       ...(request.type === 'export' ? { excludeKeysInExport: request.excludeKeys } : {}),
+      ...(request.configurationsBlobName ? { includeConfigurations: true, configurationsBlobName: request.configurationsBlobName } : {}),
       storageAuthenticationType: 'keyBased',
     }
     // the slot is taken before the first await: two creates that arrive together cannot both have it
@@ -231,8 +237,17 @@ export class ImportExportJobs {
     }).catch((e: unknown) => { throw blobFailure(e, what, r) })
     if (r.cancelled) return {}
     if (this.closing) throw new JobFailure(RESTARTED)
+    let configurations = ''
+    const configurationsBlob = r.request.configurationsBlobName
+    if (configurationsBlob) {
+      const file = new BlockBlobWriter(open(r.request.output).getBlockBlobClient(configurationsBlob), r.output.signal)
+      const failed = `the export could not write ${configurationsBlob} to the output container`
+      const n = await exportConfigurations(this.o.configurations, (line) => file.write(line)).catch((e: unknown) => { throw blobFailure(e, failed, r) })
+      await file.commit().catch((e: unknown) => { throw blobFailure(e, failed, r) })
+      configurations = ` and ${n} configurations`
+    }
     await out.commit().catch((e: unknown) => { throw blobFailure(e, what, r) })
-    return { status: 'completed', statusMessage: `exported ${counts.devices} devices and ${counts.modules} modules` }
+    return { status: 'completed', statusMessage: `exported ${counts.devices} devices and ${counts.modules} modules${configurations}` }
   }
 
   private async runImport(r: Running, open: (sas: ContainerSas) => ContainerClient, progress: (p: number) => void): Promise<Partial<ImportExportJob>> {
@@ -260,7 +275,22 @@ export class ImportExportJobs {
       // cancelled (whatever the aborted read threw): the lines that failed so far are still written below
       if (!r.cancelled) throw isStoreError(e) ? blobFailure(e, readFailed, r) : e
     }
-    const summary = `imported ${counts.imported} of ${counts.lines} lines; ${counts.failed} failed${counts.failed > 0 ? ` (see ${outputBlobName})` : ''}`
+    let summary = `imported ${counts.imported} of ${counts.lines} lines; ${counts.failed} failed${counts.failed > 0 ? ` (see ${outputBlobName})` : ''}`
+    const configurationsBlob = r.request.configurationsBlobName
+    if (configurationsBlob && !r.cancelled && !this.closing) {
+      const configurationsFailed = `the import could not read ${configurationsBlob} from the input container`
+      try {
+        const download = await open(r.request.input!).getBlockBlobClient(configurationsBlob).download(0, undefined, { abortSignal: r.input.signal, maxRetryRequests: 5 })
+        const body = download.readableStreamBody as AsyncIterable<Buffer> | undefined
+        const c = body ? await importConfigurations(streamLines(body, MAX_LINE_BYTES), this.o.configurations, {
+          isCancelled: () => r.cancelled || this.closing,
+          reportError: (e) => errors.write(JSON.stringify(e) + '\n'),
+        }) : { lines: 0, imported: 0, failed: 0 }
+        summary += `; configurations: imported ${c.imported} of ${c.lines}; ${c.failed} failed`
+      } catch (e) {
+        if (!r.cancelled) throw isStoreError(e) ? blobFailure(e, configurationsFailed, r) : e
+      }
+    }
     await errors.commit().catch((e: unknown) => { throw blobFailure(e, writeFailed, r) })
     if (this.closing && !r.cancelled) throw new JobFailure(RESTARTED)
     return { status: 'completed', statusMessage: summary }

@@ -1,8 +1,9 @@
 // The body of `POST /jobs/create` (identity-registry.md "Import/export jobs"), checked before a job
 // exists: its type, the containers' SAS URIs (container-sas.ts), the blob names, and what this hub
-// cannot do (storage reached by a managed identity, configurations in the export).
+// cannot do (storage reached by a managed identity).
 import { HubError } from '../rest/hub-error.js'
 import { checkContainerSas, type ContainerPolicy, type ContainerSas } from './container-sas.js'
+import { CONFIGURATIONS_BLOB } from './configurations-file.js'
 
 export const DEVICES_BLOB = 'devices.txt'
 export const IMPORT_ERRORS_BLOB = 'importErrors.log'
@@ -16,6 +17,8 @@ export interface ImportExportRequest {
   output: ContainerSas
   outputBlobName: string
   excludeKeys: boolean
+  /** configurations too, in their own blob (export: written to the output container; import: read from the input) */
+  configurationsBlobName?: string
 }
 
 const argument = (message: string) => new HubError(400004, message)
@@ -47,18 +50,19 @@ export function parseImportExportRequest(body: unknown, policy: ContainerPolicy,
     throw new HubError(400032, 'storageAuthenticationType identityBased needs a managed identity, and this hub has none: give container URIs with a SAS (keyBased)')
   }
   if (auth !== undefined && auth !== null && !(typeof auth === 'string' && auth.toLowerCase() === 'keybased')) throw argument('storageAuthenticationType must be keyBased or identityBased')
-  if (flag('includeConfigurations', b.includeConfigurations)) throw argument('includeConfigurations is not supported by this hub: configurations are not exported or imported')
+  const configurations = flag('includeConfigurations', b.includeConfigurations)
+    ? { configurationsBlobName: blobName('configurationsBlobName', b.configurationsBlobName, CONFIGURATIONS_BLOB) } : {}
   if (type === 'export') {
     const outputBlobName = blobName('outputBlobName', b.outputBlobName, DEVICES_BLOB)
     return {
-      type, outputBlobName, excludeKeys: flag('excludeKeysInExport', b.excludeKeysInExport),
+      type, outputBlobName, excludeKeys: flag('excludeKeysInExport', b.excludeKeysInExport), ...configurations,
       output: checkContainerSas('outputBlobContainerUri', b.outputBlobContainerUri, 'write', `an export writes ${outputBlobName} there`, policy, nowMs),
     }
   }
   const inputBlobName = blobName('inputBlobName', b.inputBlobName, DEVICES_BLOB)
   const outputBlobName = blobName('outputBlobName', b.outputBlobName, IMPORT_ERRORS_BLOB)
   return {
-    type, inputBlobName, outputBlobName, excludeKeys: false,
+    type, inputBlobName, outputBlobName, excludeKeys: false, ...configurations,
     input: checkContainerSas('inputBlobContainerUri', b.inputBlobContainerUri, 'read', `an import reads ${inputBlobName} from it`, policy, nowMs),
     output: checkContainerSas('outputBlobContainerUri', b.outputBlobContainerUri, 'write', `an import writes ${outputBlobName} there`, policy, nowMs),
   }

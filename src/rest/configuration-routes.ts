@@ -23,7 +23,8 @@ function queryError(query: string): string {
   }
 }
 
-async function checkQuery(query: string): Promise<void> {
+/** Refuses (400004) a configuration's query that does not parse: PUT and import jobs check them before storing. */
+export async function checkConfigurationQuery(query: string): Promise<void> {
   const error = queryError(query)
   if (error) throw new HubError(400004, `The query is invalid: ${query}. ${error}`)
 }
@@ -33,7 +34,7 @@ export function configurationRoutes(store: ConfigurationStore, applier: Configur
     {
       method: 'put', pattern: CONFIGURATION, right: 'RegistryWrite', role: 'configurations/write', limits: LIMITS,
       async handle(req) {
-        const c = await store.put(req.params[0]!, req.json(), req.headers['if-match'] || undefined, checkQuery)
+        const c = await store.put(req.params[0]!, req.json(), req.headers['if-match'] || undefined, checkConfigurationQuery)
         return { status: 200, body: configurationJson(c), headers: { ETag: `"${c.etag}"` } }
       },
     },
