@@ -20,9 +20,7 @@ describe('job history', () => {
       const j = job(`h-${String(i).padStart(5, '0')}`, new Date(Date.now() - (total - i) * 1000))
       await store.create(j, 10, 'S3')
       await store.saveDevices(j, [record(j, 'd1'), record(j, 'd2')])
-      j.status = 'completed'
-      j.endTime = new Date(Date.now() - (total - i) * 1000).toISOString()
-      await store.finish(j)
+      await store.finish(j, { ...j, status: 'completed', endTime: new Date(Date.now() - (total - i) * 1000).toISOString() })
     }
     const kept = [...store.all()].map((j) => j.jobId).sort()
     expect(kept.length).toBeLessThanOrEqual(MAX_ENDED_JOBS + 50)
@@ -44,9 +42,7 @@ describe('job history', () => {
     const ended = job('old-ended', old)
     const active = job('old-active', old)
     for (const j of [ended, active]) await store.create(j, 100, 'S3')
-    ended.status = 'failed'
-    ended.endTime = old.toISOString()
-    await store.finish(ended)
+    await store.finish(ended, { ...ended, status: 'failed', endTime: old.toISOString() })
     await store.prune()
     expect([store.get('old-ended'), store.get('old-active')?.status]).toEqual([undefined, 'queued'])
     await own.close()

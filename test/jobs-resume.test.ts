@@ -9,6 +9,9 @@ import { seedPki, tempDir } from './helpers/test-hub.js'
 import { until } from './helpers/device-mqtt.js'
 import { TwinStore } from '../shards/twin-store.js'
 import { tempStore } from './helpers/temp-store.js'
+import type mqttPacket from 'mqtt-packet'
+import { MqttTestClient } from './helpers/mqtt-test-client.js'
+import { createSasToken } from '../src/auth/sas-token.js'
 
 const V = 'api-version=2021-04-12'
 const dirs: string[] = []
@@ -55,6 +58,60 @@ describe('a job across a SIGKILL', () => {
     second.child.kill('SIGTERM')
     await second.exited
   }, 60_000)
+})
+
+/** A raw MQTT device on a child hub that counts the method calls it gets, and answers them or not. */
+async function methodDevice(hub: HubProcess, id: string, key: string, calls: Map<string, number>, answer: boolean): Promise<MqttTestClient> {
+  const { client, connack } = await MqttTestClient.connect({ port: hub.ports.mqttTcp, clientId: id, password: createSasToken(encodeURIComponent(`localhost/devices/${id}`), key, undefined, 3600), clean: true })
+  expect(connack.returnCode).toBe(0)
+  await client.subscribe('$iothub/methods/POST/#', 0)
+  client.socket.on('data', () => {
+    for (const p of client.packets.splice(0)) {
+      const m = p.cmd === 'publish' ? /^\$iothub\/methods\/POST\/([^/]+)\/\?\$rid=(.+)$/.exec((p as mqttPacket.IPublishPacket).topic) : null
+      if (!m) continue
+      calls.set(id, (calls.get(id) ?? 0) + 1)
+      if (answer) client.send({ cmd: 'publish', topic: `$iothub/methods/res/200/?$rid=${m[2]}`, payload: Buffer.from('{}'), qos: 0, retain: false, dup: false } as mqttPacket.IPublishPacket)
+    }
+  })
+  return client
+}
+
+describe('a method job across a SIGKILL', () => {
+  it('does not send a call that was in flight again, and waits for the others to reconnect', async () => {
+    const dir = tempDir('hyperhub-job-kill-m-')
+    dirs.push(dir)
+    seedPki(dir)
+    const first = await spawnHub(dir)
+    hubs.push(first)
+    const key = Buffer.from('job-resume-test-device-key-0001').toString('base64')
+    const ids = Array.from({ length: 10 }, (_, i) => `mk-${i}`)
+    const bulk = await first.rest('POST', `/devices?${V}`, ids.map((id) => ({ id, importMode: 'create', status: 'enabled', authentication: { type: 'sas', symmetricKey: { primaryKey: key, secondaryKey: key } } })))
+    expect(bulk.body).toMatchObject({ isSuccessful: true })
+    const calls = new Map<string, number>()
+    // before the kill the devices hold every call: those in flight when it lands were sent once
+    const before = await Promise.all(ids.map((id) => methodDevice(first, id, key, calls, false)))
+    expect((await first.rest('PUT', '/hyperhub/tier', { tier: 'unlimited', overrides: { jobDeviceOps: 0.1 } })).status).toBe(200)
+    expect((await first.rest('PUT', `/jobs/v2/kill-m?${V}`, { type: 'scheduleDeviceMethod', queryCondition: "STARTSWITH(deviceId, 'mk-')", cloudToDeviceMethod: { methodName: 'flash', responseTimeoutInSeconds: 120 } })).status).toBe(200)
+    await until(() => [...calls.values()].reduce((a, b) => a + b, 0), (n) => n === 6, 15_000)
+    first.child.kill('SIGKILL')
+    await first.exited
+    for (const c of before) c.socket.destroy()
+
+    const second = await spawnHub(dir)
+    hubs.push(second)
+    // the devices come back a moment after the hub, and answer now
+    await new Promise((r) => setTimeout(r, 500))
+    const after = await Promise.all(ids.map((id) => methodDevice(second, id, key, calls, true)))
+    const done = await until(() => second.rest('GET', `/jobs/v2/kill-m?${V}`), (r) => r.body.status !== 'running', 30_000)
+    expect(done.body).toMatchObject({ status: 'completed', deviceJobStatistics: { deviceCount: 10, succeededCount: 4, failedCount: 6, pendingCount: 0, runningCount: 0 } })
+    // every device got exactly one call: six before the kill, four after
+    expect(ids.map((id) => calls.get(id))).toEqual(ids.map(() => 1))
+    const records = await allPages(second, "SELECT * FROM devices.jobs WHERE devices.jobs.jobId = 'kill-m'")
+    expect(records.filter((r) => r.status === 'failed').map((r) => r.error.code)).toEqual(Array(6).fill('JobRunInterrupted'))
+    for (const c of after) c.socket.destroy()
+    second.child.kill('SIGTERM')
+    await second.exited
+  }, 90_000)
 })
 
 describe('a twin and a job', () => {

@@ -175,6 +175,47 @@ describe('scheduling and cancelling', () => {
   })
 })
 
+describe('review findings', () => {
+  it('a cancelled job keeps its active slot until its calls in flight return', async () => {
+    const held: string[] = []
+    const c = await connectDevice(t, 'slot-held')
+    await c.subscribe('$iothub/methods/POST/#', 0)
+    // the device holds the call, then answers when told
+    let answer: (() => void) | undefined
+    c.socket.on('data', () => {
+      for (const p of c.packets.splice(0)) {
+        const m = p.cmd === 'publish' ? /^\$iothub\/methods\/POST\/([^/]+)\/\?\$rid=(.+)$/.exec((p as mqttPacket.IPublishPacket).topic) : null
+        if (!m) continue
+        held.push(m[1]!)
+        answer = () => c.send({ cmd: 'publish', topic: `$iothub/methods/res/200/?$rid=${m[2]}`, payload: Buffer.from('{}'), qos: 0, retain: false, dup: false } as mqttPacket.IPublishPacket)
+      }
+    })
+    expect((await t.rest('PUT', '/hyperhub/tier', { body: { tier: 'S1' } })).status).toBe(200)
+    try {
+      expect((await put('held-1', { type: 'scheduleDeviceMethod', queryCondition: "deviceId = 'slot-held'", cloudToDeviceMethod: { methodName: 'wait', responseTimeoutInSeconds: 60 } })).status).toBe(200)
+      await until(() => held.length, (n) => n === 1)
+      expect((await t.rest('POST', `/jobs/v2/held-1/cancel?${V}`)).body.status).toBe('cancelled')
+      const next = { type: 'scheduleUpdateTwin', queryCondition: "deviceId = 'nobody'", updateTwin: { etag: '*', tags: { a: 1 } } }
+      expect(err(await put('held-2', next))).toMatchObject({ status: 429, code: 'ThrottlingMaxActiveJobCountExceeded' })
+      answer!()
+      const done = await until(() => put('held-3', next), (r) => r.status !== 429)
+      expect(done.status).toBe(200)
+      expect((await deviceJobs('held-1'))[0]).toMatchObject({ status: 'completed', outcome: { deviceMethodResponse: { status: 200 } } })
+    } finally {
+      await t.rest('PUT', '/hyperhub/tier', { body: { tier: 'unlimited' } })
+      await c.disconnect()
+    }
+  })
+
+  it('refuses a twin patch that no twin would take, before the job exists', async () => {
+    const job = (updateTwin: unknown) => put('bad-patch', { type: 'scheduleUpdateTwin', queryCondition: '*', updateTwin })
+    expect(err(await job({ etag: '*', properties: 5 }))).toMatchObject({ status: 400, message: expect.stringContaining('updateTwin.properties must be an object') })
+    expect(err(await job({ etag: '*', tags: { 'a b': 1 } }))).toMatchObject({ status: 400, message: expect.stringContaining("tags.a b: property names must not contain") })
+    expect(err(await job({ etag: '*', properties: { desired: Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`k${i}`, 'x'.repeat(4000)])) } }))).toMatchObject({ status: 400, message: expect.stringContaining('exceeds the 32768-byte limit') })
+    expect((await get('bad-patch')).status).toBe(404)
+  })
+})
+
 describe('listing jobs', () => {
   it('filters by type and status and pages with x-ms-continuation', async () => {
     for (const id of ['list-a', 'list-b', 'list-c']) {

@@ -1,10 +1,12 @@
 // Scheduled jobs (jobs.md): the JobRequest a back end PUTs to /jobs/v2/{jobId}, checked into the
 // record the hub keeps, and the JobResponse it answers with. The record is what LMDB stores; the
 // response is built from it.
+import { randomUUID } from 'node:crypto'
 import { HubError } from '../rest/hub-error.js'
 import { QuerySyntaxError } from '../query-common/errors.js'
 import { parseQuery } from '../query/query-parser.js'
 import { MAX_METHOD_PAYLOAD_BYTES } from '../mqtt/method-calls.js'
+import { checkContent, checkSize } from '../../shards/twin-rules.js'
 
 export type JobType = 'scheduleDeviceMethod' | 'scheduleUpdateTwin'
 /** queued: waiting to run; scheduled: waiting for its startTime */
@@ -28,6 +30,8 @@ export interface DeviceJobStatistics {
 
 export interface JobRecord {
   jobId: string
+  /** this job's own id (a job id can be used again once the old job left the history): what twins remember */
+  runId?: string
   type: JobType
   queryCondition: string
   createdTime: string
@@ -101,7 +105,13 @@ function twinUpdate(v: unknown): { patch: Record<string, unknown>; etag: string 
   // the twin patch names an etag; * applies it whatever each twin's is (jobs.md)
   if (typeof etag !== 'string' || etag === '') throw new HubError(400004, 'updateTwin.etag is required ("*" applies the patch to any twin)')
   if (patch.tags === undefined && patch.properties === undefined) throw new HubError(400004, 'updateTwin must change tags or properties.desired')
+  if (patch.properties !== undefined && !isObject(patch.properties)) throw new HubError(400004, 'updateTwin.properties must be an object')
   if (isObject(patch.properties) && patch.properties.reported !== undefined) throw new HubError(400004, 'updateTwin cannot change reported properties')
+  // checked now as each twin would check it: a patch every twin refuses would fail the whole fleet
+  // one device at a time (and it is kept with the job's history)
+  const desired = isObject(patch.properties) ? patch.properties.desired : undefined
+  if (patch.tags !== undefined && patch.tags !== null) { checkContent('tags', patch.tags, true); checkSize('tags', patch.tags as Record<string, unknown>) }
+  if (desired !== undefined && desired !== null) { checkContent('desired', desired, true); checkSize('desired', desired as Record<string, unknown>) }
   return { patch, etag }
 }
 
@@ -121,7 +131,7 @@ export function jobFromRequest(jobId: string, body: unknown, now = new Date()): 
   if (type !== 'scheduleDeviceMethod' && type !== 'scheduleUpdateTwin') throw new HubError(400004, 'type must be scheduleDeviceMethod or scheduleUpdateTwin')
   const startTime = startTimeOf(body.startTime, now)
   const record: JobRecord = {
-    jobId, type, queryCondition: checkCondition(body.queryCondition), createdTime: now.toISOString(), startTime,
+    jobId, runId: randomUUID(), type, queryCondition: checkCondition(body.queryCondition), createdTime: now.toISOString(), startTime,
     maxExecutionTimeInSeconds: seconds(body.maxExecutionTimeInSeconds, 'maxExecutionTimeInSeconds', DEFAULT_MAX_EXECUTION_SECONDS, 1, MAX_EXECUTION_SECONDS),
     status: Date.parse(startTime) > now.getTime() ? 'scheduled' : 'queued',
     deviceJobStatistics: { deviceCount: 0, failedCount: 0, succeededCount: 0, runningCount: 0, pendingCount: 0 },

@@ -30,6 +30,10 @@ const SCAN_MS = 50
 /** How long a stop waits for device operations in flight (a method call may wait minutes for its device). */
 const STOP_WAIT_MS = 2000
 const PRUNE_INTERVAL_MS = 3_600_000
+/** After a restart, method calls of a resumed job wait this long for their device to reconnect. */
+export const RESUME_CONNECT_GRACE_MS = 60_000
+/** A job stopped by failing store writes is picked up again from what is stored after this. */
+const STORE_RETRY_MS = 5000
 
 export interface JobRunnerDeps {
   store: JobStore
@@ -46,9 +50,13 @@ interface Run {
   job: JobRecord
   records: Map<string, DeviceJobRecord>
   /** why it stops early: cancelled, out of time, or the hub stopping */
-  stop?: 'cancelled' | 'expired' | 'closing'
+  stop?: 'cancelled' | 'expired' | 'closing' | 'store' | 'error'
   done: Promise<void>
   deadlineTimer?: NodeJS.Timeout
+  /** devices a lane is working on now (a running record without one was interrupted) */
+  inFlight: Set<string>
+  /** resumed after a restart: devices get time to reconnect before a method call fails them */
+  resumedAt?: number
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref())
@@ -60,6 +68,7 @@ function errorOf(e: unknown): { code: string; description: string } {
 export class JobRunner {
   private readonly runs = new Map<string, Run>()
   private readonly startTimers = new Map<string, NodeJS.Timeout>()
+  private readonly ending = new Map<string, Promise<void>>()
   private closed = false
   private pruneTimer: NodeJS.Timeout | undefined
 
@@ -67,7 +76,7 @@ export class JobRunner {
 
   /** Resumes every job that had not ended, and keeps the history to its bounds (hourly). */
   start(): void {
-    for (const job of this.d.store.all()) if (!TERMINAL.has(job.status)) this.schedule(job)
+    for (const job of this.d.store.all()) if (!TERMINAL.has(job.status)) this.schedule(job, true)
     const prune = () => {
       this.d.store.prune().catch((e: unknown) => this.d.log.warn('ended jobs not pruned', { error: e as Error }))
     }
@@ -77,7 +86,7 @@ export class JobRunner {
   }
 
   /** A job was created (or resumed): run it now or at its startTime. */
-  schedule(job: JobRecord): void {
+  schedule(job: JobRecord, resumed = false): void {
     if (this.closed) return
     const wait = Date.parse(job.startTime) - Date.now()
     if (job.status === 'scheduled' && wait > 0) {
@@ -87,14 +96,39 @@ export class JobRunner {
       this.startTimers.set(job.jobId, t)
       return
     }
-    const run: Run = { job, records: new Map(), done: Promise.resolve() }
+    const run: Run = { job, records: new Map(), done: Promise.resolve(), inFlight: new Set(), ...(resumed ? { resumedAt: Date.now() } : {}) }
     this.runs.set(job.jobId, run)
+    // the job holds its active slot until its last device operation has returned, even once cancelled
+    this.d.store.busy.add(job.jobId)
     run.done = this.execute(run).catch((e: unknown) => {
       if (this.closed) return // the store closes with the hub; the job resumes on the next start
+      if (e instanceof HubError && e.status === 503) {
+        // the store refuses writes (disk full, write errors): stop, and go on later from what is stored
+        run.stop ??= 'store'
+        this.d.log.warn('job paused: store writes fail; it goes on from its stored state', { jobId: job.jobId, retryMs: STORE_RETRY_MS })
+        return
+      }
       this.d.log.error('job failed', { jobId: job.jobId, error: e as Error })
       return this.end(run, 'failed', 'the hub could not run this job (see its log)')
     }).catch((e: unknown) => this.d.log.error('job record not stored', { jobId: job.jobId, error: e as Error }))
-      .finally(() => { clearTimeout(run.deadlineTimer); this.runs.delete(job.jobId) })
+      .finally(() => {
+        clearTimeout(run.deadlineTimer)
+        this.runs.delete(job.jobId)
+        this.d.store.busy.delete(job.jobId)
+        if (run.stop === 'store') this.retryFromStore(job.jobId)
+      })
+  }
+
+  /** After a store outage: the job as last committed (memory may be ahead of it) runs again. */
+  private retryFromStore(jobId: string): void {
+    const t = setTimeout(() => {
+      this.startTimers.delete(jobId)
+      if (this.closed) return
+      const stored = this.d.store.reload(jobId)
+      if (stored && !TERMINAL.has(stored.status)) this.schedule(stored, true)
+    }, STORE_RETRY_MS)
+    t.unref()
+    this.startTimers.set(jobId, t)
   }
 
   /** Cancels a job that has not ended; resolves once its state is committed. */
@@ -110,7 +144,7 @@ export class JobRunner {
       return
     }
     const job = this.d.store.get(jobId)
-    if (job && !TERMINAL.has(job.status)) await this.end({ job, records: new Map(), done: Promise.resolve() }, 'cancelled')
+    if (job && !TERMINAL.has(job.status)) await this.end({ job, records: new Map(), done: Promise.resolve(), inFlight: new Set() }, 'cancelled')
   }
 
   private async execute(run: Run): Promise<void> {
@@ -185,9 +219,17 @@ export class JobRunner {
   private async runPage(run: Run, ids: string[]): Promise<void> {
     let next = 0
     const lane = async () => {
-      while (next < ids.length && !run.stop) await this.runDevice(run, ids[next++]!)
+      try {
+        while (next < ids.length && !run.stop) await this.runDevice(run, ids[next++]!)
+      } catch (e) {
+        // the other lanes stop after their current device; the page ends once all have
+        run.stop ??= e instanceof HubError && e.status === 503 ? 'store' : 'error'
+        throw e
+      }
     }
-    await Promise.all(Array.from({ length: Math.min(DEVICE_OPS_IN_FLIGHT, ids.length) }, lane))
+    const lanes = await Promise.allSettled(Array.from({ length: Math.min(DEVICE_OPS_IN_FLIGHT, ids.length) }, lane))
+    const failed = lanes.find((l): l is PromiseRejectedResult => l.status === 'rejected')
+    if (failed) throw failed.reason
   }
 
   /** Moves a record to `status`, keeping the job's counts, and commits both. */
@@ -220,23 +262,38 @@ export class JobRunner {
     if (!(await this.admitted(run))) return
     // a cancel or the deadline may have settled it while this lane waited for the throttle
     if (run.stop || (r.status !== 'pending' && r.status !== 'running')) return
+    run.inFlight.add(deviceId)
+    try {
+      await this.operate(run, r, deviceId)
+    } finally {
+      run.inFlight.delete(deviceId)
+    }
+  }
+
+  private async operate(run: Run, r: DeviceJobRecord, deviceId: string): Promise<void> {
+    const { job } = run
     if (r.status === 'pending') await this.move(run, r, 'running')
     try {
       if (!this.d.registry.get(deviceId)) throw new HubError(404001, `Device ${deviceId} not registered`)
       if (job.type === 'scheduleDeviceMethod') {
         const m = job.cloudToDeviceMethod!
         const payload = Buffer.from(JSON.stringify(m.payload ?? null))
-        const result = await this.d.edge.methods.invoke(deviceId, m.methodName, payload, m.responseTimeoutInSeconds * 1000, m.connectTimeoutInSeconds * 1000)
+        // resumed after a restart: the devices are reconnecting; give them time before calling them offline
+        const grace = run.resumedAt === undefined ? 0 : run.resumedAt + RESUME_CONNECT_GRACE_MS - Date.now()
+        const connectMs = Math.max(m.connectTimeoutInSeconds * 1000, grace)
+        const result = await this.d.edge.methods.invoke(deviceId, m.methodName, payload, m.responseTimeoutInSeconds * 1000, connectMs)
         this.bill(payload.length + Buffer.byteLength(JSON.stringify(result.payload ?? null)))
         await this.move(run, r, 'completed', { outcome: { deviceMethodResponse: { status: result.status, payload: result.payload } } })
       } else {
         const u = job.updateTwin!
-        await this.d.shards.request('twin.update', deviceId, 'patch', u.patch, u.etag === '*' ? null : u.etag, job.jobId)
+        // the run id, not the job id: a job id may be used again once the old job left the history
+        await this.d.shards.request('twin.update', deviceId, 'patch', u.patch, u.etag === '*' ? null : u.etag, job.runId ?? job.jobId)
         this.bill(Buffer.byteLength(JSON.stringify(u.patch)))
         await this.move(run, r, 'completed', { outcome: null })
       }
     } catch (e) {
       if (this.closed) return // the hub is stopping: the record stays running and resumes as above
+      if (e instanceof HubError && e.status === 503 && e.code !== 503001) throw e // the store: the job pauses
       await this.move(run, r, 'failed', { error: errorOf(e) })
     }
   }
@@ -261,28 +318,33 @@ export class JobRunner {
 
   /** Marks the current page's devices that have not started. */
   private async settlePending(run: Run, status: DeviceJobStatus, error?: { code: string; description: string }): Promise<void> {
-    const pending = [...run.records.values()].filter((r) => r.status === 'pending')
+    // a running record no lane holds was interrupted by a restart: settled with the pending ones
+    const pending = [...run.records.values()].filter((r) => r.status === 'pending' || (r.status === 'running' && !run.inFlight.has(r.deviceId)))
     if (pending.length === 0) return
     const s = run.job.deviceJobStatistics
     const now = new Date().toISOString()
     for (const r of pending) {
+      if (r.status === 'pending') s.pendingCount--
+      else s.runningCount--
       r.status = status
       r.lastUpdatedDateTimeUtc = now
       r.endTimeUtc = now
       if (error) r.error = error
-      s.pendingCount--
       if (status === 'failed') s.failedCount++
     }
     await this.d.store.saveDevices(run.job, pending)
   }
 
-  private async end(run: Run, status: 'completed' | 'failed' | 'cancelled', failureReason?: string): Promise<void> {
+  /** Ends the job: its final record is committed before the status changes in memory (and before any answer). */
+  private end(run: Run, status: 'completed' | 'failed' | 'cancelled', failureReason?: string): Promise<void> {
     const { job } = run
-    if (TERMINAL.has(job.status)) return
-    job.status = status
-    job.endTime = new Date().toISOString()
-    if (failureReason) job.failureReason = failureReason
-    await this.d.store.finish(job)
+    const pending = this.ending.get(job.jobId)
+    if (pending) return pending
+    if (TERMINAL.has(job.status)) return Promise.resolve()
+    const final: JobRecord = { ...job, status, endTime: new Date().toISOString(), ...(failureReason ? { failureReason } : {}) }
+    const ending = this.d.store.finish(job, final).finally(() => this.ending.delete(job.jobId))
+    this.ending.set(job.jobId, ending)
+    return ending
   }
 
   /** Stops every job where it is; they resume on the next start. */

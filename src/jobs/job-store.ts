@@ -46,10 +46,27 @@ export const deviceJobKey = (jobId: string, deviceId: string) => `${jobId}/${dev
 
 interface Batch { job: JobRecord; records: Set<DeviceJobRecord>; done: Promise<unknown> }
 
+/** Ended jobs held in memory without their method payload or twin patch (up to 128 KB each, 1,000 of them). */
+const slimmed = new WeakSet<JobRecord>()
+function slim(j: JobRecord): JobRecord {
+  const { cloudToDeviceMethod, updateTwin, ...rest } = j
+  const s: JobRecord = { ...rest }
+  if (cloudToDeviceMethod) s.cloudToDeviceMethod = { ...cloudToDeviceMethod, payload: null }
+  if (updateTwin) s.updateTwin = { patch: {}, etag: updateTwin.etag }
+  slimmed.add(s)
+  return s
+}
+
 export class JobStore {
   private readonly jobs = new Map<string, JobRecord>()
   private readonly batches = new Map<string, Batch>()
   private pruning: Promise<number> | undefined
+  /** ids being removed from history: not free for a new job until the removal is committed */
+  private readonly leaving = new Set<string>()
+  /** jobs whose final record is being committed: every write of them writes that one */
+  private readonly finals = new Map<string, JobRecord>()
+  /** jobs whose device operations are still under way (a cancelled job keeps its slot until they return) */
+  readonly busy = new Set<string>()
 
   constructor(
     private readonly root: RootDatabase,
@@ -60,18 +77,36 @@ export class JobStore {
   ) {
     for (const { value } of jobsDb.getRange()) {
       const j = value as JobRecord
-      this.jobs.set(j.jobId, j)
+      this.jobs.set(j.jobId, TERMINAL.has(j.status) ? slim(j) : j)
     }
   }
 
   get(jobId: string): JobRecord | undefined { return this.jobs.get(jobId) }
 
+  /** The whole record, payload and patch included (an ended job's are read from the store). */
+  full(job: JobRecord): JobRecord {
+    return slimmed.has(job) ? ((this.jobsDb.get(job.jobId) as JobRecord | undefined) ?? job) : job
+  }
+
   all(): IterableIterator<JobRecord> { return this.jobs.values() }
 
   activeCount(): number {
     let n = 0
-    for (const j of this.jobs.values()) if (!TERMINAL.has(j.status)) n++
+    for (const j of this.jobs.values()) if (!TERMINAL.has(j.status) || this.busy.has(j.jobId)) n++
     return n
+  }
+
+  /** The record as it is to be written now: the final one while the end commits. */
+  private stored(job: JobRecord): JobRecord {
+    return this.finals.get(job.jobId) ?? job
+  }
+
+  /** The job as last committed (after writes failed, memory may be ahead of the store). */
+  reload(jobId: string): JobRecord | undefined {
+    this.root.resetReadTxn()
+    const j = this.jobsDb.get(jobId) as JobRecord | undefined
+    if (j) this.jobs.set(jobId, j)
+    return j
   }
 
   /** The write runs when health allows; a failed write marks the store unhealthy and rethrows. */
@@ -85,7 +120,7 @@ export class JobStore {
    */
   async create(job: JobRecord, maxActive: number, tier: string): Promise<void> {
     this.health?.check()
-    if (this.jobs.has(job.jobId)) throw new HubError(409104, `Job ${job.jobId} already exists`)
+    if (this.jobs.has(job.jobId) || this.leaving.has(job.jobId)) throw new HubError(409104, `Job ${job.jobId} already exists`)
     if (this.activeCount() >= maxActive) throw new HubError(429004, `this hub runs at most ${maxActive} active jobs on tier ${tier}; wait for one to end or cancel one`)
     this.jobs.set(job.jobId, job)
     try {
@@ -98,7 +133,7 @@ export class JobStore {
 
   /** Commits the job record as it is now (its status or counts changed). */
   save(job: JobRecord): Promise<unknown> {
-    return this.write(() => this.jobsDb.put(job.jobId, job))
+    return this.write(() => this.jobsDb.put(job.jobId, this.stored(job)))
   }
 
   page(jobId: string): JobPage | undefined { return this.pagesDb.get(jobId) as JobPage | undefined }
@@ -112,7 +147,7 @@ export class JobStore {
     return this.write(() => this.root.transaction(() => {
       for (const r of records) this.devicesDb.putSync(deviceJobKey(r.jobId, r.deviceId), r)
       this.pagesDb.putSync(job.jobId, page)
-      this.jobsDb.putSync(job.jobId, job)
+      this.jobsDb.putSync(job.jobId, this.stored(job))
     }))
   }
 
@@ -128,7 +163,7 @@ export class JobStore {
         this.batches.delete(job.jobId)
         return this.write(() => this.root.transaction(() => {
           for (const r of b.records) this.devicesDb.putSync(deviceJobKey(r.jobId, r.deviceId), r)
-          this.jobsDb.putSync(job.jobId, job)
+          this.jobsDb.putSync(job.jobId, this.stored(job))
         }))
       })
       this.batches.set(job.jobId, (batch = b))
@@ -137,12 +172,24 @@ export class JobStore {
     return batch.done
   }
 
-  /** The job ended: its page goes with the final record. Past the history's count, the oldest go. */
-  async finish(job: JobRecord): Promise<void> {
-    await this.write(() => this.root.transaction(() => {
-      this.pagesDb.removeSync(job.jobId)
-      this.jobsDb.putSync(job.jobId, job)
-    }))
+  /**
+   * The job ends as `final`: its page goes with the final record, and until that commits every other
+   * write of the job writes `final` too (a device's outcome landing meanwhile must not bring back the
+   * old status). Past the history's count, the oldest go.
+   */
+  async finish(job: JobRecord, final: JobRecord): Promise<void> {
+    this.finals.set(job.jobId, final)
+    try {
+      await this.write(() => this.root.transaction(() => {
+        this.pagesDb.removeSync(job.jobId)
+        this.jobsDb.putSync(job.jobId, final)
+      }))
+      // the caller's record becomes `final`; the history keeps it without its payload or patch
+      Object.assign(job, final)
+      if (this.jobs.get(job.jobId) === job) this.jobs.set(job.jobId, slim(job))
+    } finally {
+      this.finals.delete(job.jobId)
+    }
     // a client creating jobs fast (no throttle on the unlimited tier) must not outgrow the history
     if (this.jobs.size > MAX_ENDED_JOBS + 50) await this.prune()
   }
@@ -159,18 +206,24 @@ export class JobStore {
     const excess = ended.length - MAX_ENDED_JOBS
     const gone = ended.filter((j, i) => i < excess || now - Date.parse(j.endTime ?? j.createdTime) > JOB_HISTORY_MS)
     for (const j of gone) {
+      // the id stays taken until its removal is committed (a new job under it would lose its records)
       this.jobs.delete(j.jobId)
-      // "/" then "0": every key `{jobId}/…` sorts between them
-      const range = { start: `${j.jobId}/`, end: `${j.jobId}0` }
-      for (;;) {
-        const keys = [...this.devicesDb.getKeys({ ...range, limit: REMOVE_CHUNK })]
-        if (keys.length === 0) break
-        await this.write(() => this.root.transaction(() => { for (const k of keys) this.devicesDb.removeSync(k) }))
+      this.leaving.add(j.jobId)
+      try {
+        // "/" then "0": every key `{jobId}/…` sorts between them
+        const range = { start: `${j.jobId}/`, end: `${j.jobId}0` }
+        for (;;) {
+          const keys = [...this.devicesDb.getKeys({ ...range, limit: REMOVE_CHUNK })]
+          if (keys.length === 0) break
+          await this.write(() => this.root.transaction(() => { for (const k of keys) this.devicesDb.removeSync(k) }))
+        }
+        await this.write(() => this.root.transaction(() => {
+          this.pagesDb.removeSync(j.jobId)
+          this.jobsDb.removeSync(j.jobId)
+        }))
+      } finally {
+        this.leaving.delete(j.jobId)
       }
-      await this.write(() => this.root.transaction(() => {
-        this.pagesDb.removeSync(j.jobId)
-        this.jobsDb.removeSync(j.jobId)
-      }))
     }
     return gone.length
   }

@@ -10,6 +10,7 @@ import { moduleKey, splitIdentityKey } from '../shard-protocol.js'
 import { planConfigurations, type ConfigurationPlan, type ConfigurationPlanRequest } from './configuration-plan.js'
 import { twinEtag, type TwinDoc } from '../../shards/twin-store.js'
 import { QuerySyntaxError } from '../query-common/errors.js'
+import type { Expr } from '../query-common/ast.js'
 import { InvalidContinuationError, runQuery, type QueryPage } from './query-evaluator.js'
 import { parseQuery } from './query-parser.js'
 import { snapshotView, type PresenceSnapshot } from './presence-snapshot.js'
@@ -72,6 +73,24 @@ function* twinsOnly(keyed: Iterable<{ twin: object }>): Generator<object> {
   for (const k of keyed) yield k.twin
 }
 
+/** `jobId = '…'` that a WHERE clause requires (alone or under AND), if any. */
+function pinnedJobId(e: Expr | undefined): string | undefined {
+  if (!e || e.kind !== 'binary') return undefined
+  if (e.op === 'AND') return pinnedJobId(e.left) ?? pinnedJobId(e.right)
+  if (e.op !== '=') return undefined
+  const [path, value] = e.left.kind === 'path' ? [e.left, e.right] : [e.right, e.left]
+  const isJobId = path.kind === 'path' && path.root === 'doc' && path.segments.length === 1 && path.segments[0] === 'jobId'
+  return isJobId && value.kind === 'literal' && typeof value.value === 'string' ? value.value : undefined
+}
+
+/** The per-device job records a devices.jobs query reads: only one job's (a range of keys) when the query names it. */
+function jobRecords(store: HubStore, where: Expr | undefined): Iterable<object> {
+  const jobId = pinnedJobId(where)
+  // keys are `{jobId}/{deviceId}`; "/" then "0" bound one job's
+  const range = jobId === undefined ? {} : { start: `${jobId}/`, end: `${jobId}0` }
+  return store.jobDevices.getRange(range).map(({ value }) => value as object)
+}
+
 export default async function runQueryTask(task: QueryTask): Promise<QueryOutcome> {
   // opened per task (the environment is shared with the hub's threads, so this is cheap) and closed
   // after, so a worker the pool ends holds nothing open; a fresh handle also sees the latest commits
@@ -98,7 +117,7 @@ function scan(store: HubStore, task: QueryTask): QueryOutcome {
     throw e
   }
   try {
-    const docs = query.from === 'devices' ? twinsOnly(keyedTwins(store, task)) : query.from === 'devices.modules' ? twinsOnly(keyedModuleTwins(store, task)) : store.jobDevices.getRange().map(({ value }) => value as object)
+    const docs = query.from === 'devices' ? twinsOnly(keyedTwins(store, task)) : query.from === 'devices.modules' ? twinsOnly(keyedModuleTwins(store, task)) : jobRecords(store, query.where)
     return { ok: true, page: runQuery(query, docs, { pageSize: task.pageSize, continuation: task.continuation, maxPageBytes: MAX_PAGE_BYTES }) }
   } catch (e) {
     if (e instanceof InvalidContinuationError) return { ok: false, kind: 'continuation', message: e.message }

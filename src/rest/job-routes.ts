@@ -29,9 +29,13 @@ function filter(value: string | null, name: string, allowed: readonly string[]):
   return v
 }
 
-/** Jobs in creation order; a continuation names the last one returned. */
-function page(jobs: JobRecord[], size: number, continuation: string | undefined): { items: JobRecord[]; next?: string } {
-  jobs.sort((a, b) => a.createdTime.localeCompare(b.createdTime) || a.jobId.localeCompare(b.jobId))
+/** A page of the listing stops at this many bytes of JSON (a job may carry a 128 KB payload). */
+const MAX_PAGE_BYTES = 1024 * 1024
+const order = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0)
+
+/** Jobs in creation order (then id, by code unit: the order the continuation compares in); a continuation names the last one returned. */
+function page(jobs: JobRecord[], size: number, continuation: string | undefined, full: (j: JobRecord) => Record<string, unknown>): { items: Record<string, unknown>[]; next?: string } {
+  jobs.sort((a, b) => order(a.createdTime, b.createdTime) || order(a.jobId, b.jobId))
   let from = 0
   if (continuation !== undefined) {
     let after: [string, string]
@@ -41,12 +45,20 @@ function page(jobs: JobRecord[], size: number, continuation: string | undefined)
     } catch {
       throw new HubError(400004, 'the continuation token is not one this hub issued')
     }
-    from = jobs.findIndex((j) => j.createdTime > after[0] || (j.createdTime === after[0] && j.jobId > after[1]))
+    from = jobs.findIndex((j) => order(j.createdTime, after[0]) > 0 || (j.createdTime === after[0] && order(j.jobId, after[1]) > 0))
     if (from === -1) from = jobs.length
   }
-  const items = jobs.slice(from, from + size)
-  const last = items[items.length - 1]
-  return from + size < jobs.length && last ? { items, next: Buffer.from(JSON.stringify([last.createdTime, last.jobId])).toString('base64url') } : { items }
+  const items: Record<string, unknown>[] = []
+  let bytes = 0
+  let i = from
+  for (; i < jobs.length && items.length < size; i++) {
+    const item = full(jobs[i]!)
+    bytes += Buffer.byteLength(JSON.stringify(item))
+    if (items.length > 0 && bytes > MAX_PAGE_BYTES) break
+    items.push(item)
+  }
+  const last = jobs[i - 1]
+  return i < jobs.length && last ? { items, next: Buffer.from(JSON.stringify([last.createdTime, last.jobId])).toString('base64url') } : { items }
 }
 
 export function jobRoutes(store: JobStore, runner: JobRunner, throttles: Pick<HubThrottles, 'limits'>): Route[] {
@@ -62,10 +74,10 @@ export function jobRoutes(store: JobStore, runner: JobRunner, throttles: Pick<Hu
         const type = filter(req.query.get('jobType'), 'jobType', ['scheduleDeviceMethod', 'scheduleUpdateTwin', 'export', 'import'])
         const status = filter(req.query.get('jobStatus'), 'jobStatus', ['queued', 'scheduled', 'running', 'completed', 'failed', 'cancelled', 'enqueued', 'unknown'])
         const matching = [...store.all()].filter((j) => (type === undefined || j.type === type) && (status === undefined || j.status === status))
-        const p = page(matching, requestedPageSize(req), req.headers['x-ms-continuation'] || undefined)
+        const p = page(matching, requestedPageSize(req), req.headers['x-ms-continuation'] || undefined, (j) => jobResponse(store.full(j)))
         const headers: Record<string, string> = { 'x-ms-item-type': 'jobResponse' }
         if (p.next) headers['x-ms-continuation'] = p.next
-        return { status: 200, body: p.items.map(jobResponse), headers }
+        return { status: 200, body: p.items, headers }
       },
     },
     {
@@ -82,14 +94,14 @@ export function jobRoutes(store: JobStore, runner: JobRunner, throttles: Pick<Hu
     },
     {
       method: 'get', pattern: JOB, right: 'ServiceConnect', role: 'jobs/read', limits: LIMITS,
-      handle: (req) => ({ status: 200, body: jobResponse(known(req.params[0]!)) }),
+      handle: (req) => ({ status: 200, body: jobResponse(store.full(known(req.params[0]!))) }),
     },
     {
       method: 'post', pattern: /^\/jobs\/v2\/([^/]+)\/cancel\/?$/, right: 'ServiceConnect', role: 'jobs/write', limits: LIMITS,
       async handle(req) {
         const job = known(req.params[0]!)
         await runner.cancel(job.jobId)
-        return { status: 200, body: jobResponse(job) }
+        return { status: 200, body: jobResponse(store.full(store.get(job.jobId) ?? job)) }
       },
     },
   ]
