@@ -236,6 +236,19 @@ describe('listing jobs', () => {
     }
     expect(seen.filter((id) => id.startsWith('list-'))).toEqual(['list-a', 'list-b', 'list-c'])
     expect(new Set(seen).size).toBe(seen.length)
+    // created together (several in one millisecond), ids that differ in case and punctuation: one a page, none skipped
+    const mixed = ['Ord-b', 'ord-a', 'ord_c', 'ORD-d', 'ord.e']
+    await Promise.all(mixed.map((id) => put(id, { type: 'scheduleUpdateTwin', queryCondition: "deviceId = 'nobody'", updateTwin: { etag: '*', tags: { y: 1 } } })))
+    for (const id of mixed) await ended(id)
+    const all: string[] = []
+    let token: string | undefined
+    for (let i = 0; i < 100; i++) {
+      const r = await t.rest('GET', `/jobs/v2/query?${V}`, { headers: { 'x-ms-max-item-count': '1', ...(token ? { 'x-ms-continuation': token } : {}) } })
+      all.push(...r.body.map((j: any) => j.jobId))
+      token = r.headers['x-ms-continuation'] as string | undefined
+      if (!token) break
+    }
+    expect(all.filter((id) => mixed.includes(id)).sort()).toEqual([...mixed].sort())
     const methods = await t.rest('GET', `/jobs/v2/query?${V}&jobType=scheduleDeviceMethod`)
     expect(methods.body.every((j: any) => j.type === 'scheduleDeviceMethod')).toBe(true)
     expect(err(await t.rest('GET', `/jobs/v2/query?${V}&jobStatus=sleeping`))).toMatchObject({ status: 400, code: 'ArgumentInvalid', message: expect.stringContaining('jobStatus must be one of') })
@@ -252,12 +265,13 @@ describe('bad job requests', () => {
     expect(err(await put('bad-r', { ...twinJob, updateTwin: { etag: '*', properties: { reported: { a: 1 } } } }))).toMatchObject({ status: 400, message: expect.stringContaining('cannot change reported properties') })
     expect(err(await put('bad-m', { type: 'scheduleDeviceMethod', queryCondition: '*', cloudToDeviceMethod: { methodName: 'a b' } }))).toMatchObject({ status: 400, message: expect.stringContaining('methodName is required') })
     expect(err(await put('bad-s', { ...twinJob, startTime: 'tomorrow' }))).toMatchObject({ status: 400, message: expect.stringContaining('startTime must be an ISO 8601 time') })
+    expect(err(await put('bad-s1', { ...twinJob, startTime: '1' }))).toMatchObject({ status: 400, message: expect.stringContaining('startTime must be an ISO 8601 time') })
     expect(err(await put('bad-x', { ...twinJob, maxExecutionTimeInSeconds: 0 }))).toMatchObject({ status: 400, message: expect.stringContaining('maxExecutionTimeInSeconds must be an integer') })
     expect(err(await put('bad-id', { ...twinJob, jobId: 'other' }))).toMatchObject({ status: 400, message: expect.stringContaining("is not the path's bad-id") })
     expect(err(await get('no-such-job'))).toMatchObject({ status: 404, code: 'JobNotFound' })
     expect(err(await t.rest('POST', `/jobs/v2/no-such-job/cancel?${V}`))).toMatchObject({ status: 404, code: 'JobNotFound' })
     // nothing above was stored
-    for (const id of ['bad-q', 'bad-q2', 'bad-t', 'bad-e', 'bad-r', 'bad-m', 'bad-s', 'bad-x', 'bad-id']) expect((await get(id)).status).toBe(404)
+    for (const id of ['bad-q', 'bad-q2', 'bad-t', 'bad-e', 'bad-r', 'bad-m', 'bad-s', 'bad-s1', 'bad-x', 'bad-id']) expect((await get(id)).status).toBe(404)
     expect((await put('dup', { ...twinJob, queryCondition: "deviceId = 'nobody'" })).status).toBe(200)
     expect(err(await put('dup', { ...twinJob, queryCondition: "deviceId = 'nobody'" }))).toMatchObject({ status: 409, code: 'JobAlreadyExists' })
   })

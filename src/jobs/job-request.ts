@@ -117,7 +117,8 @@ function twinUpdate(v: unknown): { patch: Record<string, unknown>; etag: string 
 
 function startTimeOf(v: unknown, now: Date): string {
   if (v === undefined || v === null) return now.toISOString()
-  const t = typeof v === 'string' ? Date.parse(v) : NaN
+  // ISO 8601 only (Date.parse would take "1" as the year 2001)
+  const t = typeof v === 'string' && /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}/.test(v) ? Date.parse(v) : NaN
   if (!Number.isFinite(t)) throw new HubError(400004, 'startTime must be an ISO 8601 time')
   return new Date(t).toISOString()
 }
