@@ -6,14 +6,13 @@
 //
 // Usage: npx tsx bench/configuration-cycle.ts [--devices 20000 --runs 3]
 // Loopback only; every loop is bounded in count and time. Writes bench/results/<time>-configuration-cycle.{json,txt}.
-import https from 'node:https'
 import { rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { createSasToken } from '../src/auth/sas-token.js'
 import { spawnHub } from '../test/helpers/hub-process.js'
 import { seedPki, tempDir } from '../test/helpers/test-hub.js'
 import { deviceIds, provisionDevices } from './load/provision.js'
+import { ownerRest } from './load/hub-rest.js'
 import { cpuMs, rssKb } from './load/proc-stats.js'
 
 const { values } = parseArgs({ options: { devices: { type: 'string', default: '20000' }, runs: { type: 'string', default: '3' } } })
@@ -27,23 +26,8 @@ const dataDir = tempDir('hyperhub-bench-cfg-')
 seedPki(dataDir)
 // cycles only when a configuration changes (the interval is an hour)
 const hub = await spawnHub(dataDir, ['--configuration-interval-seconds', '3600', '--shards', '1'])
-const agent = new https.Agent({ keepAlive: true, maxSockets: 16 })
-const token = createSasToken('localhost', hub.ownerKey, 'iothubowner', 24 * 3600)
-
-function call(method: string, path: string, body?: unknown): Promise<{ status: number; body: any; ms: number }> {
-  const started = performance.now()
-  return new Promise((resolve, reject) => {
-    const text = body === undefined ? undefined : JSON.stringify(body)
-    const req = https.request({ host: '127.0.0.1', port: hub.ports.https, servername: 'localhost', ca: hub.ca, agent, method, path,
-      headers: { Authorization: token, 'Content-Type': 'application/json', ...(text ? { 'Content-Length': Buffer.byteLength(text) } : {}) } }, (res) => {
-      let out = ''
-      res.on('data', (d: Buffer) => { out += d.toString() })
-      res.on('end', () => resolve({ status: res.statusCode!, body: out ? JSON.parse(out) : undefined, ms: performance.now() - started }))
-    })
-    req.on('error', reject)
-    req.end(text)
-  })
-}
+const rest = ownerRest(hub, 16)
+const call = rest.call
 
 /** Probe latencies (ms) while `until` is pending. */
 async function probe(until: Promise<unknown>): Promise<number[]> {
@@ -114,7 +98,7 @@ for (let r = 1; r <= RUNS; r++) {
 
 hub.child.kill('SIGTERM')
 await hub.exited
-agent.destroy()
+rest.close()
 rmSync(dataDir, { recursive: true, force: true })
 
 const stamp = new Date().toISOString().replace(/[:.]/g, '-')

@@ -8,15 +8,14 @@
 // Usage: npx tsx bench/job-fanout.ts [--twins 5000 --methods 2000 --runs 3]
 // Loopback only; every loop is bounded in count and time. Writes bench/results/<time>-job-fanout.{json,txt}.
 import { fork } from 'node:child_process'
-import https from 'node:https'
 import net from 'node:net'
 import { rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { createSasToken } from '../src/auth/sas-token.js'
 import { spawnHub } from '../test/helpers/hub-process.js'
 import { seedPki, tempDir } from '../test/helpers/test-hub.js'
 import { deviceIds, hubCredentials, provisionDevices } from './load/provision.js'
+import { ownerRest } from './load/hub-rest.js'
 import { cpuMs } from './load/proc-stats.js'
 import mqttPacket from 'mqtt-packet'
 import type { PublishStats } from './load/publisher.js'
@@ -34,22 +33,8 @@ const TELEMETRY_MS = 15_000
 const dataDir = tempDir('hyperhub-bench-jobs-')
 seedPki(dataDir)
 const hub = await spawnHub(dataDir, ['--shards', '1'])
-const agent = new https.Agent({ keepAlive: true, maxSockets: 8 })
-const token = createSasToken('localhost', hub.ownerKey, 'iothubowner', 24 * 3600)
-
-function call(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
-  return new Promise((resolve, reject) => {
-    const text = body === undefined ? undefined : JSON.stringify(body)
-    const req = https.request({ host: '127.0.0.1', port: hub.ports.https, servername: 'localhost', ca: hub.ca, agent, method, path,
-      headers: { Authorization: token, 'Content-Type': 'application/json', ...(text ? { 'Content-Length': Buffer.byteLength(text) } : {}) } }, (res) => {
-      let out = ''
-      res.on('data', (d: Buffer) => { out += d.toString() })
-      res.on('end', () => resolve({ status: res.statusCode!, body: out ? JSON.parse(out) : undefined }))
-    })
-    req.on('error', reject)
-    req.end(text)
-  })
-}
+const rest = ownerRest(hub, 8)
+const call = rest.call
 
 const twinIds = deviceIds(TWINS, 'jt-')
 const methodIds = deviceIds(METHODS, 'jm-')
@@ -152,7 +137,7 @@ for (let r = 0; r < RUNS; r++) {
 for (const s of sockets) s.destroy()
 hub.child.kill('SIGTERM')
 await hub.exited
-agent.destroy()
+rest.close()
 rmSync(dataDir, { recursive: true, force: true })
 
 const range = (xs: number[]) => `${Math.min(...xs)}–${Math.max(...xs)}`

@@ -28,13 +28,19 @@ async function allPages(hub: HubProcess, query: string): Promise<any[]> {
   return r.body as any[]
 }
 
+/** A data directory of its own and a hub on it (killed and removed after the tests). */
+async function firstHub(prefix: string): Promise<{ dir: string; hub: HubProcess }> {
+  const dir = tempDir(prefix)
+  dirs.push(dir)
+  seedPki(dir)
+  const hub = await spawnHub(dir)
+  hubs.push(hub)
+  return { dir, hub }
+}
+
 describe('a job across a SIGKILL', () => {
   it('resumes where it stopped: every device patched once, none skipped', async () => {
-    const dir = tempDir('hyperhub-job-kill-')
-    dirs.push(dir)
-    seedPki(dir)
-    const first = await spawnHub(dir)
-    hubs.push(first)
+    const { dir, hub: first } = await firstHub('hyperhub-job-kill-')
     const ids = Array.from({ length: 60 }, (_, i) => `kill-${String(i).padStart(2, '0')}`)
     const bulk = await first.rest('POST', `/devices?${V}`, ids.map((id) => ({ id, importMode: 'create', status: 'enabled', tags: { fleet: 'k' } })))
     expect(bulk.body).toMatchObject({ isSuccessful: true })
@@ -78,11 +84,7 @@ async function methodDevice(hub: HubProcess, id: string, key: string, calls: Map
 
 describe('a method job across a SIGKILL', () => {
   it('does not send a call that was in flight again, and waits for the others to reconnect', async () => {
-    const dir = tempDir('hyperhub-job-kill-m-')
-    dirs.push(dir)
-    seedPki(dir)
-    const first = await spawnHub(dir)
-    hubs.push(first)
+    const { dir, hub: first } = await firstHub('hyperhub-job-kill-m-')
     const key = Buffer.from('job-resume-test-device-key-0001').toString('base64')
     const ids = Array.from({ length: 10 }, (_, i) => `mk-${i}`)
     const bulk = await first.rest('POST', `/devices?${V}`, ids.map((id) => ({ id, importMode: 'create', status: 'enabled', authentication: { type: 'sas', symmetricKey: { primaryKey: key, secondaryKey: key } } })))
