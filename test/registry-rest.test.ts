@@ -148,3 +148,15 @@ describe('authorization', () => {
     expectHubError(await t.rest('GET', '/devices/?api-version=latest'), 400, 'InvalidProtocolVersion')
   })
 })
+
+describe('bulk items whose twin breaks the rules', () => {
+  it('are refused whole: the identity is not created', async () => {
+    const r = await t.rest('POST', `/devices${Q}`, { body: [
+      { id: 'bulk-bad-tags', importMode: 'create', status: 'enabled', tags: { 'a b': 1 } },
+      { id: 'bulk-bad-desired', importMode: 'create', status: 'enabled', properties: { desired: { $metadata: {}, $version: 3, big: 'x'.repeat(5000) } } },
+      { id: 'bulk-good', importMode: 'create', status: 'enabled', properties: { desired: { $metadata: {}, $version: 3, ok: 1 } } },
+    ] })
+    expect(r.body.errors.map((e: any) => [e.deviceId, e.errorCode])).toEqual([['bulk-bad-tags', 'ArgumentInvalid'], ['bulk-bad-desired', 'ArgumentInvalid']])
+    expect([(await t.rest('GET', `/devices/bulk-bad-tags${Q}`)).status, (await t.rest('GET', `/devices/bulk-bad-desired${Q}`)).status, (await t.rest('GET', `/devices/bulk-good${Q}`)).status]).toEqual([404, 404, 200])
+  })
+})

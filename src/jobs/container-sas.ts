@@ -85,13 +85,19 @@ export interface JobContainer { client: ContainerClient; close(): void }
  * refused at connect. Not both in one agent: a `ca` list of the public roots and the hub's CA costs
  * ~40 ms of event loop per TLS connection to parse.
  */
+/** How long one request to a job's blob store may wait for its answer. */
+export const STORE_TRY_MS = 60_000
+
 export function openContainer(sas: ContainerSas, policy: ContainerPolicy): JobContainer {
   const hubCa = embeddedCa(sas.url, policy)
   const agent = new Agent({ keepAlive: true, maxSockets: 4, ...(hubCa !== undefined ? { ca: hubCa } : { lookup: guardedLookup(sas.url, policy.destination) }) })
-  // a store that stops answering fails the job after three tries of a minute each, never holds it forever
+  // a store that stops answering fails the job after three tries of a minute each, never holds it
+  // forever: the retry policy's try timeout only asks the server (?timeout=); the request's own
+  // timeout ends a try that gets no answer (a body that stalls once it flows: the job's idle watchdog)
   const pipeline = withAgent(newPipeline(new AnonymousCredential(), {
-    keepAliveOptions: { enable: true }, retryOptions: { maxTries: 3, tryTimeoutInMs: 60_000, retryDelayInMs: 500 },
+    keepAliveOptions: { enable: true }, retryOptions: { maxTries: 3, tryTimeoutInMs: STORE_TRY_MS, retryDelayInMs: 500 },
   }), agent)
+  pipeline.factories.unshift({ create: (next) => ({ sendRequest: (req) => { req.timeout = STORE_TRY_MS; return next.sendRequest(req) } }) })
   return { client: new ContainerClient(sas.url.href, pipeline), close: () => agent.destroy() }
 }
 

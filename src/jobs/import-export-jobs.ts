@@ -17,7 +17,7 @@ import { exportConfigurations, importConfigurations } from './configurations-fil
 import type { ConfigurationStore } from '../configurations/configuration-store.js'
 import { JOB_HISTORY_MS, MAX_ENDED_JOBS } from './job-store.js'
 import type { ContainerClient } from '@azure/storage-blob'
-import { openContainer, storeRefusal, type ContainerPolicy, type ContainerSas, type JobContainer } from './container-sas.js'
+import { openContainer, STORE_TRY_MS, storeRefusal, type ContainerPolicy, type ContainerSas, type JobContainer } from './container-sas.js'
 import { parseImportExportRequest, type ImportExportRequest } from './import-export-request.js'
 import { streamLines } from './json-lines.js'
 import { exportRegistry } from './registry-export.js'
@@ -67,6 +67,8 @@ export interface ImportExportJobsOptions {
 
 /** Progress is committed at most this often while a job runs (it is in memory at once). */
 const PROGRESS_SAVE_MS = 2000
+/** How long a cancelled import may take to write its error log before its writes are cut off. */
+const CANCEL_LOG_MS = 5000
 const TERMINAL = new Set<ImportExportStatus>(['completed', 'failed', 'cancelled'])
 const RESTARTED = 'the hub stopped or restarted while the job ran; import and export jobs are not resumed (their SAS URIs are not stored): create the job again'
 
@@ -173,9 +175,12 @@ export class ImportExportJobs {
     if (running?.job === job && !TERMINAL.has(job.status)) {
       running.cancelled = true
       running.input.abort()
-      // an export's blob is never committed when cancelled: its writes in flight go too
+      // an export's blob is never committed when cancelled: its writes in flight go too; a cancelled
+      // import still writes its error log, but a store that does not take it in a few seconds is cut off
       if (job.type === 'export') running.output.abort()
-      await running.done
+      const cutOff = setTimeout(() => running.output.abort(), CANCEL_LOG_MS)
+      cutOff.unref()
+      await running.done.finally(() => clearTimeout(cutOff))
     }
     return answer(job)
   }
@@ -263,7 +268,7 @@ export class ImportExportJobs {
     try {
       const download = await open(r.request.input!).getBlockBlobClient(inputBlobName).download(0, undefined, { abortSignal: r.input.signal, maxRetryRequests: 5 })
       const size = download.contentLength ?? 0
-      const body = download.readableStreamBody as AsyncIterable<Buffer> | undefined
+      const body = idleAborted(download.readableStreamBody as AsyncIterable<Buffer> | undefined, r.input, STORE_TRY_MS)
       if (body) {
         await importRegistry(streamLines(body, MAX_LINE_BYTES), this.o.bulk, this.o.registry, {
           isCancelled: () => r.cancelled || this.closing,
@@ -273,6 +278,7 @@ export class ImportExportJobs {
       }
     } catch (e) {
       // cancelled (whatever the aborted read threw): the lines that failed so far are still written below
+      if (!r.cancelled && !this.closing && isAbort(e)) throw new JobFailure(`${readFailed}: the blob store sent nothing for ${STORE_TRY_MS / 1000} s`)
       if (!r.cancelled) throw isStoreError(e) ? blobFailure(e, readFailed, r) : e
     }
     let summary = `imported ${counts.imported} of ${counts.lines} lines; ${counts.failed} failed${counts.failed > 0 ? ` (see ${outputBlobName})` : ''}`
@@ -281,7 +287,7 @@ export class ImportExportJobs {
       const configurationsFailed = `the import could not read ${configurationsBlob} from the input container`
       try {
         const download = await open(r.request.input!).getBlockBlobClient(configurationsBlob).download(0, undefined, { abortSignal: r.input.signal, maxRetryRequests: 5 })
-        const body = download.readableStreamBody as AsyncIterable<Buffer> | undefined
+        const body = idleAborted(download.readableStreamBody as AsyncIterable<Buffer> | undefined, r.input, STORE_TRY_MS)
         const c = body ? await importConfigurations(streamLines(body, MAX_LINE_BYTES), this.o.configurations, {
           isCancelled: () => r.cancelled || this.closing,
           reportError: (e) => errors.write(JSON.stringify(e) + '\n'),
@@ -318,6 +324,23 @@ export class ImportExportJobs {
     }
     await this.recovered
   }
+}
+
+/** A download body that aborts `controller` when no chunk has come for `ms` (a store that stalls mid-blob). */
+function idleAborted(body: AsyncIterable<Buffer> | undefined, controller: AbortController, ms: number): AsyncIterable<Buffer> | undefined {
+  if (!body) return undefined
+  return (async function* () {
+    let timer = setTimeout(() => controller.abort(), ms)
+    try {
+      for await (const chunk of body) {
+        clearTimeout(timer)
+        yield chunk
+        timer = setTimeout(() => controller.abort(), ms)
+      }
+    } finally {
+      clearTimeout(timer)
+    }
+  })()
 }
 
 const isAbort = (e: unknown) => (e as Error)?.name === 'AbortError'

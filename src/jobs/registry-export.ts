@@ -34,6 +34,8 @@ export interface ExportCounts { devices: number; modules: number }
 
 const EMPTY_TIME = '0001-01-01T00:00:00Z'
 const turn = () => new Promise<void>((resolve) => setImmediate(resolve))
+/** The longest the export holds the event loop between turns. */
+const YIELD_MS = 10
 
 function twinFields(doc: TwinDoc | undefined): Record<string, unknown> {
   // an identity from before twins existed has none stored: it reads as an empty twin
@@ -91,23 +93,30 @@ export async function exportRegistry(src: ExportSource, out: BlockBlobWriter, ru
     if (d.capabilities.iotEdge) edges.push(d)
     if (++seen % (EXPORT_PAGE * 50) === 0) await turn()
   }
+  // a line at a time into the blob writer (which stages a block each 4 MiB), and a turn for the
+  // sockets every ~10 ms: a page of devices with 50 large module twins each is hundreds of MB of JSON
+  let lastTurn = performance.now()
   const writePage = async (page: DeviceRecord[]) => {
     // a fresh read snapshot: the twins the shards committed since the last page
     src.root.resetReadTxn()
-    const lines: string[] = []
+    const breathe = async () => {
+      if (performance.now() - lastTurn < YIELD_MS) return
+      await turn()
+      lastTurn = performance.now()
+    }
     for (const stale of page) {
       const d = src.registry.get(stale.deviceId)
       if (!d) continue // deleted while the export ran
-      lines.push(JSON.stringify(deviceLine(d, src.twins.get(d.deviceId) as TwinDoc | undefined, run.excludeKeys)))
+      await out.write(JSON.stringify(deviceLine(d, src.twins.get(d.deviceId) as TwinDoc | undefined, run.excludeKeys)) + '\n')
       counts.devices++
       for (const m of modulesOf(src.modules, d.deviceId)) {
-        lines.push(JSON.stringify(moduleLine(m, src.twins.get(moduleKey(m.deviceId, m.moduleId)) as TwinDoc | undefined, run.excludeKeys)))
+        await out.write(JSON.stringify(moduleLine(m, src.twins.get(moduleKey(m.deviceId, m.moduleId)) as TwinDoc | undefined, run.excludeKeys)) + '\n')
         counts.modules++
+        await breathe()
       }
+      await breathe()
     }
-    if (lines.length > 0) await out.write(lines.join('\n') + '\n')
     run.progress(counts.devices + counts.modules, total)
-    await turn()
   }
   const ordered = parentsFirst(edges)
   for (let i = 0; i < ordered.length && !run.isCancelled(); i += EXPORT_PAGE) await writePage(ordered.slice(i, i + EXPORT_PAGE))

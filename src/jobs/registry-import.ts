@@ -11,6 +11,8 @@ import type { DeviceRegistry } from '../registry/device-registry.js'
 import { HubError } from '../rest/hub-error.js'
 import type { StreamLine } from './json-lines.js'
 
+/** The longest the import holds the event loop between turns. */
+const YIELD_MS = 10
 export const MAX_LINE_BYTES = 512 * 1024
 const BATCH_LINES = 500
 const BATCH_BYTES = 4 * 1024 * 1024
@@ -139,8 +141,14 @@ export async function importRegistry(lines: AsyncIterable<StreamLine>, bulk: Bul
     await applyBatch(b)
     run.progress(offset)
   }
+  // lines refused before any I/O (broken JSON) never give the event loop back on their own
+  let lastTurn = performance.now()
   for await (const line of lines) {
     if (run.isCancelled()) break
+    if (performance.now() - lastTurn > YIELD_MS) {
+      await new Promise<void>((resolve) => setImmediate(resolve))
+      lastTurn = performance.now()
+    }
     offset = line.offset
     // blank lines (a trailing newline, spacing) are no devices
     if (line.text?.every((c) => c === 0x20 || c === 0x09)) continue

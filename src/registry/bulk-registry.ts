@@ -2,6 +2,7 @@
 // ExportImportDevice items, each with its own importMode, applied one by one. A failing item is
 // reported in `errors` and the others go on; only a malformed request as a whole fails it. Import
 // jobs apply each line of their file through the same per-item logic (applyItem), modules included.
+import { checkContent, checkSize, isPlainObject } from '../../shards/twin-rules.js'
 import { HubError } from '../rest/hub-error.js'
 import type { DeviceRegistry } from './device-registry.js'
 import type { ModuleRegistry } from './module-registry.js'
@@ -65,6 +66,19 @@ function twinPatchOf(item: Record<string, unknown>): Record<string, unknown> | u
   const desired = (item.properties as { desired?: unknown } | undefined)?.desired
   if (item.tags === undefined && desired === undefined) return undefined
   return { ...(item.tags !== undefined ? { tags: item.tags } : {}), ...(desired !== undefined ? { properties: { desired } } : {}) }
+}
+
+/** The twin rules (shards/twin-rules.ts) on an item's tags and desired properties (read-only `$metadata` and `$version` aside). */
+function checkTwinPatch(twin: Record<string, unknown>): void {
+  const tags = twin.tags
+  if (tags !== undefined && tags !== null) { checkContent('tags', tags, true); checkSize('tags', tags as Record<string, unknown>) }
+  const desired = (twin.properties as { desired?: unknown } | undefined)?.desired
+  if (desired !== undefined && desired !== null) {
+    if (!isPlainObject(desired)) throw new HubError(400004, 'properties.desired must be an object')
+    const { $metadata: _m, $version: _v, ...content } = desired
+    checkContent('desired', content, true)
+    checkSize('desired', content)
+  }
 }
 
 /** What an item's importMode acts on: a device or a module, each with its registry's calls. */
@@ -150,6 +164,8 @@ export class BulkRegistry {
   private async applyOne(mode: ImportMode, item: Record<string, unknown>, target: ItemTarget): Promise<void> {
     const { exists, identity } = target
     const twin = twinPatchOf(item)
+    // checked before the identity is written: an item whose twin fails is not left half applied
+    if (twin) checkTwinPatch(twin)
     switch (mode) {
       case 'create':
         await target.put(identity, undefined)
