@@ -213,14 +213,16 @@ export class ImportExportJobs {
     } finally {
       for (const c of containers) c.close()
     }
-    Object.assign(job, ending, { endTimeUtc: new Date().toISOString(), endedAtMs: Date.now() })
-    if (job.status === 'completed') job.progress = 100
-    this.o.log.info('import/export job ended', { jobId: job.jobId, type: job.type, status: job.status, failureReason: job.failureReason, statusMessage: job.statusMessage })
+    const final: ImportExportJob = { ...job, ...ending, endTimeUtc: new Date().toISOString(), endedAtMs: Date.now() }
+    if (final.status === 'completed') final.progress = 100
+    this.o.log.info('import/export job ended', { jobId: job.jobId, type: job.type, status: final.status, failureReason: final.failureReason, statusMessage: final.statusMessage })
     try {
-      await this.save(job)
+      // stored before it is shown: a GET (or the cancel's answer) never reports an end the store has not got
+      await this.save(final)
     } catch (e) {
       this.o.log.error('import/export job end not stored; it reads as failed after a restart', { jobId: job.jobId, error: e as Error })
     } finally {
+      Object.assign(job, final)
       this.active = undefined
     }
   }
@@ -264,6 +266,8 @@ export class ImportExportJobs {
     await errorLog.upload(Buffer.alloc(0), 0, { abortSignal: r.output.signal }).catch((e: unknown) => { throw blobFailure(e, writeFailed, r) })
     const readFailed = `the import could not read ${inputBlobName} from the input container`
     const errors = new BlockBlobWriter(errorLog, r.output.signal, 1024 * 1024)
+    // a failure to write the error log is the output container's, not the input's
+    const logError = (e: unknown) => errors.write(JSON.stringify(e) + '\n').catch((x: unknown) => { throw isStoreError(x) ? blobFailure(x, writeFailed, r) : x })
     const counts: ImportCounts = { lines: 0, imported: 0, failed: 0 }
     try {
       const download = await open(r.request.input!).getBlockBlobClient(inputBlobName).download(0, undefined, { abortSignal: r.input.signal, maxRetryRequests: 5 })
@@ -273,7 +277,7 @@ export class ImportExportJobs {
         await importRegistry(streamLines(body, MAX_LINE_BYTES), this.o.bulk, this.o.registry, {
           isCancelled: () => r.cancelled || this.closing,
           progress: (offset) => progress(size > 0 ? (offset * 100) / size : 0),
-          reportError: (e) => errors.write(JSON.stringify(e) + '\n'),
+          reportError: logError,
         }, counts)
       }
     } catch (e) {
@@ -290,7 +294,7 @@ export class ImportExportJobs {
         const body = idleAborted(download.readableStreamBody as AsyncIterable<Buffer> | undefined, r.input, STORE_TRY_MS)
         const c = body ? await importConfigurations(streamLines(body, MAX_LINE_BYTES), this.o.configurations, {
           isCancelled: () => r.cancelled || this.closing,
-          reportError: (e) => errors.write(JSON.stringify(e) + '\n'),
+          reportError: logError,
         }) : { lines: 0, imported: 0, failed: 0 }
         summary += `; configurations: imported ${c.imported} of ${c.lines}; ${c.failed} failed`
       } catch (e) {

@@ -23,11 +23,21 @@ function ipv4Parts(ip: string): number[] | undefined {
   return m ? m.slice(1).map(Number) : undefined
 }
 
+/** An IPv4-mapped IPv6 address as its IPv4 one, in either form (`::ffff:127.0.0.1`, or `::ffff:7f00:1` as URL parsing writes it). */
+function unmapped(address: string): string {
+  const ip = address.toLowerCase().replace(/^\[|\]$/g, '')
+  const dotted = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(ip)
+  if (dotted) return dotted[1]!
+  const hex = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(ip)
+  if (!hex) return ip
+  const [hi, lo] = [parseInt(hex[1]!, 16), parseInt(hex[2]!, 16)]
+  return `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`
+}
+
 /** Loopback, link-local, private, carrier-grade NAT, unspecified or multicast. */
 export function isPrivateAddress(address: string): boolean {
-  const ip = address.toLowerCase().replace(/^\[|\]$/g, '')
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(ip)
-  const v4 = ipv4Parts(mapped ? mapped[1]! : ip)
+  const ip = unmapped(address)
+  const v4 = ipv4Parts(ip)
   if (v4) {
     const [a, b] = v4 as [number, number]
     return a === 0 || a === 10 || a === 127 || (a === 169 && b === 254) || (a === 172 && b >= 16 && b <= 31) || (a === 192 && b === 168)
@@ -38,7 +48,7 @@ export function isPrivateAddress(address: string): boolean {
 
 /** An address of this machine: its interfaces, loopback, unspecified. */
 export function isLocalAddress(address: string): boolean {
-  const ip = address.toLowerCase().replace(/^::ffff:/, '')
+  const ip = unmapped(address)
   if (ip === '0.0.0.0' || ip === '::' || ip === '::1' || ip.startsWith('127.')) return true
   return Object.values(networkInterfaces()).some((list) => list?.some((i) => i.address.toLowerCase() === ip))
 }
