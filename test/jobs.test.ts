@@ -255,6 +255,24 @@ describe('listing jobs', () => {
   })
 })
 
+describe('large jobs in the history', () => {
+  it('answers an ended job with its payload, and stops a listing page at 1 MB', async () => {
+    const payload = { blob: 'p'.repeat(120_000) }
+    const ids = Array.from({ length: 10 }, (_, i) => `big-${i}`)
+    for (const id of ids) {
+      expect((await put(id, { type: 'scheduleDeviceMethod', queryCondition: "deviceId = 'nobody'", cloudToDeviceMethod: { methodName: 'm', payload } })).status).toBe(200)
+      await ended(id)
+    }
+    // ended jobs are held without their payload; the answer reads it back whole
+    expect((await get('big-3')).body.cloudToDeviceMethod.payload).toEqual(payload)
+    const first = await t.rest('GET', `/jobs/v2/query?${V}&jobType=scheduleDeviceMethod`, { headers: { 'x-ms-max-item-count': '100' } })
+    expect(first.text.length).toBeLessThanOrEqual(1024 * 1024 + 130_000)
+    expect(first.headers['x-ms-continuation']).toEqual(expect.any(String))
+    const big = first.body.filter((j: any) => j.jobId.startsWith('big-'))
+    expect(big.every((j: any) => j.cloudToDeviceMethod.payload.blob.length === 120_000)).toBe(true)
+  })
+})
+
 describe('bad job requests', () => {
   const twinJob = { type: 'scheduleUpdateTwin', queryCondition: '*', updateTwin: { etag: '*', tags: { z: 1 } } }
   it('answers Azure\'s errors', async () => {
