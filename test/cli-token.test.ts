@@ -1,5 +1,6 @@
 // `npm run token` reads keys from the data directory and prints tokens the hub accepts.
 import { execFile } from 'node:child_process'
+import { existsSync } from 'node:fs'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { MqttTestClient } from './helpers/mqtt-test-client.js'
@@ -28,6 +29,18 @@ describe('npm run token', () => {
     const { client, connack } = await MqttTestClient.connect({ port: t.hub.ports.mqttTcp!, clientId: 'cli-dev', password })
     expect(connack.returnCode).toBe(0)
     await client.disconnect()
+  })
+
+  it('answers a mistyped option, a bad --ttl and a data directory without a hub with one line and exit code 2', async () => {
+    await expect(token('--polcy', 'service')).rejects.toMatchObject({ code: 2, stderr: "token: Unknown option '--polcy'; options: --policy, --device, --ttl, --role, --subject, --data-dir, --host-name\n" })
+    for (const ttl of ['abc', '0', '-5', '1.5', '99999999999']) {
+      await expect(token(`--ttl=${ttl}`)).rejects.toMatchObject({ code: 2, stderr: `token: --ttl must be a whole number of seconds from 1 to 31536000, not ${JSON.stringify(ttl)}\n` })
+    }
+    const missing = `${t.dataDir}-nothing-here`
+    await expect(run(process.execPath, ['--import', 'tsx', 'src/cli/token.ts', '--data-dir', missing])).rejects.toMatchObject({ code: 2, stderr: expect.stringMatching(/^token: no hub data in .*-nothing-here \(has the hub been started there\?/) })
+    // and it did not make one there
+    expect(existsSync(missing)).toBe(false)
+    expect((await token('--ttl', '60')).stdout).toMatch(/&se=\d+\n$/)
   })
 
   it('prints a bearer token for a role that the hub accepts for what the role allows', async () => {

@@ -15,13 +15,30 @@ import type { DeviceRecord } from '../registry/device-registry.js'
 import { openHubStore } from '../store/hub-store.js'
 import { LOCAL_ISSUER, signRoleToken } from '../auth/local-issuer.js'
 
-const { values } = parseArgs({
-  options: {
-    policy: { type: 'string', default: 'iothubowner' }, device: { type: 'string' }, ttl: { type: 'string', default: '3600' },
-    role: { type: 'string', multiple: true }, subject: { type: 'string', default: 'local-user' },
-    'data-dir': { type: 'string', default: process.env.HYPERHUB_DATA_DIR ?? './data' }, 'host-name': { type: 'string', default: process.env.HYPERHUB_HOST_NAME ?? 'localhost' },
-  },
-})
+const OPTIONS = {
+  policy: { type: 'string', default: 'iothubowner' }, device: { type: 'string' }, ttl: { type: 'string', default: '3600' },
+  role: { type: 'string', multiple: true }, subject: { type: 'string', default: 'local-user' },
+  'data-dir': { type: 'string', default: process.env.HYPERHUB_DATA_DIR ?? './data' }, 'host-name': { type: 'string', default: process.env.HYPERHUB_HOST_NAME ?? 'localhost' },
+} as const
+/** One line on stderr and exit code 2: what a person mistyping an option should see (not a stack trace). */
+function refuse(message: string): never {
+  console.error(`token: ${message}`)
+  process.exit(2)
+}
+let parsed
+try {
+  parsed = parseArgs({ options: OPTIONS })
+} catch (e) {
+  // node's message runs over several lines of advice: its first sentence, then what the options are
+  const first = (e as Error).message.split('\n')[0]!.replace(/\. To specify a positional argument.*$/, '').replace(/\.$/, '')
+  refuse(`${first}; options: ${Object.keys(OPTIONS).map((o) => `--${o}`).join(', ')}`)
+}
+const { values } = parsed
+// a whole number of seconds, at most the hub's default token lifetime (365 days)
+const MAX_TTL_SECONDS = 365 * 86_400
+if (!/^\d+$/.test(values.ttl) || Number(values.ttl) < 1 || Number(values.ttl) > MAX_TTL_SECONDS) refuse(`--ttl must be a whole number of seconds from 1 to ${MAX_TTL_SECONDS}, not ${JSON.stringify(values.ttl)}`)
+// a mistyped data directory must not be created as an empty store
+if (!existsSync(join(resolve(values['data-dir']), 'hub.mdb'))) refuse(`no hub data in ${values['data-dir']} (has the hub been started there? --data-dir or HYPERHUB_DATA_DIR names it)`)
 if (values.role) {
   // the key file, not the store: a role token needs no LMDB
   const file = join(resolve(values['data-dir']), 'rbac', 'local-issuer.jwk.json')
