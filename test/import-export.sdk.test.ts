@@ -14,6 +14,7 @@ import { parseStorageConnectionString } from '../src/storage/storage-connection-
 import { ensureLocalPki } from '../src/tls/local-pki.js'
 import { createLogger } from '../src/log.js'
 import { seedPki, startTestHub, tempDir, type TestHub } from './helpers/test-hub.js'
+import { until } from './helpers/device-mqtt.js'
 
 const STANDARD = { mqttPort: 8883, httpsPort: 443, mqttTcpPort: null, amqpPort: 5671 }
 const storeDir = tempDir('hyperhub-ie-store-')
@@ -47,14 +48,8 @@ function sas(c: ContainerClient, permissions = 'rwdl', expiresOn = new Date(Date
 const registryOf = (t: TestHub) => Registry.fromConnectionString(`HostName=localhost;SharedAccessKeyName=iothubowner;SharedAccessKey=${t.policyKey('iothubowner')}`)
 
 /** getJob until the job ends (bounded). */
-async function ended(registry: Registry, jobId: string): Promise<any> {
-  const deadline = Date.now() + 30_000
-  for (;;) {
-    const job: any = await registry.getJob(jobId)
-    if (['completed', 'failed', 'cancelled'].includes(job.status) || Date.now() > deadline) return job
-    await new Promise((r) => setTimeout(r, 100))
-  }
-}
+const ended = (registry: Registry, jobId: string): Promise<any> =>
+  until(() => registry.getJob(jobId) as Promise<any>, (job: any) => ['completed', 'failed', 'cancelled'].includes(job.status), 30_000)
 const values = (section: Record<string, unknown>) => Object.fromEntries(Object.entries(section).filter(([k]) => !k.startsWith('$')))
 
 describe('Registry import and export jobs', () => {

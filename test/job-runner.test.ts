@@ -99,21 +99,27 @@ describe('job runner', () => {
     const own = tempStore()
     const s = own.store
     let refusing = false
+    let refused = 0
+    const refuse = () => { refused++; throw new StoreUnavailableError('the disk is full') }
     const health = {
-      check: () => { if (refusing) throw new StoreUnavailableError('the disk is full') },
-      run: async <T>(w: () => Promise<T>) => { if (refusing) throw new StoreUnavailableError('the disk is full'); return w() },
+      check: () => { if (refusing) refuse() },
+      run: async <T>(w: () => Promise<T>) => { if (refusing) refuse(); return w() },
     } as unknown as WriteHealth
     const store = new JobStore(s.root, s.jobs, s.jobDevices, s.jobPages, health)
     const patched: string[] = []
     const ids = Array.from({ length: 40 }, (_, i) => `o-${String(i).padStart(2, '0')}`)
     const runner = runnerWith(store, async (...args) => {
       patched.push(args[1] as string)
-      // the store fails once a few devices are done, and works again a moment later
-      if (patched.length === 5) { refusing = true; setTimeout(() => { refusing = false }, 200) }
+      // the store fails once a few devices are done
+      if (patched.length === 5) refusing = true
     }, ids)
     const job = twinJob('outage')
     await store.create(job, 10, 'S3')
     runner.schedule(job)
+    // the store works again once the job has been refused a write (it must not have ended meanwhile)
+    await until(() => refused, (n) => n > 0, 10_000)
+    expect(store.get('outage')!.status).toBe('running')
+    refusing = false
     const done = await until(() => store.get('outage')!.status, (st) => st === 'completed' || st === 'failed', 20_000)
     expect(done).toBe('completed')
     own.committed(() => {

@@ -101,8 +101,9 @@ describe('a method job across a SIGKILL', () => {
 
     const second = await spawnHub(dir)
     hubs.push(second)
-    // the devices come back a moment after the hub, and answer now
-    await new Promise((r) => setTimeout(r, 500))
+    // the devices come back once the restarted hub is running the job (it has settled the six
+    // interrupted calls), and answer now: the four left are called only if the job waited for them
+    await until(() => second.rest('GET', `/jobs/v2/kill-m?${V}`), (r) => r.body.deviceJobStatistics.failedCount >= 6, 15_000)
     const after = await Promise.all(ids.map((id) => methodDevice(second, id, key, calls, true)))
     const done = await until(() => second.rest('GET', `/jobs/v2/kill-m?${V}`), (r) => r.body.status !== 'running', 30_000)
     expect(done.body).toMatchObject({ status: 'completed', deviceJobStatistics: { deviceCount: 10, succeededCount: 4, failedCount: 6, pendingCount: 0, runningCount: 0 } })

@@ -6,6 +6,7 @@ import { HubError } from '../rest/hub-error.js'
 import { QuerySyntaxError } from '../query-common/errors.js'
 import { parseQuery } from '../query/query-parser.js'
 import { MAX_METHOD_PAYLOAD_BYTES } from '../mqtt/method-calls.js'
+import { METHOD_NAME, seconds } from '../rest/method-routes.js'
 import { checkContent, checkSize } from '../../shards/twin-rules.js'
 
 export type JobType = 'scheduleDeviceMethod' | 'scheduleUpdateTwin'
@@ -51,8 +52,6 @@ export interface JobRecord {
 
 // same characters as a device id (jobs.md leaves the rule to us)
 const JOB_ID = /^[A-Za-z0-9\-.%_*?!(),:=@$']{1,128}$/
-// US-ASCII printable without $ ( ) < > @ , ; : \ " / [ ] ? = { } space and tab
-const METHOD_NAME = /^[!#%&'*+\-.0-9A-Z^_`a-z|~]{1,128}$/
 const DEFAULT_MAX_EXECUTION_SECONDS = 3600
 /** A job's own time budget is capped (Azure documents none): a week. */
 const MAX_EXECUTION_SECONDS = 7 * 86_400
@@ -65,11 +64,6 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v)
 }
 
-function seconds(v: unknown, name: string, dflt: number, min: number, max: number): number {
-  if (v === undefined || v === null) return dflt
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw new HubError(400004, `${name} must be an integer ${min}..${max}`)
-  return v
-}
 
 /** `*` (or nothing) targets every device; anything else must parse as the WHERE clause of a twin query. */
 export function checkCondition(condition: unknown): string {

@@ -57,7 +57,8 @@ export interface ConfigurationPlan {
   resumeAfter?: string
 }
 
-function conditionOf(condition: string): Expr | undefined {
+/** A target condition as an expression; undefined for '' or '*' (every twin). */
+export function conditionOf(condition: string): Expr | undefined {
   const c = condition.trim()
   if (c === '' || c === '*') return undefined
   return parseQuery(`SELECT * FROM devices WHERE ${c}`).where

@@ -2,9 +2,8 @@
 // that the job's condition holds for, a page at a time. A page ends after `max` matches, or after
 // `maxScanned` twins or `maxMs`, so one task holds the worker (and the queries behind it) briefly.
 import type { Value } from '../query-common/values.js'
-import type { Expr } from '../query-common/ast.js'
 import { evaluateExpression } from './query-evaluator.js'
-import { parseQuery } from './query-parser.js'
+import { conditionOf } from './configuration-plan.js'
 
 export interface JobTargetsRequest {
   /** a WHERE clause over device twins, or `*` */
@@ -22,8 +21,7 @@ export interface JobTargets {
 }
 
 export function pickJobTargets(request: JobTargetsRequest, twins: Iterable<{ key: string; twin: Record<string, unknown> }>): JobTargets {
-  const c = request.condition.trim()
-  const where: Expr | undefined = c === '*' || c === '' ? undefined : parseQuery(`SELECT * FROM devices WHERE ${c}`).where
+  const where = conditionOf(request.condition)
   const deadline = performance.now() + request.maxMs
   const ids: string[] = []
   let scanned = 0

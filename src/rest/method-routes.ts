@@ -10,9 +10,10 @@ import type { Route } from './http-server.js'
 import { methodLimits } from './route-limits.js'
 
 // US-ASCII printable without $ ( ) < > @ , ; : \ " / [ ] ? = { } space and tab
-const METHOD_NAME = /^[!#%&'*+\-.0-9A-Z^_`a-z|~]{1,128}$/
+export const METHOD_NAME = /^[!#%&'*+\-.0-9A-Z^_`a-z|~]{1,128}$/
 
-function seconds(v: unknown, name: string, dflt: number, min: number, max: number): number {
+/** An optional whole number of seconds in [min, max] (`dflt` when absent); 400004 otherwise. */
+export function seconds(v: unknown, name: string, dflt: number, min: number, max: number): number {
   if (v === undefined || v === null) return dflt
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw new HubError(400004, `${name} must be an integer ${min}..${max}`)
   return v
