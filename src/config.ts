@@ -220,7 +220,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env,
 
 export function usage(): string {
   const lines = SETTINGS.map((s) => `  ${(s.flag + ' <v>').padEnd(24)} ${s.env.padEnd(26)} ${s.help}`)
-  return ['Usage: npm start -- [options]   (or node --import tsx src/main.ts [options])', '',
+  return ['Usage: npm start -- [options]   (or npx hyperhub start [options])', '',
     '  --config <file>          HYPERHUB_CONFIG            JSON file with any of the settings below', ...lines].join('\n')
 }
 

@@ -73,6 +73,7 @@ import { ensureLocalPki } from './tls/local-pki.js'
 import { WriteHealth } from './store/write-health.js'
 import { containLmdbDiagnostics } from './store/lmdb-diagnostics.js'
 import { prepareDataDir, protectStoreFiles } from './store/data-dir-permissions.js'
+import { removeRunFile, writeRunFile } from './hub-run-file.js'
 
 export interface RunningHub {
   config: HubConfig
@@ -329,6 +330,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
   let stopping: Promise<void> | undefined
   async function stop(): Promise<void> {
     stopping ??= (async () => {
+      removeRunFile(config.dataDir)
       for (const s of servers) s.close()
       front.server.close()
       if (httpsSocket) uWS.us_listen_socket_close(httpsSocket)
@@ -384,6 +386,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
     else openForStorage(routing.current)
     jobRunner.start()
     started = true
+    writeRunFile(config.dataDir, { pid: process.pid, hostName: config.hostName, host: config.host, ports: { https, mqtt, mqttTcp, amqp }, caCertFile: pki.caCertFile, startedAt: new Date().toISOString() })
     log.info('hub started', { hostName: config.hostName, mqtt, https, mqttTcp, amqp, shards: config.shards, partitions: config.partitions })
     return { config, get policies() { return policies.list() }, policyRegistry: policies, caCertFile: pki.caCertFile, ports: { mqtt, https, httpsBackend: backendPort, mqttTcp, amqp }, eventHubName, registry, edge, routes, throttles, blobStore, stop }
   } catch (e) {

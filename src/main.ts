@@ -1,11 +1,12 @@
-// `npm start`: runs the hub on its embedded defaults and prints how to connect to it.
+// `npm start` (and `npx hyperhub start`): runs the hub on its embedded defaults and prints how to
+// connect to it.
+import { pathToFileURL } from 'node:url'
 import { ConfigError, loadConfig, usage } from './config.js'
 import { startHub, StartupError } from './hub.js'
 import { createLogger } from './log.js'
 import { hasRight, serviceConnectionString } from './auth/policies.js'
 
-async function main(): Promise<void> {
-  const argv = process.argv.slice(2)
+async function main(argv: string[]): Promise<void> {
   if (argv.includes('--help') || argv.includes('-h')) {
     console.log(usage())
     return
@@ -57,11 +58,16 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => shutdown('SIGTERM'))
 }
 
-main().catch((e: unknown) => {
-  if (e instanceof ConfigError || e instanceof StartupError) {
-    console.error(`hyperhub: ${e.message}`)
-    process.exit(2)
-  }
-  console.error('hyperhub: failed to start:', e)
-  process.exit(1)
-})
+/** Starts the hub with these arguments; a bad setting or a port in use ends the process with one line and exit code 2. */
+export function runHub(argv: string[]): Promise<void> {
+  return main(argv).catch((e: unknown) => {
+    if (e instanceof ConfigError || e instanceof StartupError) {
+      console.error(`hyperhub: ${e.message}`)
+      process.exit(2)
+    }
+    console.error('hyperhub: failed to start:', e)
+    process.exit(1)
+  })
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) void runHub(process.argv.slice(2))

@@ -1,0 +1,7 @@
+#!/usr/bin/env node
+// `npx hyperhub …`: the command line runs from its TypeScript sources through tsx (as `npm start` does).
+import { register } from 'tsx/esm/api'
+
+register()
+const { main } = await import('./hyperhub.ts')
+process.exit(await main(process.argv.slice(2)))
