@@ -10,6 +10,8 @@ import { parseTier, tierLimits, TierError } from './throttle/tiers.js'
 
 export interface HubConfig {
   hostName: string
+  /** naming mode: the hub answers as `<name>.azure-devices.net` (for tools that insist on Azure's host names) */
+  azureHubName: string
   tlsNames: string[]
   host: string
   dataDir: string
@@ -63,6 +65,7 @@ interface Setting { key: keyof HubConfig; flag: string; env: string; kind: Kind;
 
 export const SETTINGS: Setting[] = [
   { key: 'hostName', flag: '--host-name', env: 'HYPERHUB_HOST_NAME', kind: 'string', help: 'IoT hub host name devices and services put in their connection strings' },
+  { key: 'azureHubName', flag: '--azure-hub-name', env: 'HYPERHUB_AZURE_HUB_NAME', kind: 'optionalString', help: 'naming mode: the host name becomes <name>.azure-devices.net (for tools such as Azure IoT Explorer; map it to this machine in the hosts file)' },
   { key: 'tlsNames', flag: '--tls-names', env: 'HYPERHUB_TLS_NAMES', kind: 'names', help: 'extra DNS names / IPs for the server certificate (comma-separated)' },
   { key: 'host', flag: '--host', env: 'HYPERHUB_HOST', kind: 'string', help: 'address every listener binds' },
   { key: 'dataDir', flag: '--data-dir', env: 'HYPERHUB_DATA_DIR', kind: 'string', help: 'where LMDB and the local CA live' },
@@ -100,7 +103,7 @@ export const SETTINGS: Setting[] = [
 
 export function defaultConfig(): HubConfig {
   return {
-    hostName: 'localhost', tlsNames: [], host: '0.0.0.0', dataDir: './data',
+    hostName: 'localhost', azureHubName: '', tlsNames: [], host: '0.0.0.0', dataDir: './data',
     mqttPort: 8883, httpsPort: 443, mqttTcpPort: null, amqpPort: 5671,
     shards: Math.max(1, availableParallelism() - 1), partitions: 4, retentionDays: 1, logLevel: 'info', durability: 'process', sasVerifier: 'wasm', mqttFramer: 'wasm', minFreeDiskMb: 100, allowPrivateWebhooks: false, maxTokenLifetimeDays: 365, tier: 'unlimited',
     blobStore: 'embedded', blobPort: 0, blobStoreStart: 'boot', fileUploadContainer: 'fileupload', fileUploadSasTtlMinutes: 60, fileUploadNotifications: true,
@@ -214,6 +217,13 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env,
   }
   const out = { ...(config as unknown as HubConfig), ...overrides }
   out.dataDir = resolve(out.dataDir)
+  if (out.azureHubName !== '') {
+    // Azure's hub names: 3-50 letters, digits and hyphens, not starting or ending with a hyphen
+    if (!/^[A-Za-z0-9][A-Za-z0-9-]{1,48}[A-Za-z0-9]$/.test(out.azureHubName)) throw new ConfigError(`azureHubName: must be 3-50 letters, digits and hyphens, not starting or ending with a hyphen (got ${JSON.stringify(out.azureHubName)}); ${where(SETTINGS.find((x) => x.key === 'azureHubName')!)}`)
+    const named = `${out.azureHubName.toLowerCase()}.azure-devices.net`
+    if (config.hostName !== 'localhost' && config.hostName !== named) throw new ConfigError(`azureHubName: sets the host name to ${named}, but hostName is also set (to ${JSON.stringify(config.hostName)}); set only one of them`)
+    out.hostName = named
+  }
   if (out.jwks !== '' && out.jwtIssuer === '') throw new ConfigError('jwtIssuer: --jwks needs the issuer its tokens carry; set it with --jwt-issuer, HYPERHUB_JWT_ISSUER or "jwtIssuer" in the config file')
   return out
 }

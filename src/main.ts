@@ -46,6 +46,12 @@ async function main(argv: string[]): Promise<void> {
     '',
     'Trust the hub\'s local CA in every client process:',
     `  export NODE_EXTRA_CA_CERTS=${hub.caCertFile}`,
+    // tools that resolve the host name and use the system's trust store (Azure IoT Explorer)
+    ...(config.hostName !== 'localhost' ? [
+      `Tools that dial ${config.hostName} need it to point here and the CA trusted by the system:`,
+      `  hosts file (/etc/hosts, or C:\\Windows\\System32\\drivers\\etc\\hosts):  127.0.0.1 ${config.hostName}`,
+      `  CA to trust: ${hub.caCertFile}`,
+    ] : []),
     '',
   ].join('\n'))
   let signals = 0

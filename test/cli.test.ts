@@ -246,3 +246,22 @@ describe('hyperhub token', () => {
     expect(await failure(['token', '--role', 'Data Wizard'])).toMatchObject({ code: 2, stderr: expect.stringContaining("unknown role 'Data Wizard'") })
   })
 })
+
+describe('naming mode', () => {
+  it('a hub named myhub.azure-devices.net has a certificate and tokens for that name, which the CLI uses from a connection string', async () => {
+    const named = await startTestHub({ azureHubName: 'myhub', hostName: 'myhub.azure-devices.net' })
+    try {
+      const owner = `HostName=myhub.azure-devices.net;SharedAccessKeyName=iothubowner;SharedAccessKey=${named.policyKey('iothubowner')}`
+      // what a tool with a hosts-file line does: dial this machine, check the certificate for the Azure name
+      const args = [...CLI, '-l', owner, '--hub', `127.0.0.1:${named.hub.ports.https}`, '--ca', join(named.dataDir, 'tls', 'ca.pem')]
+      await run(process.execPath, [...args, 'device', 'create', 'named-dev'], { env: env() })
+      const cs = (await run(process.execPath, [...args, 'device', 'connection-string', 'named-dev'], { env: env() })).stdout
+      // from a connection string the CLI knows no MQTT port but the SDKs' 8883
+      expect(cs).toMatch(/^HostName=myhub\.azure-devices\.net;DeviceId=named-dev;SharedAccessKey=/)
+      const token = (await run(process.execPath, [...args, 'token'], { env: env() })).stdout.trim()
+      expect(token).toMatch(/^SharedAccessSignature sr=myhub\.azure-devices\.net&sig=/)
+    } finally {
+      await named.stop()
+    }
+  })
+})

@@ -45,6 +45,15 @@ describe('loadConfig', () => {
     expect(() => loadConfig(argv as string[], {})).toThrow(message)
   })
 
+  it('naming mode: --azure-hub-name makes the host name <name>.azure-devices.net, and refuses a bad name or a second host name', () => {
+    expect(loadConfig(['--azure-hub-name', 'MyHub'], {}).hostName).toBe('myhub.azure-devices.net')
+    expect(loadConfig([], { HYPERHUB_AZURE_HUB_NAME: 'lab-7' }).hostName).toBe('lab-7.azure-devices.net')
+    expect(loadConfig(['--azure-hub-name', 'lab-7', '--host-name', 'lab-7.azure-devices.net'], {}).hostName).toBe('lab-7.azure-devices.net')
+    expect(() => loadConfig(['--azure-hub-name', '-bad'], {})).toThrow('azureHubName: must be 3-50 letters, digits and hyphens, not starting or ending with a hyphen (got "-bad"); set it with --azure-hub-name, HYPERHUB_AZURE_HUB_NAME or "azureHubName" in the config file')
+    expect(() => loadConfig(['--azure-hub-name', 'ab'], {})).toThrow(/azureHubName: must be 3-50/)
+    expect(() => loadConfig(['--azure-hub-name', 'lab', '--host-name', 'hub.lan'], {})).toThrow('azureHubName: sets the host name to lab.azure-devices.net, but hostName is also set (to "hub.lan"); set only one of them')
+  })
+
   it('rejects bad environment values and bad config files', () => {
     expect(() => loadConfig([], { HYPERHUB_SHARDS: 'many' })).toThrow(/shards: must be an integer/)
     const bad = join(dir, 'bad.json')
