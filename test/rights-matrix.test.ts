@@ -74,6 +74,9 @@ const EXPECTED: Row[] = [
   { method: 'get', path: '/routing/routes/nosuchroute', needs: 'ControlPlane' },
   { method: 'put', path: '/routing/routes/rm-route', needs: 'ControlPlane' },
   { method: 'delete', path: '/routing/routes/nosuchroute', needs: 'ControlPlane' },
+  // ARM's route test APIs: nothing is routed, but a condition is hub configuration
+  { method: 'post', path: '/routing/routes/$testnew', needs: 'ControlPlane' },
+  { method: 'post', path: '/routing/routes/$testall', needs: 'ControlPlane' },
   { method: 'get', path: '/routing/fallbackRoute', needs: 'ControlPlane' },
   { method: 'put', path: '/routing/fallbackRoute', needs: 'ControlPlane' },
   { method: 'get', path: '/routing/endpoints', needs: 'ControlPlane' },
