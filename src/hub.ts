@@ -57,6 +57,7 @@ import { moduleRoutes } from './rest/module-routes.js'
 import { moduleTwinRoutes } from './rest/module-twin-routes.js'
 import type { RoutingConfig } from './routing/routing-config.js'
 import { operatorRoutes } from './rest/operator-routes.js'
+import { dashboardRoutes } from './rest/dashboard-routes.js'
 import { HubMetrics } from './metrics/hub-metrics.js'
 import { HubThrottles, type HubThrottlesOptions } from './throttle/hub-throttles.js'
 import { parseTier } from './throttle/tiers.js'
@@ -323,7 +324,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
   let started = false
   routes.push(...operatorRoutes(metrics, {
     notReady: () => (stopping ? ['the hub is stopping'] : started ? [] : ['listeners', 'shards']),
-  }))
+  }), ...dashboardRoutes())
   mountRest(app, routes.map((r) => withTierLimits(r, throttles)), edge.authenticator, log, front)
 
   let httpsSocket: us_listen_socket | undefined

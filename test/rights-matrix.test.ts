@@ -58,6 +58,9 @@ const EXPECTED: Row[] = [
   // probes say only whether the hub serves: open to anyone, as a load balancer's are
   { method: 'get', path: '/health', needs: 'Anyone' },
   { method: 'get', path: '/ready', needs: 'Anyone' },
+  // the dashboard's static files carry no secrets: the browser signs its API calls itself
+  { method: 'get', path: '/dashboard', needs: 'Anyone' },
+  { method: 'get', path: '/dashboard/', needs: 'Anyone' },
   ...['/messages/events', '/messages/endpoints/rmlog'].flatMap((base): Row[] => [
     { method: 'get', path: `${base}/partitions`, needs: 'ServiceConnect', role: 'sas-only' },
     { method: 'get', path: `${base}/partitions/0`, needs: 'ServiceConnect', role: 'sas-only' },
