@@ -33,6 +33,7 @@ import { c2dRoutes } from './rest/c2d-routes.js'
 import { endpointLogRoutes, eventsRoutes } from './rest/events-routes.js'
 import { queryRoutes } from './rest/query-routes.js'
 import { routingRoutes } from './rest/routing-routes.js'
+import { routeTestRoutes } from './rest/route-test-routes.js'
 import { RoutingService } from './routing/routing-service.js'
 import { QueryPool } from './query/query-pool.js'
 import { ConfigurationStore } from './configurations/configuration-store.js'
@@ -56,6 +57,7 @@ import { moduleRoutes } from './rest/module-routes.js'
 import { moduleTwinRoutes } from './rest/module-twin-routes.js'
 import type { RoutingConfig } from './routing/routing-config.js'
 import { operatorRoutes } from './rest/operator-routes.js'
+import { dashboardRoutes } from './rest/dashboard-routes.js'
 import { HubMetrics } from './metrics/hub-metrics.js'
 import { HubThrottles, type HubThrottlesOptions } from './throttle/hub-throttles.js'
 import { parseTier } from './throttle/tiers.js'
@@ -292,7 +294,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
   stream.mount(app, edge.authenticator, front)
   const routes: Route[] = [
     ...registryRoutes(registry, edge, new BulkRegistry(registry, (id, patch, ifMatch) => shards.request('twin.update', id, 'patch', patch, ifMatch))), ...moduleRoutes(modules), ...moduleTwinRoutes(modules, shards), ...eventsRoutes(endpoint), ...twinRoutes(registry, shards), ...methodRoutes(registry, edge, modules),
-    ...c2dRoutes(registry, shards, feedback, eventHubName), ...routingRoutes(routing), ...endpointLogRoutes((name) => routing.logEndpoint(name)),
+    ...c2dRoutes(registry, shards, feedback, eventHubName), ...routingRoutes(routing), ...routeTestRoutes(routing), ...endpointLogRoutes((name) => routing.logEndpoint(name)),
     ...queryRoutes(queries), ...configurationRoutes(configurations, configurationApplier, registry),
     ...digitalTwinRoutes(registry, modules, shards, edge), ...policyRoutes(policies), ...certificateRoutes(authorities),
     ...jobRoutes(jobStore, jobRunner, throttles), ...importExportRoutes(importExportJobs, edge.authenticator),
@@ -323,7 +325,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
   let started = false
   routes.push(...operatorRoutes(metrics, {
     notReady: () => (stopping ? ['the hub is stopping'] : started ? [] : ['listeners', 'shards']),
-  }))
+  }), ...dashboardRoutes())
   mountRest(app, routes.map((r) => withTierLimits(r, throttles)), edge.authenticator, log, front)
 
   let httpsSocket: us_listen_socket | undefined

@@ -58,6 +58,9 @@ const EXPECTED: Row[] = [
   // probes say only whether the hub serves: open to anyone, as a load balancer's are
   { method: 'get', path: '/health', needs: 'Anyone' },
   { method: 'get', path: '/ready', needs: 'Anyone' },
+  // the dashboard's static files carry no secrets: the browser signs its API calls itself
+  { method: 'get', path: '/dashboard', needs: 'Anyone' },
+  { method: 'get', path: '/dashboard/', needs: 'Anyone' },
   ...['/messages/events', '/messages/endpoints/rmlog'].flatMap((base): Row[] => [
     { method: 'get', path: `${base}/partitions`, needs: 'ServiceConnect', role: 'sas-only' },
     { method: 'get', path: `${base}/partitions/0`, needs: 'ServiceConnect', role: 'sas-only' },
@@ -74,6 +77,9 @@ const EXPECTED: Row[] = [
   { method: 'get', path: '/routing/routes/nosuchroute', needs: 'ControlPlane' },
   { method: 'put', path: '/routing/routes/rm-route', needs: 'ControlPlane' },
   { method: 'delete', path: '/routing/routes/nosuchroute', needs: 'ControlPlane' },
+  // ARM's route test APIs: nothing is routed, but a condition is hub configuration
+  { method: 'post', path: '/routing/routes/$testnew', needs: 'ControlPlane' },
+  { method: 'post', path: '/routing/routes/$testall', needs: 'ControlPlane' },
   { method: 'get', path: '/routing/fallbackRoute', needs: 'ControlPlane' },
   { method: 'put', path: '/routing/fallbackRoute', needs: 'ControlPlane' },
   { method: 'get', path: '/routing/endpoints', needs: 'ControlPlane' },

@@ -49,8 +49,8 @@ async function wait(ms: number, refusal: () => HubError): Promise<void> {
   try { await new Promise((resolve) => setTimeout(resolve, ms)) } finally { waiting-- }
 }
 
-/** Never faulted: the control plane (so a hub-wide fault can be taken back) and the operators' probes. */
-const UNFAULTED = /^\/(hyperhub\/|health\/?$|ready\/?$|metrics\/?$)/
+/** Never faulted: the control plane (so a hub-wide fault can be taken back), the operators' probes and the dashboard's files. */
+const UNFAULTED = /^\/(hyperhub\/|health\/?$|ready\/?$|metrics\/?$|dashboard(\/|$))/
 
 async function injectedFaults(req: RestRequest, throttles: HubThrottles): Promise<void> {
   if (!throttles.faults.active || UNFAULTED.test(req.path)) return

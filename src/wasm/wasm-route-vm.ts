@@ -111,32 +111,58 @@ export class WasmRouteSet {
 
   /** The value route `route`'s expression yields (arrays and objects as WASM_ARRAY / WASM_OBJECT). */
   evaluateValue(route: number): Value | typeof WASM_ARRAY | typeof WASM_OBJECT {
-    const code = this.code0(route)
-    const mem = memoryBytes
-    switch (code) {
-      case RESULT_BAIL: {
-        const v = evaluateCondition(this.programs[route]!, this.current!)
-        return Array.isArray(v) ? WASM_ARRAY : v !== null && typeof v === 'object' ? WASM_OBJECT : v
-      }
-      case 0: return undefined
-      case 1: return null
-      case 2: return false
-      case 7: return true
-      case 3: return mem.readDoubleLE(out.ptr)
-      case 4: {
-        const ptr = mem.readUInt32LE(out.ptr + 8), len = mem.readInt32LE(out.ptr + 12)
-        return mem.toString('utf16le', ptr, ptr + 2 * len)
-      }
-      case 5: return WASM_ARRAY
-      case 6: return WASM_OBJECT
-      default: throw new Error(`route ${route}: the VM rejected the program (code ${code})`)
-    }
+    return resultValue(this.code0(route), this.programs[route]!, this.current!, route)
   }
 
   /** Whether the last evaluateValue/matches of `route` needed the JS fallback (tests). */
   bails(route: number): boolean {
     return this.code0(route) === RESULT_BAIL
   }
+}
+
+/** A VM result code as a value; a bail is evaluated by the JS interpreter on the same message. */
+function resultValue(code: number, program: CompiledCondition, message: PreparedMessage, route: number): Value | typeof WASM_ARRAY | typeof WASM_OBJECT {
+  const mem = memoryBytes
+  switch (code) {
+    case RESULT_BAIL: {
+      const v = evaluateCondition(program, message)
+      return Array.isArray(v) ? WASM_ARRAY : v !== null && typeof v === 'object' ? WASM_OBJECT : v
+    }
+    case 0: return undefined
+    case 1: return null
+    case 2: return false
+    case 7: return true
+    case 3: return mem.readDoubleLE(out.ptr)
+    case 4: {
+      const ptr = mem.readUInt32LE(out.ptr + 8), len = mem.readInt32LE(out.ptr + 12)
+      return mem.toString('utf16le', ptr, ptr + 2 * len)
+    }
+    case 5: return WASM_ARRAY
+    case 6: return WASM_OBJECT
+    default: throw new Error(`route ${route}: the VM rejected the program (code ${code})`)
+  }
+}
+
+// one-off evaluations (the route test API) share these regions, grown as needed: a WasmRouteSet per
+// call would reserve memory that is never returned, so each test would grow the module for good
+let once: { code: ScratchRegion; image: ScratchRegion } | undefined
+
+/**
+ * The value each program yields for one message, for programs evaluated once and dropped (the route
+ * test API). `programs` and the image must share `interner`: give each call a fresh one, or every
+ * name ever tested would stay interned in the hub's own.
+ */
+export function evaluateOnce(programs: readonly CompiledCondition[], message: RouteMessage | PreparedMessage, interner: NameInterner): (Value | typeof WASM_ARRAY | typeof WASM_OBJECT)[] {
+  once ??= { code: new ScratchRegion(4096), image: new ScratchRegion(4096) }
+  const prepared = isPrepared(message) ? message : prepareMessage(message)
+  const image = encodeMessageImage(prepared, interner)
+  once.image.ensure(image.length)
+  memoryBytes.set(image, once.image.ptr)
+  return programs.map((p, k) => {
+    once!.code.ensure(p.bytes.length)
+    memoryBytes.set(p.bytes, once!.code.ptr)
+    return resultValue(vm.routeEval(once!.code.ptr, once!.image.ptr, work.ptr, work.capacity, out.ptr), p, prepared, k)
+  })
 }
 
 function isPrepared(m: RouteMessage | PreparedMessage): m is PreparedMessage {

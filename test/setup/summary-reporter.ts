@@ -6,13 +6,15 @@ export default class SummaryReporter implements Reporter {
   onTestRunEnd(modules: ReadonlyArray<TestModule>): void {
     let passed = 0, failed = 0, skipped = 0
     for (const m of modules) {
+      const failedBefore = failed
       for (const t of m.children.allTests()) {
         const state = t.result().state
         if (state === 'passed') passed++
         else if (state === 'failed') failed++
         else skipped++
       }
-      if (m.state() === 'failed' && [...m.children.allTests()].length === 0) failed++
+      // a file that failed outside its tests (an import, or a hook: its tests were skipped) counts once
+      if (m.state() === 'failed' && failed === failedBefore) failed++
     }
     process.stdout.write(`\ntests: ${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}\n`)
   }

@@ -1,0 +1,89 @@
+// The session and the hub's REST API from the browser. The session lives in sessionStorage only (gone
+// with the tab; never in localStorage, a URL or the console). A 401 on the first call after logging in
+// means the credentials are wrong: the session is dropped and the login page says why.
+import { serviceToken } from './sas.js'
+
+const KEY = 'hyperhub.session'
+const API_VERSION = '2021-04-12'
+
+/** `{ kind: 'sas', hostName, keyName, key }` or `{ kind: 'bearer', token }`, and whether a call has succeeded with it. */
+export function currentSession() {
+  try { return JSON.parse(sessionStorage.getItem(KEY) ?? 'null') } catch { return null }
+}
+
+let cached = null
+const listeners = new Set()
+
+export function logIn(session) {
+  cached = null
+  sessionStorage.setItem(KEY, JSON.stringify({ ...session, verified: false }))
+}
+
+export function logOut(reason) {
+  cached = null
+  sessionStorage.removeItem(KEY)
+  if (reason) sessionStorage.setItem(`${KEY}.refused`, reason)
+  else sessionStorage.removeItem(`${KEY}.refused`)
+  for (const f of listeners) f()
+}
+
+/** Why the last login was refused (read once). */
+export function takeRefusal() {
+  const r = sessionStorage.getItem(`${KEY}.refused`)
+  sessionStorage.removeItem(`${KEY}.refused`)
+  return r
+}
+
+/** Called after logOut (the app goes back to the login page). */
+export function onLoggedOut(f) { listeners.add(f) }
+
+/** The Authorization header: a SAS token made here (renewed 5 minutes before it expires) or the bearer token. */
+export async function authorization() {
+  const s = currentSession()
+  if (!s) throw new Error('not logged in')
+  if (s.kind === 'bearer') return `Bearer ${s.token}`
+  if (!cached || cached.expiresAt - Date.now() < 300_000) cached = await serviceToken(s)
+  return cached.token
+}
+
+/** A SAS token for the event stream (it takes no bearer tokens), or null. */
+export async function streamToken() {
+  return currentSession()?.kind === 'sas' ? authorization() : null
+}
+
+/** Azure's error body `{"Message":"ErrorCode:Name;text"}` as "404 DeviceNotOnline: text". */
+export function errorText(res) {
+  const m = typeof res.body?.Message === 'string' ? /^ErrorCode:([^;]*);([\s\S]*)$/.exec(res.body.Message) : null
+  if (m) return `${res.status} ${m[1]}: ${m[2]}`
+  const text = typeof res.body === 'string' ? res.body : JSON.stringify(res.body ?? '')
+  return `${res.status}${text ? `: ${text.slice(0, 300)}` : ''}`
+}
+
+/**
+ * Calls the hub: `{ ok, status, headers, body }` (body parsed when JSON). Network failures resolve
+ * with status 0 and the reason, so callers show one kind of result.
+ */
+export async function api(method, path, { body, raw, headers = {} } = {}) {
+  const url = new URL(path, location.origin)
+  if (!url.searchParams.has('api-version')) url.searchParams.set('api-version', API_VERSION)
+  let res
+  try {
+    const h = { Authorization: await authorization(), ...headers }
+    if (body !== undefined) h['Content-Type'] = 'application/json'
+    res = await fetch(url, { method, headers: h, body: body !== undefined ? JSON.stringify(body) : raw, cache: 'no-store' })
+  } catch (e) {
+    return { ok: false, status: 0, headers: new Headers(), body: { Message: `ErrorCode:NetworkError;${e.message}` } }
+  }
+  const text = await res.text()
+  let parsed = text
+  if ((res.headers.get('content-type') ?? '').includes('json') && text !== '') {
+    try { parsed = JSON.parse(text) } catch { /* shown as text */ }
+  }
+  const out = { ok: res.ok, status: res.status, headers: res.headers, body: parsed }
+  const s = currentSession()
+  if (s && !s.verified) {
+    if (res.status === 401) logOut(`The hub refused these credentials: ${errorText(out)}`)
+    else if (res.ok) sessionStorage.setItem(KEY, JSON.stringify({ ...s, verified: true }))
+  }
+  return out
+}
