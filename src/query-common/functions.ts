@@ -10,6 +10,9 @@
 // - Wrong argument types → undefined. AS_NUMBER accepts JSON number syntax only (no spaces, no
 //   '+', no hex). SUBSTRING truncates start/length toward zero and clamps them to the string.
 // - LENGTH, SUBSTRING, INDEX_OF count UTF-16 code units; LOWER/UPPER are full Unicode.
+// - CONCAT, LOWER and UPPER build at most STRING_BUDGET code units in one evaluation (4 × the largest
+//   message body); past it they are undefined: nested CONCATs over a 256 KB body would otherwise make
+//   the hub copy gigabytes for one message.
 import { compareValues, finite, isPrimitive, type Value } from './values.js'
 
 export interface FunctionSpec {
@@ -19,6 +22,29 @@ export interface FunctionSpec {
   maxArgs: number
   routes: boolean
   impl: (args: Value[]) => Value
+}
+
+/** Code units CONCAT, LOWER and UPPER may build in one evaluation (of a route condition, or of a query over one document). */
+export const STRING_BUDGET = 1 << 20
+let budget = STRING_BUDGET
+/** Called as an evaluation starts. */
+export function resetStringBudget(): void {
+  budget = STRING_BUDGET
+}
+/** Takes `units` from the budget; false (and the budget spent) once it would run out. */
+function spend(units: number): boolean {
+  if (units > budget) { budget = 0; return false }
+  budget -= units
+  return true
+}
+// toUpperCase can make up to three code units of one (ß → SS, ΐ → Ϊ́)
+const changeCase = (upper: boolean) => (a: Value[]) => typeof a[0] === 'string' && spend(a[0].length * (upper ? 3 : 2)) ? (upper ? a[0].toUpperCase() : a[0].toLowerCase()) : undefined
+
+function concat(a: Value[]): Value {
+  if (!a.every((x) => typeof x === 'string')) return undefined
+  let total = 0
+  for (const s of a as string[]) total += s.length
+  return spend(total) ? (a as string[]).join('') : undefined
 }
 
 const num = (f: (x: number) => number) => (a: Value[]) => typeof a[0] === 'number' ? finite(f(a[0])) : undefined
@@ -57,10 +83,10 @@ const SPECS: Array<Omit<FunctionSpec, 'id'>> = [
   { name: 'IS_OBJECT', minArgs: 1, maxArgs: 1, routes: true, impl: (a) => a[0] !== null && typeof a[0] === 'object' && !Array.isArray(a[0]) },
   { name: 'IS_PRIMITIVE', minArgs: 1, maxArgs: 1, routes: true, impl: (a) => isPrimitive(a[0]) },
   { name: 'IS_STRING', minArgs: 1, maxArgs: 1, routes: true, impl: (a) => typeof a[0] === 'string' },
-  { name: 'CONCAT', minArgs: 1, maxArgs: 64, routes: true, impl: (a) => a.every((x) => typeof x === 'string') ? (a as string[]).join('') : undefined },
+  { name: 'CONCAT', minArgs: 1, maxArgs: 64, routes: true, impl: concat },
   { name: 'LENGTH', minArgs: 1, maxArgs: 1, routes: true, impl: (a) => typeof a[0] === 'string' ? a[0].length : undefined },
-  { name: 'LOWER', minArgs: 1, maxArgs: 1, routes: true, impl: (a) => typeof a[0] === 'string' ? a[0].toLowerCase() : undefined },
-  { name: 'UPPER', minArgs: 1, maxArgs: 1, routes: true, impl: (a) => typeof a[0] === 'string' ? a[0].toUpperCase() : undefined },
+  { name: 'LOWER', minArgs: 1, maxArgs: 1, routes: true, impl: changeCase(false) },
+  { name: 'UPPER', minArgs: 1, maxArgs: 1, routes: true, impl: changeCase(true) },
   { name: 'SUBSTRING', minArgs: 2, maxArgs: 3, routes: true, impl: substring },
   { name: 'INDEX_OF', minArgs: 2, maxArgs: 2, routes: true, impl: str2((s, t) => s.indexOf(t)) },
   { name: 'STARTS_WITH', minArgs: 2, maxArgs: 2, routes: true, impl: str2((s, t) => s.startsWith(t)) },

@@ -5,7 +5,7 @@
 // bounded by a page, not by the fleet, and a page holds the one query worker for a bounded time
 // (queries wait behind it). Counts are summed by the caller across the pages of one cycle.
 import type { Value } from '../query-common/values.js'
-import { evaluateExpression } from './query-evaluator.js'
+import { whereHolds } from './query-evaluator.js'
 import { parseQuery } from './query-parser.js'
 import type { Expr } from '../query-common/ast.js'
 
@@ -64,7 +64,7 @@ export function conditionOf(condition: string): Expr | undefined {
   return parseQuery(`SELECT * FROM devices WHERE ${c}`).where
 }
 
-const holds = (e: Expr | undefined, doc: Value) => e === undefined || evaluateExpression(e, doc) === true
+const holds = (e: Expr | undefined, doc: Value) => whereHolds(e, doc)
 
 /** The same configurations with the same statuses, in whatever order they were written. */
 function sameStatuses(a: Statuses, b: Statuses): boolean {

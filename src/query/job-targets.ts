@@ -2,7 +2,7 @@
 // that the job's condition holds for, a page at a time. A page ends after `max` matches, or after
 // `maxScanned` twins or `maxMs`, so one task holds the worker (and the queries behind it) briefly.
 import type { Value } from '../query-common/values.js'
-import { evaluateExpression } from './query-evaluator.js'
+import { whereHolds } from './query-evaluator.js'
 import { conditionOf } from './configuration-plan.js'
 
 export interface JobTargetsRequest {
@@ -26,7 +26,7 @@ export function pickJobTargets(request: JobTargetsRequest, twins: Iterable<{ key
   const ids: string[] = []
   let scanned = 0
   for (const { key, twin } of twins) {
-    if (where === undefined || evaluateExpression(where, twin as Value) === true) ids.push(key)
+    if (whereHolds(where, twin as Value)) ids.push(key)
     scanned++
     const full = ids.length >= request.max || scanned >= request.maxScanned || ((scanned & 15) === 0 && performance.now() > deadline)
     if (full) return { ids, resumeAfter: key }

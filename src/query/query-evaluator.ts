@@ -17,7 +17,7 @@
 //   continuation is an opaque token (offset + a hash of the query text), undefined on the last page;
 //   a token from another query is rejected with InvalidContinuationError. TOP caps the whole result.
 import type { Expr, Segment } from '../query-common/ast.js'
-import { lookupFunction } from '../query-common/functions.js'
+import { lookupFunction, resetStringBudget } from '../query-common/functions.js'
 import { and, arithmetic, comparison, element, inList, member, negate, not, or, type JsonValue, type Value } from '../query-common/values.js'
 import { parseQuery, type Projection, type Query } from './query-parser.js'
 
@@ -126,8 +126,15 @@ function aggregate(query: Query, docs: Value[]): object {
   return item
 }
 
+/** Whether a WHERE clause holds for one document (each document gets the string functions' whole budget). */
+export function whereHolds(where: Expr | undefined, doc: Value): boolean {
+  if (where === undefined) return true
+  resetStringBudget()
+  return evaluateExpression(where, doc) === true
+}
+
 function matches(query: Query, doc: Value): boolean {
-  return query.where === undefined || evaluateExpression(query.where, doc) === true
+  return whereHolds(query.where, doc)
 }
 
 function hashQuery(source: string): string {

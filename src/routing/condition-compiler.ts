@@ -188,5 +188,11 @@ export function compileExpression(e: Expr, source = '', interner: NameInterner =
 
 /** Parses and compiles a route condition; throws QuerySyntaxError with the position. */
 export function compileCondition(source: string, interner: NameInterner = defaultInterner): CompiledCondition {
-  return compileExpression(parseCondition(source), source, interner)
+  try {
+    return compileExpression(parseCondition(source), source, interner)
+  } catch (e) {
+    // thousands of chained ORs are flat to read but deep to walk: the stack, not the language, ends them
+    if (e instanceof RangeError) throw new QuerySyntaxError('the condition has too many terms to compile; split it into several routes', source, 0)
+    throw e
+  }
 }

@@ -1,7 +1,7 @@
 // The reference evaluator of route-condition bytecode: plain JS over a PreparedMessage
 // (route-message.ts), with the operator and function semantics of src/query-common. The WASM VM
 // must agree with it on every program and message (test/route-vm-differential.test.ts).
-import { functionById } from '../query-common/functions.js'
+import { functionById, resetStringBudget } from '../query-common/functions.js'
 import { and, arithmetic, comparison, element, inList, member, negate, not, or, type Value } from '../query-common/values.js'
 import { readConstants, type Constant } from './bytecode.js'
 import type { CompiledCondition } from './condition-compiler.js'
@@ -33,6 +33,7 @@ const ARITHMETIC_OPS = ['+', '-', '*', '/', '%']
 /** The value a condition evaluates to against a prepared message. */
 export function evaluateCondition(program: CompiledCondition, message: PreparedMessage): Value {
   const { view, bytes, constants, codeOffset } = load(program)
+  resetStringBudget()
   const stack: Value[] = []
   let pc = codeOffset
   for (;;) {
