@@ -23,11 +23,25 @@ export function runFilePath(dataDir: string): string {
 /** Written once every listener is bound; replaced whole, so a reader never sees half of it. */
 export function writeRunFile(dataDir: string, info: HubRunInfo): void {
   const tmp = `${runFilePath(dataDir)}.${process.pid}.tmp`
-  writeFileSync(tmp, `${JSON.stringify(info, null, 2)}\n`)
+  // created, never opened through a link someone left in its place
+  rmSync(tmp, { force: true })
+  writeFileSync(tmp, `${JSON.stringify(info, null, 2)}\n`, { flag: 'wx', mode: 0o644 })
   renameSync(tmp, runFilePath(dataDir))
 }
 
-/** Removed at stop, unless another hub has written it since (two hubs on one data directory are refused by the store, but a restart may overlap). */
+/** The pid of another hub that is running on this data directory, if its run file says so and that process lives. */
+export function otherHubRunning(dataDir: string): number | undefined {
+  const pid = readRunFile(dataDir)?.pid
+  if (!Number.isInteger(pid) || pid === process.pid) return undefined
+  try {
+    process.kill(pid!, 0)
+    return pid
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM' ? pid : undefined
+  }
+}
+
+/** Removed at stop, unless another hub has written it since. */
 export function removeRunFile(dataDir: string, pid = process.pid): void {
   if (readRunFile(dataDir)?.pid === pid) rmSync(runFilePath(dataDir), { force: true })
 }

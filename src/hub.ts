@@ -75,7 +75,7 @@ import { ensureLocalPki } from './tls/local-pki.js'
 import { WriteHealth } from './store/write-health.js'
 import { containLmdbDiagnostics } from './store/lmdb-diagnostics.js'
 import { prepareDataDir, protectStoreFiles } from './store/data-dir-permissions.js'
-import { removeRunFile, writeRunFile } from './hub-run-file.js'
+import { otherHubRunning, removeRunFile, writeRunFile } from './hub-run-file.js'
 
 export interface RunningHub {
   config: HubConfig
@@ -133,6 +133,9 @@ async function loadPolicies(store: ReturnType<typeof openHubStore>): Promise<Acc
 export async function startHub(config: HubConfig, log: Logger, options: StartHubOptions = {}): Promise<RunningHub> {
   containLmdbDiagnostics(log)
   prepareDataDir(config.dataDir, log)
+  // LMDB lets two processes open one store, but two hubs on it would each think they own every partition
+  const other = otherHubRunning(config.dataDir)
+  if (other !== undefined) throw new StartupError(`another hub (process ${other}) is running on ${config.dataDir}; stop it first, or start this one with another --data-dir`)
   const store = openHubStore(config.dataDir, config.durability)
   protectStoreFiles(config.dataDir)
   // the main thread's writes (registry, checkpoints, consumer groups, feedback): refused with 503 ServerBusy while they cannot work

@@ -1,7 +1,7 @@
 // `hyperhub …` against a real hub: each command as a person runs it (a child process that finds the
 // hub from its data directory), and each error a person can hit as one line and its exit code.
 import { execFile, spawn } from 'node:child_process'
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import type mqttPacket from 'mqtt-packet'
@@ -191,7 +191,7 @@ describe('hyperhub with no hub or a bad target', () => {
     expect(existsSync(join(dir, 'hub-running.json'))).toBe(false)
     expect(await failure(['device', 'list', '--ca', join(dir, 'nope.pem')], dir)).toMatchObject({ code: 2, stderr: expect.stringMatching(/^hyperhub: cannot read the CA file .*nope\.pem \(ENOENT\)\n$/) })
     const refused = await failure(['device', 'list', '--hub', '127.0.0.1:1'], dir)
-    expect(refused).toEqual({ code: 1, stderr: `hyperhub: the hub is not running: connection refused at https://127.0.0.1:1 (no hub-running.json in ${dir}); start it with "npx hyperhub start"\n` })
+    expect(refused).toEqual({ code: 1, stderr: `hyperhub: the hub is not running: connection refused at https://127.0.0.1:1 (no running hub recorded in ${dir}); start it with "npx hyperhub start"\n` })
     expect(await failure(['device', 'list'], `${dir}-missing`)).toEqual({ code: 2, stderr: `hyperhub: no hub data in ${dir}-missing (has the hub been started there? --data-dir or HYPERHUB_DATA_DIR names it)\n` })
     expect(existsSync(`${dir}-missing`)).toBe(false)
     expect(await failure(['-l', 'HostName=localhost;SharedAccessKey=abc', 'device', 'list'])).toEqual({ code: 2, stderr: 'hyperhub: the connection string has no SharedAccessKeyName (a service connection string looks like HostName=<host>;SharedAccessKeyName=<policy>;SharedAccessKey=<key>)\n' })
@@ -223,6 +223,95 @@ describe('hyperhub with no hub or a bad target', () => {
       hub.kill('SIGKILL') // a no-op once it has exited; a failed step must not leave a hub running
     }
     expect(existsSync(join(dir, 'hub-running.json'))).toBe(false)
+  }, 60_000)
+})
+
+describe('hyperhub against what a review tried', () => {
+  it('prints a --json answer larger than a pipe holds in full (it used to stop at 64 KiB)', async () => {
+    const ids = Array.from({ length: 300 }, (_, i) => `cli-many-${String(i).padStart(4, '0')}`)
+    for (let i = 0; i < ids.length; i += 100) {
+      const r = await t.rest('POST', '/devices?api-version=2021-04-12', { body: ids.slice(i, i + 100).map((id) => ({ id, importMode: 'create' })) })
+      expect(r.body.isSuccessful).toBe(true)
+    }
+    // through a real pipe (the test's own stdio are socket pairs, which hold more): what the pipe has not
+    // taken when the command ends must not be dropped
+    const { stdout } = await run('sh', ['-c', '"$@" | cat', 'sh', process.execPath, ...CLI, '--data-dir', t.dataDir, '--json', 'device', 'list'], { env: env(), maxBuffer: 64 * 1024 * 1024 })
+    expect(stdout.length).toBeGreaterThan(65_536)
+    const listed = new Set((JSON.parse(stdout) as { deviceId: string }[]).map((d) => d.deviceId))
+    expect(ids.every((id) => listed.has(id))).toBe(true)
+  })
+
+  it('an explicit --data-dir beats HYPERHUB_CONNECTION_STRING, and IOTHUB_CONNECTION_STRING (a real Azure hub, usually) is never read', async () => {
+    const elsewhere = 'HostName=127.0.0.1:1;SharedAccessKeyName=iothubowner;SharedAccessKey=d3Jvbmc='
+    const withEnv = (extra: Record<string, string>, args: string[]) => run(process.execPath, [...CLI, ...args], { env: { ...env(), ...extra } })
+    expect(JSON.parse((await withEnv({ HYPERHUB_CONNECTION_STRING: elsewhere }, ['--data-dir', t.dataDir, '--json', 'usage'])).stdout).tier).toBe('unlimited')
+    expect(JSON.parse((await withEnv({ IOTHUB_CONNECTION_STRING: elsewhere, HYPERHUB_DATA_DIR: t.dataDir }, ['--json', 'usage'])).stdout).tier).toBe('unlimited')
+    // without --data-dir on the command line, HYPERHUB_CONNECTION_STRING is the target
+    await expect(withEnv({ HYPERHUB_CONNECTION_STRING: elsewhere, HYPERHUB_DATA_DIR: t.dataDir }, ['usage'])).rejects.toMatchObject({ code: 1, stderr: 'hyperhub: the hub is not running: connection refused at https://127.0.0.1:1; start it with "npx hyperhub start"\n' })
+  })
+
+  it('refuses the ids "." and "..", which URL parsing would fold into another path', async () => {
+    await t.createDevice('cli-dots')
+    const refusal = (id: string) => ({ code: 2, stderr: `hyperhub: the id ${JSON.stringify(id)} cannot be named in a URL (it is a path step); rename the device or module\n` })
+    expect(await failure(['device', 'show', '.'])).toEqual(refusal('.'))
+    expect(await failure(['device', 'delete', '..'])).toEqual(refusal('..'))
+    // the module "..": it would have called the device's own method
+    expect(await failure(['invoke', 'cli-dots', 'reboot', '--module', '..'])).toEqual(refusal('..'))
+    expect(await failure(['c2d', 'send', '..', '--data', 'x'])).toEqual(refusal('..'))
+  })
+
+  it('shows what a device sends with its controls escaped, never obeyed by the terminal', async () => {
+    const d = await connectDevice(t, 'cli-ctl')
+    await d.publish('devices/cli-ctl/messages/events/', 'x', 1)
+    const monitor = cli('--json', 'monitor-events', '--device-id', 'cli-ctl', '--from', 'earliest', '--count', '2', '-p', 'app')
+    await d.publish(`devices/cli-ctl/messages/events/${encodeURIComponent('k\u009b')}=${encodeURIComponent('\u202eevil')}`, '{"t":"\u001b[2J\u009b31m"}', 1)
+    const { stdout } = await monitor
+    expect(stdout).not.toMatch(/[\u001b\u009b\u202e]/)
+    const second = JSON.parse(stdout.trim().split('\n')[1]!).event
+    // raw controls make it text, not JSON: shown as a string, the controls escaped
+    expect(second.payload).toBe('{"t":"\u001b[2J\u009b31m"}')
+    expect(second.properties.application).toEqual({ 'k\u009b': '\u202eevil' })
+    await d.disconnect()
+  })
+
+  it('refuses C2D properties and headers HTTP cannot carry as a bad option', async () => {
+    expect(await failure(['c2d', 'send', 'cli-c2d', '--props', 'a b=1'])).toEqual({ code: 2, stderr: 'hyperhub: --props: "a b" cannot be a property name (letters, digits and !#$%&\'*+.^_`|~- only)\n' })
+    expect(await failure(['c2d', 'send', 'cli-c2d', '--props', 'k=é'])).toEqual({ code: 2, stderr: 'hyperhub: --props: the value of k must be printable ASCII, not "é"\n' })
+    expect(await failure(['c2d', 'send', 'cli-c2d', '--message-id', 'm\n1'])).toEqual({ code: 2, stderr: 'hyperhub: --message-id must be printable ASCII, not "m\\n1"\n' })
+  })
+
+  it('simulate keeps the key of a device that existed before it', async () => {
+    const existing = await t.createDevice('cli-keep-0001')
+    const { stdout } = await cli('--json', 'simulate', '--devices', '2', '--messages', '4', '--rate', '100', '--prefix', 'cli-keep-')
+    expect(JSON.parse(stdout)).toMatchObject({ sent: 4, acked: 4 })
+    expect(t.hub.registry.get('cli-keep-0001')!.authentication.symmetricKey.primaryKey).toBe(existing.primaryKey)
+  })
+
+  it('trusts a run file only for a live process on this machine, and a second hub on the data directory is refused', async () => {
+    const dir = tempDir()
+    const other = await startTestHub({}, { dataDir: dir })
+    try {
+      const file = join(dir, 'hub-running.json')
+      const real = readFileSync(file, 'utf8')
+      // a remote address: the owner's token would go there
+      writeFileSync(file, JSON.stringify({ ...JSON.parse(real), pid: process.pid, host: '203.0.113.9' }))
+      expect(await failure(['device', 'list'], dir)).toEqual({ code: 2, stderr: `hyperhub: ${file} names 203.0.113.9, which is not an address of this machine; refusing to send the hub's keys there\n` })
+      writeFileSync(file, '{"pid":1}')
+      expect(await failure(['device', 'list'], dir)).toEqual({ code: 2, stderr: `hyperhub: ${file} is not a hub's run file (remove it if no hub runs there)\n` })
+      // a process that has ended: as if no hub ran
+      writeFileSync(file, JSON.stringify({ ...JSON.parse(real), pid: 2 ** 22 + 12345 }))
+      expect(await failure(['device', 'list'], dir)).toMatchObject({ code: 1, stderr: expect.stringContaining(`connection refused at https://127.0.0.1:443 (no running hub recorded in ${dir})`) })
+      // a live hub of another process on the data directory: a second one does not start beside it
+      writeFileSync(file, JSON.stringify({ ...JSON.parse(real), pid: process.ppid }))
+      const second = spawn(process.execPath, ['src/cli/bin.mjs', 'start', '--data-dir', dir, '--https-port', '0', '--mqtt-port', '0', '--amqp-port', 'off', '--host', '127.0.0.1'], { env: env() })
+      let stderr = ''
+      second.stderr.on('data', (c: Buffer) => { stderr += c })
+      expect(await new Promise((resolve) => second.on('exit', resolve))).toBe(2)
+      expect(stderr).toBe(`hyperhub: another hub (process ${process.ppid}) is running on ${dir}; stop it first, or start this one with another --data-dir\n`)
+      writeFileSync(file, real)
+    } finally {
+      await other.stop()
+    }
   }, 60_000)
 })
 

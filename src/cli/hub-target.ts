@@ -2,16 +2,20 @@
 // takes one), or the data directory of a hub on this machine (its policies, its CA and the ports
 // it wrote in hub-running.json).
 import { existsSync, readFileSync } from 'node:fs'
+import { isIP } from 'node:net'
+import { networkInterfaces } from 'node:os'
 import { join, resolve } from 'node:path'
 import { open } from 'lmdb'
 import type { AccessPolicy } from '../auth/policies.js'
 import { createSasToken } from '../auth/sas-token.js'
-import { readRunFile } from '../hub-run-file.js'
+import { readRunFile, runFilePath, type HubRunInfo } from '../hub-run-file.js'
 import { CliError } from './output.js'
 
 export interface TargetOptions {
   connectionString?: string
   dataDir: string
+  /** --data-dir was given on the command line: it beats a connection string in the environment */
+  dataDirGiven?: boolean
   policy: string
   /** host:port to dial instead of the connection string's host name on 443 */
   hub?: string
@@ -23,6 +27,8 @@ export interface HubTarget {
   hostName: string
   /** where to dial */
   address: string
+  /** the TLS server name to ask for and check: the host name, unless it is an IP address (SNI takes none) */
+  servername?: string
   httpsPort: number
   /** MQTT over TLS, as a device would dial it */
   mqttPort: number
@@ -74,8 +80,14 @@ function splitAddress(text: string, defaultPort: number): { host: string; port: 
 }
 
 export function resolveTarget(o: TargetOptions): HubTarget {
+  const target = findTarget(o)
+  return isIP(target.hostName) ? target : { ...target, servername: target.hostName }
+}
+
+function findTarget(o: TargetOptions): HubTarget {
   const ca = o.ca === undefined ? undefined : readCa(o.ca)
-  const connectionString = o.connectionString ?? process.env.HYPERHUB_CONNECTION_STRING ?? process.env.IOTHUB_CONNECTION_STRING
+  // IOTHUB_CONNECTION_STRING is not read: it usually names a real Azure hub, and a local command must not reach it unasked
+  const connectionString = o.connectionString ?? (o.dataDirGiven ? undefined : process.env.HYPERHUB_CONNECTION_STRING)
   if (connectionString) {
     const cs = parseServiceConnectionString(connectionString)
     const dial = splitAddress(o.hub ?? cs.hostName, 443)
@@ -89,16 +101,39 @@ export function resolveTarget(o: TargetOptions): HubTarget {
   const policies = readPolicies(o.dataDir)
   const policy = policies.find((p) => p.keyName === o.policy)
   if (!policy) throw new CliError(`no policy ${o.policy} in ${o.dataDir} (policies: ${policies.map((p) => p.keyName).join(', ') || 'none'})`)
-  const run = readRunFile(resolve(o.dataDir))
+  const run = liveRunInfo(o.dataDir)
   const hostName = run?.hostName ?? process.env.HYPERHUB_HOST_NAME ?? 'localhost'
   const dial = o.hub ? splitAddress(o.hub, 443) : { host: run && !ANY_ADDRESS.has(run.host) ? run.host : '127.0.0.1', port: run?.ports.https ?? 443 }
-  const caFile = run?.caCertFile ?? join(resolve(o.dataDir), 'tls', 'ca.pem')
+  // the data directory's own CA, whatever the run file names: the file says where the hub listens, not whom to trust
+  const caFile = join(resolve(o.dataDir), 'tls', 'ca.pem')
   return {
     hostName, address: dial.host, httpsPort: dial.port, mqttPort: run?.ports.mqtt ?? 8883,
     ca: ca ?? (existsSync(caFile) ? readFileSync(caFile, 'utf8') : undefined), policy,
     serviceToken: (ttl = 3600) => createSasToken(hostName, policy.primaryKey, policy.keyName, ttl),
-    describe: `https://${dial.host}:${dial.port} (${run ? `the hub of ${o.dataDir}` : `no hub-running.json in ${o.dataDir}`})`,
+    describe: `https://${dial.host}:${dial.port} (${run ? `the hub of ${o.dataDir}` : `no running hub recorded in ${o.dataDir}`})`,
   }
+}
+
+/**
+ * The run file of a hub that is running: well-formed, its process alive, and listening on an address
+ * of this machine (the owner's token is sent there). Anything else reads as "not running".
+ */
+function liveRunInfo(dataDir: string): HubRunInfo | undefined {
+  const run = readRunFile(resolve(dataDir))
+  if (!run) return undefined
+  const port = (p: unknown) => Number.isInteger(p) && (p as number) > 0 && (p as number) < 65536
+  if (!Number.isInteger(run.pid) || typeof run.hostName !== 'string' || typeof run.host !== 'string' || !run.ports || !port(run.ports.https) || !port(run.ports.mqtt)) {
+    throw new CliError(`${runFilePath(resolve(dataDir))} is not a hub's run file (remove it if no hub runs there)`)
+  }
+  try {
+    process.kill(run.pid, 0)
+  } catch (e) {
+    // EPERM: alive, another user's
+    if ((e as NodeJS.ErrnoException).code === 'ESRCH') return undefined
+  }
+  const local = new Set(['127.0.0.1', '::1', ...Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((i) => i.address))])
+  if (!ANY_ADDRESS.has(run.host) && !local.has(run.host)) throw new CliError(`${runFilePath(resolve(dataDir))} names ${run.host}, which is not an address of this machine; refusing to send the hub's keys there`)
+  return run
 }
 
 function readCa(file: string): string {

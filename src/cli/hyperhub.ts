@@ -3,7 +3,7 @@
 // turns every failure into one line on stderr with a non-zero exit code.
 import { pathToFileURL } from 'node:url'
 import { Command, CommanderError, Option } from 'commander'
-import { CliError } from './output.js'
+import { CliError, printable } from './output.js'
 import { resolveTarget, type TargetOptions } from './hub-target.js'
 import { serviceClient, type ServiceClient } from './service-client.js'
 import { deviceCommands } from './commands/device.js'
@@ -31,6 +31,9 @@ export interface CommandContext {
 
 function contextOf(cmd: Command): CommandContext & { close(): Promise<void> } {
   const options = cmd.optsWithGlobals<GlobalOptions>()
+  let root = cmd
+  while (root.parent) root = root.parent
+  options.dataDirGiven = root.getOptionValueSource('dataDir') === 'cli'
   let opened: ServiceClient | undefined
   return {
     options,
@@ -56,7 +59,7 @@ export function action(run: (ctx: CommandContext, ...args: any[]) => Promise<voi
 export function buildProgram(): Command {
   const program = new Command('hyperhub')
     .description('Run and manage a Hyperhub: devices, twins, methods, C2D, live events, simulated devices and usage.')
-    .addOption(new Option('-l, --connection-string <cs>', 'a service connection string (HostName=…;SharedAccessKeyName=…;SharedAccessKey=…); default: $HYPERHUB_CONNECTION_STRING or $IOTHUB_CONNECTION_STRING, else the data directory\'s hub'))
+    .addOption(new Option('-l, --connection-string <cs>', 'a service connection string (HostName=…;SharedAccessKeyName=…;SharedAccessKey=…); default: $HYPERHUB_CONNECTION_STRING unless --data-dir is given, else the data directory\'s hub'))
     .addOption(new Option('--data-dir <dir>', 'the data directory of a hub on this machine (its keys, CA and ports)').default(process.env.HYPERHUB_DATA_DIR ?? './data'))
     .addOption(new Option('--policy <name>', 'the shared access policy whose key signs requests (with --data-dir)').default('iothubowner'))
     .addOption(new Option('--hub <host:port>', 'where to dial (default: the connection string\'s host on 443, or the address the hub wrote in its data directory)'))
@@ -75,7 +78,7 @@ export function buildProgram(): Command {
   program.addCommand(usageCommand())
   // every command: commander's errors become one line (ours are printed by main)
   const configure = (cmd: Command) => {
-    cmd.exitOverride().configureOutput({
+    cmd.exitOverride().configureHelp({ showGlobalOptions: true }).configureOutput({
       // "error: unknown option '--x'\n(Did you mean --y?)" → "hyperhub: unknown option '--x' (Did you mean --y?)"
       outputError: (text, write) => write(`hyperhub: ${text.trimEnd().replace(/^error: /, '').replace(/\s*\n\s*/g, ' ')}\n`),
     })
@@ -96,16 +99,24 @@ export async function main(argv: string[]): Promise<number> {
       return e.exitCode === 0 ? 0 : 2
     }
     if (e instanceof CliError) {
-      process.stderr.write(`hyperhub: ${e.message}\n`)
+      process.stderr.write(`hyperhub: ${printable(e.message)}\n`)
       return e.exitCode
     }
-    process.stderr.write(`hyperhub: ${(e as Error).message ?? String(e)}\n`)
+    process.stderr.write(`hyperhub: ${printable((e as Error).message ?? String(e))}\n`)
     return 1
   }
 }
 
+/** Exits once what was written has left: process.exit() drops what a pipe has not taken yet (output cut at 64 KiB). */
+export function exitWhenFlushed(code: number): void {
+  process.stdout.write('', () => process.stderr.write('', () => process.exit(code)))
+}
+
+// a reader that went away (`| head`): nothing more to print, and no stack trace
+process.stdout.on('error', (e: NodeJS.ErrnoException) => { if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0); else throw e })
+
 // run when executed, not when a test imports buildProgram
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   // `start` never returns here: the hub runs until a signal ends the process
-  process.exit(await main(process.argv.slice(2)))
+  exitWhenFlushed(await main(process.argv.slice(2)))
 }

@@ -12,9 +12,20 @@ export interface Column<T> {
   value(row: T): unknown
 }
 
+// C0 and C1 controls, DEL, and the bidirectional overrides and isolates: what a terminal would obey
+const CONTROLS = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g
+// what JSON.stringify leaves as it is (it escapes C0 itself, and the line breaks between members must stay)
+const JSON_CONTROLS = /[\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g
+const escaped = (c: string) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`
+
+/** Text from the hub or a device made safe to print: controls shown as \uXXXX, never obeyed by the terminal. */
+export function printable(text: string): string {
+  return text.replace(CONTROLS, escaped)
+}
+
 function cell(v: unknown): string {
   if (v === undefined || v === null || v === '') return '-'
-  return (typeof v === 'object' ? JSON.stringify(v) : String(v)).replace(/[\r\n\t]+/g, ' ')
+  return printable((typeof v === 'object' ? JSON.stringify(v) : String(v)).replace(/[\r\n\t]+/g, ' '))
 }
 
 /** Columns padded to their widest cell; a device's hostile name cannot break the layout (no newlines, no tabs). */
@@ -31,8 +42,18 @@ export function fields(pairs: [string, unknown][]): string {
   return pairs.map(([k, v]) => `${k.padEnd(width)}  ${cell(v)}`).join('\n')
 }
 
-export function json(value: unknown): string {
-  return JSON.stringify(value, null, 2)
+/** JSON for people and scripts; JSON.stringify escapes C0 controls, and this the C1 ones, DEL and bidi overrides (still valid JSON). */
+export function json(value: unknown, indent = 2): string {
+  return JSON.stringify(value, null, indent).replace(JSON_CONTROLS, escaped)
+}
+
+/**
+ * A device id or other name as one URL path segment. `.` and `..` are refused: URL parsing folds them
+ * (and their %2E forms) away, so `/devices/..` would reach `/`, and `--module ..` the device itself.
+ */
+export function segment(id: string): string {
+  if (id === '.' || id === '..') throw new CliError(`the id ${JSON.stringify(id)} cannot be named in a URL (it is a path step); rename the device or module`)
+  return encodeURIComponent(id)
 }
 
 /** Parses an option's JSON, or names the option in a one-line error. */

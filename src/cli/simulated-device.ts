@@ -4,6 +4,9 @@
 import tls from 'node:tls'
 import mqtt from 'mqtt-packet'
 
+const KEEPALIVE_SECONDS = 60
+const PINGREQ = mqtt.generate({ cmd: 'pingreq' })
+
 export interface DeviceCredentials { deviceId: string; username: string; password: string; topic: string }
 
 /** Azure's CONNACK return codes, in words. */
@@ -18,12 +21,14 @@ export class SimulatedDevice {
   private nextPacketId = 1
   private closedWith: Error | undefined
   private closing = false
+  /** a device that sends less often than the keep-alive still pings: the hub drops one silent for 1.5 × keep-alive */
+  private pinger: NodeJS.Timeout | undefined
 
   private constructor(private readonly socket: tls.TLSSocket, readonly credentials: DeviceCredentials) {}
 
-  static connect(o: { host: string; port: number; servername: string; ca?: string; credentials: DeviceCredentials; onError(e: Error): void; timeoutMs?: number }): Promise<SimulatedDevice> {
+  static connect(o: { host: string; port: number; servername?: string; ca?: string; credentials: DeviceCredentials; onError(e: Error): void; timeoutMs?: number }): Promise<SimulatedDevice> {
     return new Promise((resolve, reject) => {
-      const socket = tls.connect({ host: o.host, port: o.port, servername: o.servername, ...(o.ca ? { ca: o.ca } : {}) })
+      const socket = tls.connect({ host: o.host, port: o.port, ...(o.servername ? { servername: o.servername } : {}), ...(o.ca ? { ca: o.ca } : {}) })
       const device = new SimulatedDevice(socket, o.credentials)
       const parser = mqtt.parser({ protocolVersion: 4 })
       let connected = false
@@ -36,6 +41,8 @@ export class SimulatedDevice {
             return reject(new Error(`${o.credentials.deviceId}: the hub refused the connection (CONNACK ${p.returnCode}: ${CONNACK_REFUSALS[p.returnCode ?? 0] ?? 'refused'})`))
           }
           connected = true
+          device.pinger = setInterval(() => { if (device.open) socket.write(PINGREQ) }, (KEEPALIVE_SECONDS * 1000) / 2)
+          device.pinger.unref()
           resolve(device)
         } else if (p.cmd === 'puback') {
           device.inFlight--
@@ -51,13 +58,14 @@ export class SimulatedDevice {
       })
       socket.on('close', () => {
         clearTimeout(timer)
+        clearInterval(device.pinger)
         if (connected && !device.closedWith && !device.closing) {
           device.closedWith = new Error(`${o.credentials.deviceId}: the hub closed the connection`)
           o.onError(device.closedWith)
         }
       })
       socket.write(mqtt.generate({
-        cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: false, keepalive: 60,
+        cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: false, keepalive: KEEPALIVE_SECONDS,
         clientId: o.credentials.deviceId, username: o.credentials.username, password: Buffer.from(o.credentials.password),
       }))
     })

@@ -1,7 +1,7 @@
 // `hyperhub device create|list|show|delete|connection-string`: the identity registry.
 import { Command, Option } from 'commander'
 import { action } from '../hyperhub.js'
-import { CliError, fields, intOption, json, table } from '../output.js'
+import { CliError, fields, intOption, json, segment, table } from '../output.js'
 
 interface DeviceIdentity {
   deviceId: string
@@ -14,7 +14,7 @@ interface DeviceIdentity {
   capabilities?: { iotEdge: boolean }
 }
 
-const devicePath = (id: string) => `/devices/${encodeURIComponent(id)}`
+const devicePath = (id: string) => `/devices/${segment(id)}`
 // Azure's "never" (0001-01-01) reads as no activity
 const when = (t: string | undefined) => (!t || t.startsWith('0001-') ? '' : t)
 

@@ -1,7 +1,7 @@
 // `hyperhub invoke <device> <method>`: a direct method, answered by the device (or 404103 if it is offline).
 import { Command } from 'commander'
 import { action } from '../hyperhub.js'
-import { fields, intOption, json, parseJsonOption } from '../output.js'
+import { fields, intOption, json, parseJsonOption, segment } from '../output.js'
 
 export function invokeCommand(): Command {
   return new Command('invoke').argument('<device-id>').argument('<method-name>')
@@ -14,12 +14,12 @@ export function invokeCommand(): Command {
       const payload = parseJsonOption('--payload', o.payload)
       const timeout = intOption('--timeout', o.timeout, 5, 300)
       const connectTimeout = intOption('--connect-timeout', o.connectTimeout, 0, 300)
-      const path = `/twins/${encodeURIComponent(id)}${o.module ? `/modules/${encodeURIComponent(o.module)}` : ''}/methods`
+      const path = `/twins/${segment(id)}${o.module ? `/modules/${segment(o.module)}` : ''}/methods`
       const { body } = await ctx.client().call<{ status: number; payload: unknown }>('POST', path, {
         body: { methodName, payload, responseTimeoutInSeconds: timeout, connectTimeoutInSeconds: connectTimeout },
         // the hub answers when the device does, or at the timeouts
         timeoutMs: (timeout + connectTimeout + 10) * 1000,
       })
-      ctx.print(ctx.options.json ? json(body) : fields([['status', body.status], ['payload', json(body.payload)]]))
+      ctx.print(ctx.options.json ? json(body) : fields([['status', body.status], ['payload', json(body.payload, 0)]]))
     }))
 }

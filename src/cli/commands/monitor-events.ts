@@ -5,7 +5,7 @@ import { Command, Option } from 'commander'
 import WebSocket from 'ws'
 import type { EventJson } from '../../events/built-in-endpoint.js'
 import { action } from '../hyperhub.js'
-import { CliError, intOption } from '../output.js'
+import { CliError, intOption, json } from '../output.js'
 import { describeConnectError, describeHubError } from '../service-client.js'
 
 type PropertyKind = 'sys' | 'app' | 'anno' | 'all'
@@ -51,13 +51,16 @@ export function monitorEventsCommand(): Command {
       const query = new URLSearchParams({ consumerGroup: o.consumerGroup, from: o.from })
       // the stream closes when its token expires: one that outlives a working day
       const ws = new WebSocket(`wss://${host}:${target.httpsPort}/messages/events/stream?${query}`, {
-        headers: { Authorization: target.serviceToken(86_400) }, ca: target.ca, maxPayload: 16 * 1024 * 1024,
+        headers: { Authorization: target.serviceToken(86_400) }, ca: target.ca, maxPayload: 16 * 1024 * 1024, handshakeTimeout: 30_000,
         // ws hands this to tls.connect: the certificate names the hub's host name, the dial may be an address
-        ...({ servername: target.hostName } as object),
+        ...(target.servername ? { servername: target.servername } as object : {}),
       })
       let seen = 0
+      let waitingForDrain = false
       await new Promise<void>((resolve, reject) => {
-        const timer = timeoutS ? setTimeout(() => ws.close(1000), timeoutS * 1000) : undefined
+        // a stop does not wait for a close handshake: the socket may be paused behind a slow reader, or the hub stuck
+        const stop = () => { clearTimeout(timer); ws.terminate(); resolve() }
+        const timer = timeoutS ? setTimeout(stop, timeoutS * 1000) : undefined
         ws.on('unexpected-response', (_req, res) => {
           const chunks: Buffer[] = []
           res.on('data', (c: Buffer) => { if (chunks.length < 16) chunks.push(c) })
@@ -68,29 +71,35 @@ export function monitorEventsCommand(): Command {
           process.stderr.write(`Monitoring events${o.deviceId ? ` from device ${o.deviceId}` : ''} (consumer group ${o.consumerGroup}, from ${o.from}); Ctrl-C stops.\n`)
         })
         ws.on('message', (data) => {
-          for (const e of JSON.parse(String(data)) as EventJson[]) {
+          let events: EventJson[]
+          try {
+            events = JSON.parse(String(data)) as EventJson[]
+            if (!Array.isArray(events)) throw new Error('not an array')
+          } catch {
+            ws.terminate()
+            return reject(new CliError(`the event stream sent a frame that is not a JSON array of events; is ${target.describe} a hub?`, 1))
+          }
+          for (const e of events) {
             if (count && seen >= count) break
             if (o.deviceId !== undefined && e.systemProperties['iothub-connection-device-id'] !== o.deviceId) continue
             seen++
             const shown = describeEvent(e, o.properties ?? [])
-            const more = process.stdout.write(`${ctx.options.json ? JSON.stringify(shown) : JSON.stringify(shown, null, 4)}\n`)
-            // a reader slower than the hub: stop reading until what was written has drained
-            if (!more) {
+            const more = process.stdout.write(`${json(shown, ctx.options.json ? 0 : 4)}\n`)
+            // a reader slower than the hub: stop reading until what was written has drained (and the hub waits)
+            if (!more && !waitingForDrain) {
+              waitingForDrain = true
               ws.pause()
-              process.stdout.once('drain', () => ws.resume())
+              process.stdout.once('drain', () => { waitingForDrain = false; ws.resume() })
             }
           }
-          if (count && seen >= count) ws.close(1000)
+          if (count && seen >= count) stop()
         })
         ws.on('close', (code, reason) => {
           clearTimeout(timer)
           if (code === 1000 || code === 1005) return resolve()
           reject(new CliError(`the event stream closed (${code}${reason.length ? `: ${reason}` : ''})`, 1))
         })
-        const stop = () => ws.close(1000)
         process.once('SIGINT', stop)
       })
-      // what was printed reaches the pipe before the process ends
-      await new Promise<void>((r) => (process.stdout.writableNeedDrain ? process.stdout.once('drain', () => r()) : r()))
     }))
 }

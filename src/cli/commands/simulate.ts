@@ -1,12 +1,13 @@
 // `hyperhub simulate`: N devices sending telemetry at a rate, as a quick load or a demo feed. The
-// devices (`<prefix>0001`…) are created or updated with one key through the bulk registry API, then
-// connect over MQTT/TLS. QoS 1 by default: a message counts as delivered when its PUBACK came.
+// devices (`<prefix>0001`…) are created through the bulk registry API (one key for the new ones;
+// devices that exist keep theirs), then connect over MQTT/TLS. QoS 1 by default: a message counts as
+// delivered when its PUBACK came, and the command fails if any was not.
 import { randomBytes } from 'node:crypto'
 import { Command, Option } from 'commander'
 import cliProgress from 'cli-progress'
 import { createSasToken } from '../../auth/sas-token.js'
 import { action } from '../hyperhub.js'
-import { CliError, fields, intOption, json } from '../output.js'
+import { CliError, fields, intOption, json, segment } from '../output.js'
 import { SimulatedDevice } from '../simulated-device.js'
 import type { ServiceClient } from '../service-client.js'
 
@@ -25,18 +26,33 @@ function progressBar(label: string, total: number) {
   return bar
 }
 
-async function provision(client: ServiceClient, ids: string[], key: string): Promise<void> {
+/** Each device's key: `key` for the ones created here, their own for those that existed (a real device named like a simulated one is not locked out). */
+async function provision(client: ServiceClient, ids: string[], key: string): Promise<Map<string, string>> {
+  const keys = new Map<string, string>()
   const bar = progressBar('devices ', ids.length)
   try {
     for (let i = 0; i < ids.length; i += BULK) {
-      const items = ids.slice(i, i + BULK).map((id) => ({ id, importMode: 'createOrUpdate', status: 'enabled', authentication: { type: 'sas', symmetricKey: { primaryKey: key, secondaryKey: key } } }))
+      const batch = ids.slice(i, i + BULK)
+      const items = batch.map((id) => ({ id, importMode: 'create', status: 'enabled', authentication: { type: 'sas', symmetricKey: { primaryKey: key, secondaryKey: key } } }))
       const { body } = await client.call<{ isSuccessful: boolean; errors: { deviceId: string; errorCode: string; errorStatus: string }[] }>('POST', '/devices', { body: items })
-      if (!body.isSuccessful) throw new CliError(`creating ${body.errors[0]?.deviceId} failed: ${body.errors[0]?.errorCode} ${body.errors[0]?.errorStatus}`, 1)
-      bar.update(Math.min(i + BULK, ids.length), { unit: 'created or updated' })
+      const existing = new Set<string>()
+      for (const e of body.errors) {
+        if (e.errorCode !== 'DeviceAlreadyExists') throw new CliError(`creating ${e.deviceId} failed: ${e.errorCode} ${e.errorStatus}`, 1)
+        existing.add(e.deviceId)
+      }
+      for (const id of batch) {
+        if (!existing.has(id)) { keys.set(id, key); continue }
+        const { body: d } = await client.call<{ authentication: { symmetricKey?: { primaryKey: string | null } } }>('GET', `/devices/${segment(id)}`)
+        const own = d.authentication.symmetricKey?.primaryKey
+        if (!own) throw new CliError(`device ${id} exists and uses X.509; choose another --prefix`, 1)
+        keys.set(id, own)
+      }
+      bar.update(Math.min(i + BULK, ids.length), { unit: 'ready' })
     }
   } finally {
     bar.stop()
   }
+  return keys
 }
 
 export function simulateCommand(): Command {
@@ -58,8 +74,10 @@ export function simulateCommand(): Command {
       const client = ctx.client()
       const target = client.target
       const ids = Array.from({ length: count }, (_, i) => `${o.prefix}${String(i + 1).padStart(4, '0')}`)
-      const key = randomBytes(32).toString('base64')
-      await provision(client, ids, key)
+      const keys = await provision(client, ids, randomBytes(32).toString('base64'))
+      // how long the run should take, and how long it may: a hub that stops acknowledging ends it
+      const expectedSeconds = total / rate
+      const deadlineSeconds = expectedSeconds + 30
 
       let failure: Error | undefined
       const devices: SimulatedDevice[] = []
@@ -68,10 +86,10 @@ export function simulateCommand(): Command {
         // 32 handshakes at a time: a fleet connects quickly without a TLS storm on the hub
         for (let i = 0; i < ids.length; i += 32) {
           devices.push(...await Promise.all(ids.slice(i, i + 32).map((id) => SimulatedDevice.connect({
-            host: target.address, port: target.mqttPort, servername: target.hostName, ca: target.ca,
+            host: target.address, port: target.mqttPort, servername: target.servername, ca: target.ca,
             credentials: {
               deviceId: id, username: `${target.hostName}/${id}/?api-version=2021-04-12`, topic: `devices/${id}/messages/events/`,
-              password: createSasToken(encodeURIComponent(`${target.hostName}/devices/${id}`), key, undefined, Math.max(3600, duration * 2)),
+              password: createSasToken(encodeURIComponent(`${target.hostName}/devices/${id}`), keys.get(id)!, undefined, Math.ceil(Math.max(3600, deadlineSeconds * 2))),
             },
             onError: (e) => { failure ??= e },
           }))))
@@ -104,7 +122,7 @@ export function simulateCommand(): Command {
           const acked = devices.reduce((n, d) => n + d.acked, 0)
           sending.update(sent, { unit: 'sent', extra: `${Math.round(sent / Math.max(elapsed, 0.001))} msg/s${qos ? `, ${acked} acked` : ''}` })
           const lastAcked = qos === 0 || acked >= sent
-          if (failure || (sent >= total && lastAcked) || (sent >= total && elapsed > duration + 30)) {
+          if (failure || (sent >= total && lastAcked) || elapsed > deadlineSeconds) {
             clearInterval(timer)
             resolve()
           }
@@ -117,5 +135,7 @@ export function simulateCommand(): Command {
       const result = { devices: count, sent, acked: qos ? acked : null, seconds: +seconds.toFixed(2), messagesPerSecond: Math.round(sent / seconds) }
       ctx.print(ctx.options.json ? json(result) : fields(Object.entries(result).map(([k, v]) => [k, v])))
       if (failure) throw new CliError(failure.message, 1)
+      if (sent < total) throw new CliError(`only ${sent} of ${total} messages were sent in ${Math.round(seconds)} s: the hub fell behind (${qos ? 'unacknowledged messages filled every device\'s window' : 'the sockets stopped draining'})`, 1)
+      if (qos && acked < sent) throw new CliError(`${sent - acked} of ${sent} messages were not acknowledged within 30 s of the end`, 1)
     }))
 }

@@ -10,7 +10,7 @@ import { LOCAL_ISSUER, signRoleToken } from '../../auth/local-issuer.js'
 import type { DeviceRecord } from '../../registry/device-registry.js'
 import { action } from '../hyperhub.js'
 import { resolveTarget } from '../hub-target.js'
-import { CliError, intOption, json } from '../output.js'
+import { CliError, intOption, json, segment } from '../output.js'
 
 // at most the hub's default token lifetime (365 days)
 const MAX_TTL_SECONDS = 365 * 86_400
@@ -34,7 +34,8 @@ export function tokenCommand(): Command {
     .addOption(new Option('--role <role...>', 'a bearer token (JWT) for these IoT Hub roles, from the hub\'s local issuer'))
     .option('--subject <name>', 'the bearer token\'s subject', 'local-user')
     .option('--ttl <seconds>', `lifetime in seconds (1..${MAX_TTL_SECONDS})`, '3600')
-    .action(action(async (ctx, o: { device?: string; role?: string[]; subject: string; ttl: string }) => {
+    .option('--host-name <name>', 'the host name a SAS token is signed for (default: the running hub\'s, else $HYPERHUB_HOST_NAME or localhost)')
+    .action(action(async (ctx, o: { device?: string; role?: string[]; subject: string; ttl: string; hostName?: string }) => {
       const ttl = intOption('--ttl', o.ttl, 1, MAX_TTL_SECONDS)
       const out = (token: string) => ctx.print(ctx.options.json ? json({ token }) : token)
       if (o.role) {
@@ -47,15 +48,16 @@ export function tokenCommand(): Command {
         return out(token)
       }
       const target = resolveTarget(ctx.options)
-      if (!o.device) return out(target.serviceToken(ttl))
-      const useStore = !(ctx.options.connectionString ?? process.env.HYPERHUB_CONNECTION_STRING ?? process.env.IOTHUB_CONNECTION_STRING)
+      const host = o.hostName ?? target.hostName
+      if (!o.device) return out(createSasToken(host, target.policy.primaryKey, target.policy.keyName, ttl))
+      const useStore = !(ctx.options.connectionString ?? (ctx.options.dataDirGiven ? undefined : process.env.HYPERHUB_CONNECTION_STRING))
       let key: string | null | undefined
       if (useStore) key = deviceKeyFromStore(ctx.options.dataDir, o.device)
       else {
-        const { body } = await ctx.client().call<DeviceRecord>('GET', `/devices/${encodeURIComponent(o.device)}`)
+        const { body } = await ctx.client().call<DeviceRecord>('GET', `/devices/${segment(o.device)}`)
         key = body.authentication.symmetricKey?.primaryKey
         if (!key) throw new CliError(`device ${o.device} has no SAS key (it uses X.509)`, 1)
       }
-      out(createSasToken(encodeURIComponent(`${target.hostName}/devices/${o.device}`), key, undefined, ttl))
+      out(createSasToken(encodeURIComponent(`${host}/devices/${o.device}`), key, undefined, ttl))
     }))
 }

@@ -1,9 +1,9 @@
 // `hyperhub twin show|update`: a device's twin (tags and desired properties; reported ones are the device's).
 import { Command } from 'commander'
 import { action } from '../hyperhub.js'
-import { CliError, json, parseJsonOption } from '../output.js'
+import { CliError, json, parseJsonOption, segment } from '../output.js'
 
-const twinPath = (id: string) => `/twins/${encodeURIComponent(id)}`
+const twinPath = (id: string) => `/twins/${segment(id)}`
 
 export function twinCommands(): Command {
   const twin = new Command('twin').description('show and update device twins')
