@@ -1,6 +1,7 @@
 // `hyperhub …` against a real hub: each command as a person runs it (a child process that finds the
 // hub from its data directory), and each error a person can hit as one line and its exit code.
 import { execFile, spawn } from 'node:child_process'
+import https from 'node:https'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -272,6 +273,29 @@ describe('hyperhub against what a review tried', () => {
     expect(second.payload).toBe('{"t":"\u001b[2J\u009b31m"}')
     expect(second.properties.application).toEqual({ 'k\u009b': '\u202eevil' })
     await d.disconnect()
+  })
+
+  it('stops reading an answer past 16 MB (a server that is not a hub streams one without end)', async () => {
+    const pki = join(process.cwd(), '.test-pki')
+    let written = 0
+    const fake = https.createServer({ key: readFileSync(join(pki, 'server.key')), cert: readFileSync(join(pki, 'server.pem')) }, (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' })
+      const chunk = Buffer.alloc(1024 * 1024, 0x20)
+      // at most 64 MB, in the stream's own time: the CLI must give up long before
+      const more = () => { while (written < 64 * 1024 * 1024 && res.write(chunk)) written += chunk.length; if (written < 64 * 1024 * 1024) res.once('drain', more); else res.end() }
+      more()
+      res.on('close', () => res.destroy())
+    })
+    await new Promise<void>((resolve) => fake.listen(0, '127.0.0.1', resolve))
+    const port = (fake.address() as { port: number }).port
+    try {
+      const r = await failure(['-l', 'HostName=localhost;SharedAccessKeyName=iothubowner;SharedAccessKey=eA==', '--hub', `127.0.0.1:${port}`, '--ca', join(pki, 'ca.pem'), 'device', 'list'])
+      expect(r).toEqual({ code: 1, stderr: `hyperhub: the answer from https://127.0.0.1:${port} is larger than 16 MB; is that a hub?\n` })
+      expect(written).toBeLessThan(64 * 1024 * 1024)
+    } finally {
+      fake.closeAllConnections()
+      await new Promise((resolve) => fake.close(resolve))
+    }
   })
 
   it('refuses C2D properties and headers HTTP cannot carry as a bad option', async () => {
