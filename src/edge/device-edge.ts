@@ -444,6 +444,8 @@ export class DeviceEdge implements PresenceView {
     if (e.kind === 'deleted') {
       // a device created again under this id starts with no history
       this.lastActivity.delete(e.device.deviceId)
+      // its queue is dropped with it; the shard's report of that may come after the device is created again
+      this.c2dCounts.delete(e.device.deviceId)
       if (!this.connectedAt.has(e.device.deviceId)) this.stateChangedAt.delete(e.device.deviceId)
       this.activity?.forget(e.device.deviceId)
     }
