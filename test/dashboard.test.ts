@@ -178,6 +178,37 @@ describe('the dashboard in a browser', { timeout: 30_000 }, () => {
     expect(JSON.parse(await page.inputValue('#twin-editor'))).toEqual({ tags: { site: 'north' }, properties: { desired: { targetTemperature: 21.5, mode: 'eco' } } })
   })
 
+  it('adds and removes twin keys named like Object.prototype\'s members: a key removed in the editor is deleted at the hub', async () => {
+    const save = async (twin: string) => {
+      await page.fill('#twin-editor', twin)
+      await page.click('#twin-save')
+      await waitText('#twin-status', /^Saved: version \d+$/)
+      return (await t.rest('GET', `/twins/${DEVICE}`)).body
+    }
+    const desired = (d: Record<string, unknown>) => Object.fromEntries(Object.entries(d).filter(([k]) => !k.startsWith('$')))
+    let twin = await save(JSON.stringify({ tags: { site: 'north', toString: 'a', constructor: 'b', hasOwnProperty: 'c', spare: 1 }, properties: { desired: { targetTemperature: 21.5, mode: 'eco', toString: 2 } } }))
+    expect({ tags: twin.tags, desired: desired(twin.properties.desired) })
+      .toEqual({ tags: { site: 'north', toString: 'a', constructor: 'b', hasOwnProperty: 'c', spare: 1 }, desired: { targetTemperature: 21.5, mode: 'eco', toString: 2 } })
+    // removed: a plain key and toString, from the tags and from the desired properties
+    twin = await save(JSON.stringify({ tags: { site: 'north', constructor: 'b', hasOwnProperty: 'c' }, properties: { desired: { targetTemperature: 21.5, mode: 'eco' } } }))
+    expect({ tags: twin.tags, desired: desired(twin.properties.desired) })
+      .toEqual({ tags: { site: 'north', constructor: 'b', hasOwnProperty: 'c' }, desired: { targetTemperature: 21.5, mode: 'eco' } })
+    twin = await save(JSON.stringify({ tags: { site: 'north' }, properties: { desired: { targetTemperature: 21.5, mode: 'eco' } } }))
+    expect(twin.tags).toEqual({ site: 'north' })
+    // __proto__ is sent as a key of its own (what the hub makes of it is the hub's business)
+    const sent = page.waitForRequest((r) => r.method() === 'PATCH')
+    await page.fill('#twin-editor', '{"tags": {"site": "north", "__proto__": {"x": 1}}, "properties": {"desired": {"targetTemperature": 21.5, "mode": "eco"}}}')
+    await page.click('#twin-save')
+    expect((await sent).postData()).toBe('{"tags":{"__proto__":{"x":1}}}')
+    await waitText('#twin-status', /^(Saved|\d{3} )/)
+    // the hub keeps it as __proto_ today (msgpackr renames the key on the way to the shard, past the
+    // check that would refuse it): removed here so the twin is as before
+    await t.rest('PATCH', `/twins/${DEVICE}`, { body: { tags: { __proto_: null } } })
+    await page.click('#twin-reload')
+    await waitText('#twin-status', /^Read version/)
+    expect(JSON.parse(await page.inputValue('#twin-editor'))).toEqual({ tags: { site: 'north' }, properties: { desired: { targetTemperature: 21.5, mode: 'eco' } } })
+  })
+
   it('invokes a direct method and shows the device\'s status and payload', async () => {
     const answered = answerNextMethod(device!, 200, (req) => ({ applied: (req as { mode: string }).mode, by: DEVICE }))
     await page.fill('#method-name', 'setMode')

@@ -5,28 +5,37 @@ import { api, errorText } from './api.js'
 import { field, fill, h, pretty, say, when } from './dom.js'
 import { followTelemetry } from './telemetry.js'
 
-/** The merge patch that turns `from` into `to` (a key left out is removed: null). */
+const own = (o, k) => Object.prototype.hasOwnProperty.call(o, k)
+const isObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v)
+
+/**
+ * Sets an own property: `out[k] = v` would call a setter for `__proto__` (and set the prototype)
+ * instead. Twin keys may be any name: `toString`, `constructor`, `hasOwnProperty`, `__proto__`.
+ */
+function put(out, k, v) {
+  Object.defineProperty(out, k, { value: v, enumerable: true, writable: true, configurable: true })
+}
+
+/** The merge patch that turns `from` into `to` (a key left out is removed: null). Own keys only: `k in to` would find `toString`. */
 function mergePatch(from, to) {
   const out = {}
-  const isObj = (v) => v !== null && typeof v === 'object' && !Array.isArray(v)
   for (const k of Object.keys(to)) {
-    if (isObj(from[k]) && isObj(to[k])) {
+    const had = own(from, k)
+    if (had && isObject(from[k]) && isObject(to[k])) {
       const inner = mergePatch(from[k], to[k])
-      if (Object.keys(inner).length > 0) out[k] = inner
-    } else if (JSON.stringify(from[k]) !== JSON.stringify(to[k])) out[k] = to[k]
+      if (Object.keys(inner).length > 0) put(out, k, inner)
+    } else if (!had || JSON.stringify(from[k]) !== JSON.stringify(to[k])) put(out, k, to[k])
   }
-  for (const k of Object.keys(from)) if (!(k in to)) out[k] = null
+  for (const k of Object.keys(from)) if (!own(to, k)) put(out, k, null)
   return out
 }
 
 /** Desired properties without the twin's own bookkeeping ($metadata, $version). */
 function editable(props) {
   const out = {}
-  for (const [k, v] of Object.entries(props ?? {})) if (!k.startsWith('$')) out[k] = v
+  for (const [k, v] of Object.entries(props ?? {})) if (!k.startsWith('$')) put(out, k, v)
   return out
 }
-
-const isObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v)
 
 function parseJson(text, what) {
   try { return { value: JSON.parse(text) } } catch (e) { return { error: `${what} is not valid JSON: ${e.message}` } }
