@@ -71,6 +71,16 @@ const waitText = (selector: string, pattern: RegExp, timeout = 15_000) =>
   page.waitForFunction(([s, p, f]) => new RegExp(p, f).test(document.querySelector(s)?.textContent ?? ''), [selector, pattern.source, pattern.flags] as const, { timeout })
 const ownerConnectionString = (key = t.policyKey('iothubowner')) => `HostName=localhost;SharedAccessKeyName=iothubowner;SharedAccessKey=${key}`
 
+const policyConnectionString = (policy: string) => `HostName=localhost;SharedAccessKeyName=${policy};SharedAccessKey=${t.policyKey(policy)}`
+/** Logs out (when logged in), then in with a connection string or a bearer token. */
+async function logInWith(kind: 'sas' | 'bearer', credential: string): Promise<void> {
+  if (await page.locator('#logout').count()) await page.click('#logout')
+  await page.waitForSelector('#connection-string')
+  await page.fill(kind === 'sas' ? '#connection-string' : '#bearer-token', credential)
+  await page.click(kind === 'sas' ? '#login-sas-submit' : '#login-bearer-submit')
+  await page.waitForSelector('#logout')
+}
+
 /** The value a chart's legend shows for a series. */
 const legendValue = (chart: string, label: string) => page.evaluate(([c, l]) => {
   for (const row of document.querySelectorAll(`${c} .u-legend .u-series`)) {
@@ -155,6 +165,21 @@ describe('the dashboard in a browser', { timeout: 30_000 }, () => {
     await waitText('#devices-status', /^Deleted doomed$/)
     expect(await page.locator('tr[data-device-id="doomed"]').count()).toBe(0)
     expect(t.hub.registry.get('doomed')).toBeUndefined()
+  })
+
+  it('lists a module query\'s rows as modules: their device linked, and no Delete (which would delete the device)', async () => {
+    expect((await t.rest('PUT', `/devices/${DEVICE}/modules/sensor?api-version=2021-04-12`, { body: { deviceId: DEVICE, moduleId: 'sensor' } })).status).toBe(200)
+    await page.fill('#device-query', 'SELECT * FROM devices.modules')
+    await page.click('#device-query-run')
+    await waitText('#devices-status', /^1 module$/)
+    const row = page.locator(`tr[data-module-device-id="${DEVICE}"][data-module-id="sensor"]`)
+    expect(await row.innerText()).toMatch(new RegExp(`^${DEVICE}\tsensor\t`))
+    expect(await row.locator('a.device-link').getAttribute('href')).toBe(`#/device/${DEVICE}`)
+    expect({ buttons: await page.locator('#module-table button').count(), deviceRows: await page.locator('#device-rows tr').count() }).toEqual({ buttons: 0, deviceRows: 0 })
+    await page.fill('#device-query', 'SELECT * FROM devices')
+    await page.click('#device-query-run')
+    await waitText('#devices-status', /^1 device$/)
+    expect(await page.locator('#module-table').isHidden()).toBe(true)
   })
 
   it('saves a desired property from the twin editor with its etag: the device gets the patch; a stale etag shows the 412', async () => {
@@ -387,6 +412,50 @@ describe('the dashboard in a browser', { timeout: 30_000 }, () => {
     await page.click(`tr[data-device-id="${DEVICE}"] a.device-link`)
     await waitText('#telemetry-status', /^Live telemetry needs a shared access policy login/)
     await waitText('#twin-status', /^Read version/)
+  })
+
+  it('logs in with policies and roles that lack ServiceConnect; each page shows the hub\'s refusal for what they cannot do', async () => {
+    await logInWith('sas', policyConnectionString('service'))
+    await waitText('#devices-status', /^\d+ devices?$/)
+    expect(JSON.parse((await page.evaluate(() => sessionStorage.getItem('hyperhub.session')))!)).toMatchObject({ keyName: 'service', verified: true })
+    await page.fill('#new-device-id', 'by-service')
+    await page.click('#create-device-submit')
+    await waitText('#create-status', /^401 IotHubUnauthorized: Authorization rule 'service' does not allow access for 'RegistryWrite'$/)
+    // no ServiceConnect: the query is refused for rights, so the registry's list is shown
+    await logInWith('sas', policyConnectionString('registryReadWrite'))
+    await waitText('#devices-status', /^\d+ devices? from the registry \(GET \/devices, at most 1000\): the query was refused \(401 IotHubUnauthorized: Authorization rule 'registryReadWrite' does not allow access for 'ServiceConnect'\)$/)
+    expect(await page.locator(`tr[data-device-id="${DEVICE}"]`).count()).toBe(1)
+    await page.fill('#new-device-id', 'by-registry')
+    await page.click('#create-device-submit')
+    await waitText('#create-status', /^Created by-registry$/)
+    expect(t.hub.registry.get('by-registry')).toBeDefined()
+    await page.waitForSelector('tr[data-device-id="by-registry"]')
+    await page.click('#nav-hub')
+    await waitText('#hub-status', /^\/metrics: 401 IotHubUnauthorized: Authorization rule 'registryReadWrite' does not allow access for 'ServiceConnect'$/)
+    // a role for devices only
+    await logInWith('bearer', await signRoleToken(await ensureLocalIssuerKey(t.dataDir), { roles: ['IoT Hub Registry Contributor'] }))
+    await waitText('#devices-status', /from the registry .*: the query was refused \(401 IotHubUnauthorized: Principal local-user is not authorized for POST on \/devices\/query due to no assigned permissions\)$/)
+    await page.click('tr[data-device-id="by-registry"] [data-action=delete]')
+    await page.click('tr[data-device-id="by-registry"] [data-action=delete]')
+    await waitText('#devices-status', /^Deleted by-registry$/)
+    expect(t.hub.registry.get('by-registry')).toBeUndefined()
+    // the management Owner role: routing, not the registry
+    await logInWith('bearer', await signRoleToken(await ensureLocalIssuerKey(t.dataDir), { roles: ['Owner'] }))
+    await waitText('#devices-status', /^The query: 401 .* is not authorized for POST on \/devices\/query .*The registry's list: 401 .* is not authorized for GET on \/devices\//)
+    await page.click('#nav-routes')
+    await waitText('#routes-status', /^\d+ routes, /)
+  })
+
+  it('logs a bearer login out when its token expires, saying so', async () => {
+    // the hub tolerates 300 s of clock skew: this token is refused 4 s from now
+    const token = await signRoleToken(await ensureLocalIssuerKey(t.dataDir), { roles: ['IoT Hub Data Contributor'], ttlSeconds: -296 })
+    await logInWith('bearer', token)
+    await waitText('#devices-status', /^\d+ devices?$/)
+    await page.click('#nav-hub')
+    await waitText('#hub-status', /^Updated /)
+    await page.waitForSelector('#connection-string', { timeout: 15_000 })
+    await waitText('#login-status', /^Your token expired; log in again$/)
+    expect(await page.evaluate(() => sessionStorage.getItem('hyperhub.session'))).toBeNull()
   })
 
   it('raised no script error and broke no content security policy rule', () => {

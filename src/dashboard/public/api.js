@@ -1,6 +1,9 @@
 // The session and the hub's REST API from the browser. The session lives in sessionStorage only (gone
-// with the tab; never in localStorage, a URL or the console). A 401 on the first call after logging in
-// means the credentials are wrong: the session is dropped and the login page says why.
+// with the tab; never in localStorage, a URL or the console). The hub words a 401 differently for a
+// credential it does not accept (a bad signature, an unknown policy, an expired token) and for one
+// that lacks a right (`… does not allow access for 'RegistryWrite'`, `… is not authorized for …`):
+// the first logs out (on the first call after logging in: the login was refused), the second is a
+// valid login whose pages show the hub's refusal for what it cannot do.
 import { serviceToken } from './sas.js'
 
 const KEY = 'hyperhub.session'
@@ -51,6 +54,18 @@ export async function streamToken() {
   return currentSession()?.kind === 'sas' ? authorization() : null
 }
 
+/** The hub's 401 texts for a valid credential without the right a call needs (src/auth/authenticator.ts). */
+const MISSING_RIGHT = /does not allow access for|is not authorized for|accepts shared access signatures only/
+/** …and for an expired token (a SAS token's, a bearer token's). */
+const EXPIRED = /\btoken (?:is )?expired\b/
+
+const messageOf = (res) => (typeof res.body?.Message === 'string' ? res.body.Message : '')
+
+/** A 401 saying the credential is good but lacks the right for this call. */
+export function refusedForRights(res) {
+  return res.status === 401 && MISSING_RIGHT.test(messageOf(res))
+}
+
 /** Azure's error body `{"Message":"ErrorCode:Name;text"}` as "404 DeviceNotOnline: text". */
 export function errorText(res) {
   const m = typeof res.body?.Message === 'string' ? /^ErrorCode:([^;]*);([\s\S]*)$/.exec(res.body.Message) : null
@@ -81,9 +96,14 @@ export async function api(method, path, { body, raw, headers = {} } = {}) {
   }
   const out = { ok: res.ok, status: res.status, headers: res.headers, body: parsed }
   const s = currentSession()
-  if (s && !s.verified) {
-    if (res.status === 401) logOut(`The hub refused these credentials: ${errorText(out)}`)
-    else if (res.ok) sessionStorage.setItem(KEY, JSON.stringify({ ...s, verified: true }))
+  if (!s) return out
+  if (res.status === 401 && !refusedForRights(out)) {
+    if (!s.verified) logOut(`The hub refused these credentials: ${errorText(out)}`)
+    // a bearer token runs out (the page signs SAS tokens itself, renewed before they expire)
+    else if (EXPIRED.test(messageOf(out))) logOut('Your token expired; log in again')
+    else logOut(`The hub no longer accepts these credentials: ${errorText(out)}`)
+  } else if (!s.verified && (res.ok || res.status === 401)) {
+    sessionStorage.setItem(KEY, JSON.stringify({ ...s, verified: true }))
   }
   return out
 }
