@@ -107,3 +107,29 @@ export async function api(method, path, { body, raw, headers = {} } = {}) {
   }
   return out
 }
+
+/**
+ * A device id a URL path cannot hold: a browser drops `.` and `..` path segments, `%2E` and `%2e`
+ * encoded ones too (WHATWG URL), so `/twins/..` would reach `/`. The pages reach such a device
+ * through the APIs that take its id in the body: the query, and bulk registry operations.
+ */
+export const unaddressable = (id) => id === '.' || id === '..'
+
+/** `id` as a URL path segment; throws for an id no URL path can hold (see unaddressable). */
+export function segment(id) {
+  if (unaddressable(id)) throw new Error(`the device id ${JSON.stringify(id)} cannot be put in a URL path`)
+  return encodeURIComponent(id)
+}
+
+const BULK_STATUS = { PreconditionFailed: 412, DeviceNotFound: 404, DeviceAlreadyExists: 409 }
+
+/**
+ * One bulk registry operation (`POST /devices`, an ExportImportDevice item), answered like any call:
+ * the item's refusal becomes `{ ok: false, status, body: { Message } }`.
+ */
+export async function bulkOne(item) {
+  const r = await api('POST', '/devices', { body: [item] })
+  if (!r.ok || r.body?.isSuccessful) return r
+  const e = r.body?.errors?.[0] ?? {}
+  return { ok: false, status: BULK_STATUS[e.errorCode] ?? 400, headers: r.headers, body: { Message: `ErrorCode:${e.errorCode ?? 'Error'};${e.errorStatus ?? ''}` } }
+}

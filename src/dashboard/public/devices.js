@@ -4,7 +4,7 @@
 // without it (registryRead, registryReadWrite, a Registry Contributor role) gets the registry's list
 // instead (GET /devices, the first 1000). Rows of `FROM devices.modules` are modules: listed with
 // their device (linked) and module id, and no Delete, which would delete the whole device.
-import { api, errorText, refusedForRights } from './api.js'
+import { api, bulkOne, errorText, refusedForRights, segment, unaddressable } from './api.js'
 import { field, fill, h, pretty, say, when } from './dom.js'
 
 const DEFAULT_QUERY = 'SELECT * FROM devices'
@@ -32,7 +32,7 @@ export function render(main) {
       // a second click confirms: no modal dialog, which would block the page
       if (del.dataset.armed !== 'yes') { del.dataset.armed = 'yes'; del.textContent = 'Confirm delete'; return }
       del.disabled = true
-      const r = await api('DELETE', `/devices/${encodeURIComponent(id)}`, { headers: { 'If-Match': '*' } })
+      const r = unaddressable(id) ? await bulkOne({ id, importMode: 'delete' }) : await api('DELETE', `/devices/${segment(id)}`, { headers: { 'If-Match': '*' } })
       if (gone) return
       if (r.ok) { say(status, `Deleted ${id}`, 'ok'); tr.remove() } else { say(status, `Delete ${id}: ${errorText(r)}`, 'error'); del.disabled = false }
     })
@@ -113,7 +113,7 @@ export function render(main) {
       e.preventDefault()
       const id = newId.value.trim()
       if (!id) return say(createStatus, 'a device id is required', 'error')
-      const r = await api('PUT', `/devices/${encodeURIComponent(id)}`, { body: { deviceId: id } })
+      const r = unaddressable(id) ? await bulkOne({ id, importMode: 'create' }) : await api('PUT', `/devices/${segment(id)}`, { body: { deviceId: id } })
       if (gone) return
       if (!r.ok) return say(createStatus, errorText(r), 'error')
       newId.value = ''
