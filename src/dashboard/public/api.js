@@ -49,9 +49,20 @@ export async function authorization() {
   return cached.token
 }
 
-/** A SAS token for the event stream (it takes no bearer tokens), or null. */
+/** How long a stream's token lasts; a test may shorten it (sessionStorage, seconds). */
+const STREAM_TOKEN_SECONDS = 600
+export const STREAM_TOKEN_SECONDS_KEY = 'hyperhub.streamTokenSeconds'
+
+/**
+ * A SAS token of its own for one event stream connection, `{ token, expiresAt }` (the stream takes
+ * no bearer tokens: null then). Short-lived, and not the REST token: the hub closes a stream when its
+ * token expires, so the page opens a new one before that.
+ */
 export async function streamToken() {
-  return currentSession()?.kind === 'sas' ? authorization() : null
+  const s = currentSession()
+  if (s?.kind !== 'sas') return null
+  const ttl = Number(sessionStorage.getItem(STREAM_TOKEN_SECONDS_KEY)) || STREAM_TOKEN_SECONDS
+  return serviceToken(s, ttl)
 }
 
 /** The hub's 401 texts for a valid credential without the right a call needs (src/auth/authenticator.ts). */
