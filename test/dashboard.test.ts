@@ -33,9 +33,11 @@ let device: MqttTestClient | undefined
 let base = ''
 /** console errors other than failed requests (those are the 401/404/412 the tests cause), and uncaught errors */
 const pageErrors: string[] = []
-/** /metrics requests made after the hub page was left */
-let leftHubAt = 0
-let metricsAfterLeaving = 0
+/** the hub page's polls: those under way, and those made after the routes page's first request (it left the hub page) */
+const POLLED = new Set(['/metrics', '/hyperhub/metering'])
+const pollsUnderWay = new Set<unknown>()
+let leavingHub: 'no' | 'leaving' | 'left' = 'no'
+let pollsAfterLeaving = 0
 /** the event stream WebSockets the page opened */
 const streams: WebSocket[] = []
 
@@ -53,7 +55,15 @@ beforeAll(async () => {
   page.on('console', (m) => { if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) pageErrors.push(m.text()) })
   page.on('pageerror', (e) => pageErrors.push(e.message))
   page.on('websocket', (ws) => { if (new URL(ws.url()).pathname === '/messages/events/stream') streams.push(ws) })
-  page.on('request', (r) => { if (leftHubAt && new URL(r.url()).pathname === '/metrics') metricsAfterLeaving++ })
+  page.on('request', (r) => {
+    const path = new URL(r.url()).pathname
+    if (POLLED.has(path)) pollsUnderWay.add(r)
+    // the routes page's first request is made as the page is rendered, after the hub page's leave()
+    if (leavingHub === 'leaving' && path === '/routing') leavingHub = 'left'
+    else if (leavingHub === 'left' && POLLED.has(path)) pollsAfterLeaving++
+  })
+  page.on('requestfinished', (r) => pollsUnderWay.delete(r))
+  page.on('requestfailed', (r) => pollsUnderWay.delete(r))
 }, 60_000)
 
 afterAll(async () => {
@@ -436,8 +446,8 @@ describe('the dashboard in a browser', { timeout: 30_000 }, () => {
     await t.rest('PUT', '/routing/routes/hot', { body: { source: 'DeviceMessages', condition: '$body.temperature > 30', endpointNames: ['alerts'] } })
     await t.rest('PUT', '/routing/routes/critical', { body: { source: 'DeviceMessages', condition: "level = 'critical'", endpointNames: ['alerts'] } })
     await t.rest('PUT', '/routing/enrichments/site', { body: { value: '$twin.tags.site', endpointNames: ['alerts'] } })
+    leavingHub = 'leaving'
     await page.click('#nav-routes')
-    leftHubAt = Date.now()
     await waitText('#routes-status', /^2 routes, 1 custom endpoints, 1 enrichments$/)
     expect(await page.locator('#routes-table tbody tr').allInnerTexts()).toEqual([
       expect.stringMatching(/^hot\tDeviceMessages\t\$body\.temperature > 30\talerts\tyes/),
@@ -464,9 +474,14 @@ describe('the dashboard in a browser', { timeout: 30_000 }, () => {
   })
 
   it('stopped polling /metrics when the hub page was left', async () => {
-    // past the poll interval since the hub page was left: a poll still scheduled would have run
-    await until(() => Date.now() - leftHubAt, (ms) => ms > 2500)
-    expect(metricsAfterLeaving).toBe(0)
+    expect(leavingHub).toBe('left')
+    // once every poll under way has finished, none can set a timer for another
+    await until(() => pollsUnderWay.size, (n) => n === 0)
+    // markers: a timer set now for the poll interval fires after any timer the hub page had set, and a
+    // request the page makes after it comes after any request such a timer made
+    await page.evaluate(() => new Promise((r) => setTimeout(r, 2000)))
+    expect(await page.evaluate(() => fetch('/health').then((r) => r.status))).toBe(200)
+    expect(pollsAfterLeaving).toBe(0)
   })
 
   it('logs out, and refuses a wrong key with the hub\'s 401 message', async () => {
