@@ -3,7 +3,10 @@
 // creates a device, edits its twin (the patch reaches the device over MQTT; a stale etag is a 412),
 // invokes a method the device answers, watches its telemetry, shows hostile device data as text,
 // reports an offline device and a wrong key as the hub words them, charts /metrics, lists routing
-// and tests route conditions. Screenshots go to a temp dir, or to docs/ with HYPERHUB_SCREENSHOTS=docs.
+// and tests route conditions. Also: module rows, twin keys named like Object.prototype's members,
+// the stream's own token and its reconnects (renewal, a 1008 close, 64 readers), logins lacking
+// ServiceConnect, an expiring bearer token, and the device "..". Screenshots go to a temp dir, or to
+// docs/ with HYPERHUB_SCREENSHOTS=docs.
 import { existsSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
