@@ -1,6 +1,7 @@
 // The HTTPS port's TLS front (tls/https-front.ts): uWS behind it on loopback answers only connections
 // the front opened. A client that goes round it to the loopback port, with or without a forged PROXY
-// header, gets nothing and is closed; through the front the same request is answered.
+// header, gets nothing and is closed; through the front the same request is answered. A HEAD
+// request is answered as GET is, without a body.
 import net from 'node:net'
 import { randomBytes } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -58,4 +59,50 @@ describe('a client that pipelines requests and reads nothing', () => {
     console.log(`pipelined ${N} × ${size} B unread: RssAnon +${(grown / 2 ** 20).toFixed(0)} MB`)
     expect(grown).toBeLessThan(40 * 2 ** 20)
   }, 30_000)
+})
+
+/** Sends a HEAD request, then (once its headers are in) a GET /health on the same connection; resolves with all that came back. */
+function headThenGet(head: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({ host: '127.0.0.1', port: t.hub.ports.https, servername: 'localhost', ca: t.ca })
+    let got = ''
+    let followed = false
+    socket.on('error', reject)
+    socket.on('data', (d: Buffer) => {
+      got += d.toString('latin1')
+      if (!followed && got.includes('\r\n\r\n')) {
+        followed = true
+        socket.write('GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n')
+      }
+      // done once the GET's answer is in whole
+      const second = got.indexOf('\r\n\r\n') + 4
+      const rest = got.slice(second)
+      const end = rest.indexOf('\r\n\r\n')
+      const length = /content-length: (\d+)/i.exec(rest.slice(0, end))
+      if (end >= 0 && length && rest.length >= end + 4 + Number(length[1])) { socket.destroy(); resolve(got) }
+    })
+    socket.on('close', () => resolve(got))
+    socket.write(head)
+  })
+}
+
+describe('HEAD requests', () => {
+  it('are answered as GET (status and headers) with no body; an unknown path is a 404 without a body', async () => {
+    const index = await t.rest('GET', '/dashboard/', { token: null })
+    const devices = await t.rest('GET', '/devices?api-version=2021-04-12')
+    for (const [path, status, type, length, token] of [
+      ['/dashboard/', 200, 'text/html; charset=utf-8', Buffer.byteLength(index.text), ''],
+      ['/devices?api-version=2021-04-12', 200, 'application/json; charset=utf-8', Buffer.byteLength(devices.text), `Authorization: ${t.serviceToken()}\r\n`],
+      ['/no/such/thing', 404, 'application/json; charset=utf-8', undefined, ''],
+    ] as const) {
+      // node:https parses the answer (it knows a HEAD answer has no body)
+      const r = await t.rest('HEAD', path, { token: token ? undefined : null })
+      expect({ path, status: r.status, type: r.headers['content-type'], text: r.text }).toEqual({ path, status, type, text: '' })
+      if (length !== undefined) expect(Number(r.headers['content-length'])).toBe(length)
+      // on the wire: the next bytes after the HEAD answer's headers are the next answer's status line
+      const wire = await headThenGet(`HEAD ${path} HTTP/1.1\r\nHost: localhost\r\n${token}\r\n`)
+      const after = wire.slice(wire.indexOf('\r\n\r\n') + 4)
+      expect({ path, head: wire.slice(0, 12), after: after.slice(0, 15) }).toEqual({ path, head: `HTTP/1.1 ${status}`, after: 'HTTP/1.1 200 OK' })
+    }
+  })
 })

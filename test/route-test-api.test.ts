@@ -4,6 +4,7 @@
 // neither grow the VM's memory nor the hub's name interner.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startTestHub, type TestHub } from './helpers/test-hub.js'
+import { connectDevice, until } from './helpers/device-mqtt.js'
 import { ensureLocalIssuerKey, signRoleToken } from '../src/auth/local-issuer.js'
 import { defaultInterner } from '../src/routing/name-interner.js'
 import { wasm } from '../src/wasm/hyperhub-wasm.js'
@@ -93,12 +94,30 @@ describe('$testall', () => {
 })
 
 describe('the route test APIs', () => {
-  it('route nothing: the built-in endpoint and the routes\' endpoint stay empty', async () => {
-    await testAll({ message: { body: '{"temperature":35}', appProperties: { level: 'critical' }, systemProperties: JSON_MESSAGE } })
-    for (const base of ['/messages/events', '/messages/endpoints/critical']) {
-      const r = await t.rest('GET', `${base}/partitions`)
-      expect(r.body.map((p: { isEmpty: boolean }) => p.isEmpty)).toEqual([true, true, true, true])
+  it('route nothing: after a test, a real message is the only one the route\'s endpoint and the built-in endpoint hold', async () => {
+    const hot = { body: '{"temperature":35}', appProperties: { level: 'critical' }, systemProperties: JSON_MESSAGE }
+    expect((await testAll({ message: hot })).body.routes.map((m: { properties: { name: string } }) => m.properties.name)).toEqual(['hot'])
+    expect((await testNew({ message: hot, route: route('true') })).body).toEqual(ok('true'))
+    // markers sent for real after the tests: one the route 'hot' takes to 'critical', one no route
+    // matches, which the fallback route takes to the built-in endpoint
+    const device = await connectDevice(t, 'route-marker')
+    try {
+      await device.publish('devices/route-marker/messages/events/level=critical&$.ct=application%2Fjson&$.ce=utf-8', '{"temperature":36,"marker":"routed"}', 1)
+      await device.publish('devices/route-marker/messages/events/level=info', 'fallback marker', 1)
+    } finally {
+      await device.disconnect()
     }
+    const bodies = async (base: string) => {
+      const out: string[] = []
+      for (const p of [0, 1, 2, 3]) {
+        const r = await t.rest('GET', `${base}/partitions/${p}/events?from=earliest`)
+        out.push(...r.body.events.map((e: { body: string }) => Buffer.from(e.body, 'base64').toString()))
+      }
+      return out
+    }
+    const routed = '{"temperature":36,"marker":"routed"}'
+    expect(await until(() => bodies('/messages/endpoints/critical'), (b) => b.includes(routed))).toEqual([routed])
+    expect(await until(() => bodies('/messages/events'), (b) => b.includes('fallback marker'))).toEqual(['fallback marker'])
   })
 
   it('are the owner\'s alone: other policies and roles get Azure\'s 401', async () => {

@@ -10,6 +10,7 @@ import type { Authenticator, PolicyToken } from '../auth/authenticator.js'
 import type { HttpsFront } from '../tls/https-front.js'
 import { errorBody, HubError } from '../rest/hub-error.js'
 import { CLOCK_SKEW_SECONDS, parseSasToken } from '../auth/sas-token.js'
+import { partitionOf } from '../shard-protocol.js'
 import { toEventJson, type BuiltInEndpoint } from './built-in-endpoint.js'
 
 /** Stop pushing to a reader whose socket holds this much. */
@@ -93,8 +94,7 @@ export class EventStream {
           this.endpoint.refresh()
           const group = query.get('consumerGroup') ?? '$Default'
           this.endpoint.checkConsumerGroup(group)
-          const partitions = query.get('partitions')?.split(',').map((p) => this.endpoint.checkPartition(p.trim()))
-            ?? Array.from({ length: this.endpoint.partitions }, (_, p) => p)
+          const partitions = this.partitionsAsked(query)
           positions = new Map(partitions.map((p) => [p, this.endpoint.startPosition(p, group, {
             sequenceNumber: query.get('fromSequenceNumber'), enqueuedTime: query.get('fromEnqueuedTime'), position: query.get('from') ?? 'latest',
           })]))
@@ -125,6 +125,21 @@ export class EventStream {
         if (this.readers.delete(ws)) this.count(ws, -1)
       },
     })
+  }
+
+  /**
+   * The partitions a reader asked for: `partitions=0,1`; `devicePartition=<deviceId>`, the one that
+   * device's events land on (a page following one device reads only that); or all of them.
+   */
+  private partitionsAsked(query: URLSearchParams): number[] {
+    const device = query.get('devicePartition')
+    if (device !== null) {
+      if (device === '') throw new HubError(400004, 'devicePartition needs a device id')
+      if (query.has('partitions')) throw new HubError(400004, 'devicePartition and partitions cannot be combined: give one of them')
+      return [partitionOf(device, this.endpoint.partitions)]
+    }
+    return query.get('partitions')?.split(',').map((p) => this.endpoint.checkPartition(p.trim()))
+      ?? Array.from({ length: this.endpoint.partitions }, (_, p) => p)
   }
 
   /**

@@ -105,6 +105,8 @@ export function mountRest(app: TemplatedApp, routes: Route[], auth: Authenticato
     const peer = front.peerOf(res.getProxiedRemoteAddress())
     if (!peer) return void res.close()
     const method = req.getMethod().toLowerCase()
+    // HEAD is answered as GET is (status and headers), without the body (RFC 9110 9.3.2)
+    const head = method === 'head'
     const path = req.getUrl()
     const query = new URLSearchParams(req.getQuery() ?? '')
     const headers: Record<string, string> = {}
@@ -116,9 +118,12 @@ export function mountRest(app: TemplatedApp, routes: Route[], auth: Authenticato
       res.cork(() => {
         res.writeStatus(`${r.status} ${STATUS_TEXT[r.status] ?? ''}`)
         for (const [k, v] of Object.entries(r.headers ?? {})) res.writeHeader(k, v)
-        if (r.body === undefined) return void res.end()
+        if (r.body === undefined) return void (head ? res.writeHeader('Content-Length', '0').endWithoutBody() : res.end())
         if (!r.headers?.['Content-Type']) res.writeHeader('Content-Type', 'application/json; charset=utf-8')
         const body = Buffer.isBuffer(r.body) ? r.body : Buffer.from(typeof r.body === 'string' ? r.body : JSON.stringify(r.body))
+        // the Content-Length a GET would have, and nothing after the headers (this uWS build's
+        // endWithoutBody(length) waits for that many bytes: the header is written here instead)
+        if (head) return void res.writeHeader('Content-Length', String(body.length)).endWithoutBody()
         sendBody(res, body, () => aborted)
       })
     }
@@ -128,7 +133,7 @@ export function mountRest(app: TemplatedApp, routes: Route[], auth: Authenticato
       reply({ status: err.status, body: errorBody(err), headers: { 'iothub-errorcode': err.codeName } })
     }
     const matches = routes.filter((r) => r.pattern.test(path))
-    const route = matches.find((r) => r.method === method)
+    const route = matches.find((r) => r.method === (head ? 'get' : method))
     if (!route) return fail(matches.length ? new HubError(405000, `${method.toUpperCase()} is not allowed on ${path}`) : new HubError(404000, `no resource at ${path}`))
     const params = route.pattern.exec(path)!.slice(1).map((p) => {
       try { return decodeURIComponent(p) } catch { return p }

@@ -28,18 +28,27 @@ export class TimeChart {
 
   /** Adds a point at `t` (seconds); `values`: series name → number. A name not seen before adds a series (up to maxSeries). */
   push(t, values) {
+    this.pushMany([[t, values]])
+  }
+
+  /** Adds `[t, values]` points and draws once: a page taking many at a time redraws once a frame, not once a point. */
+  pushMany(points) {
+    if (points.length === 0) return
     let grown = false
-    for (const name of Object.keys(values)) {
-      if (this.names.includes(name) || this.names.length >= this.maxSeries) continue
-      this.names.push(name)
-      this.ys.push(this.xs.map(() => null))
-      grown = true
+    // only the last maxPoints can be kept
+    for (const [t, values] of points.slice(-this.maxPoints)) {
+      for (const name of Object.keys(values)) {
+        if (this.names.includes(name) || this.names.length >= this.maxSeries) continue
+        this.names.push(name)
+        this.ys.push(this.xs.map(() => null))
+        grown = true
+      }
+      this.xs.push(t)
+      this.names.forEach((name, k) => {
+        const v = values[name]
+        this.ys[k].push(typeof v === 'number' && Number.isFinite(v) ? v : null)
+      })
     }
-    this.xs.push(t)
-    this.names.forEach((name, k) => {
-      const v = values[name]
-      this.ys[k].push(typeof v === 'number' && Number.isFinite(v) ? v : null)
-    })
     const extra = this.xs.length - this.maxPoints
     if (extra > 0) {
       this.xs.splice(0, extra)

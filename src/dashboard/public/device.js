@@ -1,32 +1,44 @@
 // One device: its twin (tags and desired properties edited as JSON, saved as a merge patch with the
 // etag it was read with, so someone else's change in between is a 412, not lost), a direct method,
 // a cloud-to-device message, and its live telemetry. Everything the device wrote is shown as text.
-import { api, errorText } from './api.js'
+// A device named `.` or `..` cannot be in a URL path (api.js unaddressable): its twin is read with
+// the query and saved with a bulk registry operation (etag and all); methods and messages, which
+// only take the id in the path, are not offered for it.
+import { api, bulkOne, errorText, segment, unaddressable } from './api.js'
 import { field, fill, h, pretty, say, when } from './dom.js'
 import { followTelemetry } from './telemetry.js'
 
-/** The merge patch that turns `from` into `to` (a key left out is removed: null). */
+const own = (o, k) => Object.prototype.hasOwnProperty.call(o, k)
+const isObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v)
+
+/**
+ * Sets an own property: `out[k] = v` would call a setter for `__proto__` (and set the prototype)
+ * instead. Twin keys may be any name: `toString`, `constructor`, `hasOwnProperty`, `__proto__`.
+ */
+function put(out, k, v) {
+  Object.defineProperty(out, k, { value: v, enumerable: true, writable: true, configurable: true })
+}
+
+/** The merge patch that turns `from` into `to` (a key left out is removed: null). Own keys only: `k in to` would find `toString`. */
 function mergePatch(from, to) {
   const out = {}
-  const isObj = (v) => v !== null && typeof v === 'object' && !Array.isArray(v)
   for (const k of Object.keys(to)) {
-    if (isObj(from[k]) && isObj(to[k])) {
+    const had = own(from, k)
+    if (had && isObject(from[k]) && isObject(to[k])) {
       const inner = mergePatch(from[k], to[k])
-      if (Object.keys(inner).length > 0) out[k] = inner
-    } else if (JSON.stringify(from[k]) !== JSON.stringify(to[k])) out[k] = to[k]
+      if (Object.keys(inner).length > 0) put(out, k, inner)
+    } else if (!had || JSON.stringify(from[k]) !== JSON.stringify(to[k])) put(out, k, to[k])
   }
-  for (const k of Object.keys(from)) if (!(k in to)) out[k] = null
+  for (const k of Object.keys(from)) if (!own(to, k)) put(out, k, null)
   return out
 }
 
 /** Desired properties without the twin's own bookkeeping ($metadata, $version). */
 function editable(props) {
   const out = {}
-  for (const [k, v] of Object.entries(props ?? {})) if (!k.startsWith('$')) out[k] = v
+  for (const [k, v] of Object.entries(props ?? {})) if (!k.startsWith('$')) put(out, k, v)
   return out
 }
-
-const isObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v)
 
 function parseJson(text, what) {
   try { return { value: JSON.parse(text) } } catch (e) { return { error: `${what} is not valid JSON: ${e.message}` } }
@@ -35,7 +47,9 @@ function parseJson(text, what) {
 export function render(main, deviceId) {
   document.title = `Hyperhub · ${deviceId}`
   let gone = false
-  const path = `/twins/${encodeURIComponent(deviceId)}`
+  const dotted = unaddressable(deviceId)
+  const path = dotted ? null : `/twins/${segment(deviceId)}`
+  const noPath = `A browser cannot put the device id ${JSON.stringify(deviceId)} in a URL path (it drops "." and ".." segments): use an SDK or curl for this.`
   const summary = h('p', { class: 'summary', id: 'device-summary' })
 
   // --- twin ---
@@ -52,8 +66,22 @@ export function render(main, deviceId) {
     fill(summary, h('span', {}, 'Status '), h('b', {}, twin.status ?? '—'), ' · ', h('b', { id: 'device-connection' }, twin.connectionState ?? '—'),
       ` · last activity ${when(twin.lastActivityTime)} · twin version ${twin.version ?? '—'}`)
   }
+  /** GET /twins/{id}, or for an id no path holds, the device query for it. */
+  async function readTwin() {
+    if (!dotted) return api('GET', path)
+    const r = await api('POST', '/devices/query', { body: { query: `SELECT * FROM devices WHERE deviceId = '${deviceId}'` } })
+    if (!r.ok) return r
+    const twin = Array.isArray(r.body) ? r.body[0] : undefined
+    return twin ? { ...r, body: twin } : { ok: false, status: 404, headers: r.headers, body: { Message: `ErrorCode:DeviceNotFound;Device ${deviceId} not registered` } }
+  }
+  /** PATCH /twins/{id} with If-Match, or the same as a bulk updateTwinIfMatchETag; answers the twin. */
+  async function patchTwin(patch) {
+    if (!dotted) return api('PATCH', path, { body: patch, headers: { 'If-Match': `"${etag}"` } })
+    const r = await bulkOne({ id: deviceId, importMode: 'updateTwinIfMatchETag', twinETag: etag, ...patch })
+    return r.ok ? readTwin() : r
+  }
   async function loadTwin() {
-    const r = await api('GET', path)
+    const r = await readTwin()
     if (gone) return
     if (!r.ok) return say(twinStatus, errorText(r), 'error')
     showTwin(r.body)
@@ -74,7 +102,7 @@ export function render(main, deviceId) {
     }
     if (Object.keys(patch).length === 0) return say(twinStatus, 'Nothing changed')
     say(twinStatus, 'Saving…')
-    const r = await api('PATCH', path, { body: patch, headers: { 'If-Match': `"${etag}"` } })
+    const r = await patchTwin(patch)
     if (gone) return
     if (!r.ok) {
       const hint = r.status === 412 ? ' The twin changed since it was read: reload it and edit again.' : ''
@@ -101,6 +129,7 @@ export function render(main, deviceId) {
   const methodResult = h('pre', { class: 'json', id: 'method-result' })
   async function invoke() {
     fill(methodResult)
+    if (dotted) return say(methodStatus, noPath, 'error')
     const parsed = methodPayload.value.trim() === '' ? { value: null } : parseJson(methodPayload.value, 'The payload')
     if (parsed.error) return say(methodStatus, parsed.error, 'error')
     say(methodStatus, 'Waiting for the device…')
@@ -124,6 +153,7 @@ export function render(main, deviceId) {
   const c2dProps = h('textarea', { id: 'c2d-properties', rows: 2, spellcheck: 'false', placeholder: '{"priority": "high"}' })
   const c2dStatus = h('p', { class: 'status', id: 'c2d-status', role: 'status' })
   async function send() {
+    if (dotted) return say(c2dStatus, noPath, 'error')
     const parsed = c2dProps.value.trim() === '' ? { value: {} } : parseJson(c2dProps.value, 'The properties')
     if (parsed.error) return say(c2dStatus, parsed.error, 'error')
     if (!isObject(parsed.value)) return say(c2dStatus, 'The properties must be a JSON object of strings', 'error')
@@ -134,7 +164,7 @@ export function render(main, deviceId) {
       if (typeof v !== 'string' || !/^[\t\x20-\x7e\xa0-\xff]*$/.test(v)) return say(c2dStatus, `Property ${k} must be a string of Latin-1 text`, 'error')
       headers[`iothub-app-${k}`] = v
     }
-    const r = await api('POST', `/devices/${encodeURIComponent(deviceId)}/messages/devicebound`, { raw: c2dBody.value, headers })
+    const r = await api('POST', `/devices/${segment(deviceId)}/messages/devicebound`, { raw: c2dBody.value, headers })
     if (gone) return
     if (!r.ok) return say(c2dStatus, errorText(r), 'error')
     say(c2dStatus, 'Queued for the device', 'ok')
@@ -153,6 +183,12 @@ export function render(main, deviceId) {
     summary,
     h('div', { class: 'cards' }, twinCard, h('div', { class: 'card wide' }, h('h2', {}, 'Live telemetry'), telemetry)),
     h('div', { class: 'cards' }, methodCard, c2dCard)))
+  if (dotted) {
+    for (const [button, line] of [['#method-invoke', methodStatus], ['#c2d-send', c2dStatus]]) {
+      main.querySelector(button).disabled = true
+      say(line, noPath)
+    }
+  }
   const stop = followTelemetry(telemetry, deviceId)
   void loadTwin()
   return () => { gone = true; stop() }

@@ -1,7 +1,7 @@
 // The hub page: /metrics polled every 2 s and charted (message rates and throttle outcomes as
 // per-second differences of the counters, connections and the daily quota as they are), today's
 // metering, and the tier. Polling stops when the page is left; each chart keeps 300 points (10 min).
-import { api, errorText } from './api.js'
+import { api, errorText, refusedForRights } from './api.js'
 import { TimeChart } from './charts.js'
 import { fill, h, say } from './dom.js'
 import { byLabel, parsePrometheus, total } from './prometheus.js'
@@ -81,6 +81,8 @@ export function render(main) {
     }
     if (meter.ok) showMetering(meter.body)
     else fill(metering, h('p', { class: 'status error' }, errorText(meter)))
+    // a credential without the right (statistics/read, ServiceConnect) will not get it by asking again
+    if (refusedForRights(m) && refusedForRights(meter)) return
     timer = setTimeout(poll, POLL_MS)
   }
 

@@ -34,7 +34,9 @@ export function render(main) {
   h('h2', {}, 'Shared access policy'),
   field('Connection string', connectionString),
   h('p', { class: 'hint' }, 'The key stays in this tab (session storage): the page signs each request itself. ',
-    'The owner policy (iothubowner) sees every page; the service policy all but the tier and routes.'),
+    'iothubowner can use every page. service queries devices, edits twins, invokes methods, sends messages, follows telemetry and reads metrics, ',
+    'but cannot create or delete devices, nor read the tier and routes. registryRead lists devices; registryReadWrite also creates and deletes them. ',
+    'A page shows the hub\'s refusal for what the policy cannot do.'),
   h('button', { type: 'submit', id: 'login-sas-submit' }, 'Log in'))
   const bearerForm = h('form', {
     id: 'login-bearer',
@@ -50,7 +52,8 @@ export function render(main) {
   h('h2', {}, 'Bearer token (roles)'),
   field('Token', bearer),
   h('p', { class: 'hint' }, 'From ', h('code', {}, 'npm run -s token -- --role "IoT Hub Data Contributor"'),
-    ' or your identity provider. The event stream takes shared access signatures only, so live telemetry needs a policy login.'),
+    ' or your identity provider; a role allows what Azure\'s does (IoT Hub Registry Contributor: devices, not twins; Owner: the routes and the tier). ',
+    'The event stream takes shared access signatures only, so live telemetry needs a policy login.'),
   h('button', { type: 'submit', id: 'login-bearer-submit' }, 'Log in'))
   main.append(h('section', { class: 'login' }, h('h1', {}, 'Log in to Hyperhub'), status, h('div', { class: 'cards' }, h('div', { class: 'card' }, sasForm), h('div', { class: 'card' }, bearerForm))))
 }
