@@ -48,6 +48,18 @@ describe('nesting', () => {
     expect(ok.body.properties.desired.fine).toBe(1)
   })
 
+  it('refuses a body with a __proto__ key, however it is spelled (msgpackr renamed it to __proto_ past the twin rules)', async () => {
+    await t.createDevice('proto-twin')
+    for (const raw of ['{"tags":{"site":"a","__proto__":{"x":1}}}', '{"tags":{"\\u005f\\u005fproto\\u005f\\u005f":1}}', '{"properties":{"desired":{"a":[{"__proto__":1}]}}}']) {
+      const r = await t.rest('PATCH', '/twins/proto-twin?api-version=2021-04-12', { raw })
+      expectError(r, 400, 'ArgumentInvalid', 'the property name __proto__ is not supported')
+    }
+    const twin = await t.rest('GET', '/twins/proto-twin?api-version=2021-04-12')
+    expect([twin.body.tags, twin.body.properties.desired.$version]).toEqual([undefined, 1])
+    // a value that only mentions it is fine
+    expect((await t.rest('PATCH', '/twins/proto-twin?api-version=2021-04-12', { body: { tags: { note: '__proto__' } } })).status).toBe(200)
+  })
+
   it('refuses a method payload nested too deep with 400', async () => {
     const r = await t.rest('POST', '/twins/deep-twin/methods?api-version=2021-04-12', { raw: `{"methodName":"m","payload":${deepArray(5000)}}` })
     expectError(r, 400, 'ArgumentInvalid', `the request body nests deeper than ${MAX_JSON_DEPTH} levels`)

@@ -94,7 +94,24 @@ function parseJson(body: Buffer): unknown {
   if (body.length === 0) throw new HubError(400005, 'the request body is empty')
   // checked before parsing: a deep document would overflow whatever serialises it next
   if (jsonDeeperThan(body)) throw new HubError(400004, `the request body nests deeper than ${MAX_JSON_DEPTH} levels`)
-  try { return JSON.parse(body.toString('utf8')) } catch { throw new HubError(400012, 'the request body is not valid JSON') }
+  let value: unknown
+  try { value = JSON.parse(body.toString('utf8')) } catch { throw new HubError(400012, 'the request body is not valid JSON') }
+  // JSON.parse keeps "__proto__" as an own key, but msgpackr renames it on its way to a shard, past the
+  // twin rules that refuse it ("proto": an escaped spelling decodes to the same key)
+  if (body.includes('proto') && hasProtoKey(value)) throw new HubError(400004, 'the property name __proto__ is not supported')
+  return value
+}
+
+/** Whether any object in a parsed body has an own key `__proto__` (walked without recursion; the depth is checked before). */
+function hasProtoKey(root: unknown): boolean {
+  const todo = [root]
+  while (todo.length > 0) {
+    const v = todo.pop()
+    if (typeof v !== 'object' || v === null) continue
+    if (!Array.isArray(v) && Object.hasOwn(v, '__proto__')) return true
+    for (const child of Object.values(v)) if (typeof child === 'object' && child !== null) todo.push(child)
+  }
+  return false
 }
 
 const API_VERSION = /^\d{4}-\d{2}-\d{2}(-preview)?$/

@@ -48,7 +48,8 @@ export function monitorEventsCommand(): Command {
       const timeoutS = intOption('--timeout', o.timeout, 0, 31_536_000)
       const target = ctx.client().target
       const host = target.address.includes(':') ? `[${target.address}]` : target.address
-      const query = new URLSearchParams({ consumerGroup: o.consumerGroup, from: o.from })
+      // one device: only the partition its events land on (the others are not sent to be dropped here)
+      const query = new URLSearchParams({ consumerGroup: o.consumerGroup, from: o.from, ...(o.deviceId !== undefined ? { devicePartition: o.deviceId } : {}) })
       // the stream closes when its token expires: one that outlives a working day
       const ws = new WebSocket(`wss://${host}:${target.httpsPort}/messages/events/stream?${query}`, {
         headers: { Authorization: target.serviceToken(86_400) }, ca: target.ca, maxPayload: 16 * 1024 * 1024, handshakeTimeout: 30_000,
