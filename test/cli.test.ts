@@ -174,6 +174,12 @@ describe('hyperhub simulate and usage', () => {
     expect(await failure(['simulate', '--prefix', 'bad/id'])).toEqual({ code: 2, stderr: 'hyperhub: --prefix may hold only the characters a device id may, not "bad/id"\n' })
   })
 
+  it('keeps a device that sends less often than its keep-alive connected: it pings', async () => {
+    // 5 devices at 1 message a second: each sends every 5 s, past the hub's 1.5 × 2 s of allowed silence
+    const { stdout } = await cli('--json', 'simulate', '--devices', '5', '--rate', '1', '--messages', '8', '--keepalive', '2', '--prefix', 'cli-ping-')
+    expect(JSON.parse(stdout)).toMatchObject({ devices: 5, sent: 8, acked: 8 })
+  }, 60_000)
+
   it('prints the tier, the quota and the throttles', async () => {
     const usage = JSON.parse((await cli('--json', 'usage')).stdout)
     expect(usage).toMatchObject({ tier: 'unlimited', quota: { used: expect.any(Number), quota: null }, throttles: { d2c: { perSecond: null } } })

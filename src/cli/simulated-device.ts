@@ -4,7 +4,6 @@
 import tls from 'node:tls'
 import mqtt from 'mqtt-packet'
 
-const KEEPALIVE_SECONDS = 60
 const PINGREQ = mqtt.generate({ cmd: 'pingreq' })
 
 export interface DeviceCredentials { deviceId: string; username: string; password: string; topic: string }
@@ -26,7 +25,7 @@ export class SimulatedDevice {
 
   private constructor(private readonly socket: tls.TLSSocket, readonly credentials: DeviceCredentials) {}
 
-  static connect(o: { host: string; port: number; servername?: string; ca?: string; credentials: DeviceCredentials; onError(e: Error): void; timeoutMs?: number }): Promise<SimulatedDevice> {
+  static connect(o: { host: string; port: number; servername?: string; ca?: string; credentials: DeviceCredentials; keepaliveSeconds: number; onError(e: Error): void; timeoutMs?: number }): Promise<SimulatedDevice> {
     return new Promise((resolve, reject) => {
       const socket = tls.connect({ host: o.host, port: o.port, ...(o.servername ? { servername: o.servername } : {}), ...(o.ca ? { ca: o.ca } : {}) })
       const device = new SimulatedDevice(socket, o.credentials)
@@ -41,7 +40,7 @@ export class SimulatedDevice {
             return reject(new Error(`${o.credentials.deviceId}: the hub refused the connection (CONNACK ${p.returnCode}: ${CONNACK_REFUSALS[p.returnCode ?? 0] ?? 'refused'})`))
           }
           connected = true
-          device.pinger = setInterval(() => { if (device.open) socket.write(PINGREQ) }, (KEEPALIVE_SECONDS * 1000) / 2)
+          device.pinger = setInterval(() => { if (device.open) socket.write(PINGREQ) }, (o.keepaliveSeconds * 1000) / 2)
           device.pinger.unref()
           resolve(device)
         } else if (p.cmd === 'puback') {
@@ -65,7 +64,7 @@ export class SimulatedDevice {
         }
       })
       socket.write(mqtt.generate({
-        cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: false, keepalive: KEEPALIVE_SECONDS,
+        cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: false, keepalive: o.keepaliveSeconds,
         clientId: o.credentials.deviceId, username: o.credentials.username, password: Buffer.from(o.credentials.password),
       }))
     })

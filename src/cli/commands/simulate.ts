@@ -64,13 +64,15 @@ export function simulateCommand(): Command {
     .option('--messages <n>', 'stop after this many messages instead')
     .option('--prefix <text>', 'device ids are <prefix>0001, <prefix>0002, …', 'sim-')
     .addOption(new Option('--qos <qos>', 'MQTT QoS').choices(['0', '1']).default('1'))
-    .action(action(async (ctx, o: { devices: string; rate: string; duration: string; messages?: string; prefix: string; qos: '0' | '1' }) => {
+    .option('--keepalive <seconds>', 'the devices\' MQTT keep-alive (they ping at half of it; the hub drops one silent for 1.5 × it)', '60')
+    .action(action(async (ctx, o: { devices: string; rate: string; duration: string; messages?: string; prefix: string; qos: '0' | '1'; keepalive: string }) => {
       const count = intOption('--devices', o.devices, 1, 10_000)
       const rate = intOption('--rate', o.rate, 1, 100_000)
       const duration = intOption('--duration', o.duration, 1, 86_400)
       const total = o.messages === undefined ? rate * duration : intOption('--messages', o.messages, 1, 1_000_000_000)
       if (!/^[A-Za-z0-9\-.+%_#*?!(),:=@$']{1,100}$/.test(o.prefix)) throw new CliError(`--prefix may hold only the characters a device id may, not ${JSON.stringify(o.prefix)}`)
       const qos = Number(o.qos) as 0 | 1
+      const keepaliveSeconds = intOption('--keepalive', o.keepalive, 2, 1767)
       const client = ctx.client()
       const target = client.target
       const ids = Array.from({ length: count }, (_, i) => `${o.prefix}${String(i + 1).padStart(4, '0')}`)
@@ -91,6 +93,7 @@ export function simulateCommand(): Command {
               deviceId: id, username: `${target.hostName}/${id}/?api-version=2021-04-12`, topic: `devices/${id}/messages/events/`,
               password: createSasToken(encodeURIComponent(`${target.hostName}/devices/${id}`), keys.get(id)!, undefined, Math.ceil(Math.max(3600, deadlineSeconds * 2))),
             },
+            keepaliveSeconds,
             onError: (e) => { failure ??= e },
           }))))
           connecting.update(devices.length, { unit: 'connected' })
