@@ -29,18 +29,6 @@ export function writeRunFile(dataDir: string, info: HubRunInfo): void {
   renameSync(tmp, runFilePath(dataDir))
 }
 
-/** The pid of another hub that is running on this data directory, if its run file says so and that process lives. */
-export function otherHubRunning(dataDir: string): number | undefined {
-  const pid = readRunFile(dataDir)?.pid
-  if (!Number.isInteger(pid) || pid === process.pid) return undefined
-  try {
-    process.kill(pid!, 0)
-    return pid
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM' ? pid : undefined
-  }
-}
-
 /** Removed at stop, unless another hub has written it since. */
 export function removeRunFile(dataDir: string, pid = process.pid): void {
   if (readRunFile(dataDir)?.pid === pid) rmSync(runFilePath(dataDir), { force: true })

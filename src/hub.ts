@@ -75,7 +75,8 @@ import { ensureLocalPki } from './tls/local-pki.js'
 import { WriteHealth } from './store/write-health.js'
 import { containLmdbDiagnostics } from './store/lmdb-diagnostics.js'
 import { prepareDataDir, protectStoreFiles } from './store/data-dir-permissions.js'
-import { otherHubRunning, removeRunFile, writeRunFile } from './hub-run-file.js'
+import { removeRunFile, writeRunFile } from './hub-run-file.js'
+import { DataDirLockedError, lockDataDir } from './store/data-dir-lock.js'
 
 export interface RunningHub {
   config: HubConfig
@@ -133,9 +134,13 @@ async function loadPolicies(store: ReturnType<typeof openHubStore>): Promise<Acc
 export async function startHub(config: HubConfig, log: Logger, options: StartHubOptions = {}): Promise<RunningHub> {
   containLmdbDiagnostics(log)
   prepareDataDir(config.dataDir, log)
-  // LMDB lets two processes open one store, but two hubs on it would each think they own every partition
-  const other = otherHubRunning(config.dataDir)
-  if (other !== undefined) throw new StartupError(`another hub (process ${other}) is running on ${config.dataDir}; stop it first, or start this one with another --data-dir`)
+  let unlock: () => void
+  try {
+    unlock = lockDataDir(config.dataDir)
+  } catch (e) {
+    if (e instanceof DataDirLockedError) throw new StartupError(e.message)
+    throw e
+  }
   const store = openHubStore(config.dataDir, config.durability)
   protectStoreFiles(config.dataDir)
   // the main thread's writes (registry, checkpoints, consumer groups, feedback): refused with 503 ServerBusy while they cannot work
@@ -146,6 +151,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
   const storedPartitions = store.meta.get('partitions') as number | undefined
   if (storedPartitions !== undefined && storedPartitions !== config.partitions) {
     await store.close()
+    unlock()
     throw new StartupError(`partitions: this data directory was created with ${storedPartitions} partitions; the count cannot change (got ${config.partitions})`)
   }
   if (storedPartitions === undefined) await store.meta.put('partitions', config.partitions)
@@ -357,6 +363,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
       front.close() // last: what the closes above wrote to WebSockets passes through it
       health.close()
       await store.close()
+      unlock()
       log.info('hub stopped')
     })()
     return stopping

@@ -331,18 +331,28 @@ describe('hyperhub against what a review tried', () => {
       // a process that has ended: as if no hub ran
       writeFileSync(file, JSON.stringify({ ...JSON.parse(real), pid: 2 ** 22 + 12345 }))
       expect(await failure(['device', 'list'], dir)).toMatchObject({ code: 1, stderr: expect.stringContaining(`connection refused at https://127.0.0.1:443 (no running hub recorded in ${dir})`) })
-      // a live hub of another process on the data directory: a second one does not start beside it
-      writeFileSync(file, JSON.stringify({ ...JSON.parse(real), pid: process.ppid }))
+      writeFileSync(file, real)
+      // the hub of this test process holds the data directory's lock: a second one does not start beside it
       const second = spawn(process.execPath, ['src/cli/bin.mjs', 'start', '--data-dir', dir, '--https-port', '0', '--mqtt-port', '0', '--amqp-port', 'off', '--host', '127.0.0.1'], { env: env() })
       let stderr = ''
       second.stderr.on('data', (c: Buffer) => { stderr += c })
       expect(await new Promise((resolve) => second.on('exit', resolve))).toBe(2)
-      expect(stderr).toBe(`hyperhub: another hub (process ${process.ppid}) is running on ${dir}; stop it first, or start this one with another --data-dir\n`)
-      writeFileSync(file, real)
+      expect(stderr).toBe(`hyperhub: another hub (process ${process.pid}) is running on ${dir}; stop it first (if no hub runs there, remove ${join(dir, 'hub.lock')})\n`)
     } finally {
       await other.stop()
     }
-  }, 60_000)
+    // a lock left by a crash names a pid that is alive again, but is another process (pid 1, started at boot): taken over
+    writeFileSync(join(dir, 'hub.lock'), JSON.stringify({ pid: 1, started: '1' }))
+    const again = spawn(process.execPath, ['src/cli/bin.mjs', 'start', '--data-dir', dir, '--https-port', '0', '--mqtt-port', '0', '--amqp-port', 'off', '--host', '127.0.0.1', '--log-level', 'warn'], { env: env() })
+    let banner = ''
+    again.stdout.on('data', (c: Buffer) => { banner += c })
+    try {
+      await until(() => banner, (b) => b.includes('Hyperhub is running.'), 30_000)
+      expect(JSON.parse(readFileSync(join(dir, 'hub.lock'), 'utf8')).pid).toBe(again.pid)
+    } finally {
+      again.kill('SIGKILL')
+    }
+  }, 90_000)
 })
 
 describe('hyperhub token', () => {

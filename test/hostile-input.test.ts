@@ -50,7 +50,7 @@ describe('nesting', () => {
 
   it('refuses a body with a __proto__ key, however it is spelled (msgpackr renamed it to __proto_ past the twin rules)', async () => {
     await t.createDevice('proto-twin')
-    for (const raw of ['{"tags":{"site":"a","__proto__":{"x":1}}}', '{"tags":{"\\u005f\\u005fproto\\u005f\\u005f":1}}', '{"properties":{"desired":{"a":[{"__proto__":1}]}}}']) {
+    for (const raw of ['{"tags":{"site":"a","__proto__":{"x":1}}}', '{"tags":{"\\u005f\\u005fproto\\u005f\\u005f":1}}', '{"properties":{"desired":{"a":[{"__proto__":1}]}}}', '{"tags":{"\\u005f\\u005f\\u0070\\u0072\\u006f\\u0074\\u006f\\u005f\\u005f":{"x":1}}}']) {
       const r = await t.rest('PATCH', '/twins/proto-twin?api-version=2021-04-12', { raw })
       expectError(r, 400, 'ArgumentInvalid', 'the property name __proto__ is not supported')
     }

@@ -87,6 +87,21 @@ function headThenGet(head: string): Promise<string> {
 }
 
 describe('HEAD requests', () => {
+  it('are refused (405, no body) on routes that take a message from a queue: a HEAD would lock one and spend a delivery unseen', async () => {
+    const { primaryKey } = await t.createDevice('head-c2d')
+    const token = t.deviceToken('head-c2d', primaryKey)
+    expect((await t.rest('POST', '/devices/head-c2d/messages/devicebound?api-version=2021-04-12', { raw: 'hello', headers: { 'Content-Type': 'text/plain' } })).status).toBe(200)
+    const head = await t.rest('HEAD', '/devices/head-c2d/messages/devicebound?api-version=2021-04-12', { token })
+    expect([head.status, head.text]).toEqual([405, ''])
+    for (const path of ['/messages/serviceBound/feedback?api-version=2021-04-12', '/messages/serviceBound/filenotifications?api-version=2021-04-12']) {
+      expect((await t.rest('HEAD', path)).status).toBe(405)
+    }
+    // the message is still there, delivered for the first time
+    const got = await t.rest('GET', '/devices/head-c2d/messages/devicebound?api-version=2021-04-12', { token })
+    expect([got.status, got.text, got.headers['iothub-deliverycount']]).toEqual([200, 'hello', '1'])
+  })
+
+
   it('are answered as GET (status and headers) with no body; an unknown path is a 404 without a body', async () => {
     const index = await t.rest('GET', '/dashboard/', { token: null })
     const devices = await t.rest('GET', '/devices?api-version=2021-04-12')

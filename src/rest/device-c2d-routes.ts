@@ -88,7 +88,7 @@ export function deviceC2dRoutes(shards: ShardPool, throttles: HubThrottles, log:
   const limits = { throttle: 'c2dReceives', standardOnly: 'cloud-to-device messages' } as const
   return [
     {
-      method: 'get', pattern: /^\/devices\/([^/]+)\/messages\/devicebound\/?$/i, right: 'Device', limits,
+      method: 'get', pattern: /^\/devices\/([^/]+)\/messages\/devicebound\/?$/i, right: 'Device', limits, receives: true,
       async handle(req) {
         const deviceId = req.device!.device.deviceId
         for (let skipped = 0; skipped <= MAX_SKIPPED; skipped++) {

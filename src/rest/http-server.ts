@@ -37,6 +37,8 @@ interface RouteBase {
   handle(req: RestRequest): Promise<RestResponse> | RestResponse
   /** what the route costs under a tier (rest/route-limits.ts) */
   limits?: RouteLimits
+  /** a GET that takes a message from a queue (locks it, counts a delivery): HEAD, answered as GET, would spend one unseen */
+  receives?: true
 }
 
 /**
@@ -97,8 +99,8 @@ function parseJson(body: Buffer): unknown {
   let value: unknown
   try { value = JSON.parse(body.toString('utf8')) } catch { throw new HubError(400012, 'the request body is not valid JSON') }
   // JSON.parse keeps "__proto__" as an own key, but msgpackr renames it on its way to a shard, past the
-  // twin rules that refuse it ("proto": an escaped spelling decodes to the same key)
-  if (body.includes('proto') && hasProtoKey(value)) throw new HubError(400004, 'the property name __proto__ is not supported')
+  // twin rules that refuse it (an escaped spelling decodes to the same key: hence "\u" too)
+  if ((body.includes('proto') || body.includes('\\u')) && hasProtoKey(value)) throw new HubError(400004, 'the property name __proto__ is not supported')
   return value
 }
 
@@ -150,7 +152,7 @@ export function mountRest(app: TemplatedApp, routes: Route[], auth: Authenticato
       reply({ status: err.status, body: errorBody(err), headers: { 'iothub-errorcode': err.codeName } })
     }
     const matches = routes.filter((r) => r.pattern.test(path))
-    const route = matches.find((r) => r.method === (head ? 'get' : method))
+    const route = matches.find((r) => r.method === (head ? 'get' : method) && !(head && r.receives))
     if (!route) return fail(matches.length ? new HubError(405000, `${method.toUpperCase()} is not allowed on ${path}`) : new HubError(404000, `no resource at ${path}`))
     const params = route.pattern.exec(path)!.slice(1).map((p) => {
       try { return decodeURIComponent(p) } catch { return p }

@@ -25,7 +25,7 @@ export function serviceBoundRoutes(o: ServiceBoundRouteOptions): Route[] {
   const base = `^\\/messages\\/servicebound\\/${o.name}`
   return [
     {
-      method: 'get', pattern: new RegExp(`${base}\\/?$`, 'i'), right: 'ServiceConnect', limits: o.limits, role: o.role,
+      method: 'get', pattern: new RegExp(`${base}\\/?$`, 'i'), right: 'ServiceConnect', limits: o.limits, role: o.role, receives: true,
       async handle() {
         const m = await o.queue.receive()
         if (!m) return { status: 204 }

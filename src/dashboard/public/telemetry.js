@@ -57,6 +57,9 @@ export function followTelemetry(container, deviceId) {
   let ws
   let stopped = false
   let renewTimer
+  let reconnectTimer
+  let quickExpiries = 0
+  let lastExpiry = 0
   /** the next sequence number of the device's partition, once an event of it was seen */
   let next
   /** the hub's time (its Date header) before the first stream opened, and whether one did */
@@ -155,8 +158,14 @@ export function followTelemetry(container, deviceId) {
       clearTimeout(renewTimer)
       status.dataset.lastClose = `${e.code}${e.reason ? ` ${e.reason}` : ''}`
       if (e.code === 1008 && /expired/i.test(e.reason)) {
+        // a clock far behind the hub's makes every new token expire at once: reconnect, but not in a loop
+        const now = Date.now()
+        quickExpiries = now - lastExpiry < 30_000 ? quickExpiries + 1 : 1
+        lastExpiry = now
+        if (quickExpiries > 3) return refused('The stream\'s tokens keep expiring at once: is this computer\'s clock behind the hub\'s?')
         say(status, 'The stream\'s token expired: reconnecting…')
-        return void open()
+        reconnectTimer = setTimeout(() => void open(), quickExpiries === 1 ? 0 : 2000 * quickExpiries)
+        return
       }
       if (!opened) return refused(`The hub refused the stream (it allows ${MAX_READERS} readers at once, or the token lacks ServiceConnect)`)
       refused(`The event stream closed (${e.code}${e.reason ? ` ${e.reason}` : ''})`)
@@ -176,6 +185,7 @@ export function followTelemetry(container, deviceId) {
   return () => {
     stopped = true
     clearTimeout(renewTimer)
+    clearTimeout(reconnectTimer)
     cancelAnimationFrame(frame)
     clearTimeout(flushTimer)
     ws?.close(1000, 'page left')
