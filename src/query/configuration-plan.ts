@@ -64,7 +64,7 @@ export function conditionOf(condition: string): Expr | undefined {
   return parseQuery(`SELECT * FROM devices WHERE ${c}`).where
 }
 
-const holds = (e: Expr | undefined, doc: Value) => whereHolds(e, doc)
+const holds = whereHolds
 
 /** The same configurations with the same statuses, in whatever order they were written. */
 function sameStatuses(a: Statuses, b: Statuses): boolean {
