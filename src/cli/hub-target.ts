@@ -9,6 +9,7 @@ import { open } from 'lmdb'
 import type { AccessPolicy } from '../auth/policies.js'
 import { createSasToken } from '../auth/sas-token.js'
 import { readRunFile, runFilePath, type HubRunInfo } from '../hub-run-file.js'
+import { processAlive } from '../store/data-dir-lock.js'
 import { CliError } from './output.js'
 
 export interface TargetOptions {
@@ -58,17 +59,23 @@ export function parseServiceConnectionString(text: string): { hostName: string; 
   return { hostName, keyName, key }
 }
 
-/** The policies in a data directory's store (read-only: the hub may be running). */
-export function readPolicies(dataDir: string): AccessPolicy[] {
-  const dir = resolve(dataDir)
+/** One value of a data directory's store, read-only (the hub may be running). */
+export function readStoreValue<T>(dataDir: string, db: string, key: string): T | undefined {
+  const file = join(resolve(dataDir), 'hub.mdb')
   // a mistyped data directory must not be created as an empty store
-  if (!existsSync(join(dir, 'hub.mdb'))) throw new CliError(`no hub data in ${dataDir} (has the hub been started there? --data-dir or HYPERHUB_DATA_DIR names it)`)
-  const root = open({ path: join(dir, 'hub.mdb'), readOnly: true })
+  if (!existsSync(file)) throw new CliError(`no hub data in ${dataDir} (has the hub been started there? --data-dir or HYPERHUB_DATA_DIR names it)`)
+  const root = open({ path: file, readOnly: true })
   try {
-    return (root.openDB({ name: 'meta' }).get('policies') as AccessPolicy[] | undefined) ?? []
+    return root.openDB({ name: db }).get(key) as T | undefined
   } finally {
-    void root.close()
+    // a read-only environment: its close writes nothing, and a failure loses nothing
+    root.close().catch(() => {})
   }
+}
+
+/** The policies in a data directory's store. */
+export function readPolicies(dataDir: string): AccessPolicy[] {
+  return readStoreValue<AccessPolicy[]>(dataDir, 'meta', 'policies') ?? []
 }
 
 function splitAddress(text: string, defaultPort: number): { host: string; port: number } {
@@ -125,12 +132,7 @@ function liveRunInfo(dataDir: string): HubRunInfo | undefined {
   if (!Number.isInteger(run.pid) || typeof run.hostName !== 'string' || typeof run.host !== 'string' || !run.ports || !port(run.ports.https) || !port(run.ports.mqtt)) {
     throw new CliError(`${runFilePath(resolve(dataDir))} is not a hub's run file (remove it if no hub runs there)`)
   }
-  try {
-    process.kill(run.pid, 0)
-  } catch (e) {
-    // EPERM: alive, another user's
-    if ((e as NodeJS.ErrnoException).code === 'ESRCH') return undefined
-  }
+  if (!processAlive(run.pid)) return undefined
   const local = new Set(['127.0.0.1', '::1', ...Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((i) => i.address))])
   if (!ANY_ADDRESS.has(run.host) && !local.has(run.host)) throw new CliError(`${runFilePath(resolve(dataDir))} names ${run.host}, which is not an address of this machine; refusing to send the hub's keys there`)
   return run

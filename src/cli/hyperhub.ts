@@ -4,7 +4,7 @@
 import { pathToFileURL } from 'node:url'
 import { Command, CommanderError, Option } from 'commander'
 import { CliError, printable } from './output.js'
-import { resolveTarget, type TargetOptions } from './hub-target.js'
+import { resolveTarget, type HubTarget, type TargetOptions } from './hub-target.js'
 import { serviceClient, type ServiceClient } from './service-client.js'
 import { deviceCommands } from './commands/device.js'
 import { twinCommands } from './commands/twin.js'
@@ -23,6 +23,8 @@ export interface GlobalOptions extends TargetOptions {
 /** What a command gets: the global options and, on demand, a client of the hub they name. */
 export interface CommandContext {
   options: GlobalOptions
+  /** the hub the options name (found on first use) */
+  target(): HubTarget
   /** the hub's service API (opened on first use, closed when the command ends) */
   client(): ServiceClient
   /** printed on stdout */
@@ -35,9 +37,12 @@ function contextOf(cmd: Command): CommandContext & { close(): Promise<void> } {
   while (root.parent) root = root.parent
   options.dataDirGiven = root.getOptionValueSource('dataDir') === 'cli'
   let opened: ServiceClient | undefined
+  let found: HubTarget | undefined
+  const target = () => (found ??= resolveTarget(options))
   return {
     options,
-    client: () => (opened ??= serviceClient(resolveTarget(options))),
+    target,
+    client: () => (opened ??= serviceClient(target())),
     print: (text) => { process.stdout.write(`${text}\n`) },
     close: async () => { await opened?.close() },
   }

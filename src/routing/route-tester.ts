@@ -24,11 +24,7 @@ export interface ConditionTest {
 }
 
 function compilationError(e: unknown): RouteCompilationError {
-  if (e instanceof QuerySyntaxError) {
-    const at = { line: e.line, column: e.column }
-    return { message: e.message, severity: 'error', location: { start: at, end: at } }
-  }
-  const at = { line: 1, column: 1 }
+  const at = e instanceof QuerySyntaxError ? { line: e.line, column: e.column } : { line: 1, column: 1 }
   return { message: (e as Error).message, severity: 'error', location: { start: at, end: at } }
 }
 

@@ -22,8 +22,13 @@ function alive(holder: LockHolder): boolean {
   if (!Number.isInteger(holder.pid) || holder.pid === process.pid) return false // a hub of this process (tests restart one) takes it over
   const now = startedAt(holder.pid)
   if (holder.started !== null && now !== null) return now === holder.started
+  return processAlive(holder.pid)
+}
+
+/** Whether a process with this pid exists (EPERM: it does, another user's). */
+export function processAlive(pid: number): boolean {
   try {
-    process.kill(holder.pid, 0)
+    process.kill(pid, 0)
     return true
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM'

@@ -46,7 +46,7 @@ export function monitorEventsCommand(): Command {
     .action(action(async (ctx, o: { deviceId?: string; consumerGroup: string; properties?: PropertyKind[]; from: string; count: string; timeout: string }) => {
       const count = intOption('--count', o.count, 0, 1_000_000_000)
       const timeoutS = intOption('--timeout', o.timeout, 0, 31_536_000)
-      const target = ctx.client().target
+      const target = ctx.target()
       const host = target.address.includes(':') ? `[${target.address}]` : target.address
       // one device: only the partition its events land on (the others are not sent to be dropped here)
       const query = new URLSearchParams({ consumerGroup: o.consumerGroup, from: o.from, ...(o.deviceId !== undefined ? { devicePartition: o.deviceId } : {}) })

@@ -3,28 +3,22 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { Command, Option } from 'commander'
-import { open } from 'lmdb'
 import type { JWK } from 'jose'
 import { createSasToken } from '../../auth/sas-token.js'
 import { LOCAL_ISSUER, signRoleToken } from '../../auth/local-issuer.js'
 import type { DeviceRecord } from '../../registry/device-registry.js'
 import { action } from '../hyperhub.js'
-import { resolveTarget } from '../hub-target.js'
+import { readStoreValue } from '../hub-target.js'
 import { CliError, intOption, json, segment } from '../output.js'
 
 // at most the hub's default token lifetime (365 days)
 const MAX_TTL_SECONDS = 365 * 86_400
 
 function deviceKeyFromStore(dataDir: string, deviceId: string): string {
-  const root = open({ path: join(resolve(dataDir), 'hub.mdb'), readOnly: true })
-  try {
-    const device = root.openDB({ name: 'devices' }).get(deviceId) as DeviceRecord | undefined
-    const key = device?.authentication.symmetricKey.primaryKey
-    if (!key) throw new CliError(device ? `device ${deviceId} has no SAS key (it uses X.509)` : `no device ${deviceId} in ${dataDir}`, 1)
-    return key
-  } finally {
-    void root.close()
-  }
+  const device = readStoreValue<DeviceRecord>(dataDir, 'devices', deviceId)
+  const key = device?.authentication.symmetricKey.primaryKey
+  if (!key) throw new CliError(device ? `device ${deviceId} has no SAS key (it uses X.509)` : `no device ${deviceId} in ${dataDir}`, 1)
+  return key
 }
 
 export function tokenCommand(): Command {
@@ -47,7 +41,7 @@ export function tokenCommand(): Command {
         const token = await signRoleToken(key, { roles: o.role, subject: o.subject, ttlSeconds: ttl }).catch((e: Error) => { throw new CliError(e.message) })
         return out(token)
       }
-      const target = resolveTarget(ctx.options)
+      const target = ctx.target()
       const host = o.hostName ?? target.hostName
       if (!o.device) return out(createSasToken(host, target.policy.primaryKey, target.policy.keyName, ttl))
       const useStore = !(ctx.options.connectionString ?? (ctx.options.dataDirGiven ? undefined : process.env.HYPERHUB_CONNECTION_STRING))
