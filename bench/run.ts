@@ -2,7 +2,7 @@
 // Each run starts a fresh server, drives it from separate generator processes over loopback, and
 // stops it; runs are interleaved across servers. Results land in bench/results/ (JSON + Markdown),
 // the latest table in bench/RESULTS.md, and a chart in bench/results/latest.png.
-//   tsx bench/run.ts --suite quick|full|peers|headline [--scenario a,b] [--servers hyperhub,aedes] [--runs N] [--duration S] [--no-report]
+//   tsx bench/run.ts --suite quick|full|peers|headline|io-threads [--scenario a,b] [--servers hyperhub,aedes] [--runs N] [--duration S] [--no-report]
 import { cpus, totalmem } from 'node:os'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
@@ -28,6 +28,9 @@ const start: Record<ServerKey, () => Promise<RunningServer>> = {
   'hyperhub-power': () => startHyperhub(['--durability', 'power']),
   // the JavaScript hot paths instead of WASM, for the side-by-side comparison
   'hyperhub-js': () => startHyperhub(['--mqtt-framer', 'js', '--sas-verifier', 'js']),
+  'hyperhub-io0': () => startHyperhub(['--io-threads', '0']),
+  'hyperhub-io1': () => startHyperhub(['--io-threads', '1']),
+  'hyperhub-io2': () => startHyperhub(['--io-threads', '2']),
   aedes: () => startAedes(),
   mosquitto: () => startMosquitto(),
   'mosquitto-unlimited': () => startMosquitto(true),

@@ -3,13 +3,14 @@
 // of ops and gets back batches of acknowledgements, each sent only after LMDB committed the data.
 import { BlobBatchSinks } from './blob-batch-sink.js'
 import type { BlobAccess } from '../src/storage/blob-client.js'
-import { parentPort, workerData } from 'node:worker_threads'
+import { parentPort, workerData, type MessagePort } from 'node:worker_threads'
+import { EdgeOutboxes } from './edge-outboxes.js'
 import { Packr } from 'msgpackr'
 import { openHubStore } from '../src/store/hub-store.js'
 import {
   OP_ACKS, OP_STREAM_TAIL, OP_C2D_COUNT, OP_CONNECTION_CLOSED, OP_DEVICE_CHANGED, OP_FEEDBACK, OP_LOG, OP_PARTITION_ADVANCED, OP_PUBACK, OP_PUBLISH, OP_REJECTED, OP_REPLY,
   OP_BIND_SENDER, OP_REQUEST, OP_SESSION_END, OP_SESSION_OPEN, OP_SESSION_OPENED, OP_SUBSCRIBE, OP_SUBSCRIBED, OP_TELEMETRY, OP_TWIN_DEVICE, OP_UNSUBSCRIBE,
-  moduleKey, partitionOf, postBatch, shardOf, shardOfPartition, type ControlMessage, type ShardInit,
+  moduleKey, partitionOf, shardOf, shardOfPartition, type ControlMessage, type ShardInit,
 } from '../src/shard-protocol.js'
 import { parsePropertyBag } from '../src/mqtt/property-bag.js'
 import type { C2dOutcome } from '../src/edge/edge-connection.js'
@@ -50,15 +51,14 @@ function storeFailure(e: unknown): HubError {
   health.failed(e)
   return health.error()
 }
-/** Ops for the edge, sent as one batch per event-loop turn. */
-let outbox: unknown[][] = []
+/** Ops for the edge, sent as one batch per destination thread per event-loop turn. */
+const outbox = new EdgeOutboxes(port, packr)
+/** I/O threads' ports (their connections' ops come in and go out on them) */
+const ioPorts: MessagePort[] = []
 let outboxScheduled = false
 function flushOutbox(): void {
   outboxScheduled = false
-  if (outbox.length === 0) return
-  const ops = outbox
-  outbox = []
-  postBatch(port, packr, ops)
+  outbox.flush()
 }
 function emit(op: unknown[]): void {
   outbox.push(op)
@@ -137,7 +137,9 @@ let commitsInFlight = 0
 const pendingCommits = new Set<Promise<unknown>>()
 
 /** Connections of this shard's devices: who stamps what, and which partition they write. */
-const connections = new Map<number, { sender: Sender; log: PartitionLog }>()
+const connections = new Map<number, { sender: Sender; log: PartitionLog; clientId?: string }>()
+/** which connection opened each session last: a late SESSION_END of the connection it replaced is ignored */
+const sessionOwners = new Map<string, number>()
 
 function queueWrite(log: PartitionLog, e: RawEvent): void {
   let list = queuedWrites.get(log)
@@ -198,8 +200,9 @@ function handleBatch(ops: unknown[][]): void {
         if (moduleId) sender.moduleId = moduleId
         // a module's twin and session are its own, kept under `{device}/{module}` in its device's shard
         const key = moduleId ? moduleKey(deviceId, moduleId) : deviceId
-        const conn = { sender, log: logs.get(partitionOf(deviceId, init.partitions))! }
+        const conn = { sender, log: logs.get(partitionOf(deviceId, init.partitions))!, clientId }
         connections.set(connId, conn)
+        sessionOwners.set(clientId, connId)
         const { present, written } = sessions.open(clientId, clean, generationId)
         // CONNACK's session-present promises what is stored: it waits for the write, and so does
         // delivery (C2D, twin pushes) to the connection, which the edge would drop before CONNACK
@@ -224,6 +227,7 @@ function handleBatch(ops: unknown[][]): void {
       case OP_CONNECTION_CLOSED: {
         const conn = connections.get(op[1] as number)
         connections.delete(op[1] as number)
+        if (conn?.clientId !== undefined && sessionOwners.get(conn.clientId) === op[1]) sessionOwners.delete(conn.clientId)
         const closed = services.closed(op[1] as number)
         // a connection a newer one took over is not a disconnect
         if (conn && closed?.current) connectionEvent(conn.sender, 'deviceDisconnected')
@@ -267,9 +271,14 @@ function handleBatch(ops: unknown[][]): void {
       case OP_DEVICE_CHANGED:
         services.deviceChanged(op[1] as string, op[2] as string | null, op[3] === true)
         break
-      case OP_SESSION_END:
+      case OP_SESSION_END: {
+        // a connection on another thread may have opened the session since (a takeover across I/O threads)
+        const owner = sessionOwners.get(op[1] as string)
+        if (op[2] !== undefined && owner !== undefined && owner !== op[2]) break
+        sessionOwners.delete(op[1] as string)
         sessions.end(op[1] as string)
         break
+      }
     }
   }
   const refused = telemetryRefused.take()
@@ -332,7 +341,8 @@ function writeQueued(): void {
         const frame = tailed.has(a.log.id) && eventBytes(a.events) <= STREAM_FRAME_BODY_BYTES ? streamFrame(a.log.id, a.first, a.offset, a.events) : null
         out.push([OP_PARTITION_ADVANCED, a.log.id, a.first + a.events.length - 1, a.first, frame])
       }
-      if (out.length > 0) postBatch(port, packr, out)
+      for (const op of out) outbox.push(op)
+      outbox.flush()
     },
     (err: unknown) => {
       // nothing of this commit is stored: its messages are refused (no PUBACK), the connections
@@ -343,7 +353,8 @@ function writeQueued(): void {
       const done = telemetry.take()
       if (done) out.push(done)
       for (let i = 0; i < acks.length; i += 2) out.push([OP_REJECTED, acks[i], refused.code, refused.message, acks[i + 1]])
-      postBatch(port, packr, out)
+      for (const op of out) outbox.push(op)
+      outbox.flush()
     },
   ).finally(() => {
     commitsInFlight--
@@ -381,6 +392,14 @@ port.on('message', (msg: Uint8Array | ControlMessage) => {
     handleBatch(packr.unpack(msg) as unknown[][])
     return
   }
+  if (msg.type === 'io-thread') {
+    // an I/O thread's connections: their ops arrive on this port, and go back on it
+    const io = msg.port
+    io.on('message', (m: Uint8Array) => handleBatch(packr.unpack(m) as unknown[][]))
+    outbox.attach(msg.thread, io)
+    ioPorts.push(io)
+    return
+  }
   if (msg.type === 'stop') {
     clearInterval(retentionTimer)
     clearInterval(c2dTimer)
@@ -391,7 +410,11 @@ port.on('message', (msg: Uint8Array | ControlMessage) => {
       .then(() => blobs?.close())
       .then(() => flushOutbox())
       .then(() => store.close())
-      .finally(() => port.postMessage({ type: 'stopped' } satisfies ControlMessage))
+      .finally(() => {
+        // after this shard's last batch on each port: an I/O thread closes its connections once every shard said so
+        for (const io of ioPorts) io.postMessage({ type: 'stopped' } satisfies ControlMessage)
+        port.postMessage({ type: 'stopped' } satisfies ControlMessage)
+      })
   }
 })
 port.postMessage({ type: 'ready' } satisfies ControlMessage)

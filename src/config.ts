@@ -26,6 +26,8 @@ export interface HubConfig {
   durability: Durability
   sasVerifier: 'wasm' | 'js'
   mqttFramer: 'wasm' | 'js'
+  /** worker threads that accept MQTT connections and do their TLS, framing and protocol; 0: the main thread does */
+  ioThreads: number
   /** writes stop (503 ServerBusy) while the data directory's disk has less than this free */
   minFreeDiskMb: number
   /** webhook endpoints may name loopback, link-local and private addresses (local receivers, tests) */
@@ -78,6 +80,7 @@ export const SETTINGS: Setting[] = [
   { key: 'retentionDays', flag: '--retention-days', env: 'HYPERHUB_RETENTION_DAYS', kind: 'int', min: 1, max: 7, help: 'built-in endpoint retention' },
   { key: 'durability', flag: '--durability', env: 'HYPERHUB_DURABILITY', kind: 'durability', help: 'process: acked messages survive a hub crash | power: also a power loss (slower)' },
   { key: 'sasVerifier', flag: '--sas-verifier', env: 'HYPERHUB_SAS_VERIFIER', kind: 'wasmOrJs', help: 'wasm (HMAC in WebAssembly, verified tokens cached) | js (node:crypto)' },
+  { key: 'ioThreads', flag: '--io-threads', env: 'HYPERHUB_IO_THREADS', kind: 'int', min: 0, max: 63, help: 'worker threads that serve MQTT over TLS and TCP (default: the core count; 0: the main thread)' },
   { key: 'mqttFramer', flag: '--mqtt-framer', env: 'HYPERHUB_MQTT_FRAMER', kind: 'wasmOrJs', help: 'wasm (AssemblyScript framer) | js' },
   { key: 'minFreeDiskMb', flag: '--min-free-disk-mb', env: 'HYPERHUB_MIN_FREE_DISK_MB', kind: 'int', min: 0, max: 1_000_000, help: 'writes are refused (ServerBusy) while the data disk has less than this many MB free' },
   { key: 'maxTokenLifetimeDays', flag: '--max-token-lifetime-days', env: 'HYPERHUB_MAX_TOKEN_LIFETIME_DAYS', kind: 'int', min: 1, max: 36_500, help: 'SAS tokens that stay valid for longer than this are refused' },
@@ -105,7 +108,7 @@ export function defaultConfig(): HubConfig {
   return {
     hostName: 'localhost', azureHubName: '', tlsNames: [], host: '0.0.0.0', dataDir: './data',
     mqttPort: 8883, httpsPort: 443, mqttTcpPort: null, amqpPort: 5671,
-    shards: Math.max(1, availableParallelism() - 1), partitions: 4, retentionDays: 1, logLevel: 'info', durability: 'process', sasVerifier: 'wasm', mqttFramer: 'wasm', minFreeDiskMb: 100, allowPrivateWebhooks: false, maxTokenLifetimeDays: 365, tier: 'unlimited',
+    shards: Math.max(1, availableParallelism() - 1), partitions: 4, retentionDays: 1, logLevel: 'info', durability: 'process', sasVerifier: 'wasm', mqttFramer: 'wasm', ioThreads: availableParallelism(), minFreeDiskMb: 100, allowPrivateWebhooks: false, maxTokenLifetimeDays: 365, tier: 'unlimited',
     blobStore: 'embedded', blobPort: 0, blobStoreStart: 'boot', fileUploadContainer: 'fileupload', fileUploadSasTtlMinutes: 60, fileUploadNotifications: true,
     fileNotificationTtlMinutes: 60, fileNotificationLockSeconds: 60, fileNotificationMaxDeliveries: 10, configurationIntervalSeconds: 60,
     disableLocalAuth: false, localIssuer: true, jwks: '', jwtIssuer: '', jwtAudience: 'https://iothubs.azure.net',

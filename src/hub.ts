@@ -26,6 +26,7 @@ import type { Logger } from './log.js'
 import { createTcpListener, createTlsListener, listen, TLS_HANDSHAKE_TIMEOUT_MS } from './mqtt/listeners.js'
 import { mountWebSockets } from './edge/websocket-endpoints.js'
 import { DeviceEdge } from './edge/device-edge.js'
+import { IoThreads, ListenError } from './edge/io-threads.js'
 import { DeviceRegistry } from './registry/device-registry.js'
 import { AmqpDevices } from './amqp/amqp-devices.js'
 import { ServiceBoundQueue, type FeedbackQueue, type FeedbackRecord } from './c2d/service-bound-queue.js'
@@ -290,6 +291,17 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
   })
   const key = readFileSync(pki.serverKeyFile, 'utf8')
   const cert = readFileSync(pki.serverCertFile, 'utf8')
+  // MQTT over TLS and TCP on worker threads (or, with --io-threads 0, on this one)
+  const ioThreads = config.ioThreads > 0
+    ? new IoThreads({
+      count: config.ioThreads, edge, shards, throttles, partitions: config.partitions, framer: config.mqttFramer, key, cert, log,
+      fatal: (error) => {
+        log.error('an I/O thread failed; stopping the hub', { error })
+        process.exitCode = 70
+        void stop()
+      },
+    })
+    : undefined
   // TLS for the HTTPS port is node:tls in front of uWS on loopback (https-front.ts: client certificates)
   let backendPort = 0
   const front = new HttpsFront({ key, cert, handshakeTimeoutMs: TLS_HANDSHAKE_TIMEOUT_MS, backendPort: () => backendPort })
@@ -343,6 +355,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
     stopping ??= (async () => {
       removeRunFile(config.dataDir)
       for (const s of servers) s.close()
+      const ioStopped = ioThreads?.stopListening().catch((e: unknown) => log.error('I/O threads did not stop listening', { error: e as Error }))
       front.server.close()
       if (httpsSocket) uWS.us_listen_socket_close(httpsSocket)
       await amqpServer.close()
@@ -351,7 +364,11 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
       await jobRunner.close() // jobs stop where they are and resume on the next start
       await importExportJobs.close() // a running import or export ends failed (it is not resumed)
       edge.pauseAll()
+      await ioStopped
+      // what the I/O threads read reaches the shards before they stop, and its acks come back to them
+      await ioThreads?.pauseReading().catch((e: unknown) => log.error('I/O threads did not pause', { error: e as Error }))
       await shards.stop()
+      await ioThreads?.close('hub shutting down').catch((e: unknown) => log.error('I/O threads did not close', { error: e as Error }))
       httpDevices.close() // every ack the shards release is written before this resolves
       fileUploads.close()
       feedback.close()
@@ -370,8 +387,20 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
   }
 
   try {
-    const mqtt = await bind(createTlsListener(edge, key, cert), config.mqttPort, 'mqttPort', 'MQTT over TLS')
-    const mqttTcp = config.mqttTcpPort === null ? null : await bind(createTcpListener(edge), config.mqttTcpPort, 'mqttTcpPort', 'MQTT over TCP')
+    let mqtt: number
+    let mqttTcp: number | null
+    if (ioThreads) {
+      try {
+        ({ mqtt, mqttTcp } = await ioThreads.start({ host: config.host, mqttPort: config.mqttPort, mqttTcpPort: config.mqttTcpPort }))
+      } catch (e) {
+        if (!(e instanceof ListenError)) throw e
+        const [port, what] = e.what === 'mqttPort' ? [config.mqttPort, 'MQTT over TLS'] : [config.mqttTcpPort, 'MQTT over TCP']
+        throw new StartupError(`cannot listen on ${config.host}:${port} for ${what} (${e.code}); ${portHint(e.what)}`)
+      }
+    } else {
+      mqtt = await bind(createTlsListener(edge, key, cert), config.mqttPort, 'mqttPort', 'MQTT over TLS')
+      mqttTcp = config.mqttTcpPort === null ? null : await bind(createTcpListener(edge), config.mqttTcpPort, 'mqttTcpPort', 'MQTT over TCP')
+    }
     backendPort = await new Promise<number>((resolve, reject) => {
       app.listen('127.0.0.1', 0, (ls) => {
         if (!ls) return reject(new StartupError('cannot listen on a loopback port for the HTTPS server behind the TLS front'))
@@ -399,7 +428,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
     jobRunner.start()
     started = true
     writeRunFile(config.dataDir, { pid: process.pid, hostName: config.hostName, host: config.host, ports: { https, mqtt, mqttTcp, amqp }, caCertFile: pki.caCertFile, startedAt: new Date().toISOString() })
-    log.info('hub started', { hostName: config.hostName, mqtt, https, mqttTcp, amqp, shards: config.shards, partitions: config.partitions })
+    log.info('hub started', { hostName: config.hostName, mqtt, https, mqttTcp, amqp, shards: config.shards, partitions: config.partitions, ioThreads: config.ioThreads })
     return { config, get policies() { return policies.list() }, policyRegistry: policies, caCertFile: pki.caCertFile, ports: { mqtt, https, httpsBackend: backendPort, mqttTcp, amqp }, eventHubName, registry, edge, routes, throttles, blobStore, stop }
   } catch (e) {
     await stop()

@@ -1,35 +1,17 @@
 // The edge's side of the shards: one worker thread per shard, one outgoing batch per shard per
 // event-loop turn, and the dispatch of what the shards send back.
-import { Worker } from 'node:worker_threads'
+import type { Worker } from 'node:worker_threads'
+import { tsWorker } from './ts-worker.js'
 import { Packr } from 'msgpackr'
 import { HubError } from './rest/hub-error.js'
+import { MessageChannel, type MessagePort } from 'node:worker_threads'
 import {
-  moduleKey, OP_ACKS, OP_TELEMETRY_DONE, OP_C2D_COUNT, OP_FEEDBACK, OP_LOG, OP_PARTITION_ADVANCED, OP_PUBLISH, OP_REJECTED, OP_REPLY, OP_REQUEST, OP_SESSION_OPENED, OP_SUBSCRIBED, postBatch, shardOf,
+  moduleKey, OP_REPLY, OP_REQUEST, postBatch, shardOf,
   type ControlMessage, type ShardInit, type ShardRequestKind,
 } from './shard-protocol.js'
+import { dispatchShardOp, type ShardEvents } from './shard-dispatch.js'
 
-export interface ShardEvents {
-  /** flat [connId, packetId, connId, packetId, ...], all committed */
-  acks(flat: number[], from: number): void
-  /** telemetry the shard finished with (stored, refused or dropped): flat [connId, count, bytes, ...] from `from` */
-  telemetryDone(flat: number[], from: number): void
-  sessionOpened(connId: number, sessionPresent: boolean, filters: string[], errorCode: number): void
-  subscriptionStored(connId: number, packetId: number, errorCode: number): void
-  /** the shard asks for a PUBLISH to one of its devices' connections */
-  publish(connId: number, topic: string, payload: Uint8Array, qos: number, packetId: number, dup: boolean): void
-  c2dCount(deviceId: string, count: number): void
-  feedback(key: unknown[], stored: unknown): void
-  /** one commit's events on a partition, with the stream frame when tailing was asked for */
-  partitionAdvanced(partition: number, lastSequenceNumber: number, firstSequenceNumber: number, frame: Uint8Array | null): void
-  rejected(connId: number, code: number, message: string, packetId: number): void
-  log(level: 'info' | 'warn' | 'error', message: string, fields: Record<string, unknown>): void
-  fatal(shard: number, error: Error): void
-}
-
-// The shard is TypeScript and a worker does not inherit the parent's tsx hooks, so a one-line
-// bootstrap registers them in the worker and then imports the shard.
-const WORKER_BOOTSTRAP = `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))})`
-  + `.then((tsx) => { tsx.register(); return import(${JSON.stringify(new URL('../shards/shard-worker.ts', import.meta.url).href)}) })`
+export type { ShardEvents } from './shard-dispatch.js'
 
 export class ShardPool {
   private readonly workers: Worker[] = []
@@ -46,7 +28,7 @@ export class ShardPool {
     const ready: Promise<void>[] = []
     for (let i = 0; i < this.init.shardCount; i++) {
       // the worker is TypeScript: run it through the same loader as the hub
-      const worker = new Worker(WORKER_BOOTSTRAP, { eval: true, workerData: { ...this.init, shardIndex: i } })
+      const worker = tsWorker(new URL('../shards/shard-worker.ts', import.meta.url), { workerData: { ...this.init, shardIndex: i } })
       this.workers.push(worker)
       this.outgoing.push([])
       ready.push(new Promise((resolve, reject) => {
@@ -59,6 +41,18 @@ export class ShardPool {
       worker.on('exit', (code) => { if (!this.stopping) this.events.fatal(i, new Error(`shard ${i} exited with code ${code}`)) })
     }
     await Promise.all(ready)
+  }
+
+  /**
+   * A channel from each shard to I/O thread `thread`: the shards send its connections' ops there,
+   * and it sends its connections' ops to them, with no step through the main thread.
+   */
+  connectIoThread(thread: number): MessagePort[] {
+    return this.workers.map((w) => {
+      const { port1, port2 } = new MessageChannel()
+      w.postMessage({ type: 'io-thread', thread, port: port1 } satisfies ControlMessage, [port1])
+      return port2
+    })
   }
 
   shardFor(deviceId: string): number {
@@ -124,26 +118,12 @@ export class ShardPool {
   }
 
   private dispatchOne(op: unknown[]): void {
-    switch (op[0]) {
-      case OP_ACKS: this.events.acks(op as number[], 1); break
-      case OP_TELEMETRY_DONE: this.events.telemetryDone(op as number[], 1); break
-      case OP_SESSION_OPENED: this.events.sessionOpened(op[1] as number, op[2] as boolean, (op[3] as string[] | undefined) ?? [], (op[4] as number | undefined) ?? 0); break
-      case OP_SUBSCRIBED: this.events.subscriptionStored(op[1] as number, op[2] as number, op[3] as number); break
-      case OP_PUBLISH: this.events.publish(op[1] as number, op[2] as string, op[3] as Uint8Array, op[4] as number, op[5] as number, op[6] as boolean); break
-      case OP_C2D_COUNT: this.events.c2dCount(op[1] as string, op[2] as number); break
-      case OP_FEEDBACK: this.events.feedback(op[1] as unknown[], op[2]); break
-      case OP_REPLY: {
-        const p = this.pending.get(op[1] as number)
-        if (!p) break
-        this.pending.delete(op[1] as number)
-        if (op[2] === 0) p.resolve(op[3])
-        else p.reject(new HubError(op[2] as number, op[3] as string))
-        break
-      }
-      case OP_PARTITION_ADVANCED: this.events.partitionAdvanced(op[1] as number, op[2] as number, op[3] as number, op[4] as Uint8Array | null); break
-      case OP_REJECTED: this.events.rejected(op[1] as number, op[2] as number, op[3] as string, op[4] as number); break
-      case OP_LOG: this.events.log(op[1] as 'info', op[2] as string, (op[3] as Record<string, unknown> | undefined) ?? {}); break
-    }
+    if (op[0] !== OP_REPLY) return dispatchShardOp(op, this.events)
+    const p = this.pending.get(op[1] as number)
+    if (!p) return
+    this.pending.delete(op[1] as number)
+    if (op[2] === 0) p.resolve(op[3])
+    else p.reject(new HubError(op[2] as number, op[3] as string))
   }
 
   /** Sends what is queued, lets each shard finish its commits (their acks arrive first), then ends them. */

@@ -35,13 +35,24 @@ export function shardOf(deviceId: string, partitions: number, shards: number): n
   return shardOfPartition(partitionOf(deviceId, partitions), shards)
 }
 
+/**
+ * Connection ids carry the thread that holds the connection: `id % CONN_ID_STRIDE` is 0 for the
+ * main thread and k for I/O thread k, so a shard sends what concerns a connection straight to
+ * that thread. At most CONN_ID_STRIDE - 1 I/O threads.
+ */
+export const CONN_ID_STRIDE = 64
+
+export function threadOfConnection(connId: number): number {
+  return connId % CONN_ID_STRIDE
+}
+
 // edge → shard ops
 export const OP_TELEMETRY = 1 // [op, connId, packetId (0 for QoS 0), bag, payload, extraProps|null]
 export const OP_SESSION_OPEN = 2 // [op, connId, clientId, clean, deviceId, generationId, authMethod, modelId, moduleId ('' for a device)]: also binds connId to its device or module
 export const OP_CONNECTION_CLOSED = 6 // [op, connId]: unbinds connId (after its will, if any)
 export const OP_SUBSCRIBE = 3 // [op, connId, clientId, [[filter, qos], ...], packetId]: answered by OP_SUBSCRIBED once stored
 export const OP_UNSUBSCRIBE = 4 // [op, connId, clientId, [filter, ...], packetId]: answered by OP_SUBSCRIBED once stored
-export const OP_SESSION_END = 5 // [op, clientId] (clean-session connection closed)
+export const OP_SESSION_END = 5 // [op, clientId, connId?] (clean-session connection closed; ignored when a newer connection opened the session since)
 export const OP_REQUEST = 7 // [op, requestId, kind, deviceId, ...args]: a REST call the shard answers with OP_REPLY
 export const OP_PUBACK = 8 // [op, connId, packetId, outcome?]: the device settled a C2D message the shard sent (MQTT PUBACK: complete; AMQP and HTTPS: also 'reject', 'abandon')
 export const OP_TWIN_DEVICE = 9 // [op, connId, 'get' | 'patch', rid, payload]: a twin request from a device over MQTT
@@ -88,6 +99,8 @@ export interface ShardInit {
 }
 
 export type ControlMessage = { type: 'stop' } | { type: 'ready' } | { type: 'stopped' } | { type: 'fatal'; message: string }
+  /** to a shard: the port of I/O thread `thread` (its connections' ops in both directions) */
+  | { type: 'io-thread'; thread: number; port: import('node:worker_threads').MessagePort }
 
 /**
  * Packs ops and posts them. msgpackr returns a view into its large reusable buffer, and

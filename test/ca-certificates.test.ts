@@ -1,6 +1,7 @@
 // Issue 17 item 2: CA certificates on the control plane and CA-signed devices. A CA is verified by
 // proof of possession (or on upload); then a device whose chain leads to it, with its id as CN,
 // connects over MQTT/TLS with no key. Every refusal is exact, and what is committed survives a restart.
+import { closeCount, closeReasonAfter, logged } from './helpers/log-wait.js'
 import { rmSync } from 'node:fs'
 import { X509Certificate } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -32,9 +33,10 @@ const upload = (name: string, ca: KeyAndCert, extra: Record<string, unknown> = {
 
 /** CONNECT over TLS with a client certificate and no password: the CONNACK code, and why the hub refused. */
 async function connectWith(deviceId: string, cert: KeyAndCert): Promise<{ code: number; reason?: unknown }> {
+  const before = closeCount(logRecords)
   const { client, connack } = await MqttTestClient.connect({ port: t.hub.ports.mqtt, tls: { ca: t.ca, cert: cert.certPem, key: cert.keyPem }, clientId: deviceId })
   client.socket.destroy()
-  return connack.returnCode === 0 ? { code: 0 } : { code: connack.returnCode ?? -1, reason: logRecords.filter((r) => r.msg === 'connection closed').at(-1)?.reason }
+  return connack.returnCode === 0 ? { code: 0 } : { code: connack.returnCode ?? -1, reason: await closeReasonAfter(logRecords, before) }
 }
 
 describe('CA certificates', () => {
@@ -132,7 +134,7 @@ describe('CA certificates', () => {
     const etag = (await t.rest('GET', `/hyperhub/certificates/strict${API}`)).headers.etag as string
     expect((await t.rest('DELETE', `/hyperhub/certificates/strict${API}`, { headers: { 'If-Match': etag } })).status).toBe(204)
     await client.closed
-    expect(logRecords.filter((r) => r.msg === 'connection closed' && r.deviceId === 'ca-strict').at(-1)?.reason).toBe('its certificate no longer leads to a verified CA certificate of the hub')
+    expect(await logged(logRecords, (r) => r.msg === 'connection closed' && r.deviceId === 'ca-strict' && r.reason === 'its certificate no longer leads to a verified CA certificate of the hub')).toBe(true)
     expect(await amqpClosed).toMatchObject({ condition: 'amqp:unauthorized-access', description: 'a device certificate on this connection no longer leads to a verified CA certificate of the hub' })
     expect(await connectWith('ca-strict', good)).toMatchObject({ code: 5 })
   })

@@ -128,10 +128,11 @@ describe('the hub process', () => {
     }
   }, 60_000)
 
-  it('drains on SIGTERM: exits 0 and every acknowledged message is stored', async () => {
+  // the default I/O threads (the core count), one, three (more than this machine's cores), and none (the main thread)
+  it.each([[[] as string[]], [['--io-threads', '1']], [['--io-threads', '3']], [['--io-threads', '0']]])('drains on SIGTERM: exits 0 and every acknowledged message is stored (%j)', async (args) => {
     const dataDir = tempDir()
     dirs.push(dataDir)
-    const hub = await spawnHub(dataDir)
+    const hub = await spawnHub(dataDir, args)
     const load = await loadHub(hub, 'term')
     await new Promise((r) => setTimeout(r, 1000))
     hub.child.kill('SIGTERM')

@@ -3,6 +3,7 @@
 // a module of an unknown device or an unknown module is refused; a second connection with the same
 // module id takes over; a module publishes only on its own topic and subscribes only to its inputs;
 // deleting the module or its device closes the connection.
+import { closeCount, closeReasonAfter } from './helpers/log-wait.js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type mqttPacket from 'mqtt-packet'
 import { createSasToken } from '../src/auth/sas-token.js'
@@ -31,7 +32,14 @@ function connectModule(d: string, m: string, password: string, username = `local
 }
 
 /** The reason the hub logged for the last closed connection (logged as it closes, before the client sees the CONNACK or the close). */
-const lastCloseReason = () => logRecords.filter((r) => r.msg === 'connection closed').at(-1)?.reason
+/** closes this file's assertions have looked at: each expected reason is found among the closes after them */
+let closesSeen = 0
+/** The expected close reason once it is logged after the ones already checked (I/O threads' logs arrive a moment after the client saw the close). */
+const closeReason = async (expected: string) => {
+  const reason = await closeReasonAfter(logRecords, closesSeen, (r) => r === expected)
+  closesSeen = closeCount(logRecords)
+  return reason
+}
 
 describe('module connections over MQTT', () => {
   it('a module\'s own token opens it; another module\'s token, the device\'s token and a wrong username do not', async () => {
@@ -44,17 +52,17 @@ describe('module connections over MQTT', () => {
     // a's token presented for b: its sr names a
     const other = await connectModule('mc-auth', 'b', moduleToken('mc-auth', 'a', keyA))
     expect(other.connack.returnCode).toBe(5)
-    expect(lastCloseReason()).toBe('connection refused: token is for another module or the device')
+    expect(await closeReason('connection refused: token is for another module or the device')).toBe('connection refused: token is for another module or the device')
     // the device's own token does not open its module, and a module token does not open the device
     const deviceToken = t.deviceToken('mc-auth', device.authentication.symmetricKey.primaryKey!)
     expect((await connectModule('mc-auth', 'a', deviceToken)).connack.returnCode).toBe(5)
     expect((await MqttTestClient.connect({ port: t.hub.ports.mqttTcp!, clientId: 'mc-auth', password: moduleToken('mc-auth', 'a', keyA) })).connack.returnCode).toBe(5)
-    expect(lastCloseReason()).toBe('connection refused: token is for another device')
+    expect(await closeReason('connection refused: token is for another device')).toBe('connection refused: token is for another device')
     // the module's token signed with the device's key
     expect((await connectModule('mc-auth', 'a', moduleToken('mc-auth', 'a', device.authentication.symmetricKey.primaryKey!))).connack.returnCode).toBe(5)
     // the username must name the module too
     expect((await connectModule('mc-auth', 'a', moduleToken('mc-auth', 'a', keyA), 'localhost/mc-auth/?api-version=2021-04-12')).connack.returnCode).toBe(5)
-    expect(lastCloseReason()).toBe('connection refused: username is not {hostName}/{deviceId}/{moduleId}/?api-version=...')
+    expect(await closeReason('connection refused: username is not {hostName}/{deviceId}/{moduleId}/?api-version=...')).toBe('connection refused: username is not {hostName}/{deviceId}/{moduleId}/?api-version=...')
   })
 
   it('a DeviceConnect policy token opens a module when it covers the hub, the device or that module, not another module', async () => {
@@ -75,9 +83,9 @@ describe('module connections over MQTT', () => {
   it('refuses a module of a device that does not exist, a module that does not exist, and a malformed client id', async () => {
     const key = await addModule('mc-missing', 'm')
     expect((await connectModule('mc-nobody', 'm', moduleToken('mc-nobody', 'm', key))).connack.returnCode).toBe(5)
-    expect(lastCloseReason()).toBe('connection refused: device mc-nobody is not registered')
+    expect(await closeReason('connection refused: device mc-nobody is not registered')).toBe('connection refused: device mc-nobody is not registered')
     expect((await connectModule('mc-missing', 'ghost', moduleToken('mc-missing', 'ghost', key))).connack.returnCode).toBe(5)
-    expect(lastCloseReason()).toBe('connection refused: module ghost of device mc-missing is not registered')
+    expect(await closeReason('connection refused: module ghost of device mc-missing is not registered')).toBe('connection refused: module ghost of device mc-missing is not registered')
     const tooMany = await MqttTestClient.connect({ port: t.hub.ports.mqttTcp!, clientId: 'mc-missing/m/x', username: 'localhost/mc-missing/m/x/?api-version=2021-04-12', password: moduleToken('mc-missing', 'm', key) })
     expect(tooMany.connack.returnCode).toBe(2)
     const empty = await MqttTestClient.connect({ port: t.hub.ports.mqttTcp!, clientId: 'mc-missing/', username: 'localhost/mc-missing//?api-version=2021-04-12', password: moduleToken('mc-missing', 'm', key) })
@@ -112,11 +120,11 @@ describe('module connections over MQTT', () => {
     // the device's topic is not the module's
     client.send({ cmd: 'publish', topic: 'devices/mc-topics/messages/events/', payload: Buffer.from('x'), qos: 1, messageId: 9, retain: false, dup: false } as mqttPacket.IPublishPacket)
     await client.closed
-    expect(lastCloseReason()).toBe('publish to an unsupported topic')
+    expect(await closeReason('publish to an unsupported topic')).toBe('publish to an unsupported topic')
     const again = await connectModule('mc-topics', 'm', moduleToken('mc-topics', 'm', key))
     again.client.send({ cmd: 'publish', topic: 'devices/mc-topics/modules/n/messages/events/', payload: Buffer.from('x'), qos: 1, messageId: 9, retain: false, dup: false } as mqttPacket.IPublishPacket)
     await again.client.closed
-    expect(lastCloseReason()).toBe('publish to another module\'s topic')
+    expect(await closeReason('publish to another module\'s topic')).toBe('publish to another module\'s topic')
   })
 
   it('over HTTPS a module posts telemetry with its own token only; the event carries its module id', async () => {
@@ -138,9 +146,9 @@ describe('module connections over MQTT', () => {
     const d = t.hub.registry.get('mc-disable')!
     expect((await t.rest('PUT', '/devices/mc-disable?api-version=2021-04-12', { body: { deviceId: 'mc-disable', status: 'disabled', authentication: d.authentication }, headers: { 'If-Match': '*' } })).status).toBe(200)
     await conn.client.closed
-    expect(lastCloseReason()).toBe('device disabled')
+    expect(await closeReason('device disabled')).toBe('device disabled')
     expect((await connectModule('mc-disable', 'm', moduleToken('mc-disable', 'm', key))).connack.returnCode).toBe(5)
-    expect(lastCloseReason()).toBe('connection refused: device mc-disable is disabled')
+    expect(await closeReason('connection refused: device mc-disable is disabled')).toBe('connection refused: device mc-disable is disabled')
   })
 
   it('deleting the module, or its device, closes its connection and refuses it from then on', async () => {
@@ -150,10 +158,10 @@ describe('module connections over MQTT', () => {
     const conn2 = await connectModule('mc-delete', 'm2', moduleToken('mc-delete', 'm2', key2))
     expect((await t.rest('DELETE', modulePath('mc-delete', 'm'), { headers: { 'If-Match': '*' } })).status).toBe(204)
     await conn.client.closed
-    expect(lastCloseReason()).toBe('module deleted')
+    expect(await closeReason('module deleted')).toBe('module deleted')
     expect((await connectModule('mc-delete', 'm', moduleToken('mc-delete', 'm', key))).connack.returnCode).toBe(5)
     expect((await t.rest('DELETE', '/devices/mc-delete?api-version=2021-04-12', { headers: { 'If-Match': '*' } })).status).toBe(204)
     await conn2.client.closed
-    expect(lastCloseReason()).toBe('device deleted')
+    expect(await closeReason('device deleted')).toBe('device deleted')
   })
 })

@@ -26,7 +26,12 @@ describe('/metrics', () => {
     const { primaryKey } = await t.createDevice('metrics-dev')
     const { client } = await MqttTestClient.connect({ port: t.hub.ports.mqttTcp!, clientId: 'metrics-dev', password: t.deviceToken('metrics-dev', primaryKey) })
     for (let i = 0; i < 130; i++) await client.publish(`devices/metrics-dev/messages/events/%24.mid=m${i}`, 'x'.repeat(5000), 1)
-    const r = await t.rest('GET', '/metrics')
+    // I/O threads report their counts to the main thread a moment later: scrape until the 130 are in (5 s at most)
+    let r = await t.rest('GET', '/metrics')
+    for (const deadline = Date.now() + 5000; !r.text.includes('hyperhub_metered_messages_total{operation="d2c"} 260') && Date.now() < deadline;) {
+      await new Promise((res) => setTimeout(res, 50))
+      r = await t.rest('GET', '/metrics')
+    }
     expect(r.status).toBe(200)
     expect(r.headers['content-type']).toMatch(/^text\/plain/)
     const m = samples(r.text)

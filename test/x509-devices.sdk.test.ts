@@ -3,6 +3,7 @@
 // with `x509=true` and the certificate, no key; it sends telemetry (stamped x509Certificate) and gets
 // C2D. A certificate whose thumbprint is not registered, an expired one, one presented for a SAS
 // device, and none at all are refused with UnauthorizedError.
+import { closeCount, closeReasonAfter } from './helpers/log-wait.js'
 import { createHash, X509Certificate } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Client as DeviceClient, Message } from 'azure-iot-device'
@@ -65,10 +66,11 @@ describe('X.509 self-signed devices over Mqtt', () => {
     const registered = issueDeviceCertificate('x509-strict')
     await registry.create({ deviceId: 'x509-strict', authentication: { x509Thumbprint: { primaryThumbprint: thumbprint(registered, 'sha256') } } })
     const refusal = async (deviceId: string, cert: KeyAndCert) => {
+      const before = closeCount(logRecords)
       const client = await x509Client(deviceId, cert)
       const error = await client.open().then(() => undefined, (e: Error) => e)
       await client.close().catch(() => {})
-      return { name: error?.constructor.name, reason: logRecords.filter((r) => r.msg === 'connection closed').at(-1)?.reason }
+      return { name: error?.constructor.name, reason: await closeReasonAfter(logRecords, before) }
     }
     const stranger = issueDeviceCertificate('x509-strict')
     expect(await refusal('x509-strict', stranger)).toEqual({ name: 'UnauthorizedError', reason: expect.stringMatching(/^connection refused: Thumbprint does not match configuration: Thumbprint: SHA1Hash=[0-9A-F]{40}, SHA2Hash=[0-9A-F]{64}; Configuration: PrimaryThumbprint=[0-9A-F]{64}, SecondaryThumbprint=$/) })
@@ -78,9 +80,10 @@ describe('X.509 self-signed devices over Mqtt', () => {
     await registry.create({ deviceId: 'x509-sas' })
     expect(await refusal('x509-sas', registered)).toEqual({ name: 'UnauthorizedError', reason: 'connection refused: the device does not use X.509: a client certificate is not its credential' })
     // over TLS with neither a password nor a certificate
+    const before = closeCount(logRecords)
     const bare = await MqttTestClient.connect({ port: t.hub.ports.mqtt!, tls: { ca: t.ca }, clientId: 'x509-strict' })
     expect(bare.connack.returnCode).toBe(5)
-    expect(logRecords.filter((r) => r.msg === 'connection closed').at(-1)?.reason).toBe('connection refused: no SAS token and no client certificate')
+    expect(await closeReasonAfter(logRecords, before)).toBe('connection refused: no SAS token and no client certificate')
   }, 30_000)
 })
 

@@ -4,11 +4,13 @@
 // twins, direct methods and C2D between devices and their shards (twinRequest, publishFromShard).
 // Each connection translates for its protocol (edge-connection.ts); MQTT's listeners come in here
 // through accept().
-import type { Authenticator } from '../auth/authenticator.js'
+import type { X509Certificate } from 'node:crypto'
+import type { Authenticator, DeviceIdentity } from '../auth/authenticator.js'
 import type { Logger } from '../log.js'
 import { NEVER, type PresenceView, type RegistryEvent } from '../registry/device-registry.js'
 import type { ShardPool } from '../shard-pool.js'
 import {
+  CONN_ID_STRIDE,
   OP_CONNECTION_CLOSED, OP_PUBACK, OP_SESSION_END, OP_SESSION_OPEN, OP_SUBSCRIBE, OP_TELEMETRY, OP_TWIN_DEVICE, OP_UNSUBSCRIBE,
   moduleKey,
 } from '../shard-protocol.js'
@@ -24,7 +26,7 @@ import type { MqttTransport } from '../mqtt/transport.js'
 import type { HubThrottles } from '../throttle/hub-throttles.js'
 import { EdgeStats } from './edge-stats.js'
 import { deviceErrorBody, HubError } from '../rest/hub-error.js'
-import { protocolOf, type Fault } from '../throttle/faults.js'
+import { protocolOf, type Fault, type FaultInjector } from '../throttle/faults.js'
 import { meteredSize } from '../throttle/metered-size.js'
 
 /** Whom a connection speaks for: its device, or `{device}/{module}` for a module (presence, methods and the shard's state are kept under it). */
@@ -58,9 +60,18 @@ const CONNECT_TIMEOUT_MS = 30_000
 /** What all unauthenticated connections together may hold of CONNECT packets larger than the free size. */
 export const PREAUTH_BUDGET_BYTES = 64 * 1024 * 1024
 
+/** What a CONNECT presents: a SAS token, or a client certificate chain from the TLS handshake. */
+export interface ConnectCredentials { connId: number; deviceId: string; moduleId?: string; password?: string; certificates?: X509Certificate[] }
+
+/** Where an edge runs: thread 0 is the main thread; an I/O thread's edge has its share of the hub-wide bounds. */
+export interface EdgePlacement { thread: number; threads: number }
+
+/** The shards as the edge uses them: one send per op (batched per turn), and who owns a device. */
+export type ShardSender = Pick<ShardPool, 'send' | 'shardFor'>
+
 export class DeviceEdge implements PresenceView {
-  private nextConnId = 1
-  private readonly byId = new Map<number, EdgeConnection>()
+  private nextConnId: number
+  protected readonly byId = new Map<number, EdgeConnection>()
   private telemetryInFlight = 0
   private telemetryBytesInFlight = 0
   private holding = false
@@ -80,8 +91,22 @@ export class DeviceEdge implements PresenceView {
   /** at most 20 warnings about refused connections every 10 s; the rest are counted */
   private readonly refusedLog = new LogRateLimit(20, 10_000, (count) => this.log.warn('refused connections not logged', { count, windowSeconds: 10 }))
 
-  constructor(readonly authenticator: Authenticator, private readonly shards: ShardPool, private readonly log: Logger,
-    private readonly framer: 'wasm' | 'js' = 'wasm', private readonly activity?: ActivityLog) {
+  private readonly highWater: number
+  private readonly lowWater: number
+  private readonly highWaterBytes: number
+  private readonly lowWaterBytes: number
+  private readonly preauthBudget: number
+
+  constructor(readonly authenticator: Authenticator, protected readonly shards: ShardSender, protected readonly log: Logger,
+    private readonly framer: 'wasm' | 'js' = 'wasm', private readonly activity?: ActivityLog, placement: EdgePlacement = { thread: 0, threads: 1 }) {
+    this.nextConnId = CONN_ID_STRIDE + placement.thread
+    // I/O threads split the hub-wide bounds between them
+    const share = 1 / placement.threads
+    this.highWater = Math.ceil(TELEMETRY_HIGH_WATER * share)
+    this.lowWater = Math.ceil(TELEMETRY_LOW_WATER * share)
+    this.highWaterBytes = Math.ceil(TELEMETRY_HIGH_WATER_BYTES * share)
+    this.lowWaterBytes = Math.ceil(TELEMETRY_LOW_WATER_BYTES * share)
+    this.preauthBudget = Math.ceil(PREAUTH_BUDGET_BYTES * share)
     for (const [deviceId, at] of activity?.load() ?? []) this.lastActivity.set(deviceId, at)
     this.sweepTimer = setInterval(() => this.sweep(), 1000)
     this.sweepTimer.unref()
@@ -119,9 +144,18 @@ export class DeviceEdge implements PresenceView {
     return out
   }
 
-  /** Telemetry the shards have not finished with: messages and bytes (for /metrics). */
+  /** Telemetry the shards have not finished with: messages and bytes (for /metrics), I/O threads' included. */
   get telemetryQueue(): { messages: number; bytes: number } {
-    return { messages: this.telemetryInFlight, bytes: this.telemetryBytesInFlight }
+    const elsewhere = this.elsewhereQueue()
+    return { messages: this.telemetryInFlight + elsewhere.messages, bytes: this.telemetryBytesInFlight + elsewhere.bytes }
+  }
+
+  /** What the I/O threads last reported of their telemetry in flight. */
+  elsewhereQueue: () => { messages: number; bytes: number } = () => ({ messages: 0, bytes: 0 })
+
+  /** The connection with this id, if this edge knows it. */
+  connectionOf(id: number): EdgeConnection | undefined {
+    return this.byId.get(id)
   }
 
   get connectedDeviceCount(): number { return this.connectedAt.size }
@@ -136,14 +170,22 @@ export class DeviceEdge implements PresenceView {
     // TLS and TCP sockets were admitted as they were accepted; a WebSocket is admitted here
     const ticket = transport.kind === 'wss' ? this.admission.enter(transport.remoteAddress) : this.admission.ticketOf(transport.remoteAddress, transport.remotePort)
     if (!ticket && transport.kind === 'wss') return undefined
-    const conn = new DeviceConnection(this.nextConnId++, transport, this, ticket)
+    const conn = new DeviceConnection(this.newConnectionId(), transport, this, ticket)
     this.register(conn)
     return conn
   }
 
   /** A connection id for a connection made elsewhere (an AMQP device session). */
   newConnectionId(): number {
-    return this.nextConnId++
+    const id = this.nextConnId
+    this.nextConnId += CONN_ID_STRIDE
+    return id
+  }
+
+  /** A CONNECT's credentials checked against the registry (an I/O thread's edge asks the main thread). */
+  authenticateConnect(c: ConnectCredentials): DeviceIdentity | Promise<DeviceIdentity> {
+    if (c.certificates) return this.authenticator.authenticateX509(c.certificates, c.deviceId, c.moduleId)
+    return c.moduleId === undefined ? this.authenticator.authenticateDevice(c.password, c.deviceId) : this.authenticator.authenticateModule(c.password, c.deviceId, c.moduleId)
   }
 
   /** The edge knows of the connection from now on (it is authenticating or about to). */
@@ -154,7 +196,7 @@ export class DeviceEdge implements PresenceView {
 
   /** A CONNECT larger than the free size takes its bytes from the hub-wide budget, or is refused. */
   reservePreauth(bytes: number): boolean {
-    if (this.preauthBytes + bytes > PREAUTH_BUDGET_BYTES) return false
+    if (this.preauthBytes + bytes > this.preauthBudget) return false
     this.preauthBytes += bytes
     return true
   }
@@ -168,9 +210,9 @@ export class DeviceEdge implements PresenceView {
   /** counts for /metrics (the hub gives it the latency histogram) */
   stats = new EdgeStats()
   /** connections the connection throttle queued, before their session opens */
-  private readonly waitingToOpen = new Set<EdgeConnection>()
+  protected readonly waitingToOpen = new Set<EdgeConnection>()
   /** acknowledgements a delay-acks fault holds, per connection, in the order they are due */
-  private readonly heldAcks = new Map<number, { at: number; ids: number[] }[]>()
+  protected readonly heldAcks = new Map<number, { at: number; ids: number[] }[]>()
 
   /** The shard knows the connection's device from the session open, so only the message crosses. */
   telemetry(conn: EdgeConnection, packetId: number, bag: string, payload: Buffer, extra: Record<string, string> | null): void {
@@ -182,7 +224,7 @@ export class DeviceEdge implements PresenceView {
     const bytes = payload.length + bag.length
     conn.telemetrySent(bytes)
     this.telemetryBytesInFlight += bytes
-    if ((++this.telemetryInFlight > TELEMETRY_HIGH_WATER || this.telemetryBytesInFlight > TELEMETRY_HIGH_WATER_BYTES) && !this.holding) this.hold(true)
+    if ((++this.telemetryInFlight > this.highWater || this.telemetryBytesInFlight > this.highWaterBytes) && !this.holding) this.hold(true)
   }
 
   /**
@@ -224,7 +266,7 @@ export class DeviceEdge implements PresenceView {
       this.telemetryBytesInFlight -= flat[i + 2]!
       this.byId.get(flat[i]!)?.telemetryFinished(flat[i + 2]!)
     }
-    if (this.holding && this.telemetryInFlight <= TELEMETRY_LOW_WATER && this.telemetryBytesInFlight <= TELEMETRY_LOW_WATER_BYTES) this.hold(false)
+    if (this.holding && this.telemetryInFlight <= this.lowWater && this.telemetryBytesInFlight <= this.lowWaterBytes) this.hold(false)
   }
 
   private hold(on: boolean): void {
@@ -272,7 +314,10 @@ export class DeviceEdge implements PresenceView {
     const key = identityKeyOf(conn)
     this.connectedAt.set(key, now)
     this.stateChangedAt.set(key, now)
-    this.log.info('device connected', { deviceId: conn.deviceId, ...(module ? { moduleId: module.moduleId } : {}), transport: conn.transportKind, sessionPresent })
+    this.log.info('device connected', {
+      deviceId: conn.deviceId, ...(module ? { moduleId: module.moduleId } : {}), transport: conn.transportKind, sessionPresent,
+      ...(conn.ioThread !== undefined ? { ioThread: conn.ioThread } : {}),
+    })
   }
 
   acks(flat: number[], from: number): void {
@@ -286,7 +331,7 @@ export class DeviceEdge implements PresenceView {
       if (!ids) byConn.set(conn, (ids = []))
       ids.push(flat[i + 1]!)
     }
-    const faults = this.throttles?.faults
+    const faults = this.ackFaults()
     for (const [conn, ids] of byConn) {
       const delay = faults?.active ? faults.find('delay-acks', protocolOf(conn.transportKind), conn.deviceId) : undefined
       const held = this.heldAcks.get(conn.id)
@@ -301,6 +346,16 @@ export class DeviceEdge implements PresenceView {
         this.releaseHeldAcks(conn)
       }
     }
+  }
+
+  /** The faults that may delay acknowledgements (an I/O thread's edge has the main thread's copy). */
+  protected ackFaults(): Pick<FaultInjector, 'active' | 'find'> | undefined {
+    return this.throttles?.faults
+  }
+
+  /** An I/O thread's message the main thread admits under the tier and faults (false: refused; the connection was told). */
+  admitForwarded(conn: EdgeConnection, packetId: number, bag: string, payload: Buffer, extra: Record<string, string> | null): boolean {
+    return !this.throttles || this.admitTelemetry(conn, packetId, bag, payload, extra?.['iothub-MessageType'] === 'Will')
   }
 
   /** Releases a connection's held acknowledgements that are due, in order; one timer for the next. */
@@ -345,8 +400,13 @@ export class DeviceEdge implements PresenceView {
 
   /** A device's answer to a direct method call. */
   methodResponse(conn: EdgeConnection, rid: string, status: number, payload: Buffer): void {
-    if (!this.methods.response(identityKeyOf(conn), rid, status, payload)) {
-      this.log.warn('direct method response refused', { deviceId: conn.deviceId, bytes: payload.length })
+    this.methodResponseOf(identityKeyOf(conn), conn.deviceId, rid, status, payload)
+  }
+
+  /** The answer of the device or module `key` (an I/O thread's connections' answers come here directly). */
+  methodResponseOf(key: string, deviceId: string, rid: string, status: number, payload: Buffer): void {
+    if (!this.methods.response(key, rid, status, payload)) {
+      this.log.warn('direct method response refused', { deviceId, bytes: payload.length })
     }
   }
 
@@ -411,12 +471,14 @@ export class DeviceEdge implements PresenceView {
     this.stats.forget(conn.id)
     this.heldAcks.delete(conn.id)
     this.waitingToOpen.delete(conn)
-    if (conn.shard >= 0) this.shards.send(conn.shard, [OP_CONNECTION_CLOSED, conn.id])
+    // a connection on an I/O thread tells its shard itself, in order after its last message and will
+    const here = conn.ioThread === undefined
+    if (conn.shard >= 0 && here) this.shards.send(conn.shard, [OP_CONNECTION_CLOSED, conn.id])
     const key = conn.deviceId ? identityKeyOf(conn) : ''
     if (key && this.byIdentity.get(key) === conn) this.byIdentity.delete(key)
     if (conn.clientId && this.byClientId.get(conn.clientId) === conn) {
       this.byClientId.delete(conn.clientId)
-      if (conn.clean) this.shards.send(conn.shard, [OP_SESSION_END, conn.clientId])
+      if (conn.clean && here) this.shards.send(conn.shard, [OP_SESSION_END, conn.clientId, conn.id])
       if (wasConnected) {
         this.connectedAt.delete(key)
         this.stateChangedAt.set(key, new Date().toISOString())
@@ -426,10 +488,15 @@ export class DeviceEdge implements PresenceView {
       this.lastActivity.set(key, conn.lastPacketAt)
       this.activity?.record(key, conn.lastPacketAt)
     }
+    this.logClosed(conn.deviceId, conn.transportKind, reason, fields, wasConnected)
+  }
+
+  /** A closed connection's log line (an I/O thread's connections closed before they authenticated come here directly). */
+  logClosed(deviceId: string, transport: string, reason: string, fields: Record<string, unknown> | undefined, wasConnected: boolean): void {
     const level = wasConnected || reason === 'connection lost' ? 'info' : 'warn'
     // refused connections come in floods: their warnings are bounded
     if (level === 'warn' && !this.refusedLog.allow()) return
-    this.log[level]('connection closed', { deviceId: conn.deviceId || undefined, transport: conn.transportKind, reason, ...fields })
+    this.log[level]('connection closed', { deviceId: deviceId || undefined, transport, reason, ...fields })
   }
 
   /** A device's HTTPS channel (http-device.ts) was let go: the shard unbinds it; it was never a connection. */
@@ -441,14 +508,6 @@ export class DeviceEdge implements PresenceView {
 
   /** Disabled or deleted devices lose their connection at once. */
   registryChanged(e: RegistryEvent): void {
-    if (e.kind === 'deleted') {
-      // a device created again under this id starts with no history
-      this.lastActivity.delete(e.device.deviceId)
-      // its queue is dropped with it; the shard's report of that may come after the device is created again
-      this.c2dCounts.delete(e.device.deviceId)
-      if (!this.connectedAt.has(e.device.deviceId)) this.stateChangedAt.delete(e.device.deviceId)
-      this.activity?.forget(e.device.deviceId)
-    }
     if (e.kind === 'deleted' || e.device.status === 'disabled') {
       const reason = e.kind === 'deleted' ? 'device deleted' : 'device disabled'
       // the device's connection and its modules' (rare enough to walk every connection)
@@ -458,6 +517,15 @@ export class DeviceEdge implements PresenceView {
         this.waitingToOpen.delete(c)
         c.close(reason)
       }
+    }
+    if (e.kind === 'deleted') {
+      // after its connections' closes recorded theirs: a device created again under this id starts with no history
+      this.lastActivity.delete(e.device.deviceId)
+      // its queue is dropped with it; the shard's report of that may come after the device is created again
+      this.c2dCounts.delete(e.device.deviceId)
+      this.connectedAt.delete(e.device.deviceId)
+      this.stateChangedAt.delete(e.device.deviceId)
+      this.activity?.forget(e.device.deviceId)
     }
   }
 

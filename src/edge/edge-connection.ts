@@ -30,6 +30,8 @@ export interface EdgeConnection {
   readonly writeBlockedFor: number
   /** topic filters of its session, in MQTT's terms */
   readonly subscriptions: ReadonlySet<string>
+  /** the I/O thread that holds its socket and talks to its shard; absent: this thread does */
+  readonly ioThread?: number
 
   /** the shard answered the session open (errorCode 0: stored) */
   sessionOpened(sessionPresent: boolean, filters: string[], errorCode?: number): void

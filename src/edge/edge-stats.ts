@@ -38,6 +38,13 @@ export class EdgeStats {
     for (const key of this.samples.keys()) if (Math.floor(key / 65536) === connId) this.samples.delete(key)
   }
 
+  /** Counts and latency samples an I/O thread reported. */
+  merge(telemetryIn: Record<string, number>, deliveredOut: Record<string, number>, ackLatencies: number[]): void {
+    for (const [k, n] of Object.entries(telemetryIn)) this.telemetryIn[k] = (this.telemetryIn[k] ?? 0) + n
+    for (const [k, n] of Object.entries(deliveredOut)) this.deliveredOut[k] = (this.deliveredOut[k] ?? 0) + n
+    for (const sec of ackLatencies) this.onAckLatency(sec)
+  }
+
   delivered(transportKind: string): void {
     this.deliveredOut[transportKind] = (this.deliveredOut[transportKind] ?? 0) + 1
   }

@@ -393,17 +393,27 @@ export class DeviceConnection implements FrameHandler, EdgeConnection {
       return this.refuse(packets.CONNACK_NOT_AUTHORIZED, moduleId === undefined ? 'username is not {hostName}/{deviceId}/?api-version=...' : 'username is not {hostName}/{deviceId}/{moduleId}/?api-version=...')
     }
     this.modelId = modelIdOf(p.username ?? '')
-    let identity: DeviceIdentity
+    let identity: DeviceIdentity | Promise<DeviceIdentity>
     try {
       const password = p.password?.toString('utf8')
       // no password and a client certificate from the TLS handshake: an X.509 device or module
-      const cert = password ? undefined : this.transport.peerCertificates?.()
-      identity = cert ? this.edge.authenticator.authenticateX509(cert, deviceId, moduleId)
-        : moduleId === undefined ? this.edge.authenticator.authenticateDevice(password, deviceId) : this.edge.authenticator.authenticateModule(password, deviceId, moduleId)
+      const certificates = password ? undefined : this.transport.peerCertificates?.()
+      identity = this.edge.authenticateConnect({ connId: this.id, deviceId, ...(moduleId !== undefined ? { moduleId } : {}), ...(certificates ? { certificates } : { password }) })
     } catch (e) {
-      if (e instanceof DeviceAuthError) return this.refuse(packets.CONNACK_NOT_AUTHORIZED, e.message, { failure: e.failure })
-      throw e
+      return this.authenticationFailed(e)
     }
+    // on an I/O thread the main thread checks the credentials: what the client sends meanwhile waits (defer)
+    if (!(identity instanceof Promise)) return this.authenticated(p, clientId, deviceId, moduleId, identity)
+    identity.then((id) => { if (this.state === 'authenticating') this.authenticated(p, clientId, deviceId, moduleId, id) },
+      (e: unknown) => { if (this.state === 'authenticating') this.authenticationFailed(e) })
+  }
+
+  private authenticationFailed(e: unknown): void {
+    if (e instanceof DeviceAuthError) return this.refuse(packets.CONNACK_NOT_AUTHORIZED, e.message, { failure: e.failure })
+    this.close('internal error on this connection', { error: e as Error })
+  }
+
+  private authenticated(p: mqttPacket.IConnectPacket, clientId: string, deviceId: string, moduleId: string | undefined, identity: DeviceIdentity): void {
     // a module sends on its own topic: devices/{d}/modules/{m}/messages/events/
     const eventsPrefix = moduleId === undefined ? `devices/${deviceId}/messages/events/` : `devices/${deviceId}/modules/${moduleId}/messages/events/`
     if (p.will) {

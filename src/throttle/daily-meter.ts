@@ -49,6 +49,15 @@ export class DailyMeter {
     return true
   }
 
+  /** Operations another thread served and metered (I/O threads on a tier with no quota): counted as they are. */
+  record(op: MeteredOperation, chunks: number, operations: number): void {
+    this.rollOver()
+    const c = this.counters[op]
+    this.used += chunks
+    c.messages += chunks
+    c.operations += operations
+  }
+
   /** Whether billable operations are refused right now. */
   get exhausted(): boolean {
     this.rollOver()

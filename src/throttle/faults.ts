@@ -35,7 +35,17 @@ export class FaultInjector {
   private faults: ActiveFault[] = []
   private nextId = 1
 
+  /** told of every fault added or removed (I/O threads keep a copy) */
+  onChange: () => void = () => {}
+
   constructor(private readonly clock: Clock) {}
+
+  /** The active faults with their end on the wall clock, for a copy kept on another thread. */
+  snapshot(): Fault[] {
+    this.expire()
+    const now = this.clock.now()
+    return this.faults.map((f) => ({ ...publicView(f), until: new Date(Date.now() + (f.untilMs - now)).toISOString() }))
+  }
 
   /** Whether any fault may apply (one comparison on the hot path). */
   get active(): boolean {
@@ -64,18 +74,25 @@ export class FaultInjector {
       ...(kind === 'delay-acks' ? { delayMs: spec.delayMs as number } : {}),
     }
     this.faults.push(f)
+    this.onChange()
     return publicView(f)
   }
 
   remove(id: number): boolean {
     const before = this.faults.length
     this.faults = this.faults.filter((f) => f.id !== id)
+    this.onChange()
     return this.faults.length < before
   }
 
   list(): Fault[] {
     this.expire()
     return this.faults.map(publicView)
+  }
+
+  /** Replaces every fault with `list` (an I/O thread's copy of the main thread's faults). */
+  restore(list: readonly Fault[]): void {
+    this.faults = list.map((f) => ({ ...f, untilMs: Date.parse(f.until) }))
   }
 
   /** The first active fault of `kind` that covers this device and protocol. */

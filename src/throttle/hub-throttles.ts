@@ -43,6 +43,9 @@ export class HubThrottles {
 
   get limits(): TierLimits { return this.limitsNow }
 
+  /** told of every tier change (I/O threads learn whether the main thread must admit their traffic) */
+  onTierChange: () => void = () => {}
+
   /** A new tier, units or overrides; throws TierError when the setting is not one Azure allows. */
   setTier(setting: TierSetting): TierLimits {
     const limits = tierLimits(setting)
@@ -51,6 +54,7 @@ export class HubThrottles {
     this.meter.chunkBytes = limits.meterChunkBytes
     this.meter.messagesPerDay = limits.messagesPerDay
     this.build()
+    this.onTierChange()
     return limits
   }
 

@@ -40,7 +40,10 @@ export function testConfig(dataDir: string, overrides: Partial<HubConfig> = {}):
     // tests run their webhook receivers on 127.0.0.1
     allowPrivateWebhooks: true,
     // a hub's Azurite starts only for the tests that upload or route to storage
-    blobStoreStart: 'first-use', ...overrides,
+    blobStoreStart: 'first-use',
+    // the suite runs with the default I/O threads (the core count); HYPERHUB_TEST_IO_THREADS runs it with another count
+    ...(process.env.HYPERHUB_TEST_IO_THREADS !== undefined ? { ioThreads: Number(process.env.HYPERHUB_TEST_IO_THREADS) } : {}),
+    ...overrides,
   }
 }
 
