@@ -8,7 +8,11 @@ import { join } from 'node:path'
 import tls from 'node:tls'
 import type { AddressInfo } from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
-import { SessionResumption, TICKET_KEY_FILE } from '../src/tls/session-resumption.js'
+import { SessionResumption, TICKET_KEY_FILE, tlsSessionOptions } from '../src/tls/session-resumption.js'
+import { attachTicketKeys } from '../src/tls/ticket-key-callback.js'
+import { TicketKeyRing } from '../src/tls/ticket-keys.js'
+import { HttpsFront } from '../src/tls/https-front.js'
+import net from 'node:net'
 import { createCertificateAuthority, issueDeviceCertificate } from '../src/tls/local-pki.js'
 import { TEST_PKI } from './helpers/test-hub.js'
 
@@ -187,6 +191,59 @@ describe('TLS session resumption', () => {
     expect((await resumes(s.port, TLS13, first.session)).reused).toBe(false)
     const fresh = await connect(s.port, TLS13)
     expect((await resumes(s.port, TLS13, fresh.session)).reused).toBe(true)
+  })
+})
+
+describe('ticket key rotation and sharing', () => {
+  it('rotates on an unref\'d timer', async () => {
+    const r = SessionResumption.open(tempDir(), { rotationMs: 1200, lifetimeMs: 5000 })
+    cleanups.push(() => r.close())
+    const timer = (r.store as unknown as { timer: NodeJS.Timeout }).timer
+    expect(timer.hasRef()).toBe(false)
+    const first = r.store.ring.current.name
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error('no rotation within 4 s')), 4000)
+      r.store.ring.onChange(() => { clearTimeout(t); resolve() })
+    })
+    expect(r.store.ring.current.name.equals(first)).toBe(false)
+    expect(r.store.ring.keys).toHaveLength(2)
+  })
+
+  it('a ring rebuilt from a snapshot (as a worker thread would get it) opens the owner\'s tickets', async () => {
+    const owner = await serve(tempDir())
+    const issued = await connect(owner.port, TLS13)
+    const snapshot = structuredClone(owner.resumption.store.ring.snapshot())
+    const worker = tls.createServer({ key, cert, requestCert: true, rejectUnauthorized: false, ...tlsSessionOptions('mqtt') }, (s) => s.end('ok'))
+    expect(attachTicketKeys(worker, TicketKeyRing.fromSnapshot(snapshot))).toBe('ring')
+    await new Promise<void>((resolve) => worker.listen(0, '127.0.0.1', resolve))
+    cleanups.push(() => new Promise<void>((resolve) => worker.close(() => resolve())))
+    expect((await resumes((worker.address() as AddressInfo).port, TLS13, issued.session)).reused).toBe(true)
+  })
+})
+
+describe('HTTPS front', () => {
+  it('resumes sessions when given the hub\'s SessionResumption', async () => {
+    // a backend that answers whatever follows the PROXY header with "ok"
+    const backend = net.createServer((s) => { s.once('data', () => s.end('ok')); s.on('error', () => {}) })
+    await new Promise<void>((resolve) => backend.listen(0, '127.0.0.1', resolve))
+    cleanups.push(() => new Promise<void>((resolve) => backend.close(() => resolve())))
+    const dir = tempDir()
+    const start = async () => {
+      const resumption = SessionResumption.open(dir)
+      const front = new HttpsFront({ key, cert, handshakeTimeoutMs: 5000, backendPort: () => (backend.address() as AddressInfo).port, resumption })
+      const port = await front.listen(0, '127.0.0.1')
+      const stop = () => { front.close(); resumption.close() }
+      cleanups.push(stop)
+      return { port, stop }
+    }
+    const a = await start()
+    const ticket = await connect(a.port, TLS13)
+    expect(ticket.cipher).toBe('TLS_AES_128_GCM_SHA256')
+    const byId = await connect(a.port, TLS12_NO_TICKETS)
+    expect((await resumes(a.port, TLS12_NO_TICKETS, byId.session)).reused).toBe(true)
+    a.stop()
+    const b = await start() // a restart
+    expect((await resumes(b.port, TLS13, ticket.session)).reused).toBe(true)
   })
 })
 
