@@ -10,6 +10,7 @@ import net from 'node:net'
 import type tls from 'node:tls'
 import { ConnectionGate } from './connection-gate.js'
 import { peerCertificateChain } from './peer-chain.js'
+import type { SessionResumption } from './session-resumption.js'
 
 export interface FrontPeer {
   /** the client's address, as a socket on the port would show it */
@@ -32,6 +33,8 @@ export interface HttpsFrontOptions {
   handshakeTimeoutMs: number
   /** the loopback port uWS listens on (known once it listens) */
   backendPort: () => number
+  /** session tickets and ids for returning clients (session-resumption.ts) */
+  resumption?: SessionResumption
 }
 
 export class HttpsFront {
@@ -43,7 +46,7 @@ export class HttpsFront {
   constructor(o: HttpsFrontOptions) {
     // per-address bounds are the edge's and the AMQP gate's, as before; this gate keeps the handshake deadline
     this.gate = new ConnectionGate({ handshakeTimeoutMs: o.handshakeTimeoutMs, maxUnauthenticatedPerAddress: Infinity, maxConnectionsPerAddress: Infinity })
-    this.server = this.gate.createServer({ key: o.key, cert: o.cert, requestCert: true, rejectUnauthorized: false }, (client, ticket) => {
+    this.server = this.gate.createServer({ key: o.key, cert: o.cert, requestCert: true, rejectUnauthorized: false, ...o.resumption?.serverOptions('https') }, (client, ticket) => {
       ticket.authenticated()
       const token = randomBytes(16)
       const id = token.toString('hex')
@@ -70,6 +73,7 @@ export class HttpsFront {
       client.pipe(backend)
       backend.pipe(client)
     })
+    o.resumption?.attach(this.server)
   }
 
   /** The peer a PROXY v2 source address (what uWS's getProxiedRemoteAddress gives) names, if it is live. */
