@@ -209,6 +209,8 @@ export class C2dQueues {
     this.conns.delete(connId)
     for (const e of c.inflight.values()) if (e.lock?.connId === connId) e.lock = undefined
     if (this.targets.get(c.deviceId) === connId) this.targets.delete(c.deviceId)
+    // a newer connection that opened before this one closed found these messages locked: offer them now
+    else if (this.targets.has(c.deviceId)) this.pump(c.deviceId)
   }
 
   /** PUBACK completes the message. */

@@ -73,6 +73,8 @@ import { OP_STREAM_TAIL, shardOfPartition } from './shard-protocol.js'
 import { moduleKey, OP_DEVICE_CHANGED } from './shard-protocol.js'
 import { openHubStore } from './store/hub-store.js'
 import { ensureLocalPki } from './tls/local-pki.js'
+import { SessionResumption } from './tls/session-resumption.js'
+import { LearnedIntermediates } from './auth/learned-intermediates.js'
 import { WriteHealth } from './store/write-health.js'
 import { containLmdbDiagnostics } from './store/lmdb-diagnostics.js'
 import { prepareDataDir, protectStoreFiles } from './store/data-dir-permissions.js'
@@ -160,6 +162,8 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
   const tlsNames = [...new Set([config.hostName.replace(/:\d+$/, ''), 'localhost', '127.0.0.1', ...config.tlsNames])]
   const pki = ensureLocalPki(join(config.dataDir, 'tls'), tlsNames)
   if (pki.created) log.info('issued TLS certificates', { caCertFile: pki.caCertFile, names: tlsNames })
+  // one set of ticket keys for every TLS listener and thread, kept beside the certificates across restarts
+  const resumption = SessionResumption.open(join(config.dataDir, 'tls'), { warn: (message) => log.warn(message) })
 
   const endpoint = new BuiltInEndpoint(store, config.partitions, 'events', health)
   const stream = new EventStream(endpoint, (p, on) => shards.send(shardOfPartition(p, config.shards), [OP_STREAM_TAIL, p, on]))
@@ -245,6 +249,9 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
   })
   const authorities = new CertificateAuthorities((store.meta.get('caCertificates') as StoredCertificate[] | undefined) ?? [],
     (all) => store.meta.put('caCertificates', all).then(() => {}))
+  authorities.intermediates = new LearnedIntermediates((store.meta.get('learnedIntermediates') as string[] | undefined) ?? [],
+    (pems) => store.meta.put('learnedIntermediates', pems).then(() => {}),
+    (e) => log.warn('learned intermediate certificates not stored', { error: e as Error }))
   edge.authenticator.authorities = authorities
   edge.authenticator.localAuth = !config.disableLocalAuth
   edge.authenticator.bearer = await bearerVerifier(config)
@@ -294,7 +301,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
   // MQTT over TLS and TCP on worker threads (or, with --io-threads 0, on this one)
   const ioThreads = config.ioThreads > 0
     ? new IoThreads({
-      count: config.ioThreads, edge, shards, throttles, partitions: config.partitions, framer: config.mqttFramer, key, cert, log,
+      count: config.ioThreads, edge, shards, throttles, partitions: config.partitions, framer: config.mqttFramer, key, cert, resumption, log,
       fatal: (error) => {
         log.error('an I/O thread failed; stopping the hub', { error })
         process.exitCode = 70
@@ -304,11 +311,11 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
     : undefined
   // TLS for the HTTPS port is node:tls in front of uWS on loopback (https-front.ts: client certificates)
   let backendPort = 0
-  const front = new HttpsFront({ key, cert, handshakeTimeoutMs: TLS_HANDSHAKE_TIMEOUT_MS, backendPort: () => backendPort })
+  const front = new HttpsFront({ key, cert, handshakeTimeoutMs: TLS_HANDSHAKE_TIMEOUT_MS, backendPort: () => backendPort, resumption })
   const app = uWS.App()
   // one AMQP engine for 5671 and for AMQP over WebSocket on the HTTPS port (which works with 5671 off)
   const amqpServer = new AmqpServer({
-    host: config.host, port: config.amqpPort ?? 0, key, cert, hostNames: tlsNames, auth: edge.authenticator, eventHubs,
+    host: config.host, port: config.amqpPort ?? 0, key, cert, resumption, hostNames: tlsNames, auth: edge.authenticator, eventHubs,
     service: new ServiceLinks(registry, shards, feedback, log, eventHubName, throttles, fileNotifications), devices: new AmqpDevices(edge, registry, log), log, limits: options.amqpLimits,
   })
   const webSocketHeldInput = mountWebSockets(app, edge, amqpServer, front)
@@ -379,6 +386,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
       stream.closeAll()
       front.close() // last: what the closes above wrote to WebSockets passes through it
       health.close()
+      resumption.close()
       await store.close()
       unlock()
       log.info('hub stopped')
@@ -398,7 +406,7 @@ export async function startHub(config: HubConfig, log: Logger, options: StartHub
         throw new StartupError(`cannot listen on ${config.host}:${port} for ${what} (${e.code}); ${portHint(e.what)}`)
       }
     } else {
-      mqtt = await bind(createTlsListener(edge, key, cert), config.mqttPort, 'mqttPort', 'MQTT over TLS')
+      mqtt = await bind(createTlsListener(edge, key, cert, resumption), config.mqttPort, 'mqttPort', 'MQTT over TLS')
       mqttTcp = config.mqttTcpPort === null ? null : await bind(createTcpListener(edge), config.mqttTcpPort, 'mqttTcpPort', 'MQTT over TCP')
     }
     backendPort = await new Promise<number>((resolve, reject) => {

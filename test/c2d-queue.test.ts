@@ -39,6 +39,27 @@ describe('C2dQueues', () => {
     expect(feedback).toEqual([expect.objectContaining({ originalMessageId: 'lk-1', statusCode: 'Success', deviceGenerationId: 'gen-1' })])
   })
 
+  it('a connection that opened while an older one held the lock gets the message when the older one closes', async () => {
+    const published: { connId: number; packetId: number }[] = []
+    const q = new C2dQueues({ root: store.root, c2d: store.c2d, c2dSequences: store.c2dSequences, feedback: store.feedback, shardIndex: 0 }, {
+      publish: (connId, _t, _p, _q, packetId) => published.push({ connId, packetId }),
+      feedback: () => {}, count: () => {}, writable: () => true, writeFailed: (e) => { throw e },
+    })
+    await q.send('race-dev', 'gen-1', { messageId: 'r-1', ack: 'none', properties: {}, body: Buffer.from('x') })
+    q.attach('race-dev', 1)
+    await q.committed()
+    // across I/O threads the new connection's open can reach the shard before the old one's close
+    q.attach('race-dev', 2)
+    await q.committed()
+    expect(published.map((p) => p.connId)).toEqual([1])
+    q.detach(1)
+    await q.committed()
+    expect(published.map((p) => p.connId)).toEqual([1, 2])
+    q.puback(2, published[1]!.packetId)
+    await q.committed()
+    expect(await q.receive('race-dev')).toBeNull()
+  })
+
   it('HTTPS: a lock token settles once; after the lock timeout it is 412002 and the message is received again, counted', async () => {
     const feedback: Record<string, string>[] = []
     const published: string[] = []

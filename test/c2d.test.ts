@@ -122,6 +122,22 @@ describe('C2D messages', () => {
     await c.disconnect()
   })
 
+  it('a takeover while a message is in flight offers it to the new connection once the old one closes', async () => {
+    await t.createDevice('c2d-takeover')
+    const a = await connectDevice(t, 'c2d-takeover')
+    await a.subscribe('devices/c2d-takeover/messages/devicebound/#', 1)
+    await send('c2d-takeover', 'held', { 'iothub-messageid': 'tk-1' })
+    await until(() => publishesSoFar(a, 'devices/c2d-takeover/'), (l) => l.length > 0)
+    // the new connection opens the session while the old one still holds the message's lock
+    const b = await connectDevice(t, 'c2d-takeover')
+    await a.closed
+    const p = await until(() => publishesSoFar(b, 'devices/c2d-takeover/'), (l) => l.length > 0)
+    expect(p.map((x) => x.payload.toString())).toEqual(['held'])
+    b.send({ cmd: 'puback', messageId: p[0]!.messageId } as mqttPacket.IPubackPacket)
+    expect(await until(() => c2dCount('c2d-takeover'), (n) => n === 0)).toBe(0)
+    await b.disconnect()
+  })
+
   it('dead-letters a message delivered maxDeliveryCount (10) times without completion', async () => {
     await t.createDevice('c2d-poison')
     await send('c2d-poison', 'poison', { 'iothub-messageid': 'p-1', 'iothub-ack': 'negative' })

@@ -102,7 +102,7 @@ describe('the MQTT TLS listener', () => {
   it('drops a connection that never starts its handshake, and serves one that does', async () => {
     const accepted: string[] = []
     const edge = { admission: new Admission(), accept: () => { accepted.push('tls'); return { receive: () => {}, lost: () => {} } } } as unknown as DeviceEdge
-    const server = createTlsListener(edge, key, cert, 200)
+    const server = createTlsListener(edge, key, cert, undefined, 200)
     stops.push(() => new Promise<void>((resolve) => server.close(() => resolve())))
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
     const port = (server.address() as { port: number }).port

@@ -28,6 +28,7 @@ import { C2D_ADDRESS, FEEDBACK_ADDRESS, FILE_NOTIFICATIONS_ADDRESS, type Service
 import type { AmqpDevices } from './amqp-devices.js'
 import { deviceOfAudience, decodedAudience, parseDeviceAddress } from './device-addresses.js'
 import { ReceiverCredit } from './receiver-credit.js'
+import type { ListenerResumption } from '../tls/session-resumption.js'
 
 interface ConnectionState {
   grants: ConnectionGrants
@@ -82,6 +83,8 @@ export interface AmqpServerOptions {
   port: number
   key: string
   cert: string
+  /** session tickets and ids for returning clients */
+  resumption?: ListenerResumption
   hostNames: string[]
   auth: Authenticator
   eventHubs: EventHubsEndpoint
@@ -150,7 +153,9 @@ export class AmqpServer {
   listen(): Promise<number> {
     return new Promise((resolve, reject) => {
       // a client certificate is asked for and checked by the hub when a device link attaches (X.509 devices)
-      const server = this.gate.createServer({ key: this.o.key, cert: this.o.cert, requestCert: true, rejectUnauthorized: false }, (socket, ticket) => this.accept(socket, ticket))
+      const server = this.gate.createServer({ key: this.o.key, cert: this.o.cert, requestCert: true, rejectUnauthorized: false, ...this.o.resumption?.serverOptions('amqp') },
+        (socket, ticket) => this.accept(socket, ticket))
+      this.o.resumption?.attach(server)
       this.server = server
       server.once('error', reject)
       server.listen({ host: this.o.host, port: this.o.port }, () => {

@@ -71,7 +71,7 @@ export class Authenticator {
   /** false (Azure's disableLocalAuth): tokens signed with a policy's key are refused, but on the built-in endpoint */
   localAuth = true
   /** the CA certificates CA-signed devices chain to (none until the hub has them) */
-  authorities: Pick<CertificateAuthorities, 'verifiedIssuerOf'> = new CertificateAuthorities([])
+  authorities: Pick<CertificateAuthorities, 'verifiedIssuerOf' | 'verifiedPath'> = new CertificateAuthorities([])
   /** module identities, once the hub has them (none: every module is unknown) */
   modules: { get(deviceId: string, moduleId: string): ModuleRecord | undefined } = { get: () => undefined }
 
@@ -209,9 +209,10 @@ export class Authenticator {
       const expected = moduleId === undefined ? deviceId : `${deviceId}/${moduleId}`
       const cn = commonName(cert)
       if (cn !== expected) throw new DeviceAuthError('unauthorized', `the client certificate's CN ${cn === undefined ? '(none, or more than one)' : `'${cn}'`} is not the ${what} id '${expected}'`)
-      const issuer = this.authorities.verifiedIssuerOf(chain, nowMs)
-      if (!issuer) throw new DeviceAuthError('unauthorized', 'the client certificate\'s chain does not lead to a verified CA certificate of this hub')
-      caChain = { chain, issuer: issuer.name }
+      const verified = this.authorities.verifiedPath(chain, nowMs)
+      if (!verified) throw new DeviceAuthError('unauthorized', 'the client certificate\'s chain does not lead to a verified CA certificate of this hub')
+      // the path as verified (a resumed session's leaf completed): what later re-checks walk
+      caChain = { chain: verified.path, issuer: verified.issuer.name }
     } else {
       const sha1 = createHash('sha1').update(cert.raw).digest('hex').toUpperCase()
       const sha256 = createHash('sha256').update(cert.raw).digest('hex').toUpperCase()

@@ -6,6 +6,8 @@ import { randomBytes, X509Certificate, createHash } from 'node:crypto'
 import { HubError } from '../rest/hub-error.js'
 import { SerializedChanges } from '../registry/serialized-changes.js'
 import { pathLengthConstraint } from '../tls/certificate-extensions.js'
+import type { PresentedChain } from '../tls/peer-chain.js'
+import type { LearnedIntermediates } from './learned-intermediates.js'
 
 export const MAX_CA_CERTIFICATES = 25
 /** Intermediates a device may present between its leaf and a verified CA. */
@@ -100,6 +102,8 @@ export class CertificateAuthorities {
   /** one change at a time: each reads the state the previous one committed */
   private readonly changes = new SerializedChanges()
   private readonly listeners: ((name: string) => void)[] = []
+  /** intermediates from chains that verified, for devices whose resumed TLS session carries only their leaf */
+  intermediates: LearnedIntermediates | undefined
 
   constructor(stored: readonly StoredCertificate[], private readonly save: (all: StoredCertificate[]) => Promise<void> = async () => {}) {
     for (const c of stored) this.remember(c)
@@ -183,17 +187,36 @@ export class CertificateAuthorities {
    * intermediates must be CAs, and no CA's path length may be exceeded.
    */
   verifiedIssuerOf(chain: readonly X509Certificate[], nowMs = Date.now()): StoredCertificate | undefined {
+    return this.verifiedPath(chain, nowMs)?.issuer
+  }
+
+  /**
+   * The verified CA and the path to it (leaf, then the intermediates used). A chain from a resumed
+   * TLS session (only its leaf) may be completed with intermediates learned from chains that verified.
+   */
+  verifiedPath(chain: PresentedChain | readonly X509Certificate[], nowMs = Date.now()): { issuer: StoredCertificate; path: X509Certificate[] } | undefined {
     const leaf = chain[0]
     if (!leaf || !inDate(leaf, nowMs)) return undefined
     const offered = chain.slice(1, 1 + MAX_CHAIN_INTERMEDIATES)
     const path = [leaf]
+    let usedLearned = false
     for (;;) {
       const current = path[path.length - 1]!
       for (const c of this.byName.values()) {
         const ca = this.parsed.get(c.name)!
-        if (c.isVerified && inDate(ca, nowMs) && signedBy(current, ca) && pathAllowed([...path, ca])) return c
+        if (c.isVerified && inDate(ca, nowMs) && signedBy(current, ca) && pathAllowed([...path, ca])) {
+          // what the device sent and verified is kept for its resumed sessions, which carry no chain
+          if (path.length > 1 && !usedLearned) this.intermediates?.learn(path.slice(1))
+          return { issuer: c, path }
+        }
       }
-      const next = offered.find((p) => !path.includes(p) && signedBy(current, p) && inDate(p, nowMs))
+      if (path.length > MAX_CHAIN_INTERMEDIATES) return undefined
+      const fits = (p: X509Certificate) => !path.some((q) => q.fingerprint256 === p.fingerprint256) && signedBy(current, p) && inDate(p, nowMs)
+      let next = offered.find(fits)
+      if (!next && this.intermediates && (chain as PresentedChain).fromResumedSession) {
+        next = this.intermediates.candidatesFor(current).find(fits)
+        usedLearned ||= next !== undefined
+      }
       if (!next) return undefined
       path.push(next)
     }

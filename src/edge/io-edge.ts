@@ -10,6 +10,7 @@ import type { ModuleRecord } from '../registry/module-registry.js'
 import { OP_CONNECTION_CLOSED, OP_SESSION_END } from '../shard-protocol.js'
 import { METHODS_FILTER } from '../mqtt/iothub-topics.js'
 import { systemClock } from '../throttle/clock.js'
+import type { PresentedChain } from '../tls/peer-chain.js'
 import { FaultInjector } from '../throttle/faults.js'
 import { meteredSize } from '../throttle/metered-size.js'
 import { DeviceEdge, identityKeyOf, type ConnectCredentials, type EdgePlacement, type ShardSender } from './device-edge.js'
@@ -68,7 +69,7 @@ export class IoEdge extends DeviceEdge {
       this.pendingAuth.set(c.connId, { resolve, reject })
       this.toMain.post({
         t: 'auth', connId: c.connId, deviceId: c.deviceId, ...(c.moduleId !== undefined ? { moduleId: c.moduleId } : {}),
-        ...(c.certificates ? { certificates: c.certificates.map((x) => new Uint8Array(x.raw)) } : { password: c.password }),
+        ...(c.certificates ? { certificates: c.certificates.map((x) => new Uint8Array(x.raw)), ...((c.certificates as PresentedChain).fromResumedSession ? { fromResumedSession: true } : {}) } : { password: c.password }),
       })
     })
   }

@@ -25,7 +25,7 @@ export interface ListenSpec {
 export type IoEvent =
   | { t: 'listening'; mqttPort: number; mqttFd: number; tcpPort: number | null; tcpFd: number | null }
   | { t: 'listen-failed'; what: 'mqttPort' | 'mqttTcpPort'; code: string }
-  | { t: 'auth'; connId: number; deviceId: string; moduleId?: string; password?: string; certificates?: Uint8Array[] }
+  | { t: 'auth'; connId: number; deviceId: string; moduleId?: string; password?: string; certificates?: Uint8Array[]; fromResumedSession?: true }
   | { t: 'open'; connId: number; clientId: string; deviceId: string; clean: boolean; modelId: string; transportKind: string; acceptedAt: number; lastPacketAt: number }
   | { t: 'opened'; connId: number; present: boolean; filters: string[]; errorCode: number }
   | { t: 'subs'; connId: number; packetId: number; filters: string[] }
@@ -59,6 +59,8 @@ export type IoCommand =
   | { t: 'telemetry-dropped'; connId: number; bytes: number }
   /** whether shard ops go through the main thread (it admits them); the faults that delay acks */
   | { t: 'admission'; onMain: boolean; meterChunkBytes: number; faults: import('../throttle/faults.js').Fault[] }
+  /** the main thread rotated the session ticket keys (secret: never logged) */
+  | { t: 'ticket-keys'; keys: import('../tls/ticket-keys.js').TicketKeysSnapshot }
   | { t: 'stop-listening' }
   | { t: 'pause-reading' }
   | { t: 'close-all'; reason: string }

@@ -5,6 +5,7 @@ import type net from 'node:net'
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads'
 import type { Logger } from '../log.js'
 import { createTcpListener, createTlsListener, listen } from '../mqtt/listeners.js'
+import { SharedResumption, type SharedResumptionInit } from '../tls/session-resumption.js'
 import { IoEdge } from './io-edge.js'
 import { PortBatcher, type IoCommand, type IoEvent } from './io-protocol.js'
 import { IoShardLink } from './io-shard-link.js'
@@ -18,6 +19,7 @@ export interface IoThreadInit {
   framer: 'wasm' | 'js'
   key: string
   cert: string
+  resumption: SharedResumptionInit
 }
 
 /** How long a closing connection may take to flush what was written to it at shutdown. */
@@ -53,7 +55,8 @@ link.listen({
 })
 
 const servers: net.Server[] = []
-const tls = createTlsListener(edge, init.key, init.cert)
+const resumption = new SharedResumption(init.resumption)
+const tls = createTlsListener(edge, init.key, init.cert, resumption)
 const tcp = createTcpListener(edge)
 
 function fdOf(server: net.Server): number {
@@ -121,6 +124,7 @@ port.on('message', (batch: IoCommand[]) => {
         toMain.post({ t: 'paused' })
         break
       case 'close-all': void closeAll(c.reason); break
+      case 'ticket-keys': resumption.update(c.keys); break
       default: edge.command(c)
     }
   }

@@ -16,6 +16,8 @@ import type { DeviceEdge } from './device-edge.js'
 import { PortBatcher, type IoCommand, type IoEvent, type ListenSpec, type SlimIdentity } from './io-protocol.js'
 import type { IoThreadInit } from './io-thread.js'
 import { RemoteConnection } from './remote-connection.js'
+import type { PresentedChain } from '../tls/peer-chain.js'
+import type { SessionResumption } from '../tls/session-resumption.js'
 
 export interface IoThreadsOptions {
   count: number
@@ -26,6 +28,8 @@ export interface IoThreadsOptions {
   framer: 'wasm' | 'js'
   key: string
   cert: string
+  /** the hub's session ticket keys, shared with every thread's TLS listener */
+  resumption: SessionResumption
   log: Logger
   /** an I/O thread failed: the hub stops */
   fatal(error: Error): void
@@ -79,7 +83,7 @@ export class IoThreads {
   async start(spec: ListenSpec): Promise<{ mqtt: number; mqttTcp: number | null }> {
     for (let i = 1; i <= this.o.count; i++) {
       const shardPorts = this.o.shards.connectIoThread(i)
-      const init: IoThreadInit = { thread: i, threads: this.o.count, shardPorts, partitions: this.o.partitions, framer: this.o.framer, key: this.o.key, cert: this.o.cert }
+      const init: IoThreadInit = { thread: i, threads: this.o.count, shardPorts, partitions: this.o.partitions, framer: this.o.framer, key: this.o.key, cert: this.o.cert, resumption: this.o.resumption.share() }
       const worker = tsWorker(new URL('./io-thread.ts', import.meta.url), { workerData: init, transferList: shardPorts })
       const t: IoThread = { index: i, worker, out: new PortBatcher<IoCommand>(worker), queue: { messages: 0, bytes: 0 }, waiting: new Map() }
       this.threads.push(t)
@@ -88,6 +92,11 @@ export class IoThreads {
       worker.on('exit', (code) => { if (!this.stopping) this.o.fatal(new Error(`I/O thread ${i} exited with code ${code}`)) })
     }
     this.admissionChanged(true)
+    // a rotation reaches every thread, so a ticket resumes on whichever thread accepts its device
+    this.o.resumption.store.ring.onChange(() => {
+      const keys = this.o.resumption.store.ring.snapshot()
+      for (const th of this.threads) th.out.post({ t: 'ticket-keys', keys })
+    })
     const first = this.threads[0]!
     const bound = await this.ask(first, { t: 'listen', spec }, 'listening')
     if (bound.t === 'listen-failed') throw new ListenError(bound.what, bound.code)
@@ -198,7 +207,8 @@ export class IoThreads {
 
   private authenticate(t: IoThread, e: Extract<IoEvent, { t: 'auth' }>): void {
     try {
-      const certificates = e.certificates?.map((der) => new X509Certificate(der))
+      const certificates: PresentedChain | undefined = e.certificates?.map((der) => new X509Certificate(der))
+      if (certificates && e.fromResumedSession) certificates.fromResumedSession = true
       const identity = this.o.edge.authenticateConnect({
         connId: e.connId, deviceId: e.deviceId, ...(e.moduleId !== undefined ? { moduleId: e.moduleId } : {}),
         ...(certificates ? { certificates } : { password: e.password }),

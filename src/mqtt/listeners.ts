@@ -9,6 +9,7 @@ import { ConnectionGate } from '../tls/connection-gate.js'
 import type { DeviceConnection } from './device-connection.js'
 import type { DeviceEdge } from '../edge/device-edge.js'
 import { socketTransport, type MqttTransport } from './transport.js'
+import type { ListenerResumption } from '../tls/session-resumption.js'
 
 /** Connection storms: Node's default backlog of 511 resets connections under load. */
 const BACKLOG = 4096
@@ -41,14 +42,15 @@ export function listen(server: net.Server, port: number, host: string): Promise<
 /** TCP accept → end of the TLS handshake: a socket that never sends a ClientHello must not stay open. */
 export const TLS_HANDSHAKE_TIMEOUT_MS = 10_000
 
-export function createTlsListener(edge: DeviceEdge, key: string, cert: string, handshakeTimeoutMs = TLS_HANDSHAKE_TIMEOUT_MS): tls.Server {
+export function createTlsListener(edge: DeviceEdge, key: string, cert: string, resumption?: ListenerResumption, handshakeTimeoutMs = TLS_HANDSHAKE_TIMEOUT_MS): tls.Server {
   // the gate keeps the handshake deadline; the edge's admission bounds the connections per address
   // that have not authenticated yet (it needs the CONNECT outcome)
   const gate = new ConnectionGate({ handshakeTimeoutMs, maxUnauthenticatedPerAddress: Infinity, maxConnectionsPerAddress: Infinity })
   // a client certificate is asked for and checked by the hub itself at CONNECT (X.509 devices: a
   // thumbprint, not a chain to a public CA), so the handshake takes any or none
-  const server = gate.createServer({ key, cert, requestCert: true, rejectUnauthorized: false }, (socket) => attach(socket, 'tls', edge))
+  const server = gate.createServer({ key, cert, requestCert: true, rejectUnauthorized: false, ...resumption?.serverOptions('mqtt') }, (socket) => attach(socket, 'tls', edge))
   server.on('connection', (raw: net.Socket) => edge.admission.admitRaw(raw))
+  resumption?.attach(server)
   return server
 }
 

@@ -7,7 +7,7 @@ import mqttPacket from 'mqtt-packet'
 export interface ConnectOptions {
   port: number
   /** with `cert` and `key`: a client certificate (and the chain `cert` holds) */
-  tls?: { ca: string; cert?: string; key?: string }
+  tls?: TlsClientOptions
   clientId: string
   username?: string
   password?: string
@@ -16,7 +16,12 @@ export interface ConnectOptions {
   will?: { topic: string; payload: Buffer; qos: 0 | 1; retain: boolean }
 }
 
+/** `session`: a TLS session (ticket) from an earlier connection, to resume */
+export interface TlsClientOptions { ca: string; cert?: string; key?: string; session?: Buffer }
+
 export class MqttTestClient {
+  /** the last TLS session (ticket) the server gave this connection */
+  session: Buffer | undefined
   readonly packets: mqttPacket.Packet[] = []
   private waiters: { match: (p: mqttPacket.Packet) => boolean; resolve: (p: mqttPacket.Packet) => void }[] = []
   private nextId = 1
@@ -31,18 +36,21 @@ export class MqttTestClient {
     })
     socket.on('data', (d: Buffer) => parser.parse(d))
     socket.on('error', () => {})
+    socket.on('session', (s: Buffer) => { this.session = s })
     this.closed = new Promise((resolve) => socket.once('close', () => resolve()))
   }
 
-  static async open(port: number, ca?: string, client?: { cert?: string; key?: string }): Promise<MqttTestClient> {
+  static async open(port: number, ca?: string, client?: Omit<TlsClientOptions, 'ca'>): Promise<MqttTestClient> {
     const socket = ca
-      ? tls.connect({ host: '127.0.0.1', port, ca, servername: 'localhost', ...(client?.cert ? { cert: client.cert, key: client.key } : {}) })
+      ? tls.connect({ host: '127.0.0.1', port, ca, servername: 'localhost', ...(client?.cert ? { cert: client.cert, key: client.key } : {}), ...(client?.session ? { session: client.session } : {}) })
       : net.connect({ host: '127.0.0.1', port })
+    // listening from the start: a TLS 1.3 ticket can come with the first bytes after the handshake
+    const c = new MqttTestClient(socket)
     await new Promise<void>((resolve, reject) => {
       socket.once(ca ? 'secureConnect' : 'connect', () => resolve())
       socket.once('error', reject)
     })
-    return new MqttTestClient(socket)
+    return c
   }
 
   /** Opens a socket and sends CONNECT; resolves with the CONNACK (or rejects if the socket closes first). */
