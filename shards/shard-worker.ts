@@ -387,15 +387,26 @@ async function drained(): Promise<void> {
   }
 }
 
+/**
+ * Set once the last drain before the store closes begins: what still arrives (a close or a will of a
+ * client that dropped during shutdown) would write to a closed store, which throws where no caller
+ * can catch it and fails the shard. It is dropped; nothing it carries was acknowledged.
+ */
+let closing = false
+
 port.on('message', (msg: Uint8Array | ControlMessage) => {
   if (msg instanceof Uint8Array) {
+    if (closing) return
     handleBatch(packr.unpack(msg) as unknown[][])
     return
   }
   if (msg.type === 'io-thread') {
     // an I/O thread's connections: their ops arrive on this port, and go back on it
     const io = msg.port
-    io.on('message', (m: Uint8Array) => handleBatch(packr.unpack(m) as unknown[][]))
+    io.on('message', (m: Uint8Array) => {
+      if (closing) return
+      handleBatch(packr.unpack(m) as unknown[][])
+    })
     outbox.attach(msg.thread, io)
     ioPorts.push(io)
     return
@@ -405,11 +416,16 @@ port.on('message', (msg: Uint8Array | ControlMessage) => {
     clearInterval(c2dTimer)
     health.close()
     void Promise.all([drained(), services.drained()])
-      .then(() => drained())
+      .then(() => { closing = true; return drained() })
       .then(() => routing.close())
       .then(() => blobs?.close())
       .then(() => flushOutbox())
       .then(() => store.close())
+      .catch((e: unknown) => {
+        // said, not thrown: a throw here would fail the shard (and the hub's exit code) after its work is done
+        emit([OP_LOG, 'error', 'the shard did not close cleanly', { error: String(e) }])
+        flushOutbox()
+      })
       .finally(() => {
         // after this shard's last batch on each port: an I/O thread closes its connections once every shard said so
         for (const io of ioPorts) io.postMessage({ type: 'stopped' } satisfies ControlMessage)

@@ -323,6 +323,15 @@ describe('session-id cache', () => {
     expect(cache.get(Buffer.from('id-99'))).toBeUndefined()
     expect(cache.size).toBe(9)
   })
+  it('I/O threads share the bounds out: N threads hold no more than one cache would', async () => {
+    const { SharedResumption } = await import('../src/tls/session-resumption.js')
+    const { sessionCacheShare, SESSION_CACHE_MAX_BYTES, SESSION_CACHE_MAX_ENTRIES } = await import('../src/tls/session-cache.js')
+    const owner = SessionResumption.open(tempDir())
+    cleanups.push(() => owner.close())
+    const threads = Array.from({ length: 3 }, () => new SharedResumption(owner.share(), sessionCacheShare(3)))
+    expect(threads.reduce((n, t) => n + t.cache!.maxEntries, 0)).toBeLessThanOrEqual(SESSION_CACHE_MAX_ENTRIES + 3)
+    expect(threads.reduce((n, t) => n + t.cache!.maxBytes, 0)).toBeLessThanOrEqual(SESSION_CACHE_MAX_BYTES + 3)
+  })
 })
 
 describe('cipher policy', () => {

@@ -42,10 +42,13 @@ export class IoEdge extends DeviceEdge {
   private readonly pendingAuth = new Map<number, { resolve(i: DeviceIdentity): void; reject(e: Error): void }>()
   /** connections whose session open went to the main thread (a clean one's session ends with it) */
   private readonly sessionAsked = new Set<number>()
+  /** asked, and the shard has not answered yet: the open is on the main thread's port to the shard, not this one */
+  private readonly openUnanswered = new Set<number>()
   /** connections the main thread knows to be subscribed to direct methods */
   private readonly methodsKnown = new Set<number>()
   /** acks held behind a SUBACK that waits for the main thread, per connection (bounded by its unacked window) */
-  private readonly subsPending = new Map<number, number[]>()
+  /** per connection, SUBACKs in the order earned, each with the PUBACKs earned after it (flat [connId, packetId] pairs) */
+  private readonly subsPending = new Map<number, { packetId: number; errorCode: number; recorded: boolean; held: number[] }[]>()
   /** sessions the shard opened, waiting for the main thread to record the connection */
   private readonly confirming = new Map<number, { present: boolean; filters: string[]; held: [string, Uint8Array, number, number, boolean][] }>()
   private readonly faultCopy = new FaultInjector(systemClock)
@@ -77,6 +80,7 @@ export class IoEdge extends DeviceEdge {
   override openSession(conn: EdgeConnection): void {
     conn.shard = this.link.shardFor(conn.deviceId)
     this.sessionAsked.add(conn.id)
+    this.openUnanswered.add(conn.id)
     this.toMain.post({
       t: 'open', connId: conn.id, clientId: conn.clientId, deviceId: conn.deviceId, clean: conn.clean, modelId: conn.modelId,
       transportKind: conn.transportKind, acceptedAt: conn.acceptedAt, lastPacketAt: conn.lastPacketAt,
@@ -84,6 +88,7 @@ export class IoEdge extends DeviceEdge {
   }
 
   override sessionOpened(connId: number, sessionPresent: boolean, filters: string[] = [], errorCode = 0): void {
+    this.openUnanswered.delete(connId)
     const conn = this.byId.get(connId)
     if (!conn) return
     this.toMain.post({ t: 'opened', connId, present: sessionPresent, filters, errorCode })
@@ -109,10 +114,18 @@ export class IoEdge extends DeviceEdge {
     // the main thread sends direct method calls only to a connection subscribed to them: when that
     // changes, the SUBACK waits until it knows (a call right after it must reach the device);
     // otherwise acks leave in the order they were earned
-    if (errorCode !== 0 || methods === this.methodsKnown.has(connId)) return conn.subscriptionStored(packetId, errorCode)
+    const pending = this.subsPending.get(connId)
+    if (errorCode !== 0 || methods === this.methodsKnown.has(connId)) {
+      // behind a SUBACK that waits, this one waits too (acks leave in order)
+      if (pending) pending.push({ packetId, errorCode, recorded: true, held: [] })
+      else conn.subscriptionStored(packetId, errorCode)
+      return
+    }
     if (methods) this.methodsKnown.add(connId)
     else this.methodsKnown.delete(connId)
-    this.subsPending.set(connId, [])
+    const entry = { packetId, errorCode: 0, recorded: false, held: [] }
+    if (pending) pending.push(entry)
+    else this.subsPending.set(connId, [entry])
     this.toMain.post({ t: 'subs', connId, packetId, filters: [...conn.subscriptions] })
   }
 
@@ -121,7 +134,7 @@ export class IoEdge extends DeviceEdge {
     if (this.subsPending.size === 0) return super.acks(flat, from)
     const now: number[] = []
     for (let i = from; i + 1 < flat.length; i += 2) {
-      const held = this.subsPending.get(flat[i]!)
+      const held = this.subsPending.get(flat[i]!)?.at(-1)?.held
       if (held) held.push(flat[i]!, flat[i + 1]!)
       else now.push(flat[i]!, flat[i + 1]!)
     }
@@ -129,10 +142,17 @@ export class IoEdge extends DeviceEdge {
   }
 
   private subscriptionRecorded(connId: number, packetId: number): void {
-    const held = this.subsPending.get(connId)
-    this.subsPending.delete(connId)
-    this.byId.get(connId)?.subscriptionStored(packetId, 0)
-    if (held && held.length > 0) super.acks(held, 0)
+    const pending = this.subsPending.get(connId)
+    if (!pending) return
+    const entry = pending.find((e) => !e.recorded && e.packetId === packetId)
+    if (entry) entry.recorded = true
+    // from the front, each recorded SUBACK goes out, then the PUBACKs that waited behind it
+    while (pending.length > 0 && pending[0]!.recorded) {
+      const e = pending.shift()!
+      this.byId.get(connId)?.subscriptionStored(e.packetId, e.errorCode)
+      if (e.held.length > 0) super.acks(e.held, 0)
+    }
+    if (pending.length === 0) this.subsPending.delete(connId)
   }
 
   override methodResponse(conn: EdgeConnection, rid: string, status: number, payload: Buffer): void {
@@ -149,11 +169,17 @@ export class IoEdge extends DeviceEdge {
     this.subsPending.delete(conn.id)
     // after its last message and its will, on the same port: the shard unbinds it, then ends a clean session
     // (unless a newer connection on another thread opened that session since: the shard checks)
-    if (conn.shard >= 0) this.link.send(conn.shard, [OP_CONNECTION_CLOSED, conn.id])
-    if (this.sessionAsked.delete(conn.id) && conn.clean) this.link.send(conn.shard, [OP_SESSION_END, conn.clientId, conn.id])
+    const ops: unknown[][] = []
+    if (conn.shard >= 0) ops.push([OP_CONNECTION_CLOSED, conn.id])
+    if (this.sessionAsked.delete(conn.id) && conn.clean) ops.push([OP_SESSION_END, conn.clientId, conn.id])
+    // the open went from the main thread: sent from here, the close could reach the shard before it
+    // and leave a session open for a connection that is gone (it would hold the device's C2D)
+    const behindOpen = this.openUnanswered.delete(conn.id) && ops.length > 0
+    if (!behindOpen) for (const op of ops) this.link.send(conn.shard, op)
     this.toMain.post({
       t: 'closed', connId: conn.id, deviceId: conn.deviceId, transportKind: conn.transportKind, reason,
       ...(fields ? { fields: loggable(fields) } : {}), wasConnected, lastPacketAt: conn.lastPacketAt,
+      ...(behindOpen ? { shardOps: { shard: conn.shard, ops } } : {}),
     })
   }
 
@@ -203,7 +229,7 @@ export class IoEdge extends DeviceEdge {
       case 'throttled': {
         const conn = this.byId.get(c.connId)
         // refused before its session opened: there is no session of its to end
-        if (conn?.state === 'authenticating') this.sessionAsked.delete(c.connId)
+        if (conn?.state === 'authenticating') { this.sessionAsked.delete(c.connId); this.openUnanswered.delete(c.connId) }
         conn?.throttled(c.code, c.message, c.packetId)
         break
       }

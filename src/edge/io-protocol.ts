@@ -29,7 +29,9 @@ export type IoEvent =
   | { t: 'open'; connId: number; clientId: string; deviceId: string; clean: boolean; modelId: string; transportKind: string; acceptedAt: number; lastPacketAt: number }
   | { t: 'opened'; connId: number; present: boolean; filters: string[]; errorCode: number }
   | { t: 'subs'; connId: number; packetId: number; filters: string[] }
-  | { t: 'closed'; connId: number; deviceId: string; transportKind: string; reason: string; fields?: Record<string, unknown>; wasConnected: boolean; lastPacketAt: number }
+  | { t: 'closed'; connId: number; deviceId: string; transportKind: string; reason: string; fields?: Record<string, unknown>; wasConnected: boolean; lastPacketAt: number
+      /** closed before its shard answered the open the main thread sent: the main thread sends these after it, in order */
+      shardOps?: { shard: number; ops: unknown[][] } }
   | { t: 'method-response'; key: string; deviceId: string; rid: string; status: number; payload: Uint8Array }
   /** ops for the shards, sent through the main thread while it admits traffic (a tier or a fault applies) */
   | { t: 'shard-ops'; ops: [number, unknown[]][] }

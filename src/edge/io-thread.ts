@@ -6,6 +6,7 @@ import { parentPort, workerData, type MessagePort } from 'node:worker_threads'
 import type { Logger } from '../log.js'
 import { createTcpListener, createTlsListener, listen } from '../mqtt/listeners.js'
 import { SharedResumption, type SharedResumptionInit } from '../tls/session-resumption.js'
+import { sessionCacheShare } from '../tls/session-cache.js'
 import { IoEdge } from './io-edge.js'
 import { PortBatcher, type IoCommand, type IoEvent } from './io-protocol.js'
 import { IoShardLink } from './io-shard-link.js'
@@ -55,7 +56,8 @@ link.listen({
 })
 
 const servers: net.Server[] = []
-const resumption = new SharedResumption(init.resumption)
+// the session-id cache's bounds are the hub's, shared out: N threads hold no more than one would
+const resumption = new SharedResumption(init.resumption, sessionCacheShare(init.threads))
 const tls = createTlsListener(edge, init.key, init.cert, resumption)
 const tcp = createTcpListener(edge)
 
@@ -115,7 +117,10 @@ port.on('message', (batch: IoCommand[]) => {
       case 'listen': void listenFirst(c.spec); break
       case 'listen-fd': void listenShared(c.mqttFd, c.tcpFd); break
       case 'stop-listening':
-        for (const s of servers) s.close()
+        // not closed here: the threads share one file descriptor per listener (listen({ fd })), and a
+        // close by each would close a number some other file may hold by then. New connections are
+        // refused from now on; the descriptors close as the threads end, together, at the end of shutdown
+        for (const s of servers) s.maxConnections = 0
         toMain.post({ t: 'stopped-listening' })
         break
       case 'pause-reading':

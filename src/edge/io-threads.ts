@@ -88,7 +88,8 @@ export class IoThreads {
       const t: IoThread = { index: i, worker, out: new PortBatcher<IoCommand>(worker), queue: { messages: 0, bytes: 0 }, waiting: new Map() }
       this.threads.push(t)
       worker.on('message', (batch: IoEvent[]) => { for (const e of batch) this.handle(t, e) })
-      worker.on('error', (e) => this.o.fatal(e))
+      // during shutdown a thread that fails is said, not fatal: what it acknowledged was committed before
+      worker.on('error', (e) => (this.stopping ? this.o.log.error(`I/O thread ${i} failed during shutdown`, { error: e }) : this.o.fatal(e)))
       worker.on('exit', (code) => { if (!this.stopping) this.o.fatal(new Error(`I/O thread ${i} exited with code ${code}`)) })
     }
     this.admissionChanged(true)
@@ -108,10 +109,10 @@ export class IoThreads {
     return { mqtt: bound.mqttPort, mqttTcp: bound.tcpPort }
   }
 
-  /** Stops accepting: the threads that share the first one's sockets first (it owns their file descriptors). */
+  /** Stops accepting (the sockets stay open until the threads end: see io-thread.ts). */
   async stopListening(): Promise<void> {
-    await Promise.all(this.threads.slice(1).map((t) => this.ask(t, { t: 'stop-listening' }, 'stopped-listening')))
-    if (this.threads[0]) await this.ask(this.threads[0], { t: 'stop-listening' }, 'stopped-listening')
+    this.stopping = true
+    await Promise.all(this.threads.map((t) => this.ask(t, { t: 'stop-listening' }, 'stopped-listening')))
   }
 
   /** Shutdown: every thread reads nothing more and sends what it read to the shards. */
@@ -123,8 +124,12 @@ export class IoThreads {
   async close(reason: string): Promise<void> {
     this.stopping = true
     clearInterval(this.admissionTimer)
-    await Promise.all(this.threads.map((t) => this.ask(t, { t: 'close-all', reason }, 'closed-all', 10_000)))
-    await Promise.all(this.threads.map((t) => t.worker.terminate()))
+    try {
+      await Promise.all(this.threads.map((t) => this.ask(t, { t: 'close-all', reason }, 'closed-all', 10_000)))
+    } finally {
+      // the listening descriptors the threads share close here, all at once, with nothing else opening files
+      await Promise.all(this.threads.map((t) => t.worker.terminate()))
+    }
   }
 
   /** Posts a command and waits for the thread's answer of type `answer` (or a listen failure). */
@@ -178,6 +183,8 @@ export class IoThreads {
       }
       case 'closed': {
         this.authenticated.delete(e.connId)
+        // after the open this thread sent that shard (if it sent one): the same port keeps them in order
+        if (e.shardOps) for (const op of e.shardOps.ops) this.o.shards.send(e.shardOps.shard, op)
         const conn = edge.connectionOf(e.connId)
         if (conn instanceof RemoteConnection && conn.state !== 'closed') {
           conn.lastPacketAt = e.lastPacketAt

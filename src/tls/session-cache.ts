@@ -28,6 +28,12 @@ interface Entry { data: Buffer; expiresAt: number }
 export interface SessionCacheStats { stored: number; hits: number; misses: number; skipped: number; evicted: number }
 
 /** Least recently used first out; an entry past its ttl is gone at its next look-up. */
+/** One of `threads` caches' bounds: together they hold what one cache of the default bounds would. */
+export function sessionCacheShare(threads: number): SessionCacheOptions {
+  const n = Math.max(1, threads)
+  return { maxEntries: Math.ceil(SESSION_CACHE_MAX_ENTRIES / n), maxBytes: Math.ceil(SESSION_CACHE_MAX_BYTES / n) }
+}
+
 export class SessionCache {
   readonly maxEntries: number
   readonly maxBytes: number
