@@ -26,6 +26,17 @@ describe('LearnedIntermediates', () => {
     expect(new LearnedIntermediates(saved.at(-1)!, async () => {}, () => {}, 3).size).toBe(3)
   })
 
+  it('one seen again goes last: the bound drops the least recently seen', async () => {
+    const kept = new LearnedIntermediates([], async () => {}, (e) => { throw e }, 2)
+    kept.learn([intermediates[0]!])
+    kept.learn([intermediates[1]!])
+    kept.learn([intermediates[0]!])
+    kept.learn([intermediates[2]!])
+    const childOf = (x: X509Certificate) => ({ issuer: x.subject }) as X509Certificate
+    expect(kept.candidatesFor(childOf(intermediates[0]!))).toHaveLength(1)
+    expect(kept.candidatesFor(childOf(intermediates[1]!))).toEqual([])
+  })
+
   it('a store that fails is reported', async () => {
     const failures: unknown[] = []
     const kept = new LearnedIntermediates([], () => Promise.reject(new Error('disk full')), (e) => failures.push(e))

@@ -199,14 +199,14 @@ export class CertificateAuthorities {
     if (!leaf || !inDate(leaf, nowMs)) return undefined
     const offered = chain.slice(1, 1 + MAX_CHAIN_INTERMEDIATES)
     const path = [leaf]
-    let usedLearned = false
     for (;;) {
       const current = path[path.length - 1]!
       for (const c of this.byName.values()) {
         const ca = this.parsed.get(c.name)!
         if (c.isVerified && inDate(ca, nowMs) && signedBy(current, ca) && pathAllowed([...path, ca])) {
           // what the device sent and verified is kept for its resumed sessions, which carry no chain
-          if (path.length > 1 && !usedLearned) this.intermediates?.learn(path.slice(1))
+          // (and what a resumed session used is kept longest)
+          if (path.length > 1) this.intermediates?.learn(path.slice(1))
           return { issuer: c, path }
         }
       }
@@ -215,7 +215,6 @@ export class CertificateAuthorities {
       let next = offered.find(fits)
       if (!next && this.intermediates && (chain as PresentedChain).fromResumedSession) {
         next = this.intermediates.candidatesFor(current).find(fits)
-        usedLearned ||= next !== undefined
       }
       if (!next) return undefined
       path.push(next)

@@ -13,7 +13,7 @@ export const MAX_LEARNED_INTERMEDIATES = 1000
 export class LearnedIntermediates {
   /** by subject name: a child's issuer names its candidates, so a lookup verifies no unrelated signature */
   private readonly bySubject = new Map<string, X509Certificate[]>()
-  /** by SHA-256 of the DER, oldest first: the bound drops the oldest */
+  /** by SHA-256 of the DER, least recently learned or used first: the bound drops that one */
   private readonly byThumbprint = new Map<string, X509Certificate>()
 
   constructor(pems: readonly string[], private readonly save: (pems: string[]) => Promise<void>, private readonly saveFailed: (e: unknown) => void,
@@ -40,7 +40,13 @@ export class LearnedIntermediates {
 
   private add(x: X509Certificate): boolean {
     const thumbprint = createHash('sha256').update(x.raw).digest('hex')
-    if (this.byThumbprint.has(thumbprint)) return false
+    const known = this.byThumbprint.get(thumbprint)
+    if (known) {
+      // seen again: it moves to the newest end, so a fleet in use is not the first to go
+      this.byThumbprint.delete(thumbprint)
+      this.byThumbprint.set(thumbprint, known)
+      return false
+    }
     if (this.byThumbprint.size >= this.max) {
       const [oldestKey, oldest] = this.byThumbprint.entries().next().value as [string, X509Certificate]
       this.byThumbprint.delete(oldestKey)
