@@ -4,7 +4,7 @@
 // destination gets one batch per flush.
 import type { MessagePort } from 'node:worker_threads'
 import {
-  OP_ACKS, OP_PUBLISH, OP_REJECTED, OP_SESSION_OPENED, OP_SUBSCRIBED, OP_TELEMETRY_DONE, postBatch, threadOfConnection,
+  OP_ACKS, OP_PUBLISH, OP_REJECTED, OP_ROUTE_BARRIER_PASSED, OP_SESSION_OPENED, OP_SUBSCRIBED, OP_TELEMETRY_DONE, postBatch, threadOfConnection,
 } from '../src/shard-protocol.js'
 
 type Port = { postMessage(value: unknown, transfer: ArrayBuffer[]): void }
@@ -37,6 +37,7 @@ export class EdgeOutboxes {
       case OP_SESSION_OPENED: case OP_REJECTED: case OP_PUBLISH: case OP_SUBSCRIBED:
         this.to(threadOfConnection(op[1] as number)).push(op)
         return
+      case OP_ROUTE_BARRIER_PASSED: this.to(op[1] as number).push(op); return
       case OP_ACKS: return this.split(op, 2)
       case OP_TELEMETRY_DONE: return this.split(op, 3)
       default: this.pending[0]!.push(op)

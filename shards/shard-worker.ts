@@ -9,7 +9,7 @@ import { Packr } from 'msgpackr'
 import { openHubStore } from '../src/store/hub-store.js'
 import {
   OP_ACKS, OP_STREAM_TAIL, OP_C2D_COUNT, OP_CONNECTION_CLOSED, OP_DEVICE_CHANGED, OP_FEEDBACK, OP_LOG, OP_PARTITION_ADVANCED, OP_PUBACK, OP_PUBLISH, OP_REJECTED, OP_REPLY,
-  OP_BIND_SENDER, OP_REQUEST, OP_SESSION_END, OP_SESSION_OPEN, OP_SESSION_OPENED, OP_SUBSCRIBE, OP_SUBSCRIBED, OP_TELEMETRY, OP_TWIN_DEVICE, OP_UNSUBSCRIBE,
+  OP_BIND_SENDER, OP_REQUEST, OP_ROUTE_BARRIER, OP_ROUTE_BARRIER_PASSED, OP_SESSION_END, OP_SESSION_OPEN, OP_SESSION_OPENED, OP_SUBSCRIBE, OP_SUBSCRIBED, OP_TELEMETRY, OP_TWIN_DEVICE, OP_UNSUBSCRIBE,
   moduleKey, partitionOf, shardOf, shardOfPartition, type ControlMessage, type ShardInit,
 } from '../src/shard-protocol.js'
 import { parsePropertyBag } from '../src/mqtt/property-bag.js'
@@ -270,6 +270,10 @@ function handleBatch(ops: unknown[][]): void {
         break
       case OP_DEVICE_CHANGED:
         services.deviceChanged(op[1] as string, op[2] as string | null, op[3] === true)
+        break
+      case OP_ROUTE_BARRIER:
+        // everything sent before it on this port is handled: the I/O thread may switch ports
+        emit([OP_ROUTE_BARRIER_PASSED, op[1], op[2]])
         break
       case OP_SESSION_END: {
         // a connection on another thread may have opened the session since (a takeover across I/O threads)

@@ -58,6 +58,7 @@ export const OP_PUBACK = 8 // [op, connId, packetId, outcome?]: the device settl
 export const OP_TWIN_DEVICE = 9 // [op, connId, 'get' | 'patch', rid, payload]: a twin request from a device over MQTT
 export const OP_DEVICE_CHANGED = 10 // [op, deviceId or moduleKey, generationId | null, created]: created/updated, or deleted (null; a module's deletion is the awaited 'module.remove' request)
 export const OP_STREAM_TAIL = 11 // [op, partition, boolean]: whether live stream readers want each commit's events as a ready frame
+export const OP_ROUTE_BARRIER = 13 // [op, ioThread, epoch]: answered by OP_ROUTE_BARRIER_PASSED once every op before it on this port was handled
 export const OP_BIND_SENDER = 12 // [op, connId, deviceId, generationId, authMethod, moduleId ('' for a device)]: binds connId to its device or module with no session (HTTPS); OP_CONNECTION_CLOSED unbinds
 
 // shard → edge ops
@@ -70,6 +71,7 @@ export const OP_PUBLISH = 6 // [op, connId, topic, payload, qos, packetId, dup]:
 export const OP_C2D_COUNT = 7 // [op, deviceId, pending C2D messages]
 export const OP_TELEMETRY_DONE = 12 // [op, connId, count, bytes, connId, count, bytes, ...]: telemetry finished (stored, refused or dropped), for the edge's backpressure
 export const OP_FEEDBACK = 8 // [op, key, stored]: a C2D feedback record the shard committed (LMDB `feedback`)
+export const OP_ROUTE_BARRIER_PASSED = 14 // [op, ioThread, epoch]: to that I/O thread
 export const OP_SUBSCRIBED = 13 // [op, connId, packetId, errorCode (0: stored)]: a (un)subscription is durable, its ack may leave
 export const OP_LOG = 9 // [op, level, message, fields]: something the shard wants logged (never keys or tokens)
 

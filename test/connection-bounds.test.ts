@@ -239,6 +239,15 @@ describe('before the connection is authenticated', () => {
     expect(edge.accept(fakeTransport('wss', '10.0.0.1'))).toBeDefined()
     edge.closeAll('test over')
   })
+
+  it('an I/O thread\'s edge admits its share: 3 threads together no more than one edge', () => {
+    const shards = { send: () => {}, shardFor: () => 0 } as unknown as ShardPool
+    const edges = [0, 1, 2].map((thread) => new DeviceEdge({} as Authenticator, shards, createLogger('silent'), 'wasm', undefined, { thread: thread + 1, threads: 3 }))
+    let admitted = 0
+    for (const edge of edges) while (edge.accept(fakeTransport('wss', '10.0.0.9')) && admitted < 2 * MAX_PENDING_PER_ADDRESS) admitted++
+    expect(admitted).toBe(3 * Math.ceil(MAX_PENDING_PER_ADDRESS / 3))
+    for (const edge of edges) edge.closeAll('test over')
+  })
 })
 
 describe('a credential valid for longer than a timer can wait', () => {

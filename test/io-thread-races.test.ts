@@ -2,7 +2,9 @@
 // CONNECT: the session open goes to the shard from the main thread, the close from the I/O thread,
 // and the close must not overtake the open (the shard would keep a session for a connection that is
 // gone, holding the device's C2D). SUBACKs that wait for the main thread (a direct-methods
-// subscription changed) hold the PUBACKs earned after them, and release every one, in order.
+// subscription changed) hold the PUBACKs earned after them, and release every one, in order. A
+// tier set or lifted moves a thread's ops between the main thread and its direct ports to the
+// shards: a device's messages stay in order across the switch.
 import { createRequire } from 'node:module'
 import net from 'node:net'
 import { Worker } from 'node:worker_threads'
@@ -105,5 +107,50 @@ describe('SUBACKs that wait for the main thread', () => {
     // PUBACKs leave as their commits come (before or after the UNSUBACK), in order; none is lost
     expect(names.filter((n) => n.startsWith('puback'))).toEqual(Array.from({ length: 10 }, (_, i) => `puback ${i + 1}`))
     expect(names.filter((n) => !n.startsWith('puback'))).toEqual(['suback 100', 'unsuback 101'])
+  })
+})
+
+/** A client on its own thread: 2,000 numbered QoS 0 messages, 4 a millisecond; says 'flip' at 400 and 1,200. */
+const STREAMER = `
+const { workerData, parentPort } = require('node:worker_threads')
+const net = require('node:net')
+const mqttPacket = require(workerData.mqttPacket)
+const { port, id, token } = workerData
+const s = net.connect({ host: '127.0.0.1', port })
+s.on('error', () => {})
+const parser = mqttPacket.parser({ protocolVersion: 4 })
+parser.on('packet', (p) => {
+  if (p.cmd !== 'connack') return
+  let n = 0
+  const tick = () => {
+    for (let k = 0; k < 4 && n < 2000; k++, n++) s.write(mqttPacket.generate({ cmd: 'publish', topic: 'devices/' + id + '/messages/events/', payload: Buffer.from(String(n)), qos: 0, retain: false, dup: false }))
+    if (n === 400 || n === 1200) parentPort.postMessage('flip')
+    if (n < 2000) setTimeout(tick, 1); else setTimeout(() => { s.end(); parentPort.postMessage('done') }, 300)
+  }
+  tick()
+})
+s.on('data', (d) => parser.parse(d))
+s.on('connect', () => s.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: id, clean: true, keepalive: 60, username: 'localhost/' + id + '/?api-version=2021-04-12', password: Buffer.from(token) })))
+`
+
+describe('a tier set and lifted while a device streams', () => {
+  it('keeps its 2,000 messages in order as its thread moves between the main thread and the direct ports', async () => {
+    const id = 'stream-across-tiers'
+    const { primaryKey } = await t.createDevice(id)
+    const worker = new Worker(STREAMER, { eval: true, workerData: { port: t.hub.ports.mqttTcp!, id, token: t.deviceToken(id, primaryKey), mqttPacket: createRequire(import.meta.url).resolve('mqtt-packet') } })
+    let flips = 0
+    await new Promise<void>((resolve) => worker.on('message', (m: unknown) => {
+      if (m === 'done') return resolve()
+      // a tier (ops through the main thread), then none (direct again); each time the main thread is
+      // busy just after, so what it was given is still in its queue when the thread switches
+      t.hub.throttles.setTier(++flips === 1 ? { tier: 'S3', units: 10 } : { tier: 'unlimited', units: 1 })
+      setImmediate(() => setImmediate(() => { const busyUntil = Date.now() + 300; while (Date.now() < busyUntil) { /* busy, on purpose */ } }))
+    }))
+    await worker.terminate()
+    expect(flips).toBe(2)
+    // telemetry only: the first test routes connection events to the same endpoint
+    const telemetry = async () => eventsOf(await readAllEvents(t), id).filter((e) => e.properties?.opType === undefined)
+    const seq = (await until(telemetry, (l) => l.length >= 2000, 15_000)).map((e) => Number(Buffer.from(e.body, 'base64').toString()))
+    expect(seq).toEqual(Array.from({ length: 2000 }, (_, i) => i))
   })
 })

@@ -16,7 +16,7 @@ import {
 } from '../shard-protocol.js'
 import { DeviceConnection, WRITE_DRAIN_TIMEOUT_MS } from '../mqtt/device-connection.js'
 import type { C2dOutcome, EdgeConnection } from './edge-connection.js'
-import { Admission } from '../mqtt/admission.js'
+import { Admission, MAX_PENDING_PER_ADDRESS } from '../mqtt/admission.js'
 import { LogRateLimit } from '../log-rate-limit.js'
 import { MqttFramer } from '../mqtt/framer.js'
 import { WasmMqttFramer } from '../wasm/wasm-framer.js'
@@ -85,7 +85,7 @@ export class DeviceEdge implements PresenceView {
   private readonly sweepTimer: NodeJS.Timeout
   private preauthBytes = 0
   readonly methods: MethodCalls
-  readonly admission = new Admission()
+  readonly admission: Admission
   /** a device connected announcing another IoT Plug and Play model than its identity holds */
   onModelAnnounced: (deviceId: string, modelId: string) => void = () => {}
   /** at most 20 warnings about refused connections every 10 s; the rest are counted */
@@ -107,6 +107,8 @@ export class DeviceEdge implements PresenceView {
     this.highWaterBytes = Math.ceil(TELEMETRY_HIGH_WATER_BYTES * share)
     this.lowWaterBytes = Math.ceil(TELEMETRY_LOW_WATER_BYTES * share)
     this.preauthBudget = Math.ceil(PREAUTH_BUDGET_BYTES * share)
+    // one address's unauthenticated connections over all threads: no more than one edge would admit
+    this.admission = new Admission(Math.ceil(MAX_PENDING_PER_ADDRESS * share))
     for (const [deviceId, at] of activity?.load() ?? []) this.lastActivity.set(deviceId, at)
     this.sweepTimer = setInterval(() => this.sweep(), 1000)
     this.sweepTimer.unref()

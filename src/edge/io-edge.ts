@@ -34,8 +34,10 @@ function identityOf(s: SlimIdentity): DeviceIdentity {
 }
 
 export interface IoShardSender extends ShardSender {
-  /** whether ops go through the main thread (it admits them) */
-  onMain: boolean
+  /** whether ops go through the main thread (it admits them), or will once the switch to it is done */
+  readonly onMain: boolean
+  /** the main thread says which way ops go from now on */
+  setRoute(onMain: boolean): void
 }
 
 export class IoEdge extends DeviceEdge {
@@ -240,7 +242,7 @@ export class IoEdge extends DeviceEdge {
       case 'method': this.byId.get(c.connId)?.methodRequest(c.name, c.rid, Buffer.from(c.payload.buffer, c.payload.byteOffset, c.payload.byteLength)); break
       case 'telemetry-dropped': this.telemetryDone([c.connId, 1, c.bytes]); break
       case 'admission':
-        this.link.onMain = c.onMain
+        this.link.setRoute(c.onMain)
         this.meterChunkBytes = c.meterChunkBytes
         this.faultCopy.restore(c.faults)
         break

@@ -41,7 +41,7 @@ function postingLogger(): Logger {
 }
 
 const log = postingLogger()
-const link = new IoShardLink(init.shardPorts, init.partitions, (ops) => toMain.post({ t: 'shard-ops', ops }))
+const link = new IoShardLink(init.thread, init.shardPorts, init.partitions, (ops) => toMain.post({ t: 'shard-ops', ops }))
 const edge = new IoEdge(link, log, init.framer, { thread: init.thread, threads: init.threads }, toMain)
 const never = () => {} // the shards send these to the main thread only
 link.listen({
