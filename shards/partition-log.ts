@@ -11,6 +11,7 @@
 // Opening a log still indexes any segments its index lacks: logs written before the index existed.
 // An outbox (endpoint-outbox.ts) is read only by sequence number: it has no index.
 import type { Database } from 'lmdb'
+import type { PartitionAppender } from '../src/storage/partition-appender.js'
 import { encodeSegment, nextOffset, segmentSpan, type RawEvent } from '../src/events/segment-codec.js'
 import { headersBefore, lastHeader, putHeader, removeHeader, type SegmentHeader } from '../src/events/segment-index.js'
 
@@ -25,7 +26,7 @@ export interface LogMark {
   readonly time: number
 }
 
-export class PartitionLog {
+export class PartitionLog implements PartitionAppender {
   private nextSequence = 0
   private nextByteOffset = 0
   /** enqueued time of the newest event: no event is stored with an earlier one */
