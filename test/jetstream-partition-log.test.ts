@@ -21,7 +21,7 @@ beforeAll(async () => {
   cluster = await NatsCluster.start(3)
   nc = await connect({ servers: cluster.servers, maxReconnectAttempts: -1, reconnectTimeWait: 100 })
   await untilJetStreamReady(nc, 3)
-}, 60_000)
+}, 90_000)
 afterAll(async () => {
   await nc?.close()
   await cluster?.stop()

@@ -21,7 +21,7 @@ beforeAll(async () => {
   onB = await connect({ servers: [cluster.servers[1]!], maxReconnectAttempts: -1, reconnectTimeWait: 100 })
   await untilJetStreamReady(onA, 3)
   await untilJetStreamReady(onB, 3)
-}, 60_000)
+}, 90_000)
 afterAll(async () => {
   await onA?.close()
   await onB?.close()

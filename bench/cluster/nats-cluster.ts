@@ -32,10 +32,10 @@ async function freePort(): Promise<number> {
 
 /**
  * Until JetStream on this connection can place a stream with `replicas` copies (the cluster elected
- * its meta leader and knows that many peers): a probe stream is made and removed, for at most 30 s.
+ * its meta leader and knows that many peers): a probe stream is made and removed, for at most 60 s.
  */
 export async function untilJetStreamReady(nc: NatsConnection, replicas: number): Promise<void> {
-  const deadline = Date.now() + 30_000
+  const deadline = Date.now() + 60_000
   const probe = `PROBE_${process.pid}_${Date.now()}`
   for (;;) {
     try {

@@ -1,9 +1,11 @@
-// The identity registry: device records in LMDB with an in-memory copy for lookups on the connect
-// path. A change is committed before memory shows it (a device that was never stored can never
-// connect); changes to one device run one after another, so each checks its etag against the
-// latest committed version.
+// The identity registry: device records in LMDB (or, in cluster mode, a bucket the nodes share:
+// records-store.ts) with an in-memory copy for lookups on the connect path. A change is committed
+// before memory shows it (a device that was never stored can never connect); changes to one device
+// run one after another, so each checks its etag against the latest committed version; another
+// node's changes come in as they commit.
 import { randomBytes } from 'node:crypto'
 import type { Database } from 'lmdb'
+import { lmdbRecords, type RecordsStore } from './records-store.js'
 import { HubError } from '../rest/hub-error.js'
 import { SerializedChanges } from './serialized-changes.js'
 import { generateKey } from '../auth/policies.js'
@@ -92,12 +94,25 @@ export class DeviceRegistry {
   /** edge devices by their scope, for children naming their parent */
   private readonly edgeByScope = new Map<string, DeviceRecord>()
 
-  constructor(private readonly db: Database, private readonly presence: PresenceView, private readonly health?: WriteHealth) {
-    for (const { value } of db.getRange()) {
-      const d = value as DeviceRecord
+  private readonly store: RecordsStore<DeviceRecord>
+
+  constructor(db: Database | RecordsStore<DeviceRecord>, private readonly presence: PresenceView, private readonly health?: WriteHealth) {
+    this.store = 'getRange' in db ? lmdbRecords<DeviceRecord>(db) : db
+    for (const d of this.store.load()) {
       this.devices.set(d.deviceId, d)
       if (d.capabilities.iotEdge && d.deviceScope) this.edgeByScope.set(d.deviceScope, d)
     }
+    this.store.onRemoteChange((deviceId, record) => this.changedElsewhere(deviceId, record))
+  }
+
+  /** Another node committed a change of this device: memory shows it, and the listeners hear of it. */
+  private changedElsewhere(deviceId: string, record: DeviceRecord | undefined): void {
+    const existing = this.devices.get(deviceId)
+    if (record) this.devices.set(deviceId, record)
+    else if (existing) this.devices.delete(deviceId)
+    else return
+    this.indexScope(existing, record)
+    for (const l of this.listeners) l(record ? { kind: 'updated', device: record } : { kind: 'deleted', device: existing! })
   }
 
   private indexScope(before: DeviceRecord | undefined, after: DeviceRecord | undefined): void {
@@ -158,7 +173,7 @@ export class DeviceRegistry {
       // announced by the device, not set by the service: kept across updates
       ...(existing?.modelId ? { modelId: existing.modelId } : {}),
     }
-    await this.write(() => this.db.put(deviceId, record))
+    await this.write(() => this.store.put(deviceId, record))
     this.devices.set(deviceId, record)
     this.indexScope(existing, record)
     for (const l of this.listeners) l({ kind: 'updated', device: record })
@@ -171,7 +186,7 @@ export class DeviceRegistry {
       const existing = this.devices.get(deviceId)
       if (!existing || (existing.modelId ?? '') === modelId) return
       const record: DeviceRecord = { ...existing, modelId }
-      await this.write(() => this.db.put(deviceId, record))
+      await this.write(() => this.store.put(deviceId, record))
       this.devices.set(deviceId, record)
     })
   }
@@ -181,7 +196,7 @@ export class DeviceRegistry {
       const existing = this.devices.get(deviceId)
       if (!existing) throw new HubError(404001, `Device ${deviceId} not registered`)
       if (ifMatch !== undefined) checkEtag(ifMatch, existing.etag)
-      await this.write(() => this.db.remove(deviceId))
+      await this.write(() => this.store.remove(deviceId))
       this.devices.delete(deviceId)
       this.indexScope(existing, undefined)
       for (const l of this.listeners) l({ kind: 'deleted', device: existing })

@@ -6,9 +6,12 @@
 // - A write resolves once the bucket's majority stored it; the local copy then shows it at once
 //   (a node reads its own writes), and the watch's older news of that key is ignored.
 // - Keys are the record ids base64url-encoded: KV keys allow fewer characters than device ids do.
+// - Each value is stored with the writer's id: the watch may bring this node's own write before the
+//   write's answer does, and it must still count as this node's (listeners tell them apart).
 import { Kvm, KvWatchInclude, type KV } from '@nats-io/kv'
 import { JetStreamApiError } from '@nats-io/jetstream'
 import type { NatsConnection } from '@nats-io/transport-node'
+import { randomUUID } from 'node:crypto'
 import { Packr } from 'msgpackr'
 import { untilAvailable } from './until-available.js'
 
@@ -40,6 +43,9 @@ export class ReplicatedRecords<T> {
   private readonly removed = new Map<string, number>()
   private readonly listeners: ((id: string, record: Revisioned<T> | undefined, local: boolean) => void)[] = []
   private stopWatching: (() => void) | undefined
+  /** this instance's writes carry it; a removal carries no value, so the ids being removed here are kept */
+  private readonly removing = new Set<string>()
+  private readonly writer = randomUUID()
 
   private constructor(readonly bucket: string, private readonly kv: KV) {}
 
@@ -63,21 +69,26 @@ export class ReplicatedRecords<T> {
 
   /** Creates the record; refused (RecordConflict 'exists') if it exists. */
   async create(id: string, value: T): Promise<number> {
-    const revision = await this.written(id, 'exists', () => this.kv.create(keyOf(id), packr.pack(value)))
+    const revision = await this.written(id, 'exists', () => this.kv.create(keyOf(id), packr.pack([this.writer, value])))
     this.applied(id, { value, revision }, true)
     return revision
   }
 
   /** Replaces the record read at `revision`; refused (RecordConflict 'changed') if it changed since. */
   async update(id: string, value: T, revision: number): Promise<number> {
-    const next = await this.written(id, 'changed', () => this.kv.update(keyOf(id), packr.pack(value), revision))
+    const next = await this.written(id, 'changed', () => this.kv.update(keyOf(id), packr.pack([this.writer, value]), revision))
     this.applied(id, { value, revision: next }, true)
     return next
   }
 
   /** Removes the record read at `revision` (any revision when omitted). */
   async remove(id: string, revision?: number): Promise<void> {
-    await this.written(id, 'changed', () => this.kv.delete(keyOf(id), revision === undefined ? {} : { previousSeq: revision }))
+    this.removing.add(id)
+    try {
+      await this.written(id, 'changed', () => this.kv.delete(keyOf(id), revision === undefined ? {} : { previousSeq: revision }))
+    } finally {
+      this.removing.delete(id)
+    }
     this.removed.set(id, this.records.get(id)?.revision ?? 0)
     this.applied(id, undefined, true)
   }
@@ -122,8 +133,11 @@ export class ReplicatedRecords<T> {
     void (async () => {
       for await (const e of entries) {
         const id = idOf(e.key)
-        if (e.operation === 'PUT') this.applied(id, { value: packr.unpack(e.value) as T, revision: e.revision }, false)
-        else this.applied(id, undefined, false, e.revision)
+        if (e.operation === 'PUT') {
+          const [writer, value] = packr.unpack(e.value) as [string, T]
+          this.applied(id, { value, revision: e.revision }, writer === this.writer)
+        }
+        else this.applied(id, undefined, this.removing.has(id), e.revision)
         if (e.revision >= last) loaded()
       }
     })()
