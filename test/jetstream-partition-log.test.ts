@@ -45,6 +45,19 @@ describe('JetStreamPartitionLog on a 3-node cluster', () => {
     expect(bodies(await again.readFrom(2500)).map(([s]) => s)).toEqual([2500])
   })
 
+  it('splits a segment that would pass the server\'s max payload (many senders, large bags)', async () => {
+    const log = await JetStreamPartitionLog.open(nc, 3, { replicas: 3, retentionMs: 3_600_000, prefix: 'T4' })
+    // 1,000 events, each from its own module with long ids and a 760-byte bag: ~1.2 MB of senders and bags
+    const many = Array.from({ length: 1000 }, (_, i): RawEvent => ({
+      t: 1_700_000_000_000, bag: 'x'.repeat(760), extra: null, body: Buffer.from(`big ${i}`),
+      sender: { deviceId: `${'d'.repeat(120)}-${String(i).padStart(6, '0')}`, generationId: 'g1', authMethod: 'sas', moduleId: 'm'.repeat(128), modelId: `dtmi:${'x'.repeat(180)};1` },
+    }))
+    expect(await log.append(many)).toBe(true)
+    const read = bodies(await log.readFrom(0, 100))
+    expect(read.map(([s]) => s)).toEqual(Array.from({ length: 1000 }, (_, i) => i))
+    expect(read[999]).toEqual([999, 'big 999'])
+  })
+
   it('refuses a writer whose view is stale: another one appended since it opened', async () => {
     const a = await JetStreamPartitionLog.open(nc, 1, { replicas: 3, retentionMs: 3_600_000, prefix: 'T2' })
     const b = await JetStreamPartitionLog.open(nc, 1, { replicas: 3, retentionMs: 3_600_000, prefix: 'T2' })
@@ -94,5 +107,8 @@ describe('JetStreamPartitionLog on a 3-node cluster', () => {
     }
     const lost = [...acked].filter(([s, b]) => stored.get(s) !== b)
     expect(lost).toEqual([])
+    // and the partition's numbering has no hole and no number twice
+    const all = bodies(await log.readFrom(0, 100_000)).map(([s]) => s)
+    expect(all).toEqual(Array.from({ length: all.length }, (_, i) => i))
   }, 120_000)
 })

@@ -51,6 +51,27 @@ describe('ReplicatedRecords on a 3-node cluster', () => {
     b.close()
   })
 
+  it('opens a purged bucket, and skips (and says) a value that is not a record', async () => {
+    const a = await ReplicatedRecords.open<Device>(onA, 'rr-odd', { replicas: 3 })
+    await a.create('x', { deviceId: 'x', status: 'enabled' })
+    a.close()
+    const { Kvm } = await import('@nats-io/kv')
+    const { jetstreamManager } = await import('@nats-io/jetstream')
+    const kv = await new Kvm(onA).open('rr-odd')
+    await (await jetstreamManager(onA)).streams.purge('KV_rr-odd')
+    // nothing left, the stream's last sequence pointing at nothing: the open does not wait for it
+    const afterPurge = await ReplicatedRecords.open<Device>(onA, 'rr-odd', { replicas: 3, loadTimeoutMs: 5000 })
+    expect(afterPurge.size).toBe(0)
+    afterPurge.close()
+    // written by something else than a hub node
+    await kv.put(Buffer.from('junk').toString('base64url'), new TextEncoder().encode('not msgpack of a record'))
+    await kv.put(Buffer.from('ok').toString('base64url'), (await import('msgpackr')).pack(['another-node', { deviceId: 'ok', status: 'enabled' }]))
+    const b = await ReplicatedRecords.open<Device>(onB, 'rr-odd', { replicas: 3, loadTimeoutMs: 5000 })
+    expect(b.get('ok')?.value).toEqual({ deviceId: 'ok', status: 'enabled' })
+    expect(b.get('junk')).toBeUndefined()
+    b.close()
+  })
+
   it('loads what the bucket holds on open, and keeps taking writes while a node is killed', async () => {
     const a = await ReplicatedRecords.open<Device>(onA, 'rr-fleet', { replicas: 3 })
     for (let i = 0; i < 50; i++) await a.create(`d${i}`, { deviceId: `d${i}`, status: 'enabled' })

@@ -132,7 +132,13 @@ export class DeviceRegistry {
   private nextEtag(): string { return Buffer.from(String(++this.etagCounter)).toString('base64') }
 
   private async write(op: () => Promise<unknown>): Promise<void> {
-    await (this.health ? this.health.run(op) : op())
+    if (!this.health) { await op(); return }
+    // a refusal (another node changed the record: 409, 412) is the caller's answer, not a failing store
+    let refusal: HubError | undefined
+    await this.health.run(async () => {
+      try { await op() } catch (e) { if (e instanceof HubError && e.status < 500) refusal = e; else throw e }
+    })
+    if (refusal) throw refusal
   }
 
   /** PUT /devices/{id}: create without If-Match, update with it. */

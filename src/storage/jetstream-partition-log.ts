@@ -8,16 +8,19 @@
 // - One writer at a time: every publish expects the stream's last message to be the one this writer
 //   wrote last, so a second writer (a node that lost its lease and does not know it yet) is refused
 //   instead of interleaving.
-// - A retried publish (a reply lost to a failover) carries the same message id, `{partition}-{first
-//   sequence}`, and the stream's duplicate window drops the copy.
+// - No message id: two writers at one position would share it, and the stream would answer the
+//   second with a "duplicate" ack for bytes it never stored. An ack that says duplicate fails the
+//   writer, as a wrong last sequence does; a caller retries by opening the partition again.
+// - A segment is checked against the server's max payload once encoded (senders and framing count
+//   too) and split until it fits.
 import { headers, nanos, type NatsConnection } from '@nats-io/transport-node'
 import { jetstream, jetstreamManager, JetStreamApiError, StorageType, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream'
 import { decodeSegment, encodeSegment, nextOffset, segmentSpan, type DecodedSegment, type RawEvent } from '../events/segment-codec.js'
 import type { PartitionAppender } from './partition-appender.js'
 import { untilAvailable } from './until-available.js'
 
-/** JetStream's error code for "wrong last sequence": another writer appended since. */
-export const WRONG_LAST_SEQUENCE = 10071
+/** JetStream's error codes for "wrong last sequence" (10164: while another write to the subject is in flight): another writer appended since. */
+export const WRONG_LAST_SEQUENCE = [10071, 10164]
 const FIRST_SEQUENCE_HEADER = 'Hh-First-Sequence'
 /** a segment's cap, as the LMDB log's: JetStream's default max payload is 1 MiB, so bodies stay below it */
 export const MAX_SEGMENT_EVENTS = 1000
@@ -41,13 +44,16 @@ export class JetStreamPartitionLog implements PartitionAppender {
   /** publishes go one after another (each expects the previous one) */
   private tail: Promise<unknown> = Promise.resolve()
   private failed: Error | undefined
+  /** the server's max payload, less room for the headers */
+  private readonly maxSegmentBytes: number
 
   private constructor(readonly id: number, private readonly js: JetStreamClient, private readonly jsm: JetStreamManager,
-    readonly stream: string, readonly subject: string, last: { streamSequence: number; nextSequence: number; nextOffset: number; newestTime: number }) {
+    readonly stream: string, readonly subject: string, last: { streamSequence: number; nextSequence: number; nextOffset: number; newestTime: number }, maxPayload: number) {
     this.lastStreamSequence = last.streamSequence
     this.nextSequence = last.nextSequence
     this.nextByteOffset = last.nextOffset
     this.newestTime = last.newestTime
+    this.maxSegmentBytes = maxPayload - 1024
   }
 
   /** Creates the partition's stream if need be, and continues after its last segment. */
@@ -70,10 +76,11 @@ export class JetStreamPartitionLog implements PartitionAppender {
       const position = { streamSequence: 0, nextSequence: 0, nextOffset: 0, newestTime: Number.NEGATIVE_INFINITY }
       if (last) {
         const first = Number(last.header.get(FIRST_SEQUENCE_HEADER))
+        if (!Number.isSafeInteger(first) || first < 0) throw new Error(`partition ${partition}: the last message of ${stream} is not a segment (no first sequence)`)
         const span = segmentSpan(last.data)
         Object.assign(position, { streamSequence: last.seq, nextSequence: first + span.count, nextOffset: span.endOffset, newestTime: span.maxTime })
       }
-      return new JetStreamPartitionLog(partition, jetstream(nc), jsm, stream, subject, position)
+      return new JetStreamPartitionLog(partition, jetstream(nc), jsm, stream, subject, position, nc.info?.max_payload ?? 1024 * 1024)
     })
   }
 
@@ -91,17 +98,24 @@ export class JetStreamPartitionLog implements PartitionAppender {
     let start = 0
     while (start < events.length) {
       const firstOffset = this.nextByteOffset
-      let bytes = 0
+      let size = 0
       let end = start
       for (; end < events.length && end - start < MAX_SEGMENT_EVENTS; end++) {
         let e = events[end]!
-        if (end > start && bytes + e.body.length + e.bag.length > MAX_SEGMENT_BYTES) break
+        if (end > start && size + e.body.length + e.bag.length > MAX_SEGMENT_BYTES) break
         if (e.t < this.newestTime) events[end] = e = { ...e, t: this.newestTime }
         else this.newestTime = e.t
-        bytes += e.body.length + e.bag.length
-        this.nextByteOffset = nextOffset(this.nextByteOffset, e.body.length)
+        size += e.body.length + e.bag.length
       }
-      segments.push({ firstSequence: this.nextSequence, bytes: encodeSegment(firstOffset, start === 0 && end === events.length ? events : events.slice(start, end)) })
+      let bytes = encodeSegment(firstOffset, start === 0 && end === events.length ? events : events.slice(start, end))
+      // senders, framing and headers count against the server's max payload too: halve until it fits
+      while (bytes.length > this.maxSegmentBytes && end - start > 1) {
+        end = start + Math.ceil((end - start) / 2)
+        bytes = encodeSegment(firstOffset, events.slice(start, end))
+      }
+      this.nextByteOffset = firstOffset
+      for (let i = start; i < end; i++) this.nextByteOffset = nextOffset(this.nextByteOffset, events[i]!.body.length)
+      segments.push({ firstSequence: this.nextSequence, bytes })
       this.nextSequence += end - start
       start = end
     }
@@ -119,12 +133,11 @@ export class JetStreamPartitionLog implements PartitionAppender {
     const h = headers()
     h.set(FIRST_SEQUENCE_HEADER, String(firstSequence))
     try {
-      const ack = await this.js.publish(this.subject, bytes, {
-        msgID: `${this.id}-${firstSequence}`, headers: h, expect: { lastSubjectSequence: this.lastStreamSequence }, timeout: 10_000,
-      })
+      const ack = await this.js.publish(this.subject, bytes, { headers: h, expect: { lastSubjectSequence: this.lastStreamSequence }, timeout: 10_000 })
+      if (ack.duplicate) throw new Error(`partition ${this.id}: the stream took segment ${firstSequence} for a duplicate and did not store it`)
       this.lastStreamSequence = ack.seq
     } catch (e) {
-      this.failed = e instanceof JetStreamApiError && e.code === WRONG_LAST_SEQUENCE
+      this.failed = e instanceof JetStreamApiError && WRONG_LAST_SEQUENCE.includes(e.code)
         ? new Error(`partition ${this.id}: another writer appended to ${this.stream}`)
         : (e as Error)
       throw this.failed

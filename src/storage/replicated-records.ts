@@ -9,14 +9,14 @@
 // - Each value is stored with the writer's id: the watch may bring this node's own write before the
 //   write's answer does, and it must still count as this node's (listeners tell them apart).
 import { Kvm, KvWatchInclude, type KV } from '@nats-io/kv'
-import { JetStreamApiError } from '@nats-io/jetstream'
+import { JetStreamApiError, jetstreamManager } from '@nats-io/jetstream'
 import type { NatsConnection } from '@nats-io/transport-node'
 import { randomUUID } from 'node:crypto'
 import { Packr } from 'msgpackr'
 import { untilAvailable } from './until-available.js'
 
-/** JetStream's "wrong last sequence": the key changed (or exists, or is gone) since the caller read it. */
-const WRONG_LAST_SEQUENCE = 10071
+/** JetStream's "wrong last sequence" (10164: while another write to the key is in flight): the key changed, exists or is gone since the caller read it. */
+const WRONG_LAST_SEQUENCE = [10071, 10164]
 
 export class RecordConflict extends Error {
   constructor(readonly key: string, readonly reason: 'exists' | 'changed') {
@@ -54,7 +54,10 @@ export class ReplicatedRecords<T> {
     const timeoutMs = o.loadTimeoutMs ?? 30_000
     const kv = await untilAvailable(`bucket ${bucket}`, () => new Kvm(nc).create(bucket, { replicas: o.replicas, history: 1 }), timeoutMs)
     const r = new ReplicatedRecords<T>(bucket, kv)
-    await r.watch(timeoutMs)
+    // the bucket's newest message that exists (a purge can leave the stream's last sequence pointing at nothing)
+    const jsm = await jetstreamManager(nc)
+    const newest = await untilAvailable(`bucket ${bucket}`, () => jsm.streams.getMessage(`KV_${bucket}`, { last_by_subj: `$KV.${bucket}.>` }), timeoutMs)
+    await r.watch(newest?.seq ?? 0, timeoutMs)
     return r
   }
 
@@ -63,6 +66,9 @@ export class ReplicatedRecords<T> {
   get(id: string): Revisioned<T> | undefined { return this.records.get(id) }
 
   values(): IterableIterator<[string, Revisioned<T>]> { return this.records.entries() }
+
+  /** what went wrong in the watch (a value that is not a record is skipped and told here) */
+  onProblem: (message: string, fields: Record<string, unknown>) => void = () => {}
 
   /** Every change once it is committed: this node's own (`local`) and the others'. */
   onChange(listener: (id: string, record: Revisioned<T> | undefined, local: boolean) => void): void { this.listeners.push(listener) }
@@ -99,9 +105,7 @@ export class ReplicatedRecords<T> {
     try {
       return await write()
     } catch (e) {
-      if (e instanceof JetStreamApiError && e.code === WRONG_LAST_SEQUENCE) throw new RecordConflict(id, conflict)
-      // kv.create reports an existing key as a plain error naming it
-      if (conflict === 'exists' && /wrong last sequence|exists/i.test((e as Error).message)) throw new RecordConflict(id, conflict)
+      if (e instanceof JetStreamApiError && WRONG_LAST_SEQUENCE.includes(e.code)) throw new RecordConflict(id, conflict)
       throw e
     }
   }
@@ -118,31 +122,38 @@ export class ReplicatedRecords<T> {
     if (record) this.records.set(id, record)
     else if (known) this.records.delete(id)
     else return
-    for (const l of this.listeners) l(id, record, local)
+    for (const l of this.listeners) {
+      try { l(id, record, local) } catch (err) { this.onProblem('a record listener failed', { bucket: this.bucket, error: String(err) }) }
+    }
   }
 
-  private async watch(timeoutMs: number): Promise<void> {
+  private async watch(last: number, timeoutMs: number): Promise<void> {
     // the watch gives each key's last value in stream order: the stream's last message comes last of
     // what the bucket held at open (a count would not do: a failover can leave it stale)
-    const last = (await untilAvailable(`bucket ${this.bucket}`, () => this.kv.status(), timeoutMs)).streamInfo.state.last_seq
-    const entries = await this.kv.watch({ include: KvWatchInclude.LastValue })
+    const entries = await untilAvailable(`bucket ${this.bucket}`, () => this.kv.watch({ include: KvWatchInclude.LastValue }), timeoutMs)
     this.stopWatching = () => entries.stop()
     let loaded!: () => void
     const ready = new Promise<void>((resolve) => { loaded = resolve })
     if (last === 0) loaded()
     void (async () => {
       for await (const e of entries) {
-        const id = idOf(e.key)
-        if (e.operation === 'PUT') {
-          const [writer, value] = packr.unpack(e.value) as [string, T]
-          this.applied(id, { value, revision: e.revision }, writer === this.writer)
+        // nothing in one entry may end the watch: a bad value is skipped and said
+        try {
+          const id = idOf(e.key)
+          if (e.operation === 'PUT') {
+            const stored = packr.unpack(e.value) as unknown
+            if (!Array.isArray(stored) || stored.length !== 2 || typeof stored[0] !== 'string') throw new Error('not a [writer, value] record')
+            this.applied(id, { value: stored[1] as T, revision: e.revision }, stored[0] === this.writer)
+          } else this.applied(id, undefined, this.removing.has(id), e.revision)
+        } catch (err) {
+          this.onProblem('a bucket entry was skipped', { bucket: this.bucket, revision: e.revision, error: String(err) })
         }
-        else this.applied(id, undefined, this.removing.has(id), e.revision)
         if (e.revision >= last) loaded()
       }
-    })()
+    })().catch((err: unknown) => this.onProblem('the bucket watch ended', { bucket: this.bucket, error: String(err) }))
     let timer: NodeJS.Timeout | undefined
     await Promise.race([ready, new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`bucket ${this.bucket} did not load in ${timeoutMs} ms`)), timeoutMs) })])
+      .catch((err: unknown) => { entries.stop(); throw err })
       .finally(() => clearTimeout(timer))
   }
 }
