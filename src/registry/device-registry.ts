@@ -179,7 +179,12 @@ export class DeviceRegistry {
       // announced by the device, not set by the service: kept across updates
       ...(existing?.modelId ? { modelId: existing.modelId } : {}),
     }
-    await this.write(() => this.store.put(deviceId, record))
+    let shown: DeviceRecord | undefined
+    await this.write(async () => { shown = await this.store.put(deviceId, record, existing) })
+    if (shown) {
+      // another node changed it after this write: memory shows theirs (its listeners heard of it)
+      return record
+    }
     this.devices.set(deviceId, record)
     this.indexScope(existing, record)
     for (const l of this.listeners) l({ kind: 'updated', device: record })
@@ -192,8 +197,12 @@ export class DeviceRegistry {
       const existing = this.devices.get(deviceId)
       if (!existing || (existing.modelId ?? '') === modelId) return
       const record: DeviceRecord = { ...existing, modelId }
-      await this.write(() => this.store.put(deviceId, record))
-      this.devices.set(deviceId, record)
+      let shown: DeviceRecord | undefined
+      await this.write(async () => { shown = await this.store.put(deviceId, record, existing) })
+      if (!shown) {
+        this.devices.set(deviceId, record)
+        this.indexScope(existing, record)
+      }
     })
   }
 
