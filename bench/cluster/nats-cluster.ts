@@ -53,6 +53,8 @@ export async function untilJetStreamReady(nc: NatsConnection, replicas: number):
 export class NatsCluster {
   readonly nodes: NatsNode[] = []
   private readonly dir: string
+  /** clusters started side by side (test files run in parallel) must never route to each other */
+  private readonly clusterName = `hyperhub-${process.pid}-${Math.random().toString(36).slice(2, 10)}`
 
   private constructor(private readonly binary: string) {
     this.dir = mkdtempSync(join(tmpdir(), 'hyperhub-nats-'))
@@ -79,7 +81,7 @@ export class NatsCluster {
     const routes = this.nodes.filter((o) => o !== n).map((o) => `nats://127.0.0.1:${o.routePort}`).join(',')
     n.output = ''
     // one node is a plain JetStream server: JetStream clustering wants routes
-    const clustering = this.nodes.length > 1 ? ['--cluster_name', 'hyperhub', '--cluster', `nats://127.0.0.1:${n.routePort}`, '--routes', routes] : []
+    const clustering = this.nodes.length > 1 ? ['--cluster_name', this.clusterName, '--cluster', `nats://127.0.0.1:${n.routePort}`, '--routes', routes] : []
     const p = spawn(this.binary, ['-a', '127.0.0.1', '-p', String(n.clientPort), '-n', n.name, ...clustering, '-js', '-sd', n.storeDir], { stdio: ['ignore', 'pipe', 'pipe'] })
     const keep = (d: Buffer) => { n.output = (n.output + d.toString()).slice(-20_000) }
     p.stdout!.on('data', keep)
@@ -117,6 +119,8 @@ export class NatsCluster {
         s.once('error', () => resolve(false))
       })
       if (ok) return
+      // a port another process took between choosing and binding it: said at once
+      if (n.process?.exitCode !== null && n.process?.exitCode !== undefined) throw new Error(`nats node ${n.name} exited: ${n.output.slice(-2000)}`)
       if (Date.now() > deadline) throw new Error(`nats node ${n.name} did not listen: ${n.output.slice(-2000)}`)
       await new Promise((r) => setTimeout(r, 100))
     }

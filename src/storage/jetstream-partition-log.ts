@@ -8,9 +8,11 @@
 // - One writer at a time: every publish expects the stream's last message to be the one this writer
 //   wrote last, so a second writer (a node that lost its lease and does not know it yet) is refused
 //   instead of interleaving.
-// - No message id: two writers at one position would share it, and the stream would answer the
-//   second with a "duplicate" ack for bytes it never stored. An ack that says duplicate fails the
-//   writer, as a wrong last sequence does; a caller retries by opening the partition again.
+// - Each segment's message id is `{partition}-{first sequence}`: a publish still in flight when its
+//   writer gave up and opened the partition again (the stream's expected-sequence check sees only
+//   what is committed) and the new writer's segment at that position share it, so the stream keeps
+//   one. An ack that says duplicate is a failure, never a success (those bytes were not stored):
+//   the writer fails, as on a wrong last sequence, and the caller opens the partition again.
 // - A segment is checked against the server's max payload once encoded (senders and framing count
 //   too) and split until it fits.
 import { headers, nanos, type NatsConnection } from '@nats-io/transport-node'
@@ -133,8 +135,10 @@ export class JetStreamPartitionLog implements PartitionAppender {
     const h = headers()
     h.set(FIRST_SEQUENCE_HEADER, String(firstSequence))
     try {
-      const ack = await this.js.publish(this.subject, bytes, { headers: h, expect: { lastSubjectSequence: this.lastStreamSequence }, timeout: 10_000 })
-      if (ack.duplicate) throw new Error(`partition ${this.id}: the stream took segment ${firstSequence} for a duplicate and did not store it`)
+      const ack = await this.js.publish(this.subject, bytes, {
+        msgID: `${this.id}-${firstSequence}`, headers: h, expect: { lastSubjectSequence: this.lastStreamSequence }, timeout: 10_000,
+      })
+      if (ack.duplicate) throw new Error(`partition ${this.id}: another writer appended to ${this.stream} (segment ${firstSequence} was taken for a duplicate, not stored)`)
       this.lastStreamSequence = ack.seq
     } catch (e) {
       this.failed = e instanceof JetStreamApiError && WRONG_LAST_SEQUENCE.includes(e.code)
